@@ -1,0 +1,178 @@
+//! Loading flow files from disk: find `*.yaml` / `*.yml` files under the given paths, validate
+//! each one, then check what spans files (flow ids and webhook paths must be unique).
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use crate::flow::diagnostic::{Diagnostic, FlowPath};
+use crate::flow::validate::{MAX_FLOW_BYTES, Options, Report, validate_source};
+use crate::flow::yaml::Pos;
+
+/// The outcome of validating one file.
+#[derive(Debug, Clone)]
+pub struct FileReport {
+    pub path: PathBuf,
+    pub report: Report,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{path}: no such file or folder")]
+    NotFound { path: PathBuf },
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Finds the flow files named by `paths`: files as given, folders searched recursively for
+/// `*.yaml` and `*.yml` (hidden folders skipped). Sorted, so output is stable.
+pub fn find_flow_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, LoadError> {
+    let mut files = Vec::new();
+    for path in paths {
+        let meta = fs::metadata(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => LoadError::NotFound { path: path.clone() },
+            _ => LoadError::Io {
+                path: path.clone(),
+                source: e,
+            },
+        })?;
+        if meta.is_dir() {
+            collect_dir(path, &mut files)?;
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+fn collect_dir(dir: &Path, files: &mut Vec<PathBuf>) -> Result<(), LoadError> {
+    let io = |e| LoadError::Io {
+        path: dir.to_path_buf(),
+        source: e,
+    };
+    for entry in fs::read_dir(dir).map_err(io)? {
+        let entry = entry.map_err(io)?;
+        let path = entry.path();
+        let hidden = entry.file_name().to_string_lossy().starts_with('.');
+        // symlink_metadata: a link to a folder is not followed, so link cycles cannot loop.
+        let file_type = entry.file_type().map_err(io)?;
+        if file_type.is_dir() && !hidden {
+            collect_dir(&path, files)?;
+        } else if !hidden && is_flow_file(&path) && !file_type.is_dir() {
+            files.push(path);
+        }
+    }
+    Ok(())
+}
+
+pub fn is_flow_file(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    )
+}
+
+/// Reads and validates one file. Problems reading it are reported as diagnostics too.
+pub fn load_file(path: &Path, options: &Options) -> FileReport {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+    let report = match read_source(path) {
+        Ok(source) => validate_source(&source, stem.as_deref(), options),
+        Err(message) => Report {
+            flow: None,
+            diagnostics: vec![Diagnostic::error(FlowPath::root(), Pos::START, message)],
+        },
+    };
+    FileReport {
+        path: path.to_path_buf(),
+        report,
+    }
+}
+
+/// Reads a flow file as UTF-8 text, refusing oversized files before reading them whole.
+fn read_source(path: &Path) -> Result<String, String> {
+    let file = fs::File::open(path).map_err(|e| format!("cannot read the file: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FLOW_BYTES as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the file: {e}"))?;
+    if bytes.len() > MAX_FLOW_BYTES {
+        let size = fs::metadata(path)
+            .map(|m| m.len())
+            .unwrap_or(bytes.len() as u64);
+        return Err(format!(
+            "the file is {:.1} MiB; flow files may be at most 1 MiB",
+            size as f64 / (1024.0 * 1024.0)
+        ));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let valid = &e.as_bytes()[..e.utf8_error().valid_up_to()];
+        let line = valid.iter().filter(|b| **b == b'\n').count() + 1;
+        format!(
+            "the file is not UTF-8 text (invalid byte on line {line}); flow files are YAML text"
+        )
+    })
+}
+
+/// Validates every file, then the rules across files: unique flow ids and webhook paths.
+pub fn load_files(files: &[PathBuf], options: &Options) -> Vec<FileReport> {
+    let mut reports: Vec<FileReport> = files.iter().map(|f| load_file(f, options)).collect();
+    check_across_files(&mut reports);
+    reports
+}
+
+/// Marks a flow id or webhook path used a second time as an error in the later file.
+pub fn check_across_files(reports: &mut [FileReport]) {
+    let mut ids: HashMap<String, PathBuf> = HashMap::new();
+    let mut hooks: HashMap<String, (PathBuf, String)> = HashMap::new();
+    for report in reports.iter_mut() {
+        let Some(flow) = &report.report.flow else {
+            continue;
+        };
+        let mut problems = Vec::new();
+        if let Some(first) = ids.get(&flow.id) {
+            problems.push(Diagnostic::error(
+                FlowPath::root().key("id"),
+                flow.id_pos,
+                format!(
+                    "duplicate flow id `{}` (also used by {})",
+                    flow.id,
+                    first.display()
+                ),
+            ));
+        } else {
+            ids.insert(flow.id.clone(), report.path.clone());
+        }
+        for (hook, path, pos) in &flow.webhook_paths {
+            match hooks.get(hook) {
+                Some((file, other)) if other != &flow.id || file != &report.path => {
+                    problems.push(Diagnostic::error(
+                        path.clone(),
+                        *pos,
+                        format!(
+                            "webhook path `{hook}` is already used by flow `{other}` ({})",
+                            file.display()
+                        ),
+                    ));
+                }
+                Some(_) => problems.push(Diagnostic::error(
+                    path.clone(),
+                    *pos,
+                    format!("webhook path `{hook}` is used twice in this flow"),
+                )),
+                None => {
+                    hooks.insert(hook.clone(), (report.path.clone(), flow.id.clone()));
+                }
+            }
+        }
+        if !problems.is_empty() {
+            report.report.diagnostics.extend(problems);
+            report.report.flow = None;
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The flow format as Rust types: what a flow file (or a flow sent to the API) says, before any
+//! defaults are applied. Every field carries a `///` doc because these types generate the JSON
+//! Schema that `flowd schema` prints and that validation checks files against. Step kinds keep
+//! their configuration in `crate::step::<kind>`.
+
+use std::fmt;
+
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::flow::duration::Duration;
+use crate::step::{delay::DelayConfig, http::HttpConfig, map::MapConfig, notify::NotifyConfig};
+
+pub const FLOW_ID_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,63}$";
+pub const STEP_ID_PATTERN: &str = "^[a-z0-9_]+$";
+pub const ENTITY_PATTERN: &str = r"^[a-z][a-z0-9_.-]{0,63}$";
+pub const RATE_LIMIT_PATTERN: &str = r"^[1-9][0-9]{0,8}/(s|sec|second|m|min|minute|h|hour)$";
+pub const WEBHOOK_PATH_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9_.~/-]{0,127}$";
+
+/// A flow: triggers that start runs, and steps that each run executes in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(title = "flowd flow")]
+pub struct FlowDef {
+    /// Unique id of the flow; defaults to the file name without extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = FLOW_ID_PATTERN), extend("x-message" = "an id of lower-case letters, digits, `_` and `-`, starting with a letter or digit, at most 64 characters"))]
+    pub id: Option<String>,
+    /// Name shown to people; defaults to the id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Free text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// A disabled flow starts no runs. Default true. Pausing through the API overrides it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// What starts a run: one or more triggers.
+    pub triggers: Vec<Trigger>,
+    /// Limits and defaults for the flow's runs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<Settings>,
+    /// The steps each run executes, in order.
+    pub steps: Vec<StepDef>,
+}
+
+/// One trigger: an entity event, a manual action, a schedule or a webhook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum Trigger {
+    Entity(EntityTrigger),
+    Manual(ManualWrapper),
+    Schedule(ScheduleWrapper),
+    Webhook(WebhookWrapper),
+}
+
+/// Starts a run when an entity of the host application is created, updated or deleted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EntityTrigger {
+    /// The entity type, e.g. `guest`.
+    #[schemars(regex(pattern = ENTITY_PATTERN), extend("x-message" = "an entity type of lower-case letters, digits, `_`, `.` and `-`, starting with a letter"))]
+    pub entity: String,
+    /// Which actions fire: `create`, `update`, `delete` (one or a list). Default: all three.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<OneOrMany<EntityAction>>,
+    /// Only these entity ids (compared as text).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ids: Option<Vec<EntityId>>,
+    /// Update only: fire only if one of these top-level fields changed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<Vec<String>>,
+    /// A template; the trigger fires only when it renders truthy.
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<TemplateStr>,
+}
+
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum EntityAction {
+    Create,
+    Update,
+    Delete,
+}
+
+impl EntityAction {
+    pub const ALL: [EntityAction; 3] = [
+        EntityAction::Create,
+        EntityAction::Update,
+        EntityAction::Delete,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EntityAction::Create => "create",
+            EntityAction::Update => "update",
+            EntityAction::Delete => "delete",
+        }
+    }
+}
+
+impl fmt::Display for EntityAction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A single value or a list of them (`on: create` or `on: [create, update]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T: Clone> OneOrMany<T> {
+    pub fn to_vec(&self) -> Vec<T> {
+        match self {
+            OneOrMany::One(v) => vec![v.clone()],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
+}
+
+/// An entity id; numbers are accepted and compared as text.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(transparent)]
+pub struct EntityId(pub String);
+
+impl<'de> Deserialize<'de> for EntityId {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<EntityId, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Text(String),
+            Int(i64),
+        }
+        Ok(EntityId(match Raw::deserialize(d)? {
+            Raw::Text(s) => s,
+            Raw::Int(i) => i.to_string(),
+        }))
+    }
+}
+
+impl JsonSchema for EntityId {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "EntityId".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": ["string", "integer"], "description": "An entity id, compared as text."})
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManualWrapper {
+    /// A person starts the run from the API or the host application's UI.
+    pub manual: ManualTrigger,
+}
+
+/// An action a person runs by hand, optionally on one entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ManualTrigger {
+    /// The action's name shown to people.
+    pub label: String,
+    /// Makes it an action on one entity of this type.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = ENTITY_PATTERN), extend("x-message" = "an entity type of lower-case letters, digits, `_`, `.` and `-`, starting with a letter"))]
+    pub entity: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleWrapper {
+    /// Starts a run at each fire time of a cron expression.
+    pub schedule: ScheduleTrigger,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleTrigger {
+    /// Cron expression: 6 or 7 fields with seconds, or classic 5 fields.
+    pub cron: String,
+    /// IANA time zone the expression is read in; default UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timezone: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookWrapper {
+    /// Starts a run when a request arrives at `POST /hooks/{path}`.
+    pub webhook: WebhookTrigger,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebhookTrigger {
+    /// The path under `/hooks/`.
+    #[schemars(regex(pattern = WEBHOOK_PATH_PATTERN), extend("x-message" = "a path of letters, digits, `_`, `.`, `~`, `-` and `/`, at most 128 characters"))]
+    pub path: String,
+    /// If set, requests must carry a valid Standard Webhooks signature made with this secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<TemplateStr>,
+}
+
+/// Limits and defaults for the flow's runs.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Most runs of this flow executing at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub concurrency: Option<u32>,
+    /// Most runs started per second, minute or hour, e.g. `600/min`; excess runs wait.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<RateLimit>,
+    /// A run still not finished after this long is failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<Duration>,
+    /// Default retry policy of this flow's steps.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry: Option<RetryPolicy>,
+}
+
+/// How often and how patiently a failing step is retried.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 1000))]
+    pub attempts: Option<u32>,
+    /// Wait before the second attempt; doubles each time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<Duration>,
+    /// Longest wait between two attempts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_delay: Option<Duration>,
+}
+
+/// Runs started per period, e.g. `600/min`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    pub runs: u32,
+    pub per: Duration,
+}
+
+impl fmt::Display for RateLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unit = match self.per.as_millis() {
+            1_000 => "s",
+            60_000 => "min",
+            _ => "hour",
+        };
+        write!(f, "{}/{unit}", self.runs)
+    }
+}
+
+impl std::str::FromStr for RateLimit {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<RateLimit, String> {
+        let bad = || {
+            format!(
+                "`{text}` is not a rate limit: write runs per period, e.g. `10/s`, `600/min` or `1000/hour`"
+            )
+        };
+        let (runs, unit) = text.split_once('/').ok_or_else(bad)?;
+        let runs: u32 = runs.parse().map_err(|_| bad())?;
+        let per = match unit {
+            "s" | "sec" | "second" => Duration::from_secs(1),
+            "m" | "min" | "minute" => Duration::from_secs(60),
+            "h" | "hour" => Duration::from_secs(3600),
+            _ => return Err(bad()),
+        };
+        if runs == 0 {
+            return Err(bad());
+        }
+        Ok(RateLimit { runs, per })
+    }
+}
+
+impl Serialize for RateLimit {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RateLimit {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<RateLimit, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+impl JsonSchema for RateLimit {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "RateLimit".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({
+            "type": "string",
+            "pattern": RATE_LIMIT_PATTERN,
+            "description": "Most runs started per second, minute or hour, e.g. `600/min`.",
+            "x-message": "a rate limit: runs per period, e.g. `10/s`, `600/min` or `1000/hour`"
+        })
+    }
+}
+
+/// A string that may hold Handlebars templates; compiled when a flow revision is loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TemplateStr(pub String);
+
+impl TemplateStr {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl JsonSchema for TemplateStr {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Template".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "description": "Text with Handlebars templates, e.g. `{{entity.email}}`."})
+    }
+}
+
+/// One step: common fields plus exactly one kind (`map`, `http`, `notify` or `delay`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepDef {
+    /// Unique in the flow; the step's output is `steps.<id>` in later templates.
+    #[schemars(regex(pattern = STEP_ID_PATTERN), extend("x-message" = "a step id of lower-case letters, digits and `_`"))]
+    pub id: String,
+    /// A template; when it renders falsy the step is skipped.
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<TemplateStr>,
+    /// What a failure does: `fail` the run (default) or `continue` with output `{error: ...}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<OnError>,
+    /// Field mapping: any value, with templates inside strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<MapConfig>,
+    /// An HTTP request, retried until it succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpConfig>,
+    /// A notification: inbox, email, Slack or Discord.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifyConfig>,
+    /// A durable wait, e.g. `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<DelayConfig>,
+}
+
+/// Step kind keys, in the order they are documented.
+pub const STEP_KINDS: [&str; 4] = ["map", "http", "notify", "delay"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    #[default]
+    Fail,
+    Continue,
+}
+
+impl FlowDef {
+    /// Every entity trigger of the flow.
+    pub fn entity_triggers(&self) -> impl Iterator<Item = &EntityTrigger> {
+        self.triggers.iter().filter_map(|t| match t {
+            Trigger::Entity(e) => Some(e),
+            _ => None,
+        })
+    }
+
+    /// Every manual trigger of the flow.
+    pub fn manual_triggers(&self) -> impl Iterator<Item = &ManualTrigger> {
+        self.triggers.iter().filter_map(|t| match t {
+            Trigger::Manual(m) => Some(&m.manual),
+            _ => None,
+        })
+    }
+
+    /// Every schedule trigger of the flow.
+    pub fn schedule_triggers(&self) -> impl Iterator<Item = &ScheduleTrigger> {
+        self.triggers.iter().filter_map(|t| match t {
+            Trigger::Schedule(s) => Some(&s.schedule),
+            _ => None,
+        })
+    }
+
+    /// Every webhook trigger of the flow.
+    pub fn webhook_triggers(&self) -> impl Iterator<Item = &WebhookTrigger> {
+        self.triggers.iter().filter_map(|t| match t {
+            Trigger::Webhook(w) => Some(&w.webhook),
+            _ => None,
+        })
+    }
+}
+
+impl EntityTrigger {
+    /// The actions this trigger fires on, all three when `on` is absent.
+    pub fn actions(&self) -> Vec<EntityAction> {
+        self.on
+            .as_ref()
+            .map_or_else(|| EntityAction::ALL.to_vec(), OneOrMany::to_vec)
+    }
+}

@@ -1,0 +1,8 @@
+//! flowd: a self-hosted workflow automation engine. Declarative YAML flows connect triggers
+//! (entity events, manual actions, schedules, webhooks) to steps (mapping, HTTP calls,
+//! notifications, delays), executed by a persisted state-machine runner.
+
+pub mod cli;
+pub mod flow;
+pub mod step;
+pub mod trigger;

@@ -1,0 +1,2 @@
+//! Triggers: how runs begin. One file per trigger kind.
+pub mod cron;
