@@ -131,7 +131,7 @@ pub fn validate_node(node: &Node, default_id: Option<&str>, options: &Options) -
     let mut diagnostics = cx.diagnostics;
     diagnostics.sort_by_key(|d| (d.line, d.column));
     let name = def.name.clone().unwrap_or_else(|| id.clone());
-    let flow = (!diagnostics.iter().any(Diagnostic::is_error)).then(|| ValidFlow {
+    let flow = (!diagnostics.iter().any(Diagnostic::is_error)).then_some(ValidFlow {
         id,
         name,
         def,

@@ -135,7 +135,10 @@ pub fn parse(source: &str) -> Result<Node, YamlError> {
     loop {
         let (event, mark) = parser.next_token().map_err(|e| YamlError {
             pos: pos_of(e.marker()),
-            message: e.info().to_string(),
+            message: match e.info() {
+                "recursion limit exceeded" => format!("nesting is deeper than {MAX_DEPTH} levels"),
+                info => info.to_string(),
+            },
         })?;
         if builder.on_event(event, pos_of(&mark))? {
             break;
@@ -163,7 +166,7 @@ fn pos_of(mark: &Marker) -> Pos {
 /// A collection being built, with the key waiting for its value when it is a mapping.
 enum Open {
     Seq(Node, Vec<Node>, usize),
-    Map(Node, Vec<(Key, Node)>, Option<Key>, usize),
+    Map(Node, Vec<(Key, Node)>, Option<Key>, usize, Vec<String>),
 }
 
 #[derive(Default)]
@@ -212,7 +215,7 @@ impl Builder {
                 self.open(Open::Seq(placeholder(pos), Vec::new(), anchor), pos)?
             }
             Event::MappingStart(anchor, _) => {
-                self.open(Open::Map(placeholder(pos), Vec::new(), None, anchor), pos)?
+                self.open(Open::Map(placeholder(pos), Vec::new(), None, anchor, Vec::new()), pos)?
             }
             Event::SequenceEnd | Event::MappingEnd => self.close()?,
         }
@@ -249,7 +252,7 @@ impl Builder {
                 self.remember(anchor, &node);
                 node
             }
-            Some(Open::Map(mut node, entries, _, anchor)) => {
+            Some(Open::Map(mut node, entries, _, anchor, _)) => {
                 node.value = NodeValue::Map(entries);
                 self.remember(anchor, &node);
                 node
@@ -276,15 +279,20 @@ impl Builder {
                 }
                 items.push(node);
             }
-            Some(Open::Map(map, entries, pending, _)) => match pending.take() {
+            Some(Open::Map(map, entries, pending, _, merged)) => match pending.take() {
                 None => {
                     if entries.is_empty() {
                         map.pos = map.pos.min(node.pos);
                     }
                     *pending = Some(key_of(node)?);
                 }
-                Some(key) if key.name == "<<" => merge(entries, key, node)?,
+                Some(key) if key.name == "<<" => merged.extend(merge(entries, key, node)?),
                 Some(key) => {
+                    // A key written by hand wins over one merged in by `<<`, whatever the order.
+                    if let Some(at) = merged.iter().position(|m| *m == key.name) {
+                        merged.remove(at);
+                        entries.retain(|(k, _)| k.name != key.name);
+                    }
                     if let Some((first, _)) = entries.iter().find(|(k, _)| k.name == key.name) {
                         return Err(err(
                             key.pos,
@@ -303,7 +311,8 @@ impl Builder {
 }
 
 /// Applies a YAML merge key (`<<: *defaults` or `<<: [*a, *b]`): keys already present win.
-fn merge(entries: &mut Vec<(Key, Node)>, key: Key, node: Node) -> Result<(), YamlError> {
+/// Returns the names it added, so keys written after the merge can still replace them.
+fn merge(entries: &mut Vec<(Key, Node)>, key: Key, node: Node) -> Result<Vec<String>, YamlError> {
     let sources = match node.value {
         NodeValue::Map(_) => vec![node],
         NodeValue::Seq(items) => items,
@@ -314,6 +323,7 @@ fn merge(entries: &mut Vec<(Key, Node)>, key: Key, node: Node) -> Result<(), Yam
             ));
         }
     };
+    let mut added = Vec::new();
     for source in sources {
         let NodeValue::Map(more) = source.value else {
             return Err(err(
@@ -323,11 +333,12 @@ fn merge(entries: &mut Vec<(Key, Node)>, key: Key, node: Node) -> Result<(), Yam
         };
         for (k, v) in more {
             if !entries.iter().any(|(existing, _)| existing.name == k.name) {
+                added.push(k.name.clone());
                 entries.push((k, v));
             }
         }
     }
-    Ok(())
+    Ok(added)
 }
 
 fn key_of(node: Node) -> Result<Key, YamlError> {
@@ -485,7 +496,10 @@ mod tests {
 
     #[test]
     fn expands_aliases_and_merge_keys() {
-        let node = parse_ok("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\ncopy: *b\n");
+        let node = parse_ok("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\ncopy: *b\nfirst:\n  y: 4\n  <<: *b\n");
+        let first = node.get("first").unwrap();
+        assert_eq!(first.get("y").unwrap().value, NodeValue::Int(4));
+        assert_eq!(first.get("x").unwrap().value, NodeValue::Int(1));
         assert_eq!(
             node.get("copy").unwrap().get("x").unwrap().value,
             NodeValue::Int(1)
