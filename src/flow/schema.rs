@@ -323,7 +323,12 @@ impl<'s> Checker<'s> {
                         })
                         .collect();
                     let mut message = format!("expected one of the keys {}", join_or_str(&keys));
-                    if let NodeValue::Map(entries) = &node.value {
+                    if matches!(&node.value, NodeValue::Map(entries) if entries.is_empty()) {
+                        message.push_str(", found an empty mapping");
+                    }
+                    if let NodeValue::Map(entries) = &node.value
+                        && !entries.is_empty()
+                    {
                         let found: Vec<String> = entries
                             .iter()
                             .map(|(k, _)| format!("`{}`", k.name))

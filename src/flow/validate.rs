@@ -242,6 +242,11 @@ impl Cx<'_> {
         node.pos
     }
 
+    /// Whether the source has `key: []`; other shapes were reported by the shape check.
+    fn is_empty_list(&self, key: &str) -> bool {
+        matches!(self.node.get(key).map(|n| &n.value), Some(NodeValue::Seq(items)) if items.is_empty())
+    }
+
     fn error(&mut self, path: FlowPath, message: impl Into<String>) {
         let pos = self.pos(&path);
         self.diagnostics.push(Diagnostic::error(path, pos, message));
@@ -278,10 +283,7 @@ impl Cx<'_> {
 
     fn check_triggers(&mut self, def: &FlowDef) {
         let triggers = FlowPath::root().key("triggers");
-        if def.triggers.is_empty()
-            && self.trigger_index.is_empty()
-            && self.node.get("triggers").is_some()
-        {
+        if self.is_empty_list("triggers") {
             self.error(triggers.clone(), "a flow needs at least one trigger");
         }
         let entity_types: HashSet<&str> =
@@ -420,7 +422,7 @@ impl Cx<'_> {
 
     fn check_steps(&mut self, steps: &[StepDef]) {
         let path = FlowPath::root().key("steps");
-        if self.step_ids.is_empty() && self.node.get("steps").is_some() {
+        if self.is_empty_list("steps") {
             self.error(path.clone(), "a flow needs at least one step");
         }
         let source_ids: Vec<String> = self

@@ -130,6 +130,7 @@ impl Node {
 
 /// Parses one YAML document. An empty document is a null node.
 pub fn parse(source: &str) -> Result<Node, YamlError> {
+    reject_control_characters(source)?;
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(source);
     loop {
@@ -150,9 +151,31 @@ pub fn parse(source: &str) -> Result<Node, YamlError> {
     }))
 }
 
-/// Writes any serializable value as YAML text.
+/// Writes any serializable value as YAML text. It goes through JSON first because serde_yaml
+/// writes enums as YAML tags (`!basic`), which flow files do not use.
 pub fn to_string<T: serde::Serialize>(value: &T) -> Result<String, serde_yaml::Error> {
-    serde_yaml::to_string(value)
+    let json =
+        serde_json::to_value(value).map_err(<serde_yaml::Error as serde::ser::Error>::custom)?;
+    serde_yaml::to_string(&json)
+}
+
+/// YAML forbids control characters other than tab and line breaks; binary data shows up here.
+fn reject_control_characters(source: &str) -> Result<(), YamlError> {
+    let Some(at) =
+        source.find(|c: char| c.is_control() && !matches!(c, '\t' | '\n' | '\r' | '\u{85}'))
+    else {
+        return Ok(());
+    };
+    let before = &source[..at];
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    let code = source[at..].chars().next().map_or(0, u32::from);
+    Err(err(
+        Pos { line, column },
+        &format!(
+            "control character U+{code:04X} is not allowed in YAML text (is this a binary file?)"
+        ),
+    ))
 }
 
 /// yaml-rust2 counts lines from 1 but columns from 0.
@@ -214,9 +237,10 @@ impl Builder {
             Event::SequenceStart(anchor, _) => {
                 self.open(Open::Seq(placeholder(pos), Vec::new(), anchor), pos)?
             }
-            Event::MappingStart(anchor, _) => {
-                self.open(Open::Map(placeholder(pos), Vec::new(), None, anchor, Vec::new()), pos)?
-            }
+            Event::MappingStart(anchor, _) => self.open(
+                Open::Map(placeholder(pos), Vec::new(), None, anchor, Vec::new()),
+                pos,
+            )?,
             Event::SequenceEnd | Event::MappingEnd => self.close()?,
         }
         Ok(false)
@@ -496,7 +520,9 @@ mod tests {
 
     #[test]
     fn expands_aliases_and_merge_keys() {
-        let node = parse_ok("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\ncopy: *b\nfirst:\n  y: 4\n  <<: *b\n");
+        let node = parse_ok(
+            "base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\ncopy: *b\nfirst:\n  y: 4\n  <<: *b\n",
+        );
         let first = node.get("first").unwrap();
         assert_eq!(first.get("y").unwrap().value, NodeValue::Int(4));
         assert_eq!(first.get("x").unwrap().value, NodeValue::Int(1));
