@@ -4,5 +4,7 @@
 
 pub mod cli;
 pub mod flow;
+pub mod runner;
+pub mod secrets;
 pub mod step;
 pub mod trigger;
