@@ -17,12 +17,17 @@ pub struct Secrets {
 impl Secrets {
     /// Every `FLOWD_SECRET_<NAME>` variable of the process environment.
     pub fn from_env() -> Secrets {
-        Secrets::from_pairs(std::env::vars().filter_map(|(k, v)| Some((k.strip_prefix(PREFIX)?.to_string(), v))))
+        Secrets::from_pairs(
+            std::env::vars().filter_map(|(k, v)| Some((k.strip_prefix(PREFIX)?.to_string(), v))),
+        )
     }
 
     pub fn from_pairs(pairs: impl IntoIterator<Item = (String, String)>) -> Secrets {
         Secrets {
-            values: pairs.into_iter().filter(|(name, _)| !name.is_empty()).collect(),
+            values: pairs
+                .into_iter()
+                .filter(|(name, _)| !name.is_empty())
+                .collect(),
         }
     }
 
@@ -39,7 +44,10 @@ impl Secrets {
     /// Every secret value, for redaction; empty values are left out (they would redact nothing
     /// useful and everything else).
     pub fn values(&self) -> impl Iterator<Item = &str> {
-        self.values.values().map(String::as_str).filter(|v| !v.is_empty())
+        self.values
+            .values()
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {
@@ -49,7 +57,9 @@ impl Secrets {
 
 impl fmt::Debug for Secrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_map().entries(self.values.keys().map(|k| (k, "***"))).finish()
+        f.debug_map()
+            .entries(self.values.keys().map(|k| (k, "***")))
+            .finish()
     }
 }
 

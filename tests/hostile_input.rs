@@ -156,7 +156,7 @@ fn huge_lists_within_the_size_limit_are_refused_by_the_value_budget() {
 
 #[test]
 fn odd_but_valid_text_passes_through_unharmed() {
-    let source = "triggers: [{entity: guest}]\nsteps:\n  - id: a\n    map:\n      quote: \"she said \\\"hi\\\"\"\n      braces: \"{{entity.name}} {{ '{{' }}\"\n      multi: |\n        line one\n        line two\n      unicode: \"Café ✓ 日本\"\n";
+    let source = "triggers: [{entity: guest}]\nsteps:\n  - id: a\n    map:\n      quote: \"she said \\\"hi\\\"\"\n      braces: \"{{entity.name}} \\\\{{\"\n      multi: |\n        line one\n        line two\n      unicode: \"Café ✓ 日本\"\n";
     let report = validate_source(source, Some("odd"), &Options::default());
     let flow = report
         .flow

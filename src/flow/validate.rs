@@ -9,7 +9,7 @@ use crate::flow::model::{
     EntityAction, FLOW_ID_PATTERN, FlowDef, ScheduleTrigger, StepDef, TemplateStr, Trigger,
 };
 use crate::flow::schema::check_shape;
-use crate::flow::template::{CompiledValue, Template, TemplateError};
+use crate::flow::template::{Template, TemplateError};
 use crate::flow::yaml::{self, Node, NodeValue, Pos};
 use crate::step::StepKind;
 use crate::step::http::{Auth, Format, HttpConfig};
@@ -639,18 +639,28 @@ impl Cx<'_> {
     }
 
     /// Checks a mapping value (map or body): every template inside it compiles and refers to
-    /// what exists.
+    /// what exists, each reported at its own place in the value.
     fn check_value(&mut self, value: &serde_json::Value, path: FlowPath, scope: &StepScope<'_>) {
-        match CompiledValue::compile(value) {
-            Ok(compiled) => {
-                self.check_references(&compiled.references(), &path, TemplateUse::Step(scope))
+        match value {
+            serde_json::Value::String(text) if text.contains("{{") => {
+                self.check_template(
+                    &TemplateStr(text.clone()),
+                    path,
+                    TemplateUse::Step(scope),
+                    Secret::No,
+                );
             }
-            Err(errors) => {
-                for (pointer, error) in errors {
-                    let inner = pointer_to_path(&path, &pointer);
-                    self.template_error(inner, &error);
+            serde_json::Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.check_value(item, path.index(i), scope);
                 }
             }
+            serde_json::Value::Object(fields) => {
+                for (key, item) in fields {
+                    self.check_value(item, path.key(key), scope);
+                }
+            }
+            _ => {}
         }
     }
 
@@ -781,19 +791,6 @@ enum TemplateUse<'a> {
 enum Secret {
     Yes,
     No,
-}
-
-/// Turns a JSON-pointer-like path inside a value (`/tags/1`) into a flow path.
-fn pointer_to_path(base: &FlowPath, pointer: &str) -> FlowPath {
-    let mut path = base.clone();
-    for part in pointer.split('/').filter(|p| !p.is_empty()) {
-        let part = part.replace("~1", "/").replace("~0", "~");
-        path = match part.parse::<usize>() {
-            Ok(i) => path.index(i),
-            Err(_) => path.key(&part),
-        };
-    }
-    path
 }
 
 fn is_header_name_byte(b: u8) -> bool {

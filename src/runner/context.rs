@@ -51,7 +51,9 @@ impl TriggerData {
     pub fn entity_ref(&self) -> Option<(&str, &str)> {
         match self {
             TriggerData::Entity { event, .. } => Some((&event.entity, &event.entity_id)),
-            TriggerData::Manual { entity: Some(e), .. } => Some((&e.entity_type, &e.id)),
+            TriggerData::Manual {
+                entity: Some(e), ..
+            } => Some((&e.entity_type, &e.id)),
             _ => None,
         }
     }
@@ -143,7 +145,9 @@ impl RunContext {
             ),
             TriggerData::Manual { input, entity } => (
                 Value::Null,
-                entity.as_ref().map_or(Value::Null, |e| entity_with_id(&e.data, &e.id)),
+                entity
+                    .as_ref()
+                    .map_or(Value::Null, |e| entity_with_id(&e.data, &e.id)),
                 Value::Null,
                 Value::Null,
                 input.clone(),
@@ -155,7 +159,13 @@ impl RunContext {
                 Value::Null,
                 Value::Null,
             ),
-            TriggerData::Webhook { input, .. } => (Value::Null, Value::Null, Value::Null, Value::Null, input.clone()),
+            TriggerData::Webhook { input, .. } => (
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                Value::Null,
+                input.clone(),
+            ),
         };
         root.insert("event".into(), event);
         root.insert("entity".into(), entity);

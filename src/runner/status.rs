@@ -130,7 +130,17 @@ mod tests {
 
     #[test]
     fn only_final_states_are_terminal() {
-        let terminal: Vec<_> = RunStatus::ALL.into_iter().filter(|s| s.is_terminal()).collect();
-        assert_eq!(terminal, [RunStatus::Succeeded, RunStatus::Failed, RunStatus::Cancelled]);
+        let terminal: Vec<_> = RunStatus::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .collect();
+        assert_eq!(
+            terminal,
+            [
+                RunStatus::Succeeded,
+                RunStatus::Failed,
+                RunStatus::Cancelled
+            ]
+        );
     }
 }

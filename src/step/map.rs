@@ -5,6 +5,8 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::flow::template::CompiledValue;
+
 /// The mapping: any value; strings may hold templates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -17,5 +19,29 @@ impl JsonSchema for MapConfig {
 
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({"description": "Any value: mappings, lists and scalars; strings may hold templates, and a string that is exactly one `{{expression}}` keeps the expression's JSON type."})
+    }
+}
+
+/// A map step compiled once per flow revision.
+#[derive(Debug, Clone)]
+pub struct MapStep {
+    value: CompiledValue,
+}
+
+impl MapStep {
+    pub fn compile(config: &MapConfig) -> Result<MapStep, String> {
+        let value = CompiledValue::compile(&config.0).map_err(|errors| {
+            errors
+                .iter()
+                .map(|(path, e)| format!("{path}: {e}"))
+                .collect::<Vec<_>>()
+                .join("; ")
+        })?;
+        Ok(MapStep { value })
+    }
+
+    /// The step's output: the mapping rendered against the run context.
+    pub fn execute(&self, context: &Value) -> Value {
+        self.value.render(context)
     }
 }

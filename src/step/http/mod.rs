@@ -1,6 +1,13 @@
 //! The `http` step: one HTTP request per attempt, retried with backoff until the target answers
 //! 2xx. Output: `{status, headers, body}`.
 
+pub mod body;
+pub mod client;
+pub mod guard;
+pub mod record;
+pub mod retry;
+pub mod sign;
+
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;

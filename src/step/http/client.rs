@@ -1,0 +1,599 @@
+//! The guarded HTTP client of the `http` step and one delivery attempt.
+//!
+//! One [`HttpClient`] (one reqwest client, one connection pool) serves every run; it is built
+//! once with the [`NetPolicy`], the policy-enforcing resolver and a redirect policy that checks
+//! each hop, and with proxies turned off (a proxy would resolve and connect on our behalf, out of
+//! the guard's sight). [`HttpClient::attempt`] sends one rendered request and returns an
+//! [`Outcome`] for the runner (which does the retry loop and the waiting) and an
+//! [`AttemptRecord`] for people.
+//!
+//! Every attempt carries `Idempotency-Key`, and with a signing secret the Standard Webhooks
+//! headers. Headers set by flowd win over the flow's headers of the same name (`Idempotency-Key`,
+//! `webhook-*`, and `Authorization` when `auth:` is given); the flow's `Content-Type` wins over
+//! the format's. A GET or DELETE with a body sends the body anyway: some APIs expect it and
+//! flowd does not second-guess the flow. The per-attempt timeout covers connecting, sending and
+//! reading the whole response. At most 64 KiB of a response body are read; the rest is not
+//! downloaded. The response kept in the record and the step output are redacted like the
+//! request, because an echoing endpoint would otherwise put a secret into stored output.
+
+use std::collections::HashMap;
+use std::error::Error as StdError;
+use std::fmt;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use chrono::Utc;
+use reqwest::header::{
+    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT,
+};
+use reqwest::{StatusCode, Url, redirect};
+use serde_json::{Map, Value, json};
+
+use super::body::{self, EncodedBody};
+use super::guard::{self, GuardedResolver, NetPolicy};
+use super::record::{
+    AttemptRecord, BODY_LIMIT, RecordedRequest, RecordedResponse, Redactor, truncate_body,
+};
+use super::retry::{self, StatusClass};
+use super::sign;
+use super::{Format, Method};
+
+/// Redirects followed before an attempt fails.
+pub const MAX_REDIRECTS: usize = 5;
+
+const USER_AGENT_VALUE: &str = concat!("flowd/", env!("CARGO_PKG_VERSION"));
+
+/// An `http` step with its templates rendered: what one attempt sends.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RenderedRequest {
+    pub method: Method,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    /// Appended to the URL's query (an existing query is kept).
+    pub query: Vec<(String, String)>,
+    pub auth: Option<RenderedAuth>,
+    pub body: Option<Value>,
+    pub format: Format,
+    /// Per attempt, from connecting to the end of the response.
+    pub timeout: Duration,
+    /// `<run_id>_<step_id>`: the same on every retry.
+    pub idempotency_key: String,
+    /// A `whsec_…` secret: sign with Standard Webhooks.
+    pub sign_secret: Option<String>,
+}
+
+#[derive(Clone, PartialEq, Eq)]
+pub enum RenderedAuth {
+    Basic { username: String, password: String },
+    Bearer(String),
+}
+
+// Debug output ends up in logs: credentials print as `***`.
+impl fmt::Debug for RenderedAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RenderedAuth::Basic { username, .. } => f
+                .debug_struct("Basic")
+                .field("username", username)
+                .field("password", &"***")
+                .finish(),
+            RenderedAuth::Bearer(_) => f.write_str("Bearer(***)"),
+        }
+    }
+}
+
+impl fmt::Debug for RenderedRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RenderedRequest")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("headers", &self.headers.len())
+            .field("query", &self.query.len())
+            .field("auth", &self.auth)
+            .field("format", &self.format)
+            .field("timeout", &self.timeout)
+            .field("idempotency_key", &self.idempotency_key)
+            .field("signed", &self.sign_secret.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The shared client: cheap to clone, connections are pooled and reused.
+#[derive(Debug, Clone)]
+pub struct HttpClient {
+    inner: reqwest::Client,
+    policy: Arc<NetPolicy>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot build the HTTP client: {0}")]
+    Build(#[source] reqwest::Error),
+}
+
+/// The result of one attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Attempt {
+    pub outcome: Outcome,
+    pub record: AttemptRecord,
+}
+
+/// What the runner does next.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// 2xx. `output` is `{status, headers, body}`.
+    Succeeded { output: Value },
+    /// Worth another attempt after the backoff (at least `retry_after` when the server said so).
+    Retry {
+        error: String,
+        retry_after: Option<Duration>,
+    },
+    /// Another attempt would not help. `output` is set when a response came back.
+    Fail {
+        error: String,
+        output: Option<Value>,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("too many redirects (more than {MAX_REDIRECTS})")]
+struct TooManyRedirects;
+
+/// A request checked and encoded, ready to send.
+struct Prepared {
+    method: reqwest::Method,
+    url: Url,
+    headers: HeaderMap,
+    body: Option<String>,
+}
+
+/// A response read up to the body limit.
+struct Received {
+    status: StatusCode,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl HttpClient {
+    pub fn new(policy: NetPolicy) -> Result<HttpClient, ClientError> {
+        HttpClient::with_hosts(policy, HashMap::new())
+    }
+
+    /// Like [`HttpClient::new`], with a static host table consulted before DNS (tests, or an
+    /// `/etc/hosts`-like override); its addresses are checked by the policy like any other.
+    pub fn with_hosts(
+        policy: NetPolicy,
+        hosts: HashMap<String, Vec<IpAddr>>,
+    ) -> Result<HttpClient, ClientError> {
+        install_crypto_provider();
+        let policy = Arc::new(policy);
+        let inner = reqwest::Client::builder()
+            .dns_resolver(GuardedResolver::new(policy.clone(), hosts))
+            .redirect(redirect_policy(policy.clone()))
+            .no_proxy()
+            // One request per attempt: the runner owns retries, with backoff and a record each.
+            .retry(reqwest::retry::never())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .map_err(ClientError::Build)?;
+        Ok(HttpClient { inner, policy })
+    }
+
+    pub fn policy(&self) -> &NetPolicy {
+        &self.policy
+    }
+
+    /// Sends `req` once. Never panics; every problem becomes a `Fail` or `Retry` outcome.
+    pub async fn attempt(&self, req: &RenderedRequest, redactor: &Redactor) -> Attempt {
+        let started_at = Utc::now();
+        let clock = Instant::now();
+        let (outcome, request, response) = match self.prepare(req, started_at.timestamp()) {
+            Err(error) => (fail(error), unsent_record(req, redactor), None),
+            Ok(prepared) => {
+                let request = sent_record(req.method, &prepared, redactor);
+                let (outcome, response) = self.send(req.timeout, prepared, redactor).await;
+                (outcome, request, response)
+            }
+        };
+        let outcome = redact_outcome(outcome, redactor);
+        let duration_ms = u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::debug!(
+            method = req.method.as_str(),
+            url = %request.url,
+            status = response.as_ref().map(|r| r.status),
+            duration_ms,
+            "HTTP attempt finished."
+        );
+        let record = AttemptRecord {
+            error: outcome_error(&outcome),
+            request,
+            response,
+            started_at,
+            finished_at: Utc::now(),
+            duration_ms,
+        };
+        Attempt { outcome, record }
+    }
+
+    fn prepare(&self, req: &RenderedRequest, timestamp: i64) -> Result<Prepared, String> {
+        let url = self.target_url(req)?;
+        let body = match &req.body {
+            Some(value) => body::encode(req.format, value).map_err(|e| e.to_string())?,
+            None => None,
+        };
+        let headers = build_headers(req, body.as_ref(), timestamp)?;
+        Ok(Prepared {
+            method: reqwest_method(req.method),
+            url,
+            headers,
+            body: body.map(|b| b.text),
+        })
+    }
+
+    /// Parses the URL, applies the policy's pre-connect checks and appends the query.
+    fn target_url(&self, req: &RenderedRequest) -> Result<Url, String> {
+        let raw = req.url.trim();
+        let mut url = Url::parse(raw).map_err(|e| format!("invalid URL \"{raw}\": {e}"))?;
+        self.policy.check_url(&url).map_err(|e| e.to_string())?;
+        if !req.query.is_empty() {
+            url.query_pairs_mut().extend_pairs(req.query.iter());
+        }
+        Ok(url)
+    }
+
+    async fn send(
+        &self,
+        timeout: Duration,
+        prepared: Prepared,
+        redactor: &Redactor,
+    ) -> (Outcome, Option<RecordedResponse>) {
+        let mut builder = self
+            .inner
+            .request(prepared.method, prepared.url)
+            .headers(prepared.headers);
+        if let Some(body) = prepared.body {
+            builder = builder.body(body);
+        }
+        let exchange = async move { read_response(builder.send().await?).await };
+        match tokio::time::timeout(timeout, exchange).await {
+            Err(_) => (retry(format!("timed out after {timeout:?}"), None), None),
+            Ok(Err(error)) => (classify_error(&error), None),
+            Ok(Ok(received)) => classify_response(received, redactor),
+        }
+    }
+}
+
+/// reqwest falls back to aws-lc-rs, which needs a C toolchain; flowd ships ring instead.
+/// Installing is process-wide and idempotent; losing a race to another installer is fine.
+fn install_crypto_provider() {
+    if rustls::crypto::CryptoProvider::get_default().is_some() {
+        return;
+    }
+    if rustls::crypto::ring::default_provider()
+        .install_default()
+        .is_err()
+    {
+        tracing::debug!("A rustls crypto provider was installed concurrently.");
+    }
+}
+
+/// Follows at most [`MAX_REDIRECTS`] hops, each to a URL that passes the same checks as the
+/// first request. Host names of later hops go through the guarded resolver as usual.
+fn redirect_policy(policy: Arc<NetPolicy>) -> redirect::Policy {
+    redirect::Policy::custom(move |attempt| {
+        if attempt.previous().len() > MAX_REDIRECTS {
+            return attempt.error(TooManyRedirects);
+        }
+        match policy.check_url(attempt.url()) {
+            Ok(()) => attempt.follow(),
+            Err(refused) => attempt.error(refused),
+        }
+    })
+}
+
+fn reqwest_method(method: Method) -> reqwest::Method {
+    match method {
+        Method::Get => reqwest::Method::GET,
+        Method::Post => reqwest::Method::POST,
+        Method::Put => reqwest::Method::PUT,
+        Method::Patch => reqwest::Method::PATCH,
+        Method::Delete => reqwest::Method::DELETE,
+    }
+}
+
+fn build_headers(
+    req: &RenderedRequest,
+    body: Option<&EncodedBody>,
+    timestamp: i64,
+) -> Result<HeaderMap, String> {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &req.headers {
+        headers.append(header_name(name)?, header_value(name, value)?);
+    }
+    if let Some(body) = body {
+        if !headers.contains_key(CONTENT_TYPE) {
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static(body.content_type));
+        }
+    }
+    if !headers.contains_key(USER_AGENT) {
+        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+    }
+    if let Some(auth) = &req.auth {
+        headers.insert(AUTHORIZATION, auth_value(auth)?);
+    }
+    let key = header_value("idempotency-key", &req.idempotency_key)?;
+    headers.insert(HeaderName::from_static("idempotency-key"), key);
+    if let Some(secret) = &req.sign_secret {
+        let payload = body.map(|b| b.text.as_bytes()).unwrap_or_default();
+        add_signature(
+            &mut headers,
+            secret,
+            &req.idempotency_key,
+            timestamp,
+            payload,
+        )?;
+    }
+    Ok(headers)
+}
+
+fn header_name(name: &str) -> Result<HeaderName, String> {
+    HeaderName::from_bytes(name.trim().as_bytes())
+        .map_err(|_| format!("invalid header name \"{name}\""))
+}
+
+/// Names the header, never the value: the value may be a secret.
+fn header_value(name: &str, value: &str) -> Result<HeaderValue, String> {
+    HeaderValue::from_str(value).map_err(|_| {
+        format!("invalid value for header \"{name}\" (control characters or line breaks)")
+    })
+}
+
+fn auth_value(auth: &RenderedAuth) -> Result<HeaderValue, String> {
+    let text = match auth {
+        RenderedAuth::Basic { username, password } => {
+            format!(
+                "Basic {}",
+                STANDARD.encode(format!("{username}:{password}"))
+            )
+        }
+        RenderedAuth::Bearer(token) => format!("Bearer {token}"),
+    };
+    let mut value = header_value("authorization", &text)?;
+    value.set_sensitive(true);
+    Ok(value)
+}
+
+fn add_signature(
+    headers: &mut HeaderMap,
+    secret: &str,
+    id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Result<(), String> {
+    let signature = sign::sign(secret, id, timestamp, body)
+        .map_err(|e| format!("cannot sign the request: {e}"))?;
+    let pairs = [
+        ("webhook-id", id.to_owned()),
+        ("webhook-timestamp", timestamp.to_string()),
+        ("webhook-signature", signature),
+    ];
+    for (name, value) in pairs {
+        headers.insert(HeaderName::from_static(name), header_value(name, &value)?);
+    }
+    Ok(())
+}
+
+fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+            (name.as_str().to_owned(), value)
+        })
+        .collect()
+}
+
+fn sent_record(method: Method, prepared: &Prepared, redactor: &Redactor) -> RecordedRequest {
+    let body = prepared
+        .body
+        .as_deref()
+        .map(|text| truncate_body(redactor.redact(text).as_bytes()));
+    RecordedRequest {
+        method,
+        url: redactor.redact_url(&prepared.url),
+        headers: redactor.redact_headers(&header_pairs(&prepared.headers)),
+        truncated: body.as_ref().is_some_and(|(_, cut)| *cut),
+        body: body.map(|(text, _)| text),
+    }
+}
+
+/// The record of a request that failed before it could be built: what the flow asked for.
+fn unsent_record(req: &RenderedRequest, redactor: &Redactor) -> RecordedRequest {
+    RecordedRequest {
+        method: req.method,
+        url: Url::parse(&req.url)
+            .map(|url| redactor.redact_url(&url))
+            .unwrap_or_else(|_| redactor.redact(&req.url)),
+        headers: redactor.redact_headers(&req.headers),
+        body: None,
+        truncated: false,
+    }
+}
+
+/// Reads the status, the headers and at most [`BODY_LIMIT`] + 1 bytes of body (the extra byte
+/// tells that there was more); the rest is never downloaded.
+async fn read_response(mut response: reqwest::Response) -> Result<Received, reqwest::Error> {
+    let status = response.status();
+    let headers = header_pairs(response.headers());
+    let mut body = Vec::new();
+    while body.len() <= BODY_LIMIT {
+        match response.chunk().await? {
+            Some(chunk) => body.extend_from_slice(&chunk),
+            None => break,
+        }
+    }
+    body.truncate(BODY_LIMIT + 1);
+    Ok(Received {
+        status,
+        headers,
+        body,
+    })
+}
+
+fn classify_response(
+    received: Received,
+    redactor: &Redactor,
+) -> (Outcome, Option<RecordedResponse>) {
+    let status = received.status.as_u16();
+    let (text, truncated) = truncate_body(&received.body);
+    let recorded = RecordedResponse {
+        status,
+        headers: redactor.redact_headers(&received.headers),
+        body: redactor.redact(&text),
+        truncated,
+    };
+    let error = status_error(received.status);
+    let outcome = match retry::classify_status(status) {
+        StatusClass::Success => Outcome::Succeeded {
+            output: output_value(&recorded),
+        },
+        StatusClass::Retry => retry(error, retry_after(status, &received.headers)),
+        StatusClass::Fail => Outcome::Fail {
+            error,
+            output: Some(output_value(&recorded)),
+        },
+    };
+    (outcome, Some(recorded))
+}
+
+fn status_error(status: StatusCode) -> String {
+    match status.canonical_reason() {
+        Some(reason) => format!("HTTP {} {reason}", status.as_u16()),
+        None => format!("HTTP {}", status.as_u16()),
+    }
+}
+
+fn retry_after(status: u16, headers: &[(String, String)]) -> Option<Duration> {
+    if !retry::honours_retry_after(status) {
+        return None;
+    }
+    let (_, value) = headers
+        .iter()
+        .find(|(name, _)| name.as_str() == RETRY_AFTER.as_str())?;
+    retry::parse_retry_after(value, Utc::now())
+}
+
+/// `{status, headers, body}`: headers as an object (repeated names joined with ", "), body as
+/// JSON when the response says JSON and parses, else text.
+fn output_value(response: &RecordedResponse) -> Value {
+    let mut headers = Map::new();
+    for (name, value) in &response.headers {
+        match headers.get_mut(name) {
+            Some(Value::String(joined)) => {
+                joined.push_str(", ");
+                joined.push_str(value);
+            }
+            _ => {
+                headers.insert(name.clone(), Value::String(value.clone()));
+            }
+        }
+    }
+    json!({
+        "status": response.status,
+        "headers": headers,
+        "body": body_value(response),
+    })
+}
+
+fn body_value(response: &RecordedResponse) -> Value {
+    let says_json = response
+        .headers
+        .iter()
+        .any(|(name, value)| name == "content-type" && is_json_media_type(value));
+    if says_json && !response.truncated {
+        if let Ok(parsed) = serde_json::from_str(&response.body) {
+            return parsed;
+        }
+    }
+    Value::String(response.body.clone())
+}
+
+fn is_json_media_type(content_type: &str) -> bool {
+    let media = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    media == "application/json" || media == "text/json" || media.ends_with("+json")
+}
+
+/// Transport errors: a policy refusal or a redirect problem fails; everything else (refused or
+/// reset connections, DNS failures, broken responses) may pass on a later attempt.
+fn classify_error(error: &reqwest::Error) -> Outcome {
+    if let Some(refusal) = guard::find_refusal(error) {
+        return fail(refusal.to_string());
+    }
+    let message = error_chain(error);
+    if error.is_builder() || error.is_redirect() {
+        fail(message)
+    } else {
+        retry(message, None)
+    }
+}
+
+/// The error and its causes, joined: reqwest's top-level message alone says little.
+fn error_chain(error: &(dyn StdError + 'static)) -> String {
+    let mut parts = vec![error.to_string()];
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        // Many errors repeat their cause in their own message.
+        if !parts.last().is_some_and(|last| last.ends_with(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+fn fail(error: String) -> Outcome {
+    Outcome::Fail {
+        error,
+        output: None,
+    }
+}
+
+fn retry(error: String, retry_after: Option<Duration>) -> Outcome {
+    Outcome::Retry { error, retry_after }
+}
+
+/// Error texts quote URLs and header names, which may carry secrets.
+fn redact_outcome(outcome: Outcome, redactor: &Redactor) -> Outcome {
+    match outcome {
+        Outcome::Succeeded { output } => Outcome::Succeeded {
+            output: redactor.redact_value(&output),
+        },
+        Outcome::Retry { error, retry_after } => Outcome::Retry {
+            error: redactor.redact(&error),
+            retry_after,
+        },
+        Outcome::Fail { error, output } => Outcome::Fail {
+            error: redactor.redact(&error),
+            output: output.map(|v| redactor.redact_value(&v)),
+        },
+    }
+}
+
+fn outcome_error(outcome: &Outcome) -> Option<String> {
+    match outcome {
+        Outcome::Succeeded { .. } => None,
+        Outcome::Retry { error, .. } | Outcome::Fail { error, .. } => Some(error.clone()),
+    }
+}
+
+#[cfg(test)]
+mod tests;

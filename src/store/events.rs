@@ -1,0 +1,91 @@
+//! Events of the host application and the runs they start, stored together in one transaction
+//! so an acknowledged event is never lost, and deduplicated by event id so a sender's retry
+//! starts nothing new and gets the first answer again.
+
+use std::collections::HashMap;
+
+use sea_orm::{ConnectionTrait, Value};
+
+use crate::store::runs::{NewRun, insert_runs};
+use crate::store::sql::{get, placeholders, stmt};
+use crate::store::{Backend, StoreError};
+
+const ROWS_PER_INSERT: usize = 200;
+
+/// An event to store, with the runs it starts.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub id: String,
+    pub entity: String,
+    pub action: String,
+    pub entity_id: String,
+    pub data: String,
+    pub previous: Option<String>,
+    pub created_at: i64,
+    pub runs: Vec<NewRun>,
+}
+
+/// Stores events and their runs. Returns, per event id, the run ids of its runs: the new ones,
+/// or those stored the first time for an event id seen before (whose new runs are dropped).
+/// Call inside a write transaction so events and runs commit together.
+pub async fn ingest(conn: &impl ConnectionTrait, backend: Backend, events: &[NewEvent]) -> Result<HashMap<String, Vec<String>>, StoreError> {
+    let mut answers: HashMap<String, Vec<String>> = HashMap::with_capacity(events.len());
+    let mut fresh: Vec<&NewEvent> = Vec::with_capacity(events.len());
+    for chunk in events.chunks(ROWS_PER_INSERT) {
+        let mut inserted = insert_new(conn, backend, chunk).await?;
+        for event in chunk {
+            // A batch may repeat an id: only its first occurrence is new.
+            if let Some(at) = inserted.iter().position(|id| *id == event.id) {
+                inserted.swap_remove(at);
+                fresh.push(event);
+            }
+        }
+    }
+    let runs: Vec<NewRun> = fresh.iter().flat_map(|e| e.runs.iter().cloned()).collect();
+    insert_runs(conn, backend, &runs).await?;
+    for event in &fresh {
+        answers.insert(event.id.clone(), event.runs.iter().map(|r| r.id.clone()).collect());
+    }
+    let repeated: Vec<String> = events.iter().filter(|e| !answers.contains_key(&e.id)).map(|e| e.id.clone()).collect();
+    answers.extend(run_ids_of(conn, backend, &repeated).await?);
+    Ok(answers)
+}
+
+/// Inserts the events whose id is new; returns those ids.
+async fn insert_new(conn: &impl ConnectionTrait, backend: Backend, events: &[NewEvent]) -> Result<Vec<String>, StoreError> {
+    let rows = vec![format!("({})", placeholders(8)); events.len()].join(", ");
+    let sql = format!(
+        "INSERT INTO events (id, entity, action, entity_id, data, previous, run_ids, created_at) VALUES {rows} \
+         ON CONFLICT (id) DO NOTHING RETURNING id"
+    );
+    let mut values: Vec<Value> = Vec::with_capacity(events.len() * 8);
+    for e in events {
+        let run_ids: Vec<&str> = e.runs.iter().map(|r| r.id.as_str()).collect();
+        values.extend([
+            e.id.clone().into(),
+            e.entity.clone().into(),
+            e.action.clone().into(),
+            e.entity_id.clone().into(),
+            e.data.clone().into(),
+            e.previous.clone().into(),
+            serde_json::to_string(&run_ids).unwrap_or_else(|_| "[]".into()).into(),
+            e.created_at.into(),
+        ]);
+    }
+    let rows = conn.query_all_raw(stmt(backend, &sql, values)).await?;
+    rows.iter().map(|row| get::<String>(row, "id")).collect()
+}
+
+/// The run ids stored with events seen before.
+async fn run_ids_of(conn: &impl ConnectionTrait, backend: Backend, ids: &[String]) -> Result<HashMap<String, Vec<String>>, StoreError> {
+    let mut found = HashMap::with_capacity(ids.len());
+    for chunk in ids.chunks(ROWS_PER_INSERT) {
+        let sql = format!("SELECT id, run_ids FROM events WHERE id IN ({})", placeholders(chunk.len()));
+        let values = chunk.iter().map(|id| Value::from(id.clone())).collect();
+        for row in conn.query_all_raw(stmt(backend, &sql, values)).await? {
+            let run_ids: String = get(&row, "run_ids")?;
+            found.insert(get(&row, "id")?, serde_json::from_str(&run_ids).unwrap_or_default());
+        }
+    }
+    Ok(found)
+}

@@ -1,0 +1,180 @@
+//! Flows and their revisions. A flow row points at its current revision; every change of its
+//! source adds a revision, and runs keep executing the revision they were created with.
+
+use sea_orm::{ConnectionTrait, Value};
+
+use crate::store::sql::{get, stmt};
+use crate::store::{Backend, StoreError};
+
+/// Where a flow is managed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowSource {
+    File,
+    Api,
+}
+
+impl FlowSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowSource::File => "file",
+            FlowSource::Api => "api",
+        }
+    }
+}
+
+/// A flow definition to store.
+#[derive(Debug, Clone)]
+pub struct FlowInput {
+    pub id: String,
+    pub name: String,
+    pub source: FlowSource,
+    pub path: Option<String>,
+    /// The YAML as written.
+    pub yaml: String,
+    /// The definition as JSON.
+    pub definition: String,
+    pub sha256: String,
+    pub enabled: bool,
+}
+
+/// A flow row with its current revision's definition.
+#[derive(Debug, Clone)]
+pub struct FlowRow {
+    pub id: String,
+    pub name: String,
+    pub source: String,
+    pub path: Option<String>,
+    pub revision: i64,
+    pub enabled: bool,
+    pub paused: bool,
+    pub load_error: Option<String>,
+    pub definition: String,
+    pub yaml: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const FLOW_COLUMNS: &str = "f.id, f.name, f.source, f.path, f.revision, f.enabled, f.paused, f.load_error, \
+                            r.definition, r.source AS yaml, f.created_at, f.updated_at";
+
+fn flow_row(row: &sea_orm::QueryResult) -> Result<FlowRow, StoreError> {
+    Ok(FlowRow {
+        id: get(row, "id")?,
+        name: get(row, "name")?,
+        source: get(row, "source")?,
+        path: get(row, "path")?,
+        revision: get(row, "revision")?,
+        enabled: get(row, "enabled")?,
+        paused: get(row, "paused")?,
+        load_error: get(row, "load_error")?,
+        definition: get(row, "definition")?,
+        yaml: get(row, "yaml")?,
+        created_at: get(row, "created_at")?,
+        updated_at: get(row, "updated_at")?,
+    })
+}
+
+/// Every flow with its current definition.
+pub async fn list(conn: &impl ConnectionTrait, backend: Backend) -> Result<Vec<FlowRow>, StoreError> {
+    let sql = format!(
+        "SELECT {FLOW_COLUMNS} FROM flows f JOIN flow_revisions r ON r.flow_id = f.id AND r.revision = f.revision ORDER BY f.id"
+    );
+    let rows = conn.query_all_raw(stmt(backend, &sql, vec![])).await?;
+    rows.iter().map(flow_row).collect()
+}
+
+/// One flow with its current definition.
+pub async fn get_flow(conn: &impl ConnectionTrait, backend: Backend, id: &str) -> Result<Option<FlowRow>, StoreError> {
+    let sql = format!(
+        "SELECT {FLOW_COLUMNS} FROM flows f JOIN flow_revisions r ON r.flow_id = f.id AND r.revision = f.revision WHERE f.id = ?"
+    );
+    let row = conn.query_one_raw(stmt(backend, &sql, vec![id.to_string().into()])).await?;
+    row.as_ref().map(flow_row).transpose()
+}
+
+/// The definition (JSON) of one revision of a flow.
+pub async fn revision_definition(conn: &impl ConnectionTrait, backend: Backend, flow_id: &str, revision: i64) -> Result<Option<String>, StoreError> {
+    let sql = "SELECT definition FROM flow_revisions WHERE flow_id = ? AND revision = ?";
+    let row = conn
+        .query_one_raw(stmt(backend, sql, vec![flow_id.to_string().into(), revision.into()]))
+        .await?;
+    row.map(|r| get(&r, "definition")).transpose()
+}
+
+/// Stores a flow: creates it, or adds a revision when its source changed. Returns the current
+/// revision. A flow managed elsewhere (file vs API) is a conflict.
+pub async fn save(conn: &impl ConnectionTrait, backend: Backend, flow: &FlowInput, now: i64) -> Result<i64, StoreError> {
+    let existing = conn
+        .query_one_raw(stmt(
+            backend,
+            "SELECT f.revision, f.source, r.sha256 FROM flows f JOIN flow_revisions r ON r.flow_id = f.id AND r.revision = f.revision WHERE f.id = ?",
+            vec![flow.id.clone().into()],
+        ))
+        .await?;
+    let Some(row) = existing else {
+        insert_revision(conn, backend, flow, 1, now).await?;
+        let sql = "INSERT INTO flows (id, name, source, path, revision, enabled, paused, load_error, created_at, updated_at) \
+                   VALUES (?, ?, ?, ?, 1, ?, FALSE, NULL, ?, ?)";
+        let values: Vec<Value> = vec![
+            flow.id.clone().into(),
+            flow.name.clone().into(),
+            flow.source.as_str().into(),
+            flow.path.clone().into(),
+            flow.enabled.into(),
+            now.into(),
+            now.into(),
+        ];
+        conn.execute_raw(stmt(backend, sql, values)).await?;
+        return Ok(1);
+    };
+    let (revision, source, sha): (i64, String, String) = (get(&row, "revision")?, get(&row, "source")?, get(&row, "sha256")?);
+    if source != flow.source.as_str() {
+        return Err(StoreError::Conflict {
+            what: format!("flow `{}` is managed by {source}", flow.id),
+        });
+    }
+    let next = if sha == flow.sha256 { revision } else { revision + 1 };
+    if next != revision {
+        insert_revision(conn, backend, flow, next, now).await?;
+    }
+    let sql = "UPDATE flows SET name = ?, path = ?, revision = ?, enabled = ?, load_error = NULL, updated_at = ? WHERE id = ?";
+    let values: Vec<Value> = vec![
+        flow.name.clone().into(),
+        flow.path.clone().into(),
+        next.into(),
+        flow.enabled.into(),
+        now.into(),
+        flow.id.clone().into(),
+    ];
+    conn.execute_raw(stmt(backend, sql, values)).await?;
+    Ok(next)
+}
+
+async fn insert_revision(conn: &impl ConnectionTrait, backend: Backend, flow: &FlowInput, revision: i64, now: i64) -> Result<(), StoreError> {
+    let sql = "INSERT INTO flow_revisions (flow_id, revision, sha256, source, definition, created_at) VALUES (?, ?, ?, ?, ?, ?)";
+    let values: Vec<Value> = vec![
+        flow.id.clone().into(),
+        revision.into(),
+        flow.sha256.clone().into(),
+        flow.yaml.clone().into(),
+        flow.definition.clone().into(),
+        now.into(),
+    ];
+    conn.execute_raw(stmt(backend, sql, values)).await?;
+    Ok(())
+}
+
+/// Records (or clears) the last load problem of a file flow; the last good revision keeps running.
+pub async fn set_load_error(conn: &impl ConnectionTrait, backend: Backend, id: &str, error: Option<&str>, now: i64) -> Result<(), StoreError> {
+    let sql = "UPDATE flows SET load_error = ?, updated_at = ? WHERE id = ?";
+    conn.execute_raw(stmt(backend, sql, vec![error.map(str::to_string).into(), now.into(), id.to_string().into()]))
+        .await?;
+    Ok(())
+}
+
+/// Pauses or resumes a flow; false when there is no such flow.
+pub async fn set_paused(conn: &impl ConnectionTrait, backend: Backend, id: &str, paused: bool, now: i64) -> Result<bool, StoreError> {
+    let sql = "UPDATE flows SET paused = ?, updated_at = ? WHERE id = ?";
+    let result = conn.execute_raw(stmt(backend, sql, vec![paused.into(), now.into(), id.to_string().into()])).await?;
+    Ok(result.rows_affected() > 0)
+}

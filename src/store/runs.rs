@@ -1,0 +1,384 @@
+//! Runs, their steps and attempts: creating runs, claiming them with a lease, and applying the
+//! runner's transitions. Every write of a claimed run is conditional on the lease (owner and
+//! epoch), so a node that lost its lease changes nothing. Hot paths use raw SQL (see `sql.rs`);
+//! claiming uses `FOR UPDATE SKIP LOCKED` on PostgreSQL and the single writer on SQLite.
+
+use sea_orm::{ConnectionTrait, Value};
+
+use crate::runner::status::{RunStatus, StepStatus};
+use crate::store::sql::{get, placeholders, stmt};
+use crate::store::{Backend, StoreError};
+
+/// Rows per multi-row INSERT: well under SQLite's limit of bound variables.
+const ROWS_PER_INSERT: usize = 200;
+
+/// A run to create.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub id: String,
+    pub flow_id: String,
+    pub revision: i64,
+    /// `TriggerData` as JSON.
+    pub trigger: String,
+    pub entity: Option<String>,
+    pub entity_id: Option<String>,
+    pub created_at: i64,
+    pub deadline_at: Option<i64>,
+}
+
+/// Inserts runs as `pending` and due now, in as few statements as possible.
+pub async fn insert_runs(conn: &impl ConnectionTrait, backend: Backend, runs: &[NewRun]) -> Result<(), StoreError> {
+    for chunk in runs.chunks(ROWS_PER_INSERT) {
+        let rows = vec!["(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let sql = format!(
+            "INSERT INTO runs (id, flow_id, revision, status, trigger, entity, entity_id, created_at, due_at, deadline_at) VALUES {rows}"
+        );
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 9);
+        for run in chunk {
+            values.extend([
+                run.id.clone().into(),
+                run.flow_id.clone().into(),
+                run.revision.into(),
+                run.trigger.clone().into(),
+                run.entity.clone().into(),
+                run.entity_id.clone().into(),
+                run.created_at.into(),
+                run.created_at.into(),
+                run.deadline_at.into(),
+            ]);
+        }
+        conn.execute_raw(stmt(backend, &sql, values)).await?;
+    }
+    Ok(())
+}
+
+/// A run claimed by this node, with what the runner needs to execute it.
+#[derive(Debug, Clone)]
+pub struct ClaimedRun {
+    pub id: String,
+    pub flow_id: String,
+    pub revision: i64,
+    pub trigger: String,
+    pub next_step: i64,
+    pub attempt: i64,
+    pub epoch: i64,
+    pub cancel_requested: bool,
+    pub deadline_at: Option<i64>,
+    pub started_at: i64,
+    pub created_at: i64,
+}
+
+/// What to claim: up to `limit` runs due at `now`, leased to `owner` until `now + lease_ms`.
+#[derive(Debug, Clone)]
+pub struct Claim<'a> {
+    pub owner: &'a str,
+    pub now: i64,
+    pub lease_ms: i64,
+    pub limit: u64,
+    /// Flows whose runs must not be claimed now (at their concurrency limit).
+    pub skip_flows: &'a [String],
+    /// Only runs of this flow, when set (for flows with a concurrency or rate limit).
+    pub only_flow: Option<&'a str>,
+}
+
+/// Claims due runs: pending ones, waiting ones whose wake-up time has come, and running ones
+/// whose lease expired (their node died). Each claim bumps the lease epoch.
+pub async fn claim(conn: &impl ConnectionTrait, backend: Backend, claim: &Claim<'_>) -> Result<Vec<ClaimedRun>, StoreError> {
+    let mut filter = String::from("due_at IS NOT NULL AND due_at <= ?");
+    let mut filter_values: Vec<Value> = vec![claim.now.into()];
+    if !claim.skip_flows.is_empty() {
+        filter.push_str(&format!(" AND flow_id NOT IN ({})", placeholders(claim.skip_flows.len())));
+        filter_values.extend(claim.skip_flows.iter().map(|f| Value::from(f.clone())));
+    }
+    if let Some(flow) = claim.only_flow {
+        filter.push_str(" AND flow_id = ?");
+        filter_values.push(flow.to_string().into());
+    }
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE runs SET status = 'running', lease_owner = ?, lease_epoch = lease_epoch + 1, \
+         lease_expires_at = ?, due_at = ?, wake_at = NULL, started_at = COALESCE(started_at, ?) \
+         WHERE id IN (SELECT id FROM runs WHERE {filter} ORDER BY due_at LIMIT ?{lock}) \
+         RETURNING id, flow_id, revision, trigger, next_step, attempt, lease_epoch, cancel_requested, \
+         deadline_at, started_at, created_at"
+    );
+    let expires = claim.now + claim.lease_ms;
+    let mut values: Vec<Value> = vec![claim.owner.to_string().into(), expires.into(), expires.into(), claim.now.into()];
+    values.extend(filter_values);
+    values.push((claim.limit as i64).into());
+    let rows = conn.query_all_raw(stmt(backend, &sql, values)).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ClaimedRun {
+                id: get(row, "id")?,
+                flow_id: get(row, "flow_id")?,
+                revision: get(row, "revision")?,
+                trigger: get(row, "trigger")?,
+                next_step: get::<i32>(row, "next_step")?.into(),
+                attempt: get::<i32>(row, "attempt")?.into(),
+                epoch: get(row, "lease_epoch")?,
+                cancel_requested: get(row, "cancel_requested")?,
+                deadline_at: get(row, "deadline_at")?,
+                started_at: get(row, "started_at")?,
+                created_at: get(row, "created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Extends the leases of every run this node executes; returns how many it still holds.
+pub async fn renew_leases(conn: &impl ConnectionTrait, backend: Backend, owner: &str, now: i64, lease_ms: i64) -> Result<u64, StoreError> {
+    let expires = now + lease_ms;
+    let sql = "UPDATE runs SET lease_expires_at = ?, due_at = ? WHERE lease_owner = ? AND status = 'running'";
+    let result = conn
+        .execute_raw(stmt(backend, sql, vec![expires.into(), expires.into(), owner.to_string().into()]))
+        .await?;
+    Ok(result.rows_affected())
+}
+
+/// Gives back the leases of runs this node holds (graceful shutdown): they become due at once
+/// for any node.
+pub async fn release_leases(conn: &impl ConnectionTrait, backend: Backend, owner: &str, now: i64) -> Result<u64, StoreError> {
+    let sql = "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, due_at = ? WHERE lease_owner = ? AND status = 'running'";
+    let result = conn.execute_raw(stmt(backend, sql, vec![now.into(), owner.to_string().into()])).await?;
+    Ok(result.rows_affected())
+}
+
+/// A step row as stored.
+#[derive(Debug, Clone)]
+pub struct StepRow {
+    pub run_id: String,
+    pub step_index: i64,
+    pub step_id: String,
+    pub status: StepStatus,
+    pub output: Option<String>,
+    pub attempts: i64,
+    pub retry_base: i64,
+}
+
+/// The step rows of some runs, for resuming them.
+pub async fn load_steps(conn: &impl ConnectionTrait, backend: Backend, run_ids: &[String]) -> Result<Vec<StepRow>, StoreError> {
+    if run_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT run_id, step_index, step_id, status, output, attempts, retry_base FROM step_runs WHERE run_id IN ({}) ORDER BY run_id, step_index",
+        placeholders(run_ids.len())
+    );
+    let values = run_ids.iter().map(|id| Value::from(id.clone())).collect();
+    let rows = conn.query_all_raw(stmt(backend, &sql, values)).await?;
+    rows.iter()
+        .map(|row| {
+            let status: String = get(row, "status")?;
+            Ok(StepRow {
+                run_id: get(row, "run_id")?,
+                step_index: get::<i32>(row, "step_index")?.into(),
+                step_id: get(row, "step_id")?,
+                status: status.parse().map_err(|_| StoreError::NotFound { what: format!("step status `{status}`") })?,
+                output: get(row, "output")?,
+                attempts: get::<i32>(row, "attempts")?.into(),
+                retry_base: get::<i32>(row, "retry_base")?.into(),
+            })
+        })
+        .collect()
+}
+
+/// The new state of a claimed run after a transition.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunState {
+    /// Still executing on this node, at `next_step`.
+    Running { next_step: i64 },
+    /// Parked until `wake_at` (a delay or a retry backoff); the lease is given up. `due_at` is
+    /// when a worker must look at it again (the wake-up, or the run's deadline if sooner).
+    Waiting { next_step: i64, wake_at: i64, due_at: i64 },
+    /// Done.
+    Finished { status: RunStatus, error: Option<String>, finished_at: i64 },
+}
+
+/// One step row to write.
+#[derive(Debug, Clone)]
+pub struct StepWrite {
+    pub step_index: i64,
+    pub step_id: String,
+    pub kind: &'static str,
+    pub status: StepStatus,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub attempts: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+/// One recorded attempt of a step (HTTP request and response, or a notification).
+#[derive(Debug, Clone)]
+pub struct AttemptWrite {
+    pub step_index: i64,
+    pub n: i64,
+    pub node: String,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub duration_ms: i64,
+    pub request: Option<String>,
+    pub response: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A transition of one run: its new state plus the step and attempt rows it produced.
+#[derive(Debug, Clone)]
+pub struct RunWrite {
+    pub run_id: String,
+    pub owner: String,
+    pub epoch: i64,
+    pub state: RunState,
+    pub steps: Vec<StepWrite>,
+    pub attempts: Vec<AttemptWrite>,
+}
+
+/// What a committed transition tells the runner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Someone asked to cancel the run: stop after the step in flight.
+    pub cancel_requested: bool,
+}
+
+/// Applies one transition inside the caller's transaction. The run row is updated first, on
+/// condition of the lease; when that matches nothing the lease is lost and nothing is written.
+pub async fn apply(conn: &impl ConnectionTrait, backend: Backend, write: &RunWrite, lease_expires_at: i64) -> Result<Applied, StoreError> {
+    let (set, mut values): (&str, Vec<Value>) = match &write.state {
+        RunState::Running { next_step } => (
+            "next_step = ?, lease_expires_at = ?, due_at = ?",
+            vec![(*next_step as i32).into(), lease_expires_at.into(), lease_expires_at.into()],
+        ),
+        RunState::Waiting { next_step, wake_at, due_at } => (
+            "status = 'waiting', next_step = ?, wake_at = ?, due_at = ?, lease_owner = NULL, lease_expires_at = NULL",
+            vec![(*next_step as i32).into(), (*wake_at).into(), (*due_at).into()],
+        ),
+        RunState::Finished { status, error, finished_at } => (
+            "status = ?, error = ?, finished_at = ?, due_at = NULL, wake_at = NULL, lease_owner = NULL, lease_expires_at = NULL",
+            vec![status.as_str().into(), error.clone().into(), (*finished_at).into()],
+        ),
+    };
+    let sql = format!(
+        "UPDATE runs SET {set} WHERE id = ? AND lease_owner = ? AND lease_epoch = ? AND status = 'running' RETURNING cancel_requested"
+    );
+    values.extend([write.run_id.clone().into(), write.owner.clone().into(), write.epoch.into()]);
+    let Some(row) = conn.query_one_raw(stmt(backend, &sql, values)).await? else {
+        return Err(StoreError::LeaseLost);
+    };
+    let cancel_requested: bool = get(&row, "cancel_requested")?;
+    upsert_steps(conn, backend, &write.run_id, &write.steps).await?;
+    insert_attempts(conn, backend, &write.run_id, &write.attempts).await?;
+    Ok(Applied { cancel_requested })
+}
+
+async fn upsert_steps(conn: &impl ConnectionTrait, backend: Backend, run_id: &str, steps: &[StepWrite]) -> Result<(), StoreError> {
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let rows = vec![format!("({})", placeholders(10)); steps.len()].join(", ");
+    let sql = format!(
+        "INSERT INTO step_runs (run_id, step_index, step_id, kind, status, output, error, attempts, started_at, finished_at) \
+         VALUES {rows} ON CONFLICT (run_id, step_index) DO UPDATE SET status = excluded.status, output = excluded.output, \
+         error = excluded.error, attempts = excluded.attempts, \
+         started_at = COALESCE(step_runs.started_at, excluded.started_at), finished_at = excluded.finished_at"
+    );
+    let mut values: Vec<Value> = Vec::with_capacity(steps.len() * 10);
+    for s in steps {
+        values.extend([
+            run_id.to_string().into(),
+            (s.step_index as i32).into(),
+            s.step_id.clone().into(),
+            s.kind.into(),
+            s.status.as_str().into(),
+            s.output.clone().into(),
+            s.error.clone().into(),
+            (s.attempts as i32).into(),
+            s.started_at.into(),
+            s.finished_at.into(),
+        ]);
+    }
+    conn.execute_raw(stmt(backend, &sql, values)).await?;
+    Ok(())
+}
+
+async fn insert_attempts(conn: &impl ConnectionTrait, backend: Backend, run_id: &str, attempts: &[AttemptWrite]) -> Result<(), StoreError> {
+    if attempts.is_empty() {
+        return Ok(());
+    }
+    let rows = vec![format!("({})", placeholders(10)); attempts.len()].join(", ");
+    // A node that crashed after sending but before recording leaves no row; the retry that
+    // follows reuses the number, so a conflict can only be a replayed write: keep the first.
+    let sql = format!(
+        "INSERT INTO attempts (run_id, step_index, n, node, started_at, finished_at, duration_ms, request, response, error) \
+         VALUES {rows} ON CONFLICT (run_id, step_index, n) DO NOTHING"
+    );
+    let mut values: Vec<Value> = Vec::with_capacity(attempts.len() * 10);
+    for a in attempts {
+        values.extend([
+            run_id.to_string().into(),
+            (a.step_index as i32).into(),
+            (a.n as i32).into(),
+            a.node.clone().into(),
+            a.started_at.into(),
+            a.finished_at.into(),
+            a.duration_ms.into(),
+            a.request.clone().into(),
+            a.response.clone().into(),
+            a.error.clone().into(),
+        ]);
+    }
+    conn.execute_raw(stmt(backend, &sql, values)).await?;
+    Ok(())
+}
+
+/// What a cancel request did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The run was pending or waiting and is now cancelled.
+    Cancelled,
+    /// The run is executing: it stops after the step in flight.
+    Requested,
+    AlreadyTerminal,
+    NotFound,
+}
+
+/// Cancels a run: at once when no worker holds it, else by asking its worker to stop.
+pub async fn cancel(conn: &impl ConnectionTrait, backend: Backend, run_id: &str, now: i64) -> Result<CancelOutcome, StoreError> {
+    let direct = "UPDATE runs SET status = 'cancelled', error = 'cancelled', finished_at = ?, due_at = NULL, wake_at = NULL \
+                  WHERE id = ? AND status IN ('pending', 'waiting')";
+    let done = conn.execute_raw(stmt(backend, direct, vec![now.into(), run_id.to_string().into()])).await?;
+    if done.rows_affected() > 0 {
+        return Ok(CancelOutcome::Cancelled);
+    }
+    let flag = "UPDATE runs SET cancel_requested = TRUE WHERE id = ? AND status = 'running'";
+    let flagged = conn.execute_raw(stmt(backend, flag, vec![run_id.to_string().into()])).await?;
+    if flagged.rows_affected() > 0 {
+        return Ok(CancelOutcome::Requested);
+    }
+    let exists = conn
+        .query_one_raw(stmt(backend, "SELECT status FROM runs WHERE id = ?", vec![run_id.to_string().into()]))
+        .await?;
+    Ok(if exists.is_some() { CancelOutcome::AlreadyTerminal } else { CancelOutcome::NotFound })
+}
+
+/// Resumes a failed or cancelled run at its first step that did not succeed; that step gets a
+/// fresh retry budget. Returns false when the run is not failed or cancelled.
+pub async fn retry(conn: &impl ConnectionTrait, backend: Backend, run_id: &str, now: i64, deadline_at: Option<i64>) -> Result<bool, StoreError> {
+    let sql = "UPDATE runs SET status = 'pending', attempt = attempt + 1, error = NULL, finished_at = NULL, \
+               cancel_requested = FALSE, due_at = ?, deadline_at = ? WHERE id = ? AND status IN ('failed', 'cancelled') \
+               RETURNING next_step";
+    let Some(row) = conn
+        .query_one_raw(stmt(backend, sql, vec![now.into(), deadline_at.into(), run_id.to_string().into()]))
+        .await?
+    else {
+        return Ok(false);
+    };
+    let next_step: i32 = get(&row, "next_step")?;
+    let reset = "UPDATE step_runs SET status = 'pending', retry_base = attempts, error = NULL, finished_at = NULL \
+                 WHERE run_id = ? AND step_index >= ? AND status <> 'succeeded'";
+    conn.execute_raw(stmt(backend, reset, vec![run_id.to_string().into(), next_step.into()])).await?;
+    Ok(true)
+}
