@@ -7,4 +7,5 @@ pub mod flow;
 pub mod runner;
 pub mod secrets;
 pub mod step;
+pub mod store;
 pub mod trigger;

@@ -81,7 +81,7 @@ impl fmt::Display for Duration {
             (1_000, "s"),
         ];
         for (size, unit) in UNITS {
-            if self.millis >= size && self.millis % size == 0 {
+            if self.millis >= size && self.millis.is_multiple_of(size) {
                 return write!(f, "{}{unit}", self.millis / size);
             }
         }

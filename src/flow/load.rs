@@ -120,8 +120,31 @@ fn read_source(path: &Path) -> Result<String, String> {
 }
 
 /// Validates every file, then the rules across files: unique flow ids and webhook paths.
+/// Files are validated on every core: a repository may hold thousands of flows.
 pub fn load_files(files: &[PathBuf], options: &Options) -> Vec<FileReport> {
-    let mut reports: Vec<FileReport> = files.iter().map(|f| load_file(f, options)).collect();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(16);
+    let chunk = files.len().div_ceil(threads).max(64);
+    let mut reports: Vec<FileReport> = std::thread::scope(|scope| {
+        let workers: Vec<_> = files
+            .chunks(chunk)
+            .map(|part| {
+                scope.spawn(move || {
+                    part.iter()
+                        .map(|f| load_file(f, options))
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| {
+                w.join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    });
     check_across_files(&mut reports);
     reports
 }

@@ -83,8 +83,11 @@ impl<'s> Checker<'s> {
             let Some(reference) = object.get("$ref").and_then(Value::as_str) else {
                 return Some(object);
             };
-            let pointer = reference.strip_prefix('#')?;
-            schema = self.root.pointer(pointer)?;
+            // Direct lookups: JSON-pointer parsing is measurable when validating many flows.
+            schema = match reference.strip_prefix("#/definitions/") {
+                Some(name) => self.root.get("definitions")?.get(name)?,
+                None => self.root.pointer(reference.strip_prefix('#')?)?,
+            };
         }
         None
     }
@@ -123,14 +126,13 @@ impl<'s> Checker<'s> {
         }
         if let (NodeValue::Str(text), Some(pattern)) =
             (&node.value, schema.get("pattern").and_then(Value::as_str))
+            && !pattern_matches(pattern, text)
         {
-            if !pattern_matches(pattern, text) {
-                let what = schema
-                    .get("x-message")
-                    .and_then(Value::as_str)
-                    .map_or_else(|| format!("text matching `{pattern}`"), str::to_string);
-                self.error(node, path, format!("`{text}` is not {what}"));
-            }
+            let what = schema
+                .get("x-message")
+                .and_then(Value::as_str)
+                .map_or_else(|| format!("text matching `{pattern}`"), str::to_string);
+            self.error(node, path, format!("`{text}` is not {what}"));
         }
         if let Some(number) = node_number(node) {
             if let Some(min) = schema

@@ -269,8 +269,10 @@ impl Cx<'_> {
             );
             return (String::new(), Pos::START);
         };
-        let id_pattern = regex::Regex::new(FLOW_ID_PATTERN).expect("constant pattern");
-        if !id_pattern.is_match(stem) {
+        static ID_PATTERN: std::sync::LazyLock<regex::Regex> = std::sync::LazyLock::new(|| {
+            regex::Regex::new(FLOW_ID_PATTERN).expect("constant pattern")
+        });
+        if !ID_PATTERN.is_match(stem) {
             self.error(
                 FlowPath::root(),
                 format!(

@@ -28,7 +28,11 @@ pub struct NewEvent {
 /// Stores events and their runs. Returns, per event id, the run ids of its runs: the new ones,
 /// or those stored the first time for an event id seen before (whose new runs are dropped).
 /// Call inside a write transaction so events and runs commit together.
-pub async fn ingest(conn: &impl ConnectionTrait, backend: Backend, events: &[NewEvent]) -> Result<HashMap<String, Vec<String>>, StoreError> {
+pub async fn ingest(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    events: &[NewEvent],
+) -> Result<HashMap<String, Vec<String>>, StoreError> {
     let mut answers: HashMap<String, Vec<String>> = HashMap::with_capacity(events.len());
     let mut fresh: Vec<&NewEvent> = Vec::with_capacity(events.len());
     for chunk in events.chunks(ROWS_PER_INSERT) {
@@ -44,15 +48,26 @@ pub async fn ingest(conn: &impl ConnectionTrait, backend: Backend, events: &[New
     let runs: Vec<NewRun> = fresh.iter().flat_map(|e| e.runs.iter().cloned()).collect();
     insert_runs(conn, backend, &runs).await?;
     for event in &fresh {
-        answers.insert(event.id.clone(), event.runs.iter().map(|r| r.id.clone()).collect());
+        answers.insert(
+            event.id.clone(),
+            event.runs.iter().map(|r| r.id.clone()).collect(),
+        );
     }
-    let repeated: Vec<String> = events.iter().filter(|e| !answers.contains_key(&e.id)).map(|e| e.id.clone()).collect();
+    let repeated: Vec<String> = events
+        .iter()
+        .filter(|e| !answers.contains_key(&e.id))
+        .map(|e| e.id.clone())
+        .collect();
     answers.extend(run_ids_of(conn, backend, &repeated).await?);
     Ok(answers)
 }
 
 /// Inserts the events whose id is new; returns those ids.
-async fn insert_new(conn: &impl ConnectionTrait, backend: Backend, events: &[NewEvent]) -> Result<Vec<String>, StoreError> {
+async fn insert_new(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    events: &[NewEvent],
+) -> Result<Vec<String>, StoreError> {
     let rows = vec![format!("({})", placeholders(8)); events.len()].join(", ");
     let sql = format!(
         "INSERT INTO events (id, entity, action, entity_id, data, previous, run_ids, created_at) VALUES {rows} \
@@ -68,7 +83,9 @@ async fn insert_new(conn: &impl ConnectionTrait, backend: Backend, events: &[New
             e.entity_id.clone().into(),
             e.data.clone().into(),
             e.previous.clone().into(),
-            serde_json::to_string(&run_ids).unwrap_or_else(|_| "[]".into()).into(),
+            serde_json::to_string(&run_ids)
+                .unwrap_or_else(|_| "[]".into())
+                .into(),
             e.created_at.into(),
         ]);
     }
@@ -77,14 +94,24 @@ async fn insert_new(conn: &impl ConnectionTrait, backend: Backend, events: &[New
 }
 
 /// The run ids stored with events seen before.
-async fn run_ids_of(conn: &impl ConnectionTrait, backend: Backend, ids: &[String]) -> Result<HashMap<String, Vec<String>>, StoreError> {
+async fn run_ids_of(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    ids: &[String],
+) -> Result<HashMap<String, Vec<String>>, StoreError> {
     let mut found = HashMap::with_capacity(ids.len());
     for chunk in ids.chunks(ROWS_PER_INSERT) {
-        let sql = format!("SELECT id, run_ids FROM events WHERE id IN ({})", placeholders(chunk.len()));
+        let sql = format!(
+            "SELECT id, run_ids FROM events WHERE id IN ({})",
+            placeholders(chunk.len())
+        );
         let values = chunk.iter().map(|id| Value::from(id.clone())).collect();
         for row in conn.query_all_raw(stmt(backend, &sql, values)).await? {
             let run_ids: String = get(&row, "run_ids")?;
-            found.insert(get(&row, "id")?, serde_json::from_str(&run_ids).unwrap_or_default());
+            found.insert(
+                get(&row, "id")?,
+                serde_json::from_str(&run_ids).unwrap_or_default(),
+            );
         }
     }
     Ok(found)

@@ -75,7 +75,10 @@ fn flow_row(row: &sea_orm::QueryResult) -> Result<FlowRow, StoreError> {
 }
 
 /// Every flow with its current definition.
-pub async fn list(conn: &impl ConnectionTrait, backend: Backend) -> Result<Vec<FlowRow>, StoreError> {
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+) -> Result<Vec<FlowRow>, StoreError> {
     let sql = format!(
         "SELECT {FLOW_COLUMNS} FROM flows f JOIN flow_revisions r ON r.flow_id = f.id AND r.revision = f.revision ORDER BY f.id"
     );
@@ -84,26 +87,46 @@ pub async fn list(conn: &impl ConnectionTrait, backend: Backend) -> Result<Vec<F
 }
 
 /// One flow with its current definition.
-pub async fn get_flow(conn: &impl ConnectionTrait, backend: Backend, id: &str) -> Result<Option<FlowRow>, StoreError> {
+pub async fn get_flow(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    id: &str,
+) -> Result<Option<FlowRow>, StoreError> {
     let sql = format!(
         "SELECT {FLOW_COLUMNS} FROM flows f JOIN flow_revisions r ON r.flow_id = f.id AND r.revision = f.revision WHERE f.id = ?"
     );
-    let row = conn.query_one_raw(stmt(backend, &sql, vec![id.to_string().into()])).await?;
+    let row = conn
+        .query_one_raw(stmt(backend, &sql, vec![id.to_string().into()]))
+        .await?;
     row.as_ref().map(flow_row).transpose()
 }
 
 /// The definition (JSON) of one revision of a flow.
-pub async fn revision_definition(conn: &impl ConnectionTrait, backend: Backend, flow_id: &str, revision: i64) -> Result<Option<String>, StoreError> {
+pub async fn revision_definition(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    flow_id: &str,
+    revision: i64,
+) -> Result<Option<String>, StoreError> {
     let sql = "SELECT definition FROM flow_revisions WHERE flow_id = ? AND revision = ?";
     let row = conn
-        .query_one_raw(stmt(backend, sql, vec![flow_id.to_string().into(), revision.into()]))
+        .query_one_raw(stmt(
+            backend,
+            sql,
+            vec![flow_id.to_string().into(), revision.into()],
+        ))
         .await?;
     row.map(|r| get(&r, "definition")).transpose()
 }
 
 /// Stores a flow: creates it, or adds a revision when its source changed. Returns the current
 /// revision. A flow managed elsewhere (file vs API) is a conflict.
-pub async fn save(conn: &impl ConnectionTrait, backend: Backend, flow: &FlowInput, now: i64) -> Result<i64, StoreError> {
+pub async fn save(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    flow: &FlowInput,
+    now: i64,
+) -> Result<i64, StoreError> {
     let existing = conn
         .query_one_raw(stmt(
             backend,
@@ -127,13 +150,21 @@ pub async fn save(conn: &impl ConnectionTrait, backend: Backend, flow: &FlowInpu
         conn.execute_raw(stmt(backend, sql, values)).await?;
         return Ok(1);
     };
-    let (revision, source, sha): (i64, String, String) = (get(&row, "revision")?, get(&row, "source")?, get(&row, "sha256")?);
+    let (revision, source, sha): (i64, String, String) = (
+        get(&row, "revision")?,
+        get(&row, "source")?,
+        get(&row, "sha256")?,
+    );
     if source != flow.source.as_str() {
         return Err(StoreError::Conflict {
             what: format!("flow `{}` is managed by {source}", flow.id),
         });
     }
-    let next = if sha == flow.sha256 { revision } else { revision + 1 };
+    let next = if sha == flow.sha256 {
+        revision
+    } else {
+        revision + 1
+    };
     if next != revision {
         insert_revision(conn, backend, flow, next, now).await?;
     }
@@ -150,7 +181,13 @@ pub async fn save(conn: &impl ConnectionTrait, backend: Backend, flow: &FlowInpu
     Ok(next)
 }
 
-async fn insert_revision(conn: &impl ConnectionTrait, backend: Backend, flow: &FlowInput, revision: i64, now: i64) -> Result<(), StoreError> {
+async fn insert_revision(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    flow: &FlowInput,
+    revision: i64,
+    now: i64,
+) -> Result<(), StoreError> {
     let sql = "INSERT INTO flow_revisions (flow_id, revision, sha256, source, definition, created_at) VALUES (?, ?, ?, ?, ?, ?)";
     let values: Vec<Value> = vec![
         flow.id.clone().into(),
@@ -165,16 +202,42 @@ async fn insert_revision(conn: &impl ConnectionTrait, backend: Backend, flow: &F
 }
 
 /// Records (or clears) the last load problem of a file flow; the last good revision keeps running.
-pub async fn set_load_error(conn: &impl ConnectionTrait, backend: Backend, id: &str, error: Option<&str>, now: i64) -> Result<(), StoreError> {
+pub async fn set_load_error(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    id: &str,
+    error: Option<&str>,
+    now: i64,
+) -> Result<(), StoreError> {
     let sql = "UPDATE flows SET load_error = ?, updated_at = ? WHERE id = ?";
-    conn.execute_raw(stmt(backend, sql, vec![error.map(str::to_string).into(), now.into(), id.to_string().into()]))
-        .await?;
+    conn.execute_raw(stmt(
+        backend,
+        sql,
+        vec![
+            error.map(str::to_string).into(),
+            now.into(),
+            id.to_string().into(),
+        ],
+    ))
+    .await?;
     Ok(())
 }
 
 /// Pauses or resumes a flow; false when there is no such flow.
-pub async fn set_paused(conn: &impl ConnectionTrait, backend: Backend, id: &str, paused: bool, now: i64) -> Result<bool, StoreError> {
+pub async fn set_paused(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    id: &str,
+    paused: bool,
+    now: i64,
+) -> Result<bool, StoreError> {
     let sql = "UPDATE flows SET paused = ?, updated_at = ? WHERE id = ?";
-    let result = conn.execute_raw(stmt(backend, sql, vec![paused.into(), now.into(), id.to_string().into()])).await?;
+    let result = conn
+        .execute_raw(stmt(
+            backend,
+            sql,
+            vec![paused.into(), now.into(), id.to_string().into()],
+        ))
+        .await?;
     Ok(result.rows_affected() > 0)
 }

@@ -27,7 +27,11 @@ pub struct NewRun {
 }
 
 /// Inserts runs as `pending` and due now, in as few statements as possible.
-pub async fn insert_runs(conn: &impl ConnectionTrait, backend: Backend, runs: &[NewRun]) -> Result<(), StoreError> {
+pub async fn insert_runs(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    runs: &[NewRun],
+) -> Result<(), StoreError> {
     for chunk in runs.chunks(ROWS_PER_INSERT) {
         let rows = vec!["(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
         let sql = format!(
@@ -83,11 +87,18 @@ pub struct Claim<'a> {
 
 /// Claims due runs: pending ones, waiting ones whose wake-up time has come, and running ones
 /// whose lease expired (their node died). Each claim bumps the lease epoch.
-pub async fn claim(conn: &impl ConnectionTrait, backend: Backend, claim: &Claim<'_>) -> Result<Vec<ClaimedRun>, StoreError> {
+pub async fn claim(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    claim: &Claim<'_>,
+) -> Result<Vec<ClaimedRun>, StoreError> {
     let mut filter = String::from("due_at IS NOT NULL AND due_at <= ?");
     let mut filter_values: Vec<Value> = vec![claim.now.into()];
     if !claim.skip_flows.is_empty() {
-        filter.push_str(&format!(" AND flow_id NOT IN ({})", placeholders(claim.skip_flows.len())));
+        filter.push_str(&format!(
+            " AND flow_id NOT IN ({})",
+            placeholders(claim.skip_flows.len())
+        ));
         filter_values.extend(claim.skip_flows.iter().map(|f| Value::from(f.clone())));
     }
     if let Some(flow) = claim.only_flow {
@@ -106,7 +117,12 @@ pub async fn claim(conn: &impl ConnectionTrait, backend: Backend, claim: &Claim<
          deadline_at, started_at, created_at"
     );
     let expires = claim.now + claim.lease_ms;
-    let mut values: Vec<Value> = vec![claim.owner.to_string().into(), expires.into(), expires.into(), claim.now.into()];
+    let mut values: Vec<Value> = vec![
+        claim.owner.to_string().into(),
+        expires.into(),
+        expires.into(),
+        claim.now.into(),
+    ];
     values.extend(filter_values);
     values.push((claim.limit as i64).into());
     let rows = conn.query_all_raw(stmt(backend, &sql, values)).await?;
@@ -130,20 +146,41 @@ pub async fn claim(conn: &impl ConnectionTrait, backend: Backend, claim: &Claim<
 }
 
 /// Extends the leases of every run this node executes; returns how many it still holds.
-pub async fn renew_leases(conn: &impl ConnectionTrait, backend: Backend, owner: &str, now: i64, lease_ms: i64) -> Result<u64, StoreError> {
+pub async fn renew_leases(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    owner: &str,
+    now: i64,
+    lease_ms: i64,
+) -> Result<u64, StoreError> {
     let expires = now + lease_ms;
     let sql = "UPDATE runs SET lease_expires_at = ?, due_at = ? WHERE lease_owner = ? AND status = 'running'";
     let result = conn
-        .execute_raw(stmt(backend, sql, vec![expires.into(), expires.into(), owner.to_string().into()]))
+        .execute_raw(stmt(
+            backend,
+            sql,
+            vec![expires.into(), expires.into(), owner.to_string().into()],
+        ))
         .await?;
     Ok(result.rows_affected())
 }
 
 /// Gives back the leases of runs this node holds (graceful shutdown): they become due at once
 /// for any node.
-pub async fn release_leases(conn: &impl ConnectionTrait, backend: Backend, owner: &str, now: i64) -> Result<u64, StoreError> {
+pub async fn release_leases(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    owner: &str,
+    now: i64,
+) -> Result<u64, StoreError> {
     let sql = "UPDATE runs SET lease_owner = NULL, lease_expires_at = NULL, due_at = ? WHERE lease_owner = ? AND status = 'running'";
-    let result = conn.execute_raw(stmt(backend, sql, vec![now.into(), owner.to_string().into()])).await?;
+    let result = conn
+        .execute_raw(stmt(
+            backend,
+            sql,
+            vec![now.into(), owner.to_string().into()],
+        ))
+        .await?;
     Ok(result.rows_affected())
 }
 
@@ -160,7 +197,11 @@ pub struct StepRow {
 }
 
 /// The step rows of some runs, for resuming them.
-pub async fn load_steps(conn: &impl ConnectionTrait, backend: Backend, run_ids: &[String]) -> Result<Vec<StepRow>, StoreError> {
+pub async fn load_steps(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    run_ids: &[String],
+) -> Result<Vec<StepRow>, StoreError> {
     if run_ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -177,7 +218,9 @@ pub async fn load_steps(conn: &impl ConnectionTrait, backend: Backend, run_ids: 
                 run_id: get(row, "run_id")?,
                 step_index: get::<i32>(row, "step_index")?.into(),
                 step_id: get(row, "step_id")?,
-                status: status.parse().map_err(|_| StoreError::NotFound { what: format!("step status `{status}`") })?,
+                status: status.parse().map_err(|_| StoreError::NotFound {
+                    what: format!("step status `{status}`"),
+                })?,
                 output: get(row, "output")?,
                 attempts: get::<i32>(row, "attempts")?.into(),
                 retry_base: get::<i32>(row, "retry_base")?.into(),
@@ -193,9 +236,17 @@ pub enum RunState {
     Running { next_step: i64 },
     /// Parked until `wake_at` (a delay or a retry backoff); the lease is given up. `due_at` is
     /// when a worker must look at it again (the wake-up, or the run's deadline if sooner).
-    Waiting { next_step: i64, wake_at: i64, due_at: i64 },
+    Waiting {
+        next_step: i64,
+        wake_at: i64,
+        due_at: i64,
+    },
     /// Done.
-    Finished { status: RunStatus, error: Option<String>, finished_at: i64 },
+    Finished {
+        status: RunStatus,
+        error: Option<String>,
+        finished_at: i64,
+    },
 }
 
 /// One step row to write.
@@ -246,25 +297,54 @@ pub struct Applied {
 
 /// Applies one transition inside the caller's transaction. The run row is updated first, on
 /// condition of the lease; when that matches nothing the lease is lost and nothing is written.
-pub async fn apply(conn: &impl ConnectionTrait, backend: Backend, write: &RunWrite, lease_expires_at: i64) -> Result<Applied, StoreError> {
+pub async fn apply(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    write: &RunWrite,
+    lease_expires_at: i64,
+) -> Result<Applied, StoreError> {
     let (set, mut values): (&str, Vec<Value>) = match &write.state {
         RunState::Running { next_step } => (
             "next_step = ?, lease_expires_at = ?, due_at = ?",
-            vec![(*next_step as i32).into(), lease_expires_at.into(), lease_expires_at.into()],
+            vec![
+                (*next_step as i32).into(),
+                lease_expires_at.into(),
+                lease_expires_at.into(),
+            ],
         ),
-        RunState::Waiting { next_step, wake_at, due_at } => (
+        RunState::Waiting {
+            next_step,
+            wake_at,
+            due_at,
+        } => (
             "status = 'waiting', next_step = ?, wake_at = ?, due_at = ?, lease_owner = NULL, lease_expires_at = NULL",
-            vec![(*next_step as i32).into(), (*wake_at).into(), (*due_at).into()],
+            vec![
+                (*next_step as i32).into(),
+                (*wake_at).into(),
+                (*due_at).into(),
+            ],
         ),
-        RunState::Finished { status, error, finished_at } => (
+        RunState::Finished {
+            status,
+            error,
+            finished_at,
+        } => (
             "status = ?, error = ?, finished_at = ?, due_at = NULL, wake_at = NULL, lease_owner = NULL, lease_expires_at = NULL",
-            vec![status.as_str().into(), error.clone().into(), (*finished_at).into()],
+            vec![
+                status.as_str().into(),
+                error.clone().into(),
+                (*finished_at).into(),
+            ],
         ),
     };
     let sql = format!(
         "UPDATE runs SET {set} WHERE id = ? AND lease_owner = ? AND lease_epoch = ? AND status = 'running' RETURNING cancel_requested"
     );
-    values.extend([write.run_id.clone().into(), write.owner.clone().into(), write.epoch.into()]);
+    values.extend([
+        write.run_id.clone().into(),
+        write.owner.clone().into(),
+        write.epoch.into(),
+    ]);
     let Some(row) = conn.query_one_raw(stmt(backend, &sql, values)).await? else {
         return Err(StoreError::LeaseLost);
     };
@@ -274,7 +354,12 @@ pub async fn apply(conn: &impl ConnectionTrait, backend: Backend, write: &RunWri
     Ok(Applied { cancel_requested })
 }
 
-async fn upsert_steps(conn: &impl ConnectionTrait, backend: Backend, run_id: &str, steps: &[StepWrite]) -> Result<(), StoreError> {
+async fn upsert_steps(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    run_id: &str,
+    steps: &[StepWrite],
+) -> Result<(), StoreError> {
     if steps.is_empty() {
         return Ok(());
     }
@@ -304,7 +389,12 @@ async fn upsert_steps(conn: &impl ConnectionTrait, backend: Backend, run_id: &st
     Ok(())
 }
 
-async fn insert_attempts(conn: &impl ConnectionTrait, backend: Backend, run_id: &str, attempts: &[AttemptWrite]) -> Result<(), StoreError> {
+async fn insert_attempts(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    run_id: &str,
+    attempts: &[AttemptWrite],
+) -> Result<(), StoreError> {
     if attempts.is_empty() {
         return Ok(());
     }
@@ -346,32 +436,63 @@ pub enum CancelOutcome {
 }
 
 /// Cancels a run: at once when no worker holds it, else by asking its worker to stop.
-pub async fn cancel(conn: &impl ConnectionTrait, backend: Backend, run_id: &str, now: i64) -> Result<CancelOutcome, StoreError> {
+pub async fn cancel(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    run_id: &str,
+    now: i64,
+) -> Result<CancelOutcome, StoreError> {
     let direct = "UPDATE runs SET status = 'cancelled', error = 'cancelled', finished_at = ?, due_at = NULL, wake_at = NULL \
                   WHERE id = ? AND status IN ('pending', 'waiting')";
-    let done = conn.execute_raw(stmt(backend, direct, vec![now.into(), run_id.to_string().into()])).await?;
+    let done = conn
+        .execute_raw(stmt(
+            backend,
+            direct,
+            vec![now.into(), run_id.to_string().into()],
+        ))
+        .await?;
     if done.rows_affected() > 0 {
         return Ok(CancelOutcome::Cancelled);
     }
     let flag = "UPDATE runs SET cancel_requested = TRUE WHERE id = ? AND status = 'running'";
-    let flagged = conn.execute_raw(stmt(backend, flag, vec![run_id.to_string().into()])).await?;
+    let flagged = conn
+        .execute_raw(stmt(backend, flag, vec![run_id.to_string().into()]))
+        .await?;
     if flagged.rows_affected() > 0 {
         return Ok(CancelOutcome::Requested);
     }
     let exists = conn
-        .query_one_raw(stmt(backend, "SELECT status FROM runs WHERE id = ?", vec![run_id.to_string().into()]))
+        .query_one_raw(stmt(
+            backend,
+            "SELECT status FROM runs WHERE id = ?",
+            vec![run_id.to_string().into()],
+        ))
         .await?;
-    Ok(if exists.is_some() { CancelOutcome::AlreadyTerminal } else { CancelOutcome::NotFound })
+    Ok(if exists.is_some() {
+        CancelOutcome::AlreadyTerminal
+    } else {
+        CancelOutcome::NotFound
+    })
 }
 
 /// Resumes a failed or cancelled run at its first step that did not succeed; that step gets a
 /// fresh retry budget. Returns false when the run is not failed or cancelled.
-pub async fn retry(conn: &impl ConnectionTrait, backend: Backend, run_id: &str, now: i64, deadline_at: Option<i64>) -> Result<bool, StoreError> {
+pub async fn retry(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    run_id: &str,
+    now: i64,
+    deadline_at: Option<i64>,
+) -> Result<bool, StoreError> {
     let sql = "UPDATE runs SET status = 'pending', attempt = attempt + 1, error = NULL, finished_at = NULL, \
                cancel_requested = FALSE, due_at = ?, deadline_at = ? WHERE id = ? AND status IN ('failed', 'cancelled') \
                RETURNING next_step";
     let Some(row) = conn
-        .query_one_raw(stmt(backend, sql, vec![now.into(), deadline_at.into(), run_id.to_string().into()]))
+        .query_one_raw(stmt(
+            backend,
+            sql,
+            vec![now.into(), deadline_at.into(), run_id.to_string().into()],
+        ))
         .await?
     else {
         return Ok(false);
@@ -379,6 +500,11 @@ pub async fn retry(conn: &impl ConnectionTrait, backend: Backend, run_id: &str, 
     let next_step: i32 = get(&row, "next_step")?;
     let reset = "UPDATE step_runs SET status = 'pending', retry_base = attempts, error = NULL, finished_at = NULL \
                  WHERE run_id = ? AND step_index >= ? AND status <> 'succeeded'";
-    conn.execute_raw(stmt(backend, reset, vec![run_id.to_string().into(), next_step.into()])).await?;
+    conn.execute_raw(stmt(
+        backend,
+        reset,
+        vec![run_id.to_string().into(), next_step.into()],
+    ))
+    .await?;
     Ok(true)
 }

@@ -10,7 +10,9 @@ use crate::store::{Backend, StoreError};
 pub fn stmt(backend: Backend, sql: &str, values: Vec<Value>) -> Statement {
     match backend {
         Backend::Sqlite => Statement::from_sql_and_values(DbBackend::Sqlite, sql, values),
-        Backend::Postgres => Statement::from_sql_and_values(DbBackend::Postgres, number_placeholders(sql), values),
+        Backend::Postgres => {
+            Statement::from_sql_and_values(DbBackend::Postgres, number_placeholders(sql), values)
+        }
     }
 }
 

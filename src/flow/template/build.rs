@@ -19,6 +19,72 @@ use super::{
 };
 
 pub(super) fn compile(source: &str) -> Result<Body, TemplateError> {
+    if let Some(body) = compile_simple(source) {
+        return Ok(body);
+    }
+    compile_general(source)
+}
+
+/// Most templates are text with plain `{{a.b.c}}` paths. Those are built directly, skipping
+/// the general parser, which is by far the slowest part of validating thousands of flows.
+/// Anything else (helpers, blocks, escapes, whitespace control) returns `None`.
+fn compile_simple(source: &str) -> Option<Body> {
+    let mut nodes = Vec::new();
+    let mut rest = source;
+    while let Some(open) = rest.find("{{") {
+        let text = &rest[..open];
+        if text.contains("}}") || text.ends_with('\\') {
+            return None;
+        }
+        if !text.is_empty() {
+            nodes.push(Node::Text(text.into()));
+        }
+        let after = &rest[open + 2..];
+        let close = after.find("}}")?;
+        let inner = after[..close].trim();
+        if !is_simple_path(inner) {
+            return None;
+        }
+        let segments: Vec<Segment> = inner.split('.').map(segment).collect();
+        nodes.push(Node::Value(Expr::Path(Path {
+            base: Base::Scope { up: 0 },
+            segments: segments.into_boxed_slice(),
+        })));
+        rest = &after[close + 2..];
+    }
+    if rest.contains("}}") {
+        return None;
+    }
+    if !rest.is_empty() {
+        nodes.push(Node::Text(rest.into()));
+    }
+    match nodes.as_slice() {
+        [Node::Value(_)] => match nodes.pop() {
+            Some(Node::Value(expr)) => Some(Body::Typed(expr)),
+            _ => None,
+        },
+        _ => Some(Body::Text(nodes)),
+    }
+}
+
+/// `entity.email`, `steps.contact.tags.0`: identifiers separated by dots, starting with a
+/// name that is not a keyword.
+fn is_simple_path(text: &str) -> bool {
+    let mut segments = text.split('.');
+    let first_ok = segments.next().is_some_and(|first| {
+        first.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_')
+            && !matches!(
+                first,
+                "this" | "true" | "false" | "null" | "undefined" | "else"
+            )
+    });
+    first_ok
+        && text.split('.').all(|seg| {
+            !seg.is_empty() && seg.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        })
+}
+
+fn compile_general(source: &str) -> Result<Body, TemplateError> {
     let tags =
         scan::scan(source, MAX_NESTING).map_err(|e| error_at(source, e.offset, e.message))?;
     let parsed = parse(source)?;
@@ -543,5 +609,41 @@ mod tests {
         assert_eq!(keyword_literal("-1.5"), Some(serde_json::json!(-1.5)));
         assert_eq!(keyword_literal("1a"), None);
         assert_eq!(keyword_literal("name"), None);
+    }
+
+    #[test]
+    fn the_fast_path_builds_what_the_general_parser_builds() {
+        for source in [
+            "{{entity.id}}",
+            "{{ entity.email }}",
+            "Hello {{entity.first_name}} {{entity.last_name}}!",
+            "https://crm.example.com/api/{{steps.contact.tags.0}}/x",
+            "{{a}}{{b_c.d2}}",
+            "{{_private.x}}",
+        ] {
+            let fast = compile_simple(source).expect("simple");
+            let general = compile_general(source).expect("compiles");
+            assert_eq!(format!("{fast:?}"), format!("{general:?}"), "{source}");
+        }
+        for source in [
+            "{{lowercase entity.email}}",
+            "{{#if a}}x{{/if}}",
+            "{{this}}",
+            "{{true}}",
+            "{{../a}}",
+            "{{@index}}",
+            "{{{a}}}",
+            "\\{{a}}",
+            "{{a.[b c]}}",
+            "{{~a}}",
+            "a }} b {{c}}",
+            "{{a",
+            "{{a-b}}",
+        ] {
+            assert!(
+                compile_simple(source).is_none(),
+                "{source} must take the general path"
+            );
+        }
     }
 }

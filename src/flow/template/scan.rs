@@ -170,11 +170,11 @@ impl Scanner<'_> {
 
     fn comment(&mut self, start: usize) {
         let body = self.skip_space(start + 3);
-        if self.starts_with(body, b"--") {
-            if let Some(end) = self.find(body + 2, b"--}}") {
-                self.pos = end + 4;
-                return;
-            }
+        if self.starts_with(body, b"--")
+            && let Some(end) = self.find(body + 2, b"--}}")
+        {
+            self.pos = end + 4;
+            return;
         }
         self.pos = self
             .find(start + 3, b"}}")
@@ -479,7 +479,7 @@ mod tests {
                         self.expr(depth - 1, out);
                         out.push_str("}}");
                         self.template(depth - 1, out);
-                        if self.next() % 2 == 0 {
+                        if self.next().is_multiple_of(2) {
                             out.push_str("{{else if ");
                             self.expr(depth - 1, out);
                             out.push_str("}}");
@@ -497,7 +497,7 @@ mod tests {
         }
 
         fn mutate(&mut self, source: &mut String) {
-            if source.is_empty() || self.next() % 3 != 0 {
+            if source.is_empty() || !self.next().is_multiple_of(3) {
                 return;
             }
             let mut at = self.next() % source.len();

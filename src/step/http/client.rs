@@ -313,10 +313,10 @@ fn build_headers(
     for (name, value) in &req.headers {
         headers.append(header_name(name)?, header_value(name, value)?);
     }
-    if let Some(body) = body {
-        if !headers.contains_key(CONTENT_TYPE) {
-            headers.insert(CONTENT_TYPE, HeaderValue::from_static(body.content_type));
-        }
+    if let Some(body) = body
+        && !headers.contains_key(CONTENT_TYPE)
+    {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(body.content_type));
     }
     if !headers.contains_key(USER_AGENT) {
         headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
@@ -513,10 +513,11 @@ fn body_value(response: &RecordedResponse) -> Value {
         .headers
         .iter()
         .any(|(name, value)| name == "content-type" && is_json_media_type(value));
-    if says_json && !response.truncated {
-        if let Ok(parsed) = serde_json::from_str(&response.body) {
-            return parsed;
-        }
+    if says_json
+        && !response.truncated
+        && let Ok(parsed) = serde_json::from_str(&response.body)
+    {
+        return parsed;
     }
     Value::String(response.body.clone())
 }

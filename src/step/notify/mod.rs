@@ -2,6 +2,9 @@
 //! `email` sends through SMTP (`FLOWD_SMTP_URL`), `slack` and `discord` post to an incoming
 //! webhook URL. Output: `{channel, id}`.
 
+pub mod chat;
+pub mod email;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,21 @@
+//! Database migrations of flowd. Each migration is written with sea-query's schema builder so
+//! that the same code creates the same tables on SQLite and PostgreSQL. The store applies them
+//! (`Store::migrate`, run by `flowd migrate` and on `flowd serve` start); sea-orm-migration
+//! records applied versions in `seaql_migrations`, which makes applying them again a no-op.
+//!
+//! Rules for new migrations: never edit one that has shipped, add a new file instead; keep
+//! times as BIGINT unix milliseconds, JSON as TEXT and ids as TEXT, as the first one does.
+
+pub use sea_orm_migration::prelude::*;
+
+mod m20261123_000001_initial;
+
+/// The list of flowd's migrations, oldest first.
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261123_000001_initial::Migration)]
+    }
+}
