@@ -41,15 +41,7 @@ fn compile_simple(source: &str) -> Option<Body> {
         }
         let after = &rest[open + 2..];
         let close = after.find("}}")?;
-        let inner = after[..close].trim();
-        if !is_simple_path(inner) {
-            return None;
-        }
-        let segments: Vec<Segment> = inner.split('.').map(segment).collect();
-        nodes.push(Node::Value(Expr::Path(Path {
-            base: Base::Scope { up: 0 },
-            segments: segments.into_boxed_slice(),
-        })));
+        nodes.push(Node::Value(simple_expression(after[..close].trim())?));
         rest = &after[close + 2..];
     }
     if rest.contains("}}") {
@@ -65,6 +57,55 @@ fn compile_simple(source: &str) -> Option<Body> {
         },
         _ => Some(Body::Text(nodes)),
     }
+}
+
+/// `entity.email`, or an inline helper applied to simple paths and plain literals:
+/// `lowercase entity.email`, `eq entity.status 'confirmed'`. Anything else is left to the
+/// general parser, which also words the errors.
+fn simple_expression(inner: &str) -> Option<Expr> {
+    let mut tokens = inner.split(' ');
+    let first = tokens.next()?;
+    let args: Vec<&str> = tokens.collect();
+    if args.is_empty() {
+        return is_simple_path(first).then(|| simple_path(first));
+    }
+    let helper = helpers::find_inline(first).filter(|h| h.arity.accepts(args.len()))?;
+    let args = args
+        .into_iter()
+        .map(simple_argument)
+        .collect::<Option<Vec<_>>>()?;
+    Some(Expr::Call { helper, args })
+}
+
+/// A path, a quoted string without quotes, escapes or spaces inside, or a whole number.
+fn simple_argument(token: &str) -> Option<Expr> {
+    let quoted = |q: char| {
+        token
+            .strip_prefix(q)
+            .and_then(|t| t.strip_suffix(q))
+            .filter(|t| !t.contains(['\'', '"', '\\']))
+    };
+    if let Some(text) = quoted('\'').or_else(|| quoted('"')) {
+        return Some(Expr::Literal(Value::String(text.to_owned())));
+    }
+    if !token.is_empty() && token.len() < 16 && token.bytes().all(|b| b.is_ascii_digit()) {
+        return token
+            .parse::<u64>()
+            .ok()
+            .map(|n| Expr::Literal(Value::from(n)));
+    }
+    is_simple_path(token).then(|| simple_path(token))
+}
+
+fn simple_path(text: &str) -> Expr {
+    Expr::Path(Path {
+        base: Base::Scope { up: 0 },
+        segments: text
+            .split('.')
+            .map(segment)
+            .collect::<Vec<_>>()
+            .into_boxed_slice(),
+    })
 }
 
 /// `entity.email`, `steps.contact.tags.0`: identifiers separated by dots, starting with a
@@ -620,13 +661,24 @@ mod tests {
             "https://crm.example.com/api/{{steps.contact.tags.0}}/x",
             "{{a}}{{b_c.d2}}",
             "{{_private.x}}",
+            "{{lowercase entity.email}}",
+            "Hi {{eq entity.status 'confirmed'}} and {{default entity.name \"n/a\"}}",
+            "{{replace entity.name 'a' 'b'}}{{concat a b c}}",
+            "{{gt entity.total 100}}",
+            "{{json steps.contact}}",
         ] {
             let fast = compile_simple(source).expect("simple");
             let general = compile_general(source).expect("compiles");
             assert_eq!(format!("{fast:?}"), format!("{general:?}"), "{source}");
         }
         for source in [
-            "{{lowercase entity.email}}",
+            "{{lowrcase entity.email}}",
+            "{{replace a}}",
+            "{{if a}}",
+            "{{eq a 'two words'}}",
+            "{{eq a -1}}",
+            "{{eq a  b}}",
+            "{{eq a (lowercase b)}}",
             "{{#if a}}x{{/if}}",
             "{{this}}",
             "{{true}}",
