@@ -2,7 +2,9 @@
 //! (entity events, manual actions, schedules, webhooks) to steps (mapping, HTTP calls,
 //! notifications, delays), executed by a persisted state-machine runner.
 
+pub mod api;
 pub mod cli;
+pub mod engine;
 pub mod flow;
 pub mod runner;
 pub mod secrets;

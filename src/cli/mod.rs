@@ -3,6 +3,7 @@
 //! command ran and found problems (e.g. invalid flows), 2 usage errors or unavailable commands.
 
 mod schema;
+mod serve;
 mod validate;
 
 use std::process::ExitCode;
@@ -23,7 +24,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the API server, runner and scheduler in one process.
-    Serve(NotYet),
+    Serve(serve::Args),
     /// Validate flow files or folders (default ./flows).
     Validate(validate::Args),
     /// Run one flow once in-process against a temporary store.
@@ -51,7 +52,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Schema(args) => schema::run(&args),
-        Command::Serve(_) => not_yet("serve"),
+        Command::Serve(args) => serve::run(&args),
         Command::Run(_) => not_yet("run"),
         Command::Migrate(_) => not_yet("migrate"),
         Command::Keys(_) => not_yet("keys"),

@@ -1,5 +1,6 @@
 //! Flows: the YAML format, its validation, and loading flow files from disk.
 
+pub mod compiled;
 pub mod diagnostic;
 pub mod duration;
 pub mod load;

@@ -4,4 +4,6 @@
 //! holds a lease on the runs it executes and every write is conditional on still holding it.
 
 pub mod context;
+pub mod execute;
 pub mod status;
+pub mod worker;

@@ -7,7 +7,69 @@ pub mod http;
 pub mod map;
 pub mod notify;
 
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
 use crate::flow::model::StepDef;
+use crate::step::http::client::HttpClient;
+use crate::step::http::record::Redactor;
+use crate::step::notify::email::Mailer;
+use crate::store::Store;
+
+/// What a step's execution needs from the engine, shared by every run.
+#[derive(Clone)]
+pub struct StepEnv {
+    pub http: HttpClient,
+    pub mailer: Option<Mailer>,
+    pub redactor: Redactor,
+    pub store: Store,
+    /// This node's name, recorded with each attempt.
+    pub node: String,
+}
+
+/// One execution of a step with side effects: which run and step, and the rendered context.
+pub struct StepCall<'a> {
+    pub run_id: &'a str,
+    pub flow_id: &'a str,
+    pub step_id: &'a str,
+    pub context: &'a Value,
+}
+
+impl StepCall<'_> {
+    /// `<run_id>_<step_id>`: the same on every retry of the step.
+    pub fn idempotency_key(&self) -> String {
+        format!("{}_{}", self.run_id, self.step_id)
+    }
+}
+
+/// How an attempt of a step ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StepOutcome {
+    Succeeded(Value),
+    /// Worth another attempt (connection errors, timeouts, 408, 429, 5xx), after `after` if the
+    /// target said so.
+    Retry {
+        error: String,
+        after: Option<Duration>,
+    },
+    /// Retrying cannot help (other 4xx, bad configuration).
+    Fail {
+        error: String,
+        output: Option<Value>,
+    },
+}
+
+/// One attempt of a step with side effects, as recorded for people.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub outcome: StepOutcome,
+    pub request: Option<Value>,
+    pub response: Option<Value>,
+    pub started_at: DateTime<Utc>,
+    pub duration_ms: u64,
+}
 
 /// The kind of a step with its configuration.
 #[derive(Debug, Clone, Copy)]

@@ -108,3 +108,143 @@ pub struct Sign {
     /// A `whsec_…` secret, usually `{{secrets.NAME}}`.
     pub secret: TemplateStr,
 }
+
+/// Default per-attempt timeout.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// An `http` step compiled once per flow revision.
+#[derive(Debug)]
+pub struct HttpStep {
+    method: Method,
+    url: crate::flow::template::Template,
+    headers: Vec<(String, crate::flow::template::Template)>,
+    query: Vec<(String, crate::flow::template::Template)>,
+    auth: Option<CompiledAuth>,
+    body: Option<crate::flow::template::CompiledValue>,
+    format: Format,
+    timeout: std::time::Duration,
+    sign: Option<crate::flow::template::Template>,
+    pub retry: crate::flow::compiled::Retry,
+}
+
+#[derive(Debug)]
+enum CompiledAuth {
+    Basic(
+        crate::flow::template::Template,
+        crate::flow::template::Template,
+    ),
+    Bearer(crate::flow::template::Template),
+}
+
+impl HttpStep {
+    pub fn compile(
+        config: &HttpConfig,
+        flow_retry: Option<&RetryPolicy>,
+    ) -> Result<HttpStep, String> {
+        use crate::flow::compiled::compile_text;
+        let pairs = |map: &Option<BTreeMap<String, TemplateStr>>| {
+            map.iter()
+                .flatten()
+                .map(|(k, v)| Ok((k.clone(), compile_text(v.as_str())?)))
+                .collect::<Result<Vec<_>, String>>()
+        };
+        let auth = match &config.auth {
+            Some(Auth::Basic(b)) => Some(CompiledAuth::Basic(
+                compile_text(b.username.as_str())?,
+                compile_text(b.password.as_str())?,
+            )),
+            Some(Auth::Bearer(t)) => Some(CompiledAuth::Bearer(compile_text(t.as_str())?)),
+            None => None,
+        };
+        let body = config
+            .body
+            .as_ref()
+            .map(|b| {
+                crate::flow::template::CompiledValue::compile(&b.0).map_err(|e| format!("{e:?}"))
+            })
+            .transpose()?;
+        Ok(HttpStep {
+            method: config.method.unwrap_or_default(),
+            url: compile_text(config.url.as_str())?,
+            headers: pairs(&config.headers)?,
+            query: pairs(&config.query)?,
+            auth,
+            body,
+            format: config.format.unwrap_or_default(),
+            timeout: config.timeout.map_or(DEFAULT_TIMEOUT, |t| t.to_std()),
+            sign: config
+                .sign
+                .as_ref()
+                .map(|s| compile_text(s.secret.as_str()))
+                .transpose()?,
+            retry: crate::flow::compiled::Retry::resolve(config.retry.as_ref(), flow_retry),
+        })
+    }
+
+    /// The request of one attempt, templates rendered against the run context.
+    pub fn render(&self, call: &crate::step::StepCall<'_>) -> client::RenderedRequest {
+        let cx = call.context;
+        let text = |t: &crate::flow::template::Template| t.render_text(cx);
+        client::RenderedRequest {
+            method: self.method,
+            url: text(&self.url),
+            headers: self
+                .headers
+                .iter()
+                .map(|(k, v)| (k.clone(), text(v)))
+                .collect(),
+            query: self
+                .query
+                .iter()
+                .map(|(k, v)| (k.clone(), text(v)))
+                .collect(),
+            auth: self.auth.as_ref().map(|a| match a {
+                CompiledAuth::Basic(u, p) => client::RenderedAuth::Basic {
+                    username: text(u),
+                    password: text(p),
+                },
+                CompiledAuth::Bearer(t) => client::RenderedAuth::Bearer(text(t)),
+            }),
+            body: self.body.as_ref().map(|b| b.render(cx)),
+            format: self.format,
+            timeout: self.timeout,
+            idempotency_key: call.idempotency_key(),
+            sign_secret: self.sign.as_ref().map(text),
+        }
+    }
+
+    /// Sends one attempt.
+    pub async fn execute(
+        &self,
+        env: &crate::step::StepEnv,
+        call: &crate::step::StepCall<'_>,
+    ) -> crate::step::Attempt {
+        let request = self.render(call);
+        let attempt = env.http.attempt(&request, &env.redactor).await;
+        into_step_attempt(attempt)
+    }
+}
+
+/// Converts the client's attempt into the runner's terms.
+pub fn into_step_attempt(attempt: client::Attempt) -> crate::step::Attempt {
+    use crate::step::StepOutcome;
+    let outcome = match attempt.outcome {
+        client::Outcome::Succeeded { output } => StepOutcome::Succeeded(output),
+        client::Outcome::Retry { error, retry_after } => StepOutcome::Retry {
+            error,
+            after: retry_after,
+        },
+        client::Outcome::Fail { error, output } => StepOutcome::Fail { error, output },
+    };
+    let record = attempt.record;
+    crate::step::Attempt {
+        outcome,
+        request: serde_json::to_value(&record.request).ok(),
+        response: record
+            .response
+            .as_ref()
+            .and_then(|r| serde_json::to_value(r).ok()),
+        started_at: record.started_at,
+        duration_ms: record.duration_ms,
+    }
+}

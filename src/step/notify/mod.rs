@@ -48,3 +48,178 @@ impl Channel {
         }
     }
 }
+
+/// A `notify` step compiled once per flow revision.
+#[derive(Debug)]
+pub struct NotifyStep {
+    channel: Channel,
+    to: Option<crate::flow::template::Template>,
+    url: Option<crate::flow::template::Template>,
+    subject: Option<crate::flow::template::Template>,
+    text: Option<crate::flow::template::Template>,
+    pub retry: crate::flow::compiled::Retry,
+}
+
+impl NotifyStep {
+    pub fn compile(
+        config: &NotifyConfig,
+        flow_retry: Option<&crate::flow::model::RetryPolicy>,
+    ) -> Result<NotifyStep, String> {
+        let compile = |t: &Option<TemplateStr>| {
+            t.as_ref()
+                .map(|t| crate::flow::compiled::compile_text(t.as_str()))
+                .transpose()
+        };
+        Ok(NotifyStep {
+            channel: config.channel,
+            to: compile(&config.to)?,
+            url: compile(&config.url)?,
+            subject: compile(&config.subject)?,
+            text: compile(&config.text)?,
+            retry: crate::flow::compiled::Retry::resolve(None, flow_retry),
+        })
+    }
+
+    /// Sends one attempt of the notification.
+    pub async fn execute(
+        &self,
+        env: &crate::step::StepEnv,
+        call: &crate::step::StepCall<'_>,
+    ) -> crate::step::Attempt {
+        let render = |t: &Option<crate::flow::template::Template>| {
+            t.as_ref().map(|t| t.render_text(call.context))
+        };
+        let (subject, text) = (render(&self.subject), render(&self.text));
+        match self.channel {
+            Channel::Inbox => inbox(env, call, subject, text).await,
+            Channel::Email => {
+                email(
+                    env,
+                    call,
+                    render(&self.to).unwrap_or_default(),
+                    subject,
+                    text,
+                )
+                .await
+            }
+            Channel::Slack | Channel::Discord => {
+                let payload = match self.channel {
+                    Channel::Slack => chat::slack_payload(subject.as_deref(), text.as_deref()),
+                    _ => chat::discord_payload(subject.as_deref(), text.as_deref()),
+                };
+                let request = crate::step::http::client::RenderedRequest {
+                    method: crate::step::http::Method::Post,
+                    url: render(&self.url).unwrap_or_default(),
+                    headers: Vec::new(),
+                    query: Vec::new(),
+                    auth: None,
+                    body: Some(payload),
+                    format: crate::step::http::Format::Json,
+                    timeout: crate::step::http::DEFAULT_TIMEOUT,
+                    idempotency_key: call.idempotency_key(),
+                    sign_secret: None,
+                };
+                let mut attempt = crate::step::http::into_step_attempt(
+                    env.http.attempt(&request, &env.redactor).await,
+                );
+                if let crate::step::StepOutcome::Succeeded(_) = attempt.outcome {
+                    attempt.outcome = crate::step::StepOutcome::Succeeded(
+                        serde_json::json!({"channel": self.channel.as_str(), "id": call.idempotency_key()}),
+                    );
+                }
+                attempt
+            }
+        }
+    }
+}
+
+async fn inbox(
+    env: &crate::step::StepEnv,
+    call: &crate::step::StepCall<'_>,
+    subject: Option<String>,
+    text: Option<String>,
+) -> crate::step::Attempt {
+    let started = chrono::Utc::now();
+    let id = call.idempotency_key();
+    let outcome = match crate::store::notifications::insert(
+        &env.store,
+        &crate::store::notifications::NewNotification {
+            id: id.clone(),
+            flow_id: call.flow_id.to_string(),
+            run_id: call.run_id.to_string(),
+            step_id: call.step_id.to_string(),
+            title: subject.unwrap_or_default(),
+            text: text.unwrap_or_default(),
+            created_at: started.timestamp_millis(),
+        },
+    )
+    .await
+    {
+        Ok(()) => {
+            crate::step::StepOutcome::Succeeded(serde_json::json!({"channel": "inbox", "id": id}))
+        }
+        Err(e) => crate::step::StepOutcome::Retry {
+            error: format!("could not store the notification: {e}"),
+            after: None,
+        },
+    };
+    finished(outcome, started, None)
+}
+
+async fn email(
+    env: &crate::step::StepEnv,
+    call: &crate::step::StepCall<'_>,
+    to: String,
+    subject: Option<String>,
+    text: Option<String>,
+) -> crate::step::Attempt {
+    use crate::step::StepOutcome;
+    let started = chrono::Utc::now();
+    let request = serde_json::json!({"to": to, "subject": subject, "text": text});
+    let Some(mailer) = &env.mailer else {
+        let error =
+            "email is not configured: set FLOWD_SMTP_URL (e.g. smtp://127.0.0.1:2525)".to_string();
+        return finished(
+            StepOutcome::Fail {
+                error,
+                output: None,
+            },
+            started,
+            Some(request),
+        );
+    };
+    let outcome = match mailer
+        .send(
+            &to,
+            subject.as_deref().unwrap_or(call.flow_id),
+            text.as_deref().unwrap_or_default(),
+        )
+        .await
+    {
+        Ok(id) => StepOutcome::Succeeded(serde_json::json!({"channel": "email", "id": id})),
+        Err(e) if e.is_retryable() => StepOutcome::Retry {
+            error: env.redactor.redact(&e.to_string()),
+            after: None,
+        },
+        Err(e) => StepOutcome::Fail {
+            error: env.redactor.redact(&e.to_string()),
+            output: None,
+        },
+    };
+    finished(outcome, started, Some(request))
+}
+
+fn finished(
+    outcome: crate::step::StepOutcome,
+    started: chrono::DateTime<chrono::Utc>,
+    request: Option<serde_json::Value>,
+) -> crate::step::Attempt {
+    let duration = (chrono::Utc::now() - started).num_milliseconds().max(0) as u64;
+    crate::step::Attempt {
+        outcome,
+        request,
+        response: None,
+        started_at: started,
+        duration_ms: duration,
+    }
+}

@@ -1,0 +1,87 @@
+//! `POST /api/v1/events`: one event or an array. Every event is checked first; one bad event
+//! rejects the whole request with 422 and stores nothing.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use crate::api::error::ApiError;
+use crate::api::extract::JsonBody;
+use crate::engine::Engine;
+use crate::engine::events::{EventIn, EventProblem, check_event};
+
+/// Most events accepted in one request.
+pub const MAX_EVENTS: usize = 10_000;
+
+pub async fn post_events(
+    State(engine): State<Engine>,
+    JsonBody(body): JsonBody,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let events = parse_events(body)?;
+    let results = engine.emit(events).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "items": results }))))
+}
+
+/// Reads and checks every event, collecting all problems with their index and field.
+fn parse_events(body: Value) -> Result<Vec<EventIn>, ApiError> {
+    let items = match body {
+        Value::Array(items) => items,
+        Value::Object(_) => vec![body],
+        _ => {
+            return Err(invalid(
+                "the body must be an event object or an array of events",
+                Vec::new(),
+            ));
+        }
+    };
+    if items.is_empty() {
+        return Err(invalid("the array holds no events", Vec::new()));
+    }
+    if items.len() > MAX_EVENTS {
+        return Err(invalid(
+            &format!(
+                "at most {MAX_EVENTS} events per request, got {}",
+                items.len()
+            ),
+            Vec::new(),
+        ));
+    }
+    let mut events = Vec::with_capacity(items.len());
+    let mut problems: Vec<EventProblem> = Vec::new();
+    for (index, item) in items.into_iter().enumerate() {
+        match serde_json::from_value::<EventIn>(item) {
+            Ok(event) => {
+                problems.extend(check_event(index, &event));
+                events.push(event);
+            }
+            Err(e) => problems.push(EventProblem {
+                index,
+                field: field_of(&e.to_string()),
+                message: e.to_string(),
+            }),
+        }
+    }
+    if problems.is_empty() {
+        return Ok(events);
+    }
+    let details = problems.iter().map(|p| json!(p)).collect();
+    let count = problems.len();
+    Err(invalid(
+        &format!("{count} problem(s) in the events; nothing was stored"),
+        details,
+    ))
+}
+
+/// serde names the field in backquotes ("missing field `entity`", "unknown field `x`").
+fn field_of(message: &str) -> String {
+    message.split('`').nth(1).unwrap_or_default().to_string()
+}
+
+fn invalid(message: &str, details: Vec<Value>) -> ApiError {
+    ApiError::Unprocessable {
+        code: "invalid_event",
+        message: message.to_string(),
+        details,
+    }
+}

@@ -1,0 +1,33 @@
+//! The REST API: `app(engine)` builds the router. One file per resource; handlers stay thin
+//! (extract, call the engine or the store, shape the answer).
+
+pub mod error;
+pub mod events;
+pub mod extract;
+pub mod health;
+pub mod runs;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+
+use crate::engine::Engine;
+
+/// Default largest request body (`FLOWD_MAX_BODY`).
+pub const DEFAULT_MAX_BODY: usize = 1 << 20;
+
+pub fn app(engine: Engine, max_body: usize) -> Router {
+    Router::new()
+        .route("/healthz", get(health::healthz))
+        .route("/readyz", get(health::readyz))
+        .route("/api/v1/events", post(events::post_events))
+        .route("/api/v1/runs", get(runs::list_runs))
+        .route("/api/v1/runs/{id}", get(runs::get_run))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(engine)
+}
+
+async fn not_found(uri: axum::http::Uri) -> error::ApiError {
+    error::ApiError::NotFound(format!("no route for {}", uri.path()))
+}

@@ -1,0 +1,181 @@
+//! The run log: `GET /api/v1/runs` with filters and cursor pagination, and
+//! `GET /api/v1/runs/{id}` with every step and attempt (request, response, copy-as-curl).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::error::ApiError;
+use crate::engine::Engine;
+use crate::runner::context::rfc3339;
+use crate::step::http::record::{RecordedRequest, curl_command};
+use crate::store::run_log::{self, AttemptDetail, RunFilter, RunRow, StepDetail};
+
+const DEFAULT_LIMIT: u64 = 50;
+const MAX_LIMIT: u64 = 500;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListQuery {
+    flow: Option<String>,
+    status: Option<String>,
+    entity: Option<String>,
+    entity_id: Option<String>,
+    since: Option<String>,
+    until: Option<String>,
+    limit: Option<u64>,
+    cursor: Option<String>,
+}
+
+pub async fn list_runs(
+    State(engine): State<Engine>,
+    Query(q): Query<ListQuery>,
+) -> Result<Json<Value>, ApiError> {
+    if let Some(status) = &q.status
+        && status.parse::<crate::runner::status::RunStatus>().is_err()
+    {
+        return Err(ApiError::BadRequest(format!(
+            "unknown status `{status}`; use pending, running, waiting, succeeded, failed or cancelled"
+        )));
+    }
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let filter = RunFilter {
+        flow: q.flow,
+        status: q.status,
+        entity: q.entity,
+        entity_id: q.entity_id,
+        since: q
+            .since
+            .as_deref()
+            .map(|t| parse_time("since", t))
+            .transpose()?,
+        until: q
+            .until
+            .as_deref()
+            .map(|t| parse_time("until", t))
+            .transpose()?,
+        before_id: q.cursor,
+    };
+    let store = engine.store();
+    let mut rows = run_log::list(store.reader(), store.backend(), &filter, limit + 1).await?;
+    let next_cursor = (rows.len() as u64 > limit).then(|| {
+        rows.truncate(limit as usize);
+        rows.last().map(|r| r.id.clone())
+    });
+    let items: Vec<Value> = rows.iter().map(run_json).collect();
+    Ok(Json(
+        json!({ "items": items, "next_cursor": next_cursor.flatten() }),
+    ))
+}
+
+pub async fn get_run(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let store = engine.store();
+    let run = run_log::get_run(store.reader(), store.backend(), &id)
+        .await?
+        .ok_or_else(|| ApiError::NotFound(format!("no run `{id}`")))?;
+    let (steps, attempts) = run_log::steps_of(store.reader(), store.backend(), &id).await?;
+    let flow_steps: Vec<(String, String)> = match engine.compiled(&run.flow_id, run.revision).await
+    {
+        Ok(flow) => flow
+            .steps
+            .iter()
+            .map(|s| (s.id.clone(), s.action.kind().to_string()))
+            .collect(),
+        Err(_) => steps
+            .iter()
+            .map(|s| (s.step_id.clone(), s.kind.clone()))
+            .collect(),
+    };
+    let mut body = run_json(&run);
+    body["steps"] = flow_steps
+        .iter()
+        .enumerate()
+        .map(|(i, (step_id, kind))| step_json(i as i64, step_id, kind, &steps, &attempts))
+        .collect();
+    Ok(Json(body))
+}
+
+fn run_json(run: &RunRow) -> Value {
+    json!({
+        "id": run.id,
+        "flow": run.flow_id,
+        "revision": run.revision,
+        "status": run.status,
+        "trigger": serde_json::from_str::<Value>(&run.trigger).unwrap_or(Value::Null),
+        "attempt": run.attempt,
+        "created_at": time(Some(run.created_at)),
+        "started_at": time(run.started_at),
+        "finished_at": time(run.finished_at),
+        "wake_at": time(run.wake_at),
+        "node": run.lease_owner,
+        "error": run.error,
+    })
+}
+
+fn step_json(
+    index: i64,
+    step_id: &str,
+    kind: &str,
+    steps: &[StepDetail],
+    attempts: &[AttemptDetail],
+) -> Value {
+    let row = steps.iter().find(|s| s.step_index == index);
+    let attempts: Vec<Value> = attempts
+        .iter()
+        .filter(|a| a.step_index == index)
+        .map(attempt_json)
+        .collect();
+    json!({
+        "id": step_id,
+        "kind": kind,
+        "status": row.map_or("pending", |r| r.status.as_str()),
+        "output": row.and_then(|r| r.output.as_deref()).and_then(|o| serde_json::from_str::<Value>(o).ok()),
+        "error": row.and_then(|r| r.error.clone()),
+        "started_at": time(row.and_then(|r| r.started_at)),
+        "finished_at": time(row.and_then(|r| r.finished_at)),
+        "attempts": attempts,
+    })
+}
+
+fn attempt_json(a: &AttemptDetail) -> Value {
+    let request: Option<Value> = a
+        .request
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok());
+    let curl = request
+        .as_ref()
+        .and_then(|r| serde_json::from_value::<RecordedRequest>(r.clone()).ok())
+        .map(|r| curl_command(&r));
+    json!({
+        "n": a.n,
+        "node": a.node,
+        "started_at": time(Some(a.started_at)),
+        "finished_at": time(Some(a.finished_at)),
+        "duration_ms": a.duration_ms,
+        "request": request,
+        "response": a.response.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
+        "error": a.error,
+        "curl": curl,
+    })
+}
+
+fn time(millis: Option<i64>) -> Option<String> {
+    millis
+        .and_then(DateTime::<Utc>::from_timestamp_millis)
+        .map(rfc3339)
+}
+
+fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|_| {
+            ApiError::BadRequest(format!(
+                "`{name}` must be an RFC 3339 time, e.g. 2026-01-31T09:00:00Z"
+            ))
+        })
+}

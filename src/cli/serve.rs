@@ -1,0 +1,156 @@
+//! `flowd serve`: API server, runner and scheduler in one process. Migrates on start, loads the
+//! flow files, then serves until SIGTERM or Ctrl-C, when it stops taking work, lets runs in
+//! flight finish (up to a grace period) and gives back their leases.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tracing::{error, info, warn};
+
+use crate::api;
+use crate::engine::{Engine, EngineConfig};
+use crate::flow::duration::Duration as FlowDuration;
+use crate::runner::worker::{self, RunnerConfig};
+use crate::store::StoreOptions;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// Address of the API.
+    #[arg(long, env = "FLOWD_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Database: sqlite://PATH (created if missing) or postgres://…
+    #[arg(long, env = "FLOWD_DATABASE_URL", default_value = "sqlite://flowd.db")]
+    database_url: String,
+    /// Folder of flow files.
+    #[arg(long, env = "FLOWD_FLOWS_DIR", default_value = "flows")]
+    flows: PathBuf,
+    /// Runs executing at once on this node.
+    #[arg(long, env = "FLOWD_WORKERS", default_value_t = 64)]
+    workers: usize,
+    /// How long a node's claim on a run lasts without renewal (takeover time after a crash).
+    #[arg(long, env = "FLOWD_LEASE", default_value = "30s")]
+    lease: FlowDuration,
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "FLOWD_MAX_BODY", default_value_t = api::DEFAULT_MAX_BODY)]
+    max_body: usize,
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("flowd serve: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(serve(args)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            error!(error = %e, "flowd serve stopped.");
+            eprintln!("flowd serve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(args: &Args) -> anyhow::Result<()> {
+    if args.lease.as_millis() < 1000 {
+        anyhow::bail!("--lease must be at least 1s, got {}", args.lease);
+    }
+    let engine = Engine::open(EngineConfig {
+        database_url: args.database_url.clone(),
+        store: StoreOptions::from_env()?,
+        node_id: node_id(),
+    })
+    .await?;
+    if args.flows.is_dir() {
+        engine.load_flow_files(&args.flows).await?;
+    } else {
+        warn!(flows = %args.flows.display(), "Flows folder not found; serving flows stored in the database only.");
+    }
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let runner_config = RunnerConfig {
+        workers: args.workers.max(1),
+        lease: args.lease.to_std(),
+        ..RunnerConfig::default()
+    };
+    let runner = tokio::spawn(worker::run(engine.clone(), runner_config, stop_rx.clone()));
+    info!(%addr, "flowd listening on http://{addr}");
+    eprintln!("flowd listening on http://{addr}");
+    let app = api::app(engine.clone(), args.max_body);
+    let mut server_stop = stop_rx.clone();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        let _ = server_stop.wait_for(|stop| *stop).await;
+    });
+    let server = tokio::spawn(async move { server.await });
+    shutdown_signal().await;
+    info!("Shutting down: no new work is taken.");
+    if stop_tx.send(true).is_err() {
+        warn!("The runner had already stopped.");
+    }
+    if let Err(e) = runner.await {
+        warn!(error = %e, "Runner task ended abnormally.");
+    }
+    match tokio::time::timeout(Duration::from_secs(10), server).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => warn!(error = %e, "API server ended with an error."),
+        Ok(Err(e)) => warn!(error = %e, "API server task ended abnormally."),
+        Err(_) => warn!("API server did not stop within 10s."),
+    }
+    engine.store().clone().close().await;
+    info!("Stopped.");
+    Ok(())
+}
+
+/// A name for this node: host name and process id, unique among live nodes.
+fn node_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_string())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "node".to_string());
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        &uuid::Uuid::now_v7().simple().to_string()[24..]
+    )
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            warn!(error = %e, "Cannot listen for Ctrl-C.");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                warn!(error = %e, "Cannot listen for SIGTERM.");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}

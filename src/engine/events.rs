@@ -1,0 +1,283 @@
+//! Entity events: checking them, matching them against the flows' entity triggers, and storing
+//! each event with the runs it starts in one transaction before answering, so an acknowledged
+//! event is never lost. A repeated `event_id` starts nothing new and gets the first answer.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use serde_json::{Value, json};
+
+use crate::engine::registry::FlowEntry;
+use crate::engine::{Engine, EngineError};
+use crate::flow::model::{EntityAction, EntityTrigger, Trigger};
+use crate::flow::template::is_truthy;
+use crate::runner::context::{EventInfo, TriggerData, changed_fields, entity_with_id, rfc3339};
+use crate::store::StoreError;
+use crate::store::events::{NewEvent, ingest};
+use crate::store::runs::NewRun;
+
+/// An event as the host application sends it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventIn {
+    pub entity: String,
+    pub action: EntityAction,
+    #[serde(deserialize_with = "text_or_number")]
+    pub id: String,
+    #[serde(default)]
+    pub data: Value,
+    #[serde(default)]
+    pub previous: Option<Value>,
+    #[serde(default)]
+    pub event_id: Option<String>,
+}
+
+/// The answer for one event: its id and the runs it started.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventResult {
+    pub event_id: String,
+    pub runs: Vec<String>,
+}
+
+/// A problem with one event of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EventProblem {
+    pub index: usize,
+    pub field: String,
+    pub message: String,
+}
+
+fn text_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a string or a number, found {other}"
+        ))),
+    }
+}
+
+/// Checks what serde cannot: ids and types that would make a useless or unsafe event.
+pub fn check_event(index: usize, event: &EventIn) -> Vec<EventProblem> {
+    let mut problems = Vec::new();
+    let mut problem = |field: &str, message: &str| {
+        problems.push(EventProblem {
+            index,
+            field: field.to_string(),
+            message: message.to_string(),
+        })
+    };
+    let entity_ok = event.entity.len() <= 64
+        && event.entity.starts_with(|c: char| c.is_ascii_lowercase())
+        && event
+            .entity
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"_.-".contains(&b));
+    if !entity_ok {
+        problem(
+            "entity",
+            "must be an entity type of lower-case letters, digits, `_`, `.` and `-`, starting with a letter",
+        );
+    }
+    if event.id.is_empty() || event.id.len() > 256 {
+        problem("id", "must be a non-empty id of at most 256 characters");
+    }
+    if event
+        .event_id
+        .as_ref()
+        .is_some_and(|e| e.is_empty() || e.len() > 256)
+    {
+        problem(
+            "event_id",
+            "must be a non-empty id of at most 256 characters",
+        );
+    }
+    if !(event.data.is_object() || event.data.is_null()) {
+        problem("data", "must be an object");
+    }
+    if event
+        .previous
+        .as_ref()
+        .is_some_and(|p| !(p.is_object() || p.is_null()))
+    {
+        problem("previous", "must be an object");
+    }
+    problems
+}
+
+impl Engine {
+    /// Stores events and the runs they start, in one transaction, and wakes the runner.
+    /// Events must have passed [`check_event`].
+    pub async fn emit(&self, events: Vec<EventIn>) -> Result<Vec<EventResult>, EngineError> {
+        let now = Utc::now();
+        let registry = self.registry();
+        let mut first_of: HashMap<String, usize> = HashMap::new();
+        let mut ids = Vec::with_capacity(events.len());
+        let mut new_events = Vec::with_capacity(events.len());
+        for event in &events {
+            let event_id = event.event_id.clone().unwrap_or_else(new_id);
+            ids.push(event_id.clone());
+            // A batch may repeat an event id: the first occurrence decides.
+            if first_of
+                .insert(event_id.clone(), new_events.len())
+                .is_some()
+            {
+                continue;
+            }
+            let matched: Vec<&FlowEntry> = registry
+                .entity_triggers(&event.entity)
+                .filter(|(flow, i)| flow.is_active() && fires(flow, *i, event, &event_id, now))
+                .map(|(flow, _)| flow)
+                .collect();
+            new_events.push(new_event(event, &event_id, &dedup_flows(matched), now)?);
+        }
+        let store = self.store();
+        let txn = store.begin_write().await?;
+        let answers = ingest(&txn, store.backend(), &new_events).await?;
+        txn.commit().await.map_err(StoreError::from)?;
+        if answers.values().any(|runs| !runs.is_empty()) {
+            self.wake_runner();
+        }
+        Ok(ids
+            .into_iter()
+            .map(|event_id| EventResult {
+                runs: answers.get(&event_id).cloned().unwrap_or_default(),
+                event_id,
+            })
+            .collect())
+    }
+}
+
+/// One run per flow, even when several of its triggers match.
+fn dedup_flows(mut flows: Vec<&FlowEntry>) -> Vec<&FlowEntry> {
+    let mut seen = std::collections::HashSet::new();
+    flows.retain(|f| seen.insert(f.id.clone()));
+    flows
+}
+
+/// Whether the entity trigger `index` of `flow` fires for this event.
+fn fires(
+    flow: &FlowEntry,
+    index: usize,
+    event: &EventIn,
+    event_id: &str,
+    now: DateTime<Utc>,
+) -> bool {
+    let Some(Trigger::Entity(trigger)) = flow.flow.def.triggers.get(index) else {
+        return false;
+    };
+    if !trigger.actions().contains(&event.action)
+        || !ids_match(trigger, &event.id)
+        || !fields_match(trigger, event)
+    {
+        return false;
+    }
+    match flow.flow.conditions.get(index).and_then(Option::as_ref) {
+        Some(condition) => is_truthy(&condition.render(&condition_context(event, event_id, now))),
+        None => true,
+    }
+}
+
+fn ids_match(trigger: &EntityTrigger, id: &str) -> bool {
+    trigger
+        .ids
+        .as_ref()
+        .is_none_or(|ids| ids.iter().any(|i| i.0 == id))
+}
+
+/// `fields` filters updates: one of them must have changed. Without `previous` the change cannot
+/// be known, so every field present in `data` counts as changed.
+fn fields_match(trigger: &EntityTrigger, event: &EventIn) -> bool {
+    let Some(fields) = &trigger.fields else {
+        return true;
+    };
+    if event.action != EntityAction::Update {
+        return true;
+    }
+    let changed = match &event.previous {
+        Some(previous) => changed_fields(previous, &event.data),
+        None => event
+            .data
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default(),
+    };
+    fields.iter().any(|f| changed.contains(f))
+}
+
+fn event_info(event: &EventIn, event_id: &str, now: DateTime<Utc>) -> EventInfo {
+    EventInfo {
+        id: event_id.to_string(),
+        event_type: format!("{}.{}", event.entity, event.action),
+        entity: event.entity.clone(),
+        action: event.action.to_string(),
+        entity_id: event.id.clone(),
+        occurred_at: now,
+    }
+}
+
+/// What a trigger's `if` sees: the event, before any step.
+fn condition_context(event: &EventIn, event_id: &str, now: DateTime<Utc>) -> Value {
+    let changed = event
+        .previous
+        .as_ref()
+        .map(|p| changed_fields(p, &event.data))
+        .unwrap_or_default();
+    json!({
+        "event": event_info(event, event_id, now),
+        "entity": entity_with_id(&event.data, &event.id),
+        "previous": event.previous.clone().unwrap_or(Value::Null),
+        "changed": changed,
+        "now": rfc3339(now),
+    })
+}
+
+fn new_event(
+    event: &EventIn,
+    event_id: &str,
+    flows: &[&FlowEntry],
+    now: DateTime<Utc>,
+) -> Result<NewEvent, EngineError> {
+    let millis = now.timestamp_millis();
+    let trigger = TriggerData::Entity {
+        event: event_info(event, event_id, now),
+        entity: entity_with_id(&event.data, &event.id),
+        previous: event.previous.clone(),
+        changed: event
+            .previous
+            .as_ref()
+            .map(|p| changed_fields(p, &event.data))
+            .unwrap_or_default(),
+    };
+    let trigger =
+        serde_json::to_string(&trigger).map_err(|e| EngineError::Config(e.to_string()))?;
+    let runs = flows
+        .iter()
+        .map(|flow| NewRun {
+            id: new_id(),
+            flow_id: flow.id.clone(),
+            revision: flow.revision,
+            trigger: trigger.clone(),
+            entity: Some(event.entity.clone()),
+            entity_id: Some(event.id.clone()),
+            created_at: millis,
+            deadline_at: flow.flow.timeout.map(|t| millis + t.as_millis() as i64),
+        })
+        .collect();
+    Ok(NewEvent {
+        id: event_id.to_string(),
+        entity: event.entity.clone(),
+        action: event.action.to_string(),
+        entity_id: event.id.clone(),
+        data: event.data.to_string(),
+        previous: event.previous.as_ref().map(Value::to_string),
+        created_at: millis,
+        runs,
+    })
+}
+
+/// A new time-ordered id (UUIDv7).
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}

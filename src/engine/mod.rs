@@ -1,0 +1,285 @@
+//! The engine: what `flowd serve` runs and what a Rust program embeds. It owns the store, the
+//! compiled flows, the clients steps use, and the signal that wakes the runner when runs are
+//! created, and it is the one entry point for starting runs (`emit` for entity events).
+
+pub mod events;
+pub mod registry;
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, RwLock};
+
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use crate::flow::compiled::CompiledFlow;
+use crate::flow::load::{find_flow_files, load_files};
+use crate::flow::model::FlowDef;
+use crate::flow::validate::Options;
+use crate::secrets::Secrets;
+use crate::step::StepEnv;
+use crate::step::http::client::HttpClient;
+use crate::step::http::guard::NetPolicy;
+use crate::step::http::record::Redactor;
+use crate::step::notify::email::Mailer;
+use crate::store::flows::{FlowInput, FlowSource};
+use crate::store::{Store, StoreError, StoreOptions};
+use registry::{FlowEntry, Registry};
+
+pub use events::{EventIn, EventResult};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Config(String),
+    #[error("flow `{0}` revision {1} cannot be loaded: {2}")]
+    BrokenRevision(String, i64, String),
+}
+
+/// How an engine is set up.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    pub database_url: String,
+    pub store: StoreOptions,
+    /// This node's name: lease owner and attempt records.
+    pub node_id: String,
+}
+
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Store,
+    registry: RwLock<Arc<Registry>>,
+    /// Compiled revisions that runs still execute, by (flow id, revision).
+    revisions: Mutex<HashMap<(String, i64), Arc<CompiledFlow>>>,
+    secrets: Secrets,
+    step_env: StepEnv,
+    wake: Notify,
+    node_id: String,
+}
+
+impl Engine {
+    /// Connects to the database, migrates it and loads the flows stored there.
+    pub async fn open(config: EngineConfig) -> Result<Engine, EngineError> {
+        let store = Store::connect(&config.database_url, &config.store).await?;
+        store.migrate().await?;
+        let secrets = Secrets::from_env();
+        let policy = NetPolicy::from_env().map_err(|e| EngineError::Config(e.to_string()))?;
+        let http = HttpClient::new(policy).map_err(|e| EngineError::Config(e.to_string()))?;
+        let mailer = Mailer::from_env().map_err(|e| EngineError::Config(e.to_string()))?;
+        let step_env = StepEnv {
+            http,
+            mailer,
+            redactor: Redactor::new(secrets.values()),
+            store: store.clone(),
+            node: config.node_id.clone(),
+        };
+        let engine = Engine {
+            inner: Arc::new(Inner {
+                store,
+                registry: RwLock::new(Arc::new(Registry::default())),
+                revisions: Mutex::new(HashMap::new()),
+                secrets,
+                step_env,
+                wake: Notify::new(),
+                node_id: config.node_id,
+            }),
+        };
+        engine.reload_registry().await?;
+        Ok(engine)
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.inner.store
+    }
+
+    pub fn secrets(&self) -> &Secrets {
+        &self.inner.secrets
+    }
+
+    pub fn step_env(&self) -> &StepEnv {
+        &self.inner.step_env
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.inner.node_id
+    }
+
+    /// The flows as of the last reload.
+    pub fn registry(&self) -> Arc<Registry> {
+        match self.inner.registry.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Wakes the runner: new runs exist.
+    pub fn wake_runner(&self) {
+        self.inner.wake.notify_one();
+    }
+
+    /// Waits until someone calls `wake_runner`.
+    pub async fn woken(&self) {
+        self.inner.wake.notified().await;
+    }
+
+    /// Validates the flow files under `dir` and stores the valid ones (a changed file becomes a
+    /// new revision). Broken files are logged and their last good revision keeps running.
+    pub async fn load_flow_files(&self, dir: &Path) -> Result<usize, EngineError> {
+        let files = find_flow_files(&[dir.to_path_buf()])
+            .map_err(|e| EngineError::Config(e.to_string()))?;
+        let reports = load_files(&files, &Options::from_env());
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut loaded = 0;
+        for report in &reports {
+            let Some(flow) = &report.report.flow else {
+                for d in report.report.diagnostics.iter().filter(|d| d.is_error()) {
+                    warn!(file = %report.path.display(), line = d.line, column = d.column, problem = %d, "Flow file is invalid; skipped.");
+                }
+                continue;
+            };
+            let yaml = std::fs::read_to_string(&report.path).unwrap_or_default();
+            let input = flow_input(
+                &flow.id,
+                &flow.name,
+                &flow.def,
+                &yaml,
+                FlowSource::File,
+                Some(&report.path),
+            )?;
+            let txn = self.inner.store.begin_write().await?;
+            crate::store::flows::save(&txn, self.inner.store.backend(), &input, now).await?;
+            txn.commit().await.map_err(StoreError::from)?;
+            loaded += 1;
+        }
+        self.reload_registry().await?;
+        info!(dir = %dir.display(), loaded, files = reports.len(), "Flow files loaded.");
+        Ok(loaded)
+    }
+
+    /// Rebuilds the registry from the flows stored in the database.
+    pub async fn reload_registry(&self) -> Result<(), EngineError> {
+        let rows = crate::store::flows::list(self.inner.store.reader(), self.inner.store.backend())
+            .await?;
+        let mut entries = Vec::with_capacity(rows.len());
+        for row in rows {
+            let flow = match self.compile_definition(
+                &row.id,
+                &row.name,
+                row.revision,
+                &row.definition,
+            ) {
+                Ok(flow) => flow,
+                Err(e) => {
+                    warn!(flow = %row.id, error = %e, "Stored flow cannot be compiled; skipped.");
+                    continue;
+                }
+            };
+            entries.push(FlowEntry {
+                id: row.id,
+                name: row.name,
+                revision: row.revision,
+                enabled: row.enabled,
+                paused: row.paused,
+                flow,
+            });
+        }
+        let registry = Arc::new(Registry::new(entries));
+        match self.inner.registry.write() {
+            Ok(mut r) => *r = registry,
+            Err(poisoned) => *poisoned.into_inner() = registry,
+        }
+        Ok(())
+    }
+
+    /// The compiled flow of one revision: from the registry, the cache, or the database.
+    pub async fn compiled(
+        &self,
+        flow_id: &str,
+        revision: i64,
+    ) -> Result<Arc<CompiledFlow>, EngineError> {
+        if let Some(entry) = self
+            .registry()
+            .get(flow_id)
+            .filter(|e| e.revision == revision)
+        {
+            return Ok(entry.flow.clone());
+        }
+        let key = (flow_id.to_string(), revision);
+        if let Some(flow) = self.revision_cache().get(&key) {
+            return Ok(flow.clone());
+        }
+        let definition = crate::store::flows::revision_definition(
+            self.inner.store.reader(),
+            self.inner.store.backend(),
+            flow_id,
+            revision,
+        )
+        .await?
+        .ok_or_else(|| {
+            EngineError::BrokenRevision(flow_id.to_string(), revision, "not stored".into())
+        })?;
+        let name = self
+            .registry()
+            .get(flow_id)
+            .map_or_else(|| flow_id.to_string(), |e| e.name.clone());
+        let flow = self.compile_definition(flow_id, &name, revision, &definition)?;
+        self.revision_cache().insert(key, flow.clone());
+        Ok(flow)
+    }
+
+    fn revision_cache(
+        &self,
+    ) -> std::sync::MutexGuard<'_, HashMap<(String, i64), Arc<CompiledFlow>>> {
+        match self.inner.revisions.lock() {
+            Ok(g) => g,
+            Err(poisoned) => poisoned.into_inner(),
+        }
+    }
+
+    fn compile_definition(
+        &self,
+        id: &str,
+        name: &str,
+        revision: i64,
+        definition: &str,
+    ) -> Result<Arc<CompiledFlow>, EngineError> {
+        let def: FlowDef = serde_json::from_str(definition)
+            .map_err(|e| EngineError::BrokenRevision(id.into(), revision, e.to_string()))?;
+        CompiledFlow::compile(id, name, revision, def)
+            .map(Arc::new)
+            .map_err(|e| EngineError::BrokenRevision(id.into(), revision, e))
+    }
+}
+
+/// A flow as the store keeps it: YAML source, JSON definition and the source's hash.
+pub fn flow_input(
+    id: &str,
+    name: &str,
+    def: &FlowDef,
+    yaml: &str,
+    source: FlowSource,
+    path: Option<&Path>,
+) -> Result<FlowInput, EngineError> {
+    let definition = serde_json::to_string(def).map_err(|e| EngineError::Config(e.to_string()))?;
+    let sha256 = Sha256::digest(definition.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(FlowInput {
+        id: id.to_string(),
+        name: name.to_string(),
+        source,
+        path: path.map(|p| p.display().to_string()),
+        yaml: yaml.to_string(),
+        definition,
+        sha256,
+        enabled: def.enabled.unwrap_or(true),
+    })
+}

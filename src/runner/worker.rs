@@ -1,0 +1,212 @@
+//! The worker pool: claims due runs (with a lease), executes each on its own task, renews the
+//! leases of runs in flight, and wakes up when runs are created in this process, when a waiting
+//! run's time comes, or — for runs created by other nodes — on a slow fallback poll. On shutdown
+//! it stops claiming, lets runs in flight finish up to a deadline and gives back their leases.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use crate::engine::Engine;
+use crate::runner::execute::{Ended, ExecError, LeaseSettings, execute};
+use crate::store::runs::{self, Claim, ClaimedRun};
+
+/// How the runner is set up.
+#[derive(Debug, Clone, Copy)]
+pub struct RunnerConfig {
+    /// Runs executing at once on this node.
+    pub workers: usize,
+    pub lease: Duration,
+    /// Fallback poll for runs created elsewhere; new local runs wake the runner at once.
+    pub poll: Duration,
+    /// How long shutdown waits for runs in flight.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for RunnerConfig {
+    fn default() -> RunnerConfig {
+        RunnerConfig {
+            workers: 64,
+            lease: Duration::from_secs(30),
+            poll: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Runs the worker pool until `shutdown` turns true.
+pub async fn run(engine: Engine, config: RunnerConfig, mut shutdown: watch::Receiver<bool>) {
+    let permits = Arc::new(Semaphore::new(config.workers.max(1)));
+    let mut tasks = JoinSet::new();
+    let heartbeat = tokio::spawn(renew_leases(engine.clone(), config, shutdown.clone()));
+    info!(
+        workers = config.workers,
+        lease_ms = config.lease.as_millis() as u64,
+        node = engine.node_id(),
+        "Runner started."
+    );
+    loop {
+        if *shutdown.borrow() {
+            break;
+        }
+        if let Err(e) = claim_and_start(&engine, &config, &permits, &mut tasks).await {
+            error!(error = %e, "Claiming runs failed; trying again shortly.");
+        }
+        while tasks.try_join_next().is_some() {}
+        tokio::select! {
+            _ = engine.woken() => {}
+            _ = tokio::time::sleep(config.poll) => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+    drain(&engine, config, tasks).await;
+    heartbeat.abort();
+}
+
+/// Claims as many due runs as there are free workers and starts them.
+async fn claim_and_start(
+    engine: &Engine,
+    config: &RunnerConfig,
+    permits: &Arc<Semaphore>,
+    tasks: &mut JoinSet<()>,
+) -> Result<(), ExecError> {
+    loop {
+        let free = permits.available_permits();
+        if free == 0 {
+            return Ok(());
+        }
+        let claimed = claim(engine, config, free as u64).await?;
+        let full_batch = claimed.len() == free;
+        let resumed: Vec<String> = claimed
+            .iter()
+            .filter(|r| r.next_step > 0 || r.attempt > 1)
+            .map(|r| r.id.clone())
+            .collect();
+        let store = engine.store();
+        let mut rows = runs::load_steps(store.writer(), store.backend(), &resumed).await?;
+        for run in claimed {
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                break;
+            };
+            let (mine, rest): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.run_id == run.id);
+            rows = rest;
+            let engine = engine.clone();
+            let lease = LeaseSettings {
+                lease: config.lease,
+            };
+            tasks.spawn(async move {
+                execute_one(&engine, run, mine, lease).await;
+                drop(permit);
+            });
+        }
+        if !full_batch {
+            return Ok(());
+        }
+    }
+}
+
+async fn claim(
+    engine: &Engine,
+    config: &RunnerConfig,
+    limit: u64,
+) -> Result<Vec<ClaimedRun>, ExecError> {
+    let store = engine.store();
+    let claim = Claim {
+        owner: engine.node_id(),
+        now: Utc::now().timestamp_millis(),
+        lease_ms: config.lease.as_millis() as i64,
+        limit,
+        skip_flows: &[],
+        only_flow: None,
+    };
+    let txn = store.begin_write().await?;
+    let claimed = runs::claim(&txn, store.backend(), &claim).await?;
+    txn.commit().await.map_err(crate::store::StoreError::from)?;
+    Ok(claimed)
+}
+
+async fn execute_one(
+    engine: &Engine,
+    run: ClaimedRun,
+    rows: Vec<runs::StepRow>,
+    lease: LeaseSettings,
+) {
+    let run_id = run.id.clone();
+    match execute(engine, run, rows, lease).await {
+        Ok(Ended::Waiting(due_at)) => schedule_wake(engine.clone(), due_at),
+        Ok(Ended::Finished(_)) | Err(ExecError::LeaseLost) => {}
+        Err(e) => {
+            error!(%run_id, error = %e, "Run execution stopped; it will be retried after its lease expires.")
+        }
+    }
+}
+
+/// Wakes the runner when a waiting run of this node becomes due, instead of polling for it.
+fn schedule_wake(engine: Engine, due_at: i64) {
+    tokio::spawn(async move {
+        let wait = (due_at - Utc::now().timestamp_millis()).max(0) as u64;
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        engine.wake_runner();
+    });
+}
+
+/// Renews this node's leases every third of the lease, so a live node never loses them.
+async fn renew_leases(engine: Engine, config: RunnerConfig, mut shutdown: watch::Receiver<bool>) {
+    let every = config.lease / 3;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = shutdown.changed() => return,
+        }
+        let store = engine.store();
+        let now = Utc::now().timestamp_millis();
+        if let Err(e) = runs::renew_leases(
+            store.writer(),
+            store.backend(),
+            engine.node_id(),
+            now,
+            config.lease.as_millis() as i64,
+        )
+        .await
+        {
+            warn!(error = %e, "Renewing leases failed.");
+        }
+    }
+}
+
+/// Waits for runs in flight up to the grace period, then gives back the leases still held.
+async fn drain(engine: &Engine, config: RunnerConfig, mut tasks: JoinSet<()>) {
+    let in_flight = tasks.len();
+    if in_flight > 0 {
+        info!(in_flight, "Waiting for runs in flight.");
+    }
+    let waited = tokio::time::timeout(config.shutdown_grace, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if waited.is_err() {
+        warn!(
+            remaining = tasks.len(),
+            "Shutdown grace period over; stopping runs in flight."
+        );
+        tasks.abort_all();
+    }
+    let store = engine.store();
+    match runs::release_leases(
+        store.writer(),
+        store.backend(),
+        engine.node_id(),
+        Utc::now().timestamp_millis(),
+    )
+    .await
+    {
+        Ok(released) if released > 0 => info!(released, "Leases given back."),
+        Ok(_) => {}
+        Err(e) => warn!(error = %e, "Giving back leases failed; they expire on their own."),
+    }
+    info!("Runner stopped.");
+}

@@ -1,0 +1,174 @@
+//! Reading runs for people: the run log with filters and cursor pagination, and one run with
+//! its steps and every attempt. Pagination walks run ids (UUIDv7, so time-ordered) downwards,
+//! which never skips or repeats a run while new ones arrive.
+
+use sea_orm::{ConnectionTrait, QueryResult, Value};
+
+use crate::store::sql::{get, stmt};
+use crate::store::{Backend, StoreError};
+
+/// Filters of the run log; all optional.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub flow: Option<String>,
+    pub status: Option<String>,
+    pub entity: Option<String>,
+    pub entity_id: Option<String>,
+    /// Created at or after (UTC millis).
+    pub since: Option<i64>,
+    /// Created before (UTC millis).
+    pub until: Option<i64>,
+    /// Only runs with an id below this one (the cursor).
+    pub before_id: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RunRow {
+    pub id: String,
+    pub flow_id: String,
+    pub revision: i64,
+    pub status: String,
+    pub trigger: String,
+    pub attempt: i64,
+    pub error: Option<String>,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    pub wake_at: Option<i64>,
+    pub lease_owner: Option<String>,
+}
+
+const RUN_COLUMNS: &str = "id, flow_id, revision, status, trigger, attempt, error, created_at, started_at, finished_at, wake_at, lease_owner";
+
+fn run_row(row: &QueryResult) -> Result<RunRow, StoreError> {
+    Ok(RunRow {
+        id: get(row, "id")?,
+        flow_id: get(row, "flow_id")?,
+        revision: get(row, "revision")?,
+        status: get(row, "status")?,
+        trigger: get(row, "trigger")?,
+        attempt: get::<i32>(row, "attempt")?.into(),
+        error: get(row, "error")?,
+        created_at: get(row, "created_at")?,
+        started_at: get(row, "started_at")?,
+        finished_at: get(row, "finished_at")?,
+        wake_at: get(row, "wake_at")?,
+        lease_owner: get(row, "lease_owner")?,
+    })
+}
+
+/// Runs matching `filter`, newest first, at most `limit`.
+pub async fn list(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    filter: &RunFilter,
+    limit: u64,
+) -> Result<Vec<RunRow>, StoreError> {
+    let mut conditions: Vec<&str> = Vec::new();
+    let mut values: Vec<Value> = Vec::new();
+    let mut add = |condition: &'static str, value: Option<Value>| {
+        if let Some(v) = value {
+            conditions.push(condition);
+            values.push(v);
+        }
+    };
+    add("flow_id = ?", filter.flow.clone().map(Value::from));
+    add("status = ?", filter.status.clone().map(Value::from));
+    add("entity = ?", filter.entity.clone().map(Value::from));
+    add("entity_id = ?", filter.entity_id.clone().map(Value::from));
+    add("created_at >= ?", filter.since.map(Value::from));
+    add("created_at < ?", filter.until.map(Value::from));
+    add("id < ?", filter.before_id.clone().map(Value::from));
+    let filter_sql = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", conditions.join(" AND "))
+    };
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs {filter_sql} ORDER BY id DESC LIMIT ?");
+    values.push((limit as i64).into());
+    let rows = conn.query_all_raw(stmt(backend, &sql, values)).await?;
+    rows.iter().map(run_row).collect()
+}
+
+pub async fn get_run(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    id: &str,
+) -> Result<Option<RunRow>, StoreError> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?");
+    let row = conn
+        .query_one_raw(stmt(backend, &sql, vec![id.to_string().into()]))
+        .await?;
+    row.as_ref().map(run_row).transpose()
+}
+
+#[derive(Debug, Clone)]
+pub struct StepDetail {
+    pub step_index: i64,
+    pub step_id: String,
+    pub kind: String,
+    pub status: String,
+    pub output: Option<String>,
+    pub error: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AttemptDetail {
+    pub step_index: i64,
+    pub n: i64,
+    pub node: String,
+    pub started_at: i64,
+    pub finished_at: i64,
+    pub duration_ms: i64,
+    pub request: Option<String>,
+    pub response: Option<String>,
+    pub error: Option<String>,
+}
+
+/// The step rows and attempts of one run, in order.
+pub async fn steps_of(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    run_id: &str,
+) -> Result<(Vec<StepDetail>, Vec<AttemptDetail>), StoreError> {
+    let steps_sql = "SELECT step_index, step_id, kind, status, output, error, started_at, finished_at FROM step_runs WHERE run_id = ? ORDER BY step_index";
+    let steps = conn
+        .query_all_raw(stmt(backend, steps_sql, vec![run_id.to_string().into()]))
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(StepDetail {
+                step_index: get::<i32>(row, "step_index")?.into(),
+                step_id: get(row, "step_id")?,
+                kind: get(row, "kind")?,
+                status: get(row, "status")?,
+                output: get(row, "output")?,
+                error: get(row, "error")?,
+                started_at: get(row, "started_at")?,
+                finished_at: get(row, "finished_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let attempts_sql = "SELECT step_index, n, node, started_at, finished_at, duration_ms, request, response, error FROM attempts WHERE run_id = ? ORDER BY step_index, n";
+    let attempts = conn
+        .query_all_raw(stmt(backend, attempts_sql, vec![run_id.to_string().into()]))
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(AttemptDetail {
+                step_index: get::<i32>(row, "step_index")?.into(),
+                n: get::<i32>(row, "n")?.into(),
+                node: get(row, "node")?,
+                started_at: get(row, "started_at")?,
+                finished_at: get(row, "finished_at")?,
+                duration_ms: get(row, "duration_ms")?,
+                request: get(row, "request")?,
+                response: get(row, "response")?,
+                error: get(row, "error")?,
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    Ok((steps, attempts))
+}
