@@ -73,8 +73,12 @@ fn parse_events(body: Value) -> Result<Vec<EventIn>, ApiError> {
     ))
 }
 
-/// serde names the field in backquotes ("missing field `entity`", "unknown field `x`").
+/// serde names the field in backquotes ("missing field `entity`", "unknown field `x`"); a bad
+/// action is reported as an unknown variant, which names the value instead.
 fn field_of(message: &str) -> String {
+    if message.starts_with("unknown variant") {
+        return "action".to_string();
+    }
     message.split('`').nth(1).unwrap_or_default().to_string()
 }
 

@@ -508,3 +508,164 @@ pub async fn retry(
     .await?;
     Ok(true)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::TestDb;
+
+    fn new_run(id: &str, now: i64) -> NewRun {
+        NewRun {
+            id: id.to_string(),
+            flow_id: "f".into(),
+            revision: 1,
+            trigger: r#"{"kind":"manual","input":null}"#.into(),
+            entity: None,
+            entity_id: None,
+            created_at: now,
+            deadline_at: None,
+        }
+    }
+
+    fn claim_as<'a>(owner: &'a str, now: i64) -> Claim<'a> {
+        Claim {
+            owner,
+            now,
+            lease_ms: 1_000,
+            limit: 10,
+            skip_flows: &[],
+            only_flow: None,
+        }
+    }
+
+    fn finish(run: &ClaimedRun, owner: &str) -> RunWrite {
+        RunWrite {
+            run_id: run.id.clone(),
+            owner: owner.into(),
+            epoch: run.epoch,
+            state: RunState::Finished {
+                status: RunStatus::Succeeded,
+                error: None,
+                finished_at: 0,
+            },
+            steps: vec![StepWrite {
+                step_index: 0,
+                step_id: "a".into(),
+                kind: "map",
+                status: StepStatus::Succeeded,
+                output: Some("1".into()),
+                error: None,
+                attempts: 0,
+                started_at: Some(0),
+                finished_at: Some(0),
+            }],
+            attempts: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_that_lost_its_lease_changes_nothing() {
+        for db in TestDb::all().await {
+            let (store, backend) = (&db.store, db.store.backend());
+            insert_runs(store.writer(), backend, &[new_run("r1", 100)])
+                .await
+                .unwrap();
+
+            let first = claim(store.writer(), backend, &claim_as("node-a", 100))
+                .await
+                .unwrap();
+            assert_eq!(first.len(), 1);
+            // Not due again while the lease lasts.
+            assert!(
+                claim(store.writer(), backend, &claim_as("node-b", 500))
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            // Node A dies; after expiry node B takes the run over with a new epoch.
+            let second = claim(store.writer(), backend, &claim_as("node-b", 1_200))
+                .await
+                .unwrap();
+            assert_eq!(second.len(), 1);
+            assert_eq!(second[0].epoch, first[0].epoch + 1);
+
+            let stale = apply(store.writer(), backend, &finish(&first[0], "node-a"), 0).await;
+            assert!(matches!(stale, Err(StoreError::LeaseLost)), "{stale:?}");
+            let steps = load_steps(store.reader(), backend, &["r1".to_string()])
+                .await
+                .unwrap();
+            assert!(steps.is_empty(), "the stale write must not store steps");
+
+            let applied = apply(store.writer(), backend, &finish(&second[0], "node-b"), 0)
+                .await
+                .unwrap();
+            assert!(!applied.cancel_requested);
+            let steps = load_steps(store.reader(), backend, &["r1".to_string()])
+                .await
+                .unwrap();
+            assert_eq!(steps.len(), 1);
+            // Terminal runs are never claimed again.
+            assert!(
+                claim(store.writer(), backend, &claim_as("node-c", 99_999))
+                    .await
+                    .unwrap()
+                    .is_empty()
+            );
+            db.cleanup().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn cancel_and_retry_follow_the_run_state() {
+        for db in TestDb::all().await {
+            let (store, backend) = (&db.store, db.store.backend());
+            insert_runs(store.writer(), backend, &[new_run("p", 1), new_run("q", 1)])
+                .await
+                .unwrap();
+            assert_eq!(
+                cancel(store.writer(), backend, "p", 5).await.unwrap(),
+                CancelOutcome::Cancelled
+            );
+            assert_eq!(
+                cancel(store.writer(), backend, "p", 6).await.unwrap(),
+                CancelOutcome::AlreadyTerminal
+            );
+            assert_eq!(
+                cancel(store.writer(), backend, "nope", 6).await.unwrap(),
+                CancelOutcome::NotFound
+            );
+
+            let claimed = claim(store.writer(), backend, &claim_as("n", 10))
+                .await
+                .unwrap();
+            assert_eq!(
+                claimed.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+                ["q"]
+            );
+            assert_eq!(
+                cancel(store.writer(), backend, "q", 11).await.unwrap(),
+                CancelOutcome::Requested
+            );
+            let mut write = finish(&claimed[0], "n");
+            write.state = RunState::Running { next_step: 1 };
+            assert!(
+                apply(store.writer(), backend, &write, 2_000)
+                    .await
+                    .unwrap()
+                    .cancel_requested
+            );
+
+            assert!(retry(store.writer(), backend, "p", 20, None).await.unwrap());
+            assert!(
+                !retry(store.writer(), backend, "p", 21, None).await.unwrap(),
+                "a pending run cannot be retried"
+            );
+            let again = claim(store.writer(), backend, &claim_as("n", 30))
+                .await
+                .unwrap();
+            assert_eq!(again.len(), 1);
+            assert_eq!((again[0].id.as_str(), again[0].attempt), ("p", 2));
+            db.cleanup().await;
+        }
+    }
+}
