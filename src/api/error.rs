@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tracing::error;
 
 use crate::engine::EngineError;
+use crate::engine::runs::ControlError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +75,28 @@ impl From<StoreError> for ApiError {
             },
             StoreError::NotFound { what } => ApiError::NotFound(format!("{what} not found")),
             other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            ControlError::UnknownRun(_) => ApiError::NotFound(message),
+            ControlError::AlreadyFinished(_) => ApiError::Conflict {
+                code: "run_finished",
+                message,
+            },
+            ControlError::NotRetryable(..) => ApiError::Conflict {
+                code: "run_not_retryable",
+                message,
+            },
+            ControlError::FlowGone(_) => ApiError::Conflict {
+                code: "flow_gone",
+                message,
+            },
+            ControlError::Engine(e) => e.into(),
         }
     }
 }

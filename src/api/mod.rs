@@ -5,6 +5,8 @@ pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod notifications;
+pub mod page;
 pub mod runs;
 
 use axum::Router;
@@ -23,6 +25,17 @@ pub fn app(engine: Engine, max_body: usize) -> Router {
         .route("/api/v1/events", post(events::post_events))
         .route("/api/v1/runs", get(runs::list_runs))
         .route("/api/v1/runs/{id}", get(runs::get_run))
+        .route("/api/v1/runs/{id}/cancel", post(runs::cancel_run))
+        .route("/api/v1/runs/{id}/retry", post(runs::retry_run))
+        .route("/api/v1/runs/{id}/replay", post(runs::replay_run))
+        .route(
+            "/api/v1/notifications",
+            get(notifications::list_notifications),
+        )
+        .route(
+            "/api/v1/notifications/{id}/read",
+            post(notifications::mark_read),
+        )
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(engine)

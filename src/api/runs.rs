@@ -2,19 +2,20 @@
 //! `GET /api/v1/runs/{id}` with every step and attempt (request, response, copy-as-curl).
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::error::ApiError;
+use crate::api::extract::ApiQuery;
+use crate::api::page::{Page, page_limit};
 use crate::engine::Engine;
+use crate::engine::runs::Cancelled;
 use crate::runner::context::rfc3339;
 use crate::step::http::record::{RecordedRequest, curl_command};
 use crate::store::run_log::{self, AttemptDetail, RunFilter, RunRow, StepDetail};
-
-const DEFAULT_LIMIT: u64 = 50;
-const MAX_LIMIT: u64 = 500;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -31,7 +32,7 @@ pub struct ListQuery {
 
 pub async fn list_runs(
     State(engine): State<Engine>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     if let Some(status) = &q.status
         && status.parse::<crate::runner::status::RunStatus>().is_err()
@@ -40,7 +41,7 @@ pub async fn list_runs(
             "unknown status `{status}`; use pending, running, waiting, succeeded, failed or cancelled"
         )));
     }
-    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let limit = page_limit(q.limit);
     let filter = RunFilter {
         flow: q.flow,
         status: q.status,
@@ -59,15 +60,9 @@ pub async fn list_runs(
         before_id: q.cursor,
     };
     let store = engine.store();
-    let mut rows = run_log::list(store.reader(), store.backend(), &filter, limit + 1).await?;
-    let next_cursor = (rows.len() as u64 > limit).then(|| {
-        rows.truncate(limit as usize);
-        rows.last().map(|r| r.id.clone())
-    });
-    let items: Vec<Value> = rows.iter().map(run_json).collect();
-    Ok(Json(
-        json!({ "items": items, "next_cursor": next_cursor.flatten() }),
-    ))
+    let rows = run_log::list(store.reader(), store.backend(), &filter, limit + 1).await?;
+    let page = Page::cut(rows, limit, |r| r.id.clone());
+    Ok(Json(page.into_json(run_json)))
 }
 
 pub async fn get_run(
@@ -178,4 +173,40 @@ fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
                 "`{name}` must be an RFC 3339 time, e.g. 2026-01-31T09:00:00Z"
             ))
         })
+}
+
+/// `POST /api/v1/runs/{id}/cancel`: 202, the run stops after the step in flight.
+pub async fn cancel_run(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let status = match engine.cancel_run(&id).await? {
+        Cancelled::Now => "cancelled",
+        Cancelled::AfterCurrentStep => "cancelling",
+    };
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "run_id": id, "status": status })),
+    ))
+}
+
+/// `POST /api/v1/runs/{id}/retry`: 202, a failed or cancelled run resumes.
+pub async fn retry_run(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    engine.retry_run(&id).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "run_id": id, "status": "pending" })),
+    ))
+}
+
+/// `POST /api/v1/runs/{id}/replay`: 202 with the new run's id.
+pub async fn replay_run(
+    State(engine): State<Engine>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let run_id = engine.replay_run(&id).await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run_id }))))
 }

@@ -4,6 +4,7 @@
 
 pub mod events;
 pub mod registry;
+pub mod runs;
 
 use std::collections::HashMap;
 use std::path::Path;

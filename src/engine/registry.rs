@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use crate::flow::compiled::CompiledFlow;
-use crate::flow::model::Trigger;
+use crate::flow::model::{RateLimit, Trigger};
 
 /// One flow at its current revision.
 #[derive(Debug, Clone)]
@@ -26,11 +26,21 @@ impl FlowEntry {
     }
 }
 
+/// A flow whose runs the runner claims under a `concurrency` or `rate_limit`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowLimits {
+    pub flow_id: String,
+    pub concurrency: Option<u32>,
+    pub rate_limit: Option<RateLimit>,
+}
+
 #[derive(Debug, Default)]
 pub struct Registry {
     flows: HashMap<String, FlowEntry>,
     /// Entity type → (flow id, trigger index) of every entity trigger on it.
     by_entity: HashMap<String, Vec<(String, usize)>>,
+    limited: Vec<FlowLimits>,
+    limited_ids: Vec<String>,
 }
 
 impl Registry {
@@ -46,10 +56,23 @@ impl Registry {
                 }
             }
         }
+        let limited: Vec<FlowLimits> = entries.iter().filter_map(limits_of).collect();
         Registry {
+            limited_ids: limited.iter().map(|l| l.flow_id.clone()).collect(),
+            limited,
             flows: entries.into_iter().map(|e| (e.id.clone(), e)).collect(),
             by_entity,
         }
+    }
+
+    /// Flows with a concurrency or rate limit.
+    pub fn limited(&self) -> &[FlowLimits] {
+        &self.limited
+    }
+
+    /// The ids of [`Registry::limited`], for the claim of unlimited runs to leave out.
+    pub fn limited_ids(&self) -> &[String] {
+        &self.limited_ids
     }
 
     pub fn get(&self, id: &str) -> Option<&FlowEntry> {
@@ -68,4 +91,13 @@ impl Registry {
             .flatten()
             .filter_map(|(id, i)| self.flows.get(id).map(|f| (f, *i)))
     }
+}
+
+fn limits_of(entry: &FlowEntry) -> Option<FlowLimits> {
+    let settings = entry.flow.def.settings.as_ref()?;
+    (settings.concurrency.is_some() || settings.rate_limit.is_some()).then(|| FlowLimits {
+        flow_id: entry.id.clone(),
+        concurrency: settings.concurrency,
+        rate_limit: settings.rate_limit,
+    })
 }

@@ -437,6 +437,10 @@ impl Execution<'_> {
             due_at,
         })
         .await?;
+        if self.run.cancel_requested {
+            // Cancelled while the step before ran: `commit` ended the run instead of parking it.
+            return Ok(Ended::Finished(RunStatus::Cancelled));
+        }
         Ok(Ended::Waiting(due_at))
     }
 
@@ -465,6 +469,7 @@ impl Execution<'_> {
 
     /// Commits the pending rows with the run's new state, on condition of the lease.
     async fn commit(&mut self, state: RunState) -> Result<(), ExecError> {
+        let parks = matches!(state, RunState::Waiting { .. });
         let write = RunWrite {
             run_id: self.run.id.clone(),
             owner: self.engine.node_id().to_string(),
@@ -484,6 +489,10 @@ impl Execution<'_> {
             }
             Err(e) => return Err(e.into()),
         };
+        if parks && applied.cancel_requested {
+            // A cancel asked for while a step was in flight ends the run now, not at wake-up.
+            runs::cancel(&txn, store.backend(), &self.run.id, now_millis()).await?;
+        }
         txn.commit().await.map_err(StoreError::from)?;
         self.run.cancel_requested |= applied.cancel_requested;
         Ok(())

@@ -4,6 +4,7 @@
 //! it stops claiming, lets runs in flight finish up to a deadline and gives back their leases.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use chrono::Utc;
@@ -12,8 +13,9 @@ use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
 use crate::engine::Engine;
+use crate::runner::claim::claim_due;
 use crate::runner::execute::{Ended, ExecError, LeaseSettings, execute};
-use crate::store::runs::{self, Claim, ClaimedRun};
+use crate::store::runs::{self, ClaimedRun};
 
 /// How the runner is set up.
 #[derive(Debug, Clone, Copy)]
@@ -41,6 +43,7 @@ impl Default for RunnerConfig {
 /// Runs the worker pool until `shutdown` turns true.
 pub async fn run(engine: Engine, config: RunnerConfig, mut shutdown: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(config.workers.max(1)));
+    let backlog = Arc::new(AtomicBool::new(false));
     let mut tasks = JoinSet::new();
     let heartbeat = tokio::spawn(renew_leases(engine.clone(), config, shutdown.clone()));
     info!(
@@ -53,7 +56,7 @@ pub async fn run(engine: Engine, config: RunnerConfig, mut shutdown: watch::Rece
         if *shutdown.borrow() {
             break;
         }
-        if let Err(e) = claim_and_start(&engine, &config, &permits, &mut tasks).await {
+        if let Err(e) = claim_and_start(&engine, &config, &permits, &mut tasks, &backlog).await {
             error!(error = %e, "Claiming runs failed; trying again shortly.");
         }
         while tasks.try_join_next().is_some() {}
@@ -73,60 +76,66 @@ async fn claim_and_start(
     config: &RunnerConfig,
     permits: &Arc<Semaphore>,
     tasks: &mut JoinSet<()>,
+    backlog: &Arc<AtomicBool>,
 ) -> Result<(), ExecError> {
     loop {
         let free = permits.available_permits();
         if free == 0 {
+            backlog.store(true, Ordering::Relaxed);
             return Ok(());
         }
-        let claimed = claim(engine, config, free as u64).await?;
-        let full_batch = claimed.len() == free;
-        let resumed: Vec<String> = claimed
+        let lease_ms = config.lease.as_millis() as i64;
+        let claimed = claim_due(engine, lease_ms, free as u64).await?;
+        claimed
+            .wake_at
             .iter()
-            .filter(|r| r.next_step > 0 || r.attempt > 1)
-            .map(|r| r.id.clone())
-            .collect();
-        let store = engine.store();
-        let mut rows = runs::load_steps(store.writer(), store.backend(), &resumed).await?;
-        for run in claimed {
-            let Ok(permit) = permits.clone().try_acquire_owned() else {
-                break;
-            };
-            let (mine, rest): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.run_id == run.id);
-            rows = rest;
-            let engine = engine.clone();
-            let lease = LeaseSettings {
-                lease: config.lease,
-            };
-            tasks.spawn(async move {
-                execute_one(&engine, run, mine, lease).await;
-                drop(permit);
-            });
-        }
+            .for_each(|&at| schedule_wake(engine.clone(), at));
+        let full_batch = claimed.runs.len() == free;
+        backlog.store(full_batch || claimed.held_back, Ordering::Relaxed);
+        start_runs(engine, config, permits, tasks, backlog, claimed.runs).await?;
         if !full_batch {
             return Ok(());
         }
     }
 }
 
-async fn claim(
+/// Starts claimed runs, each on its own task holding a worker permit.
+async fn start_runs(
     engine: &Engine,
     config: &RunnerConfig,
-    limit: u64,
-) -> Result<Vec<ClaimedRun>, ExecError> {
+    permits: &Arc<Semaphore>,
+    tasks: &mut JoinSet<()>,
+    backlog: &Arc<AtomicBool>,
+    claimed: Vec<ClaimedRun>,
+) -> Result<(), ExecError> {
+    let resumed: Vec<String> = claimed
+        .iter()
+        .filter(|r| r.next_step > 0 || r.attempt > 1)
+        .map(|r| r.id.clone())
+        .collect();
     let store = engine.store();
-    let claim = Claim {
-        owner: engine.node_id(),
-        now: Utc::now().timestamp_millis(),
-        lease_ms: config.lease.as_millis() as i64,
-        limit,
-        skip_flows: &[],
-        only_flow: None,
-    };
-    let txn = store.begin_write().await?;
-    let claimed = runs::claim(&txn, store.backend(), &claim).await?;
-    txn.commit().await.map_err(crate::store::StoreError::from)?;
-    Ok(claimed)
+    let mut rows = runs::load_steps(store.writer(), store.backend(), &resumed).await?;
+    for run in claimed {
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            break;
+        };
+        let (mine, rest): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.run_id == run.id);
+        rows = rest;
+        let engine = engine.clone();
+        let backlog = backlog.clone();
+        let lease = LeaseSettings {
+            lease: config.lease,
+        };
+        tasks.spawn(async move {
+            execute_one(&engine, run, mine, lease).await;
+            drop(permit);
+            // A worker is free: claim again if due runs were left behind.
+            if backlog.load(Ordering::Relaxed) {
+                engine.wake_runner();
+            }
+        });
+    }
+    Ok(())
 }
 
 async fn execute_one(

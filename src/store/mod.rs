@@ -12,6 +12,7 @@ pub mod entity;
 mod error;
 pub mod events;
 pub mod flows;
+pub mod limits;
 pub mod notifications;
 mod options;
 pub mod run_log;

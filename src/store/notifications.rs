@@ -3,7 +3,7 @@
 
 use sea_orm::Value;
 
-use crate::store::sql::stmt;
+use crate::store::sql::{get, stmt};
 use crate::store::{Store, StoreError};
 
 #[derive(Debug, Clone)]
@@ -37,4 +37,74 @@ pub async fn insert(store: &Store, n: &NewNotification) -> Result<(), StoreError
         .execute_raw(stmt(store.backend(), sql, values))
         .await?;
     Ok(())
+}
+
+/// A stored notification.
+pub use crate::store::entity::notifications::Model as Notification;
+
+/// Where a page of the inbox starts: after (older than) this notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: i64,
+    pub id: String,
+}
+
+/// Notifications newest first, at most `limit`, only unread ones when asked.
+pub async fn list(
+    store: &Store,
+    unread_only: bool,
+    after: Option<&Cursor>,
+    limit: u64,
+) -> Result<Vec<Notification>, StoreError> {
+    use sea_orm::ConnectionTrait;
+    let mut sql = String::from(
+        "SELECT id, flow_id, run_id, step_id, title, text, created_at, read_at FROM notifications WHERE 1 = 1",
+    );
+    let mut values: Vec<Value> = Vec::new();
+    if unread_only {
+        sql.push_str(" AND read_at IS NULL");
+    }
+    if let Some(c) = after {
+        sql.push_str(" AND (created_at < ? OR (created_at = ? AND id < ?))");
+        values.extend([
+            c.created_at.into(),
+            c.created_at.into(),
+            c.id.clone().into(),
+        ]);
+    }
+    sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
+    values.push((limit as i64).into());
+    let rows = store
+        .reader()
+        .query_all_raw(stmt(store.backend(), &sql, values))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(Notification {
+                id: get(row, "id")?,
+                flow_id: get(row, "flow_id")?,
+                run_id: get(row, "run_id")?,
+                step_id: get(row, "step_id")?,
+                title: get(row, "title")?,
+                text: get(row, "text")?,
+                created_at: get(row, "created_at")?,
+                read_at: get(row, "read_at")?,
+            })
+        })
+        .collect()
+}
+
+/// Marks a notification read (once: the first read time stays). False when it does not exist.
+pub async fn mark_read(store: &Store, id: &str, now: i64) -> Result<bool, StoreError> {
+    use sea_orm::ConnectionTrait;
+    let sql = "UPDATE notifications SET read_at = COALESCE(read_at, ?) WHERE id = ?";
+    let result = store
+        .writer()
+        .execute_raw(stmt(
+            store.backend(),
+            sql,
+            vec![now.into(), id.to_string().into()],
+        ))
+        .await?;
+    Ok(result.rows_affected() > 0)
 }

@@ -83,6 +83,9 @@ pub struct Claim<'a> {
     pub skip_flows: &'a [String],
     /// Only runs of this flow, when set (for flows with a concurrency or rate limit).
     pub only_flow: Option<&'a str>,
+    /// Only runs that started before (`Some(true)`) or never started (`Some(false)`): a rate
+    /// limit counts starts, so resumed runs pass it and new ones may not.
+    pub started: Option<bool>,
 }
 
 /// Claims due runs: pending ones, waiting ones whose wake-up time has come, and running ones
@@ -104,6 +107,11 @@ pub async fn claim(
     if let Some(flow) = claim.only_flow {
         filter.push_str(" AND flow_id = ?");
         filter_values.push(flow.to_string().into());
+    }
+    match claim.started {
+        Some(true) => filter.push_str(" AND started_at IS NOT NULL"),
+        Some(false) => filter.push_str(" AND started_at IS NULL"),
+        None => {}
     }
     let lock = match backend {
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -452,6 +460,15 @@ pub async fn cancel(
         ))
         .await?;
     if done.rows_affected() > 0 {
+        // A delay or a retry backoff in progress ends with the run.
+        let interrupted = "UPDATE step_runs SET status = 'failed', error = 'cancelled', finished_at = ? \
+                           WHERE run_id = ? AND status = 'running'";
+        conn.execute_raw(stmt(
+            backend,
+            interrupted,
+            vec![now.into(), run_id.to_string().into()],
+        ))
+        .await?;
         return Ok(CancelOutcome::Cancelled);
     }
     let flag = "UPDATE runs SET cancel_requested = TRUE WHERE id = ? AND status = 'running'";
@@ -498,7 +515,8 @@ pub async fn retry(
         return Ok(false);
     };
     let next_step: i32 = get(&row, "next_step")?;
-    let reset = "UPDATE step_runs SET status = 'pending', retry_base = attempts, error = NULL, finished_at = NULL \
+    // Output goes too: a delay starts its wait afresh.
+    let reset = "UPDATE step_runs SET status = 'pending', retry_base = attempts, error = NULL, output = NULL, finished_at = NULL \
                  WHERE run_id = ? AND step_index >= ? AND status <> 'succeeded'";
     conn.execute_raw(stmt(
         backend,
@@ -535,6 +553,7 @@ mod tests {
             limit: 10,
             skip_flows: &[],
             only_flow: None,
+            started: None,
         }
     }
 
