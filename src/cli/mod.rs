@@ -2,6 +2,7 @@
 //! and turns each command's outcome into an exit code scripts can rely on: 0 success, 1 the
 //! command ran and found problems (e.g. invalid flows), 2 usage errors or unavailable commands.
 
+mod migrate;
 mod schema;
 mod serve;
 mod validate;
@@ -32,7 +33,7 @@ enum Command {
     /// Print the JSON Schema of the flow format (for editor completion).
     Schema(schema::Args),
     /// Apply database migrations.
-    Migrate(NotYet),
+    Migrate(migrate::Args),
     /// Manage API keys.
     Keys(NotYet),
     /// Write API-managed flows as YAML files.
@@ -54,7 +55,7 @@ pub fn main() -> ExitCode {
         Command::Schema(args) => schema::run(&args),
         Command::Serve(args) => serve::run(&args),
         Command::Run(_) => not_yet("run"),
-        Command::Migrate(_) => not_yet("migrate"),
+        Command::Migrate(args) => migrate::run(&args),
         Command::Keys(_) => not_yet("keys"),
         Command::Export(_) => not_yet("export"),
     }
@@ -63,6 +64,31 @@ pub fn main() -> ExitCode {
 fn not_yet(command: &str) -> ExitCode {
     eprintln!("flowd {command}: not available yet in this version");
     ExitCode::from(2)
+}
+
+/// Runs one command's async work on a fresh runtime; an error is printed as
+/// `flowd <command>: <error>` and exits with 1.
+pub(crate) fn block_on(
+    command: &str,
+    work: impl std::future::Future<Output = anyhow::Result<()>>,
+) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("flowd {command}: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(work) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("flowd {command}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 /// Human-readable logs by default, JSON with `FLOWD_LOG_FORMAT=json`; level from `RUST_LOG`.

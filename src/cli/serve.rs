@@ -39,24 +39,11 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("flowd serve: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(serve(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            error!(error = %e, "flowd serve stopped.");
-            eprintln!("flowd serve: {e}");
-            ExitCode::FAILURE
-        }
-    }
+    crate::cli::block_on("serve", async {
+        serve(args)
+            .await
+            .inspect_err(|e| error!(error = %e, "flowd serve stopped."))
+    })
 }
 
 async fn serve(args: &Args) -> anyhow::Result<()> {

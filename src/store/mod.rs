@@ -94,6 +94,12 @@ impl Store {
     /// processes at once: all of it happens in one write transaction, which SQLite serialises
     /// (`BEGIN IMMEDIATE`) and PostgreSQL serialises through an advisory lock, so a second node
     /// waits and then finds nothing left to do.
+    /// Names of the migrations not applied yet, oldest first.
+    pub async fn pending_migrations(&self) -> Result<Vec<String>, StoreError> {
+        let pending = Migrator::get_pending_migrations(&self.writer).await?;
+        Ok(pending.iter().map(|m| m.name().to_string()).collect())
+    }
+
     pub async fn migrate(&self) -> Result<(), StoreError> {
         let txn = self.begin_write().await?;
         if self.backend == Backend::Postgres {
