@@ -11,6 +11,8 @@ use tracing::error;
 use crate::engine::EngineError;
 use crate::engine::runs::ControlError;
 use crate::store::StoreError;
+use crate::trigger::manual::ManualError;
+use crate::trigger::webhook::WebhookError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -24,6 +26,8 @@ pub enum ApiError {
         message: String,
         details: Vec<Value>,
     },
+    #[error("{message}")]
+    Unauthorized { code: &'static str, message: String },
     #[error("{0}")]
     NotFound(String),
     #[error("{message}")]
@@ -40,6 +44,7 @@ impl ApiError {
             ApiError::BadRequest(_) => (StatusCode::BAD_REQUEST, "bad_request"),
             ApiError::InvalidJson(_) => (StatusCode::BAD_REQUEST, "invalid_json"),
             ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
+            ApiError::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -97,6 +102,51 @@ impl From<ControlError> for ApiError {
                 message,
             },
             ControlError::Engine(e) => e.into(),
+        }
+    }
+}
+
+impl From<ManualError> for ApiError {
+    fn from(e: ManualError) -> ApiError {
+        let message = e.to_string();
+        let unprocessable = |code| ApiError::Unprocessable {
+            code,
+            message: message.clone(),
+            details: Vec::new(),
+        };
+        match e {
+            ManualError::UnknownFlow(_) => ApiError::NotFound(message),
+            ManualError::Paused(_) => ApiError::Conflict {
+                code: "flow_paused",
+                message,
+            },
+            ManualError::Disabled(_) => ApiError::Conflict {
+                code: "flow_disabled",
+                message,
+            },
+            ManualError::NoManualTrigger(_) => unprocessable("no_manual_trigger"),
+            ManualError::EntityMismatch(_) => unprocessable("entity_mismatch"),
+            ManualError::BadRequest(_) => unprocessable("invalid_request"),
+            ManualError::Engine(e) => e.into(),
+        }
+    }
+}
+
+impl From<WebhookError> for ApiError {
+    fn from(e: WebhookError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            WebhookError::UnknownPath(_) => ApiError::NotFound(message),
+            WebhookError::Paused(_) => ApiError::Conflict {
+                code: "flow_paused",
+                message,
+            },
+            WebhookError::BadSignature(_) => ApiError::Unauthorized {
+                code: "invalid_signature",
+                message,
+            },
+            WebhookError::BadBody(_) => ApiError::BadRequest(message),
+            WebhookError::Engine(e) => e.into(),
         }
     }
 }

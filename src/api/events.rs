@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::api::error::ApiError;
 use crate::api::extract::JsonBody;
 use crate::engine::Engine;
-use crate::engine::events::{EventIn, EventProblem, check_event};
+use crate::trigger::entity::{EventIn, EventProblem, check_event};
 
 /// Most events accepted in one request.
 pub const MAX_EVENTS: usize = 10_000;

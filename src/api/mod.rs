@@ -1,10 +1,12 @@
 //! The REST API: `app(engine)` builds the router. One file per resource; handlers stay thin
 //! (extract, call the engine or the store, shape the answer).
 
+pub mod actions;
 pub mod error;
 pub mod events;
 pub mod extract;
 pub mod health;
+pub mod hooks;
 pub mod notifications;
 pub mod page;
 pub mod runs;
@@ -22,7 +24,10 @@ pub fn app(engine: Engine, max_body: usize) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/hooks/{*path}", post(hooks::receive))
         .route("/api/v1/events", post(events::post_events))
+        .route("/api/v1/flows/{id}/trigger", post(actions::trigger_flow))
+        .route("/api/v1/actions", get(actions::list_actions))
         .route("/api/v1/runs", get(runs::list_runs))
         .route("/api/v1/runs/{id}", get(runs::get_run))
         .route("/api/v1/runs/{id}/cancel", post(runs::cancel_run))

@@ -69,11 +69,19 @@ pub async fn get_run(
     State(engine): State<Engine>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let store = engine.store();
-    let run = run_log::get_run(store.reader(), store.backend(), &id)
+    run_detail(&engine, &id)
         .await?
-        .ok_or_else(|| ApiError::NotFound(format!("no run `{id}`")))?;
-    let (steps, attempts) = run_log::steps_of(store.reader(), store.backend(), &id).await?;
+        .map(Json)
+        .ok_or_else(|| ApiError::NotFound(format!("no run `{id}`")))
+}
+
+/// The run with every step and attempt, as `GET /api/v1/runs/{id}` answers it.
+pub async fn run_detail(engine: &Engine, id: &str) -> Result<Option<Value>, ApiError> {
+    let store = engine.store();
+    let Some(run) = run_log::get_run(store.reader(), store.backend(), id).await? else {
+        return Ok(None);
+    };
+    let (steps, attempts) = run_log::steps_of(store.reader(), store.backend(), id).await?;
     let flow_steps: Vec<(String, String)> = match engine.compiled(&run.flow_id, run.revision).await
     {
         Ok(flow) => flow
@@ -92,7 +100,7 @@ pub async fn get_run(
         .enumerate()
         .map(|(i, (step_id, kind))| step_json(i as i64, step_id, kind, &steps, &attempts))
         .collect();
-    Ok(Json(body))
+    Ok(Some(body))
 }
 
 fn run_json(run: &RunRow) -> Value {

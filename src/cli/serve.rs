@@ -15,6 +15,7 @@ use crate::engine::{Engine, EngineConfig};
 use crate::flow::duration::Duration as FlowDuration;
 use crate::runner::worker::{self, RunnerConfig};
 use crate::store::StoreOptions;
+use crate::trigger::schedule;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -70,6 +71,7 @@ async fn serve(args: &Args) -> anyhow::Result<()> {
         ..RunnerConfig::default()
     };
     let runner = tokio::spawn(worker::run(engine.clone(), runner_config, stop_rx.clone()));
+    let scheduler = tokio::spawn(schedule::run(engine.clone(), stop_rx.clone()));
     info!(%addr, "flowd listening on http://{addr}");
     eprintln!("flowd listening on http://{addr}");
     let app = api::app(engine.clone(), args.max_body);
@@ -86,6 +88,7 @@ async fn serve(args: &Args) -> anyhow::Result<()> {
     if let Err(e) = runner.await {
         warn!(error = %e, "Runner task ended abnormally.");
     }
+    scheduler.abort();
     match tokio::time::timeout(Duration::from_secs(10), server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => warn!(error = %e, "API server ended with an error."),

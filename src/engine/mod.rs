@@ -2,7 +2,6 @@
 //! compiled flows, the clients steps use, and the signal that wakes the runner when runs are
 //! created, and it is the one entry point for starting runs (`emit` for entity events).
 
-pub mod events;
 pub mod registry;
 pub mod runs;
 
@@ -28,7 +27,7 @@ use crate::store::flows::{FlowInput, FlowSource};
 use crate::store::{Store, StoreError, StoreOptions};
 use registry::{FlowEntry, Registry};
 
-pub use events::{EventIn, EventResult};
+pub use crate::trigger::entity::{EventIn, EventResult};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -62,6 +61,10 @@ struct Inner {
     secrets: Secrets,
     step_env: StepEnv,
     wake: Notify,
+    /// Bumped whenever the registry is replaced, for tasks that follow the flows (schedules).
+    registry_version: tokio::sync::watch::Sender<u64>,
+    /// Signalled when a run of this node ends, for requests waiting on a run (`?wait=`).
+    run_ended: Notify,
     node_id: String,
 }
 
@@ -89,6 +92,8 @@ impl Engine {
                 secrets,
                 step_env,
                 wake: Notify::new(),
+                run_ended: Notify::new(),
+                registry_version: tokio::sync::watch::Sender::new(0),
                 node_id: config.node_id,
             }),
         };
@@ -120,9 +125,19 @@ impl Engine {
         }
     }
 
+    /// Changes whenever the flows change.
+    pub fn registry_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.inner.registry_version.subscribe()
+    }
+
     /// Wakes the runner: new runs exist.
     pub fn wake_runner(&self) {
         self.inner.wake.notify_one();
+    }
+
+    /// Tells requests waiting on runs that one ended.
+    pub fn run_ended(&self) {
+        self.inner.run_ended.notify_waiters();
     }
 
     /// Waits until someone calls `wake_runner`.
@@ -196,6 +211,7 @@ impl Engine {
             Ok(mut r) => *r = registry,
             Err(poisoned) => *poisoned.into_inner() = registry,
         }
+        self.inner.registry_version.send_modify(|v| *v += 1);
         Ok(())
     }
 

@@ -39,6 +39,8 @@ pub struct Registry {
     flows: HashMap<String, FlowEntry>,
     /// Entity type → (flow id, trigger index) of every entity trigger on it.
     by_entity: HashMap<String, Vec<(String, usize)>>,
+    /// Webhook path → (flow id, trigger index).
+    by_webhook: HashMap<String, (String, usize)>,
     limited: Vec<FlowLimits>,
     limited_ids: Vec<String>,
 }
@@ -46,13 +48,18 @@ pub struct Registry {
 impl Registry {
     pub fn new(entries: Vec<FlowEntry>) -> Registry {
         let mut by_entity: HashMap<String, Vec<(String, usize)>> = HashMap::new();
+        let mut by_webhook = HashMap::new();
         for entry in &entries {
             for (i, trigger) in entry.flow.def.triggers.iter().enumerate() {
-                if let Trigger::Entity(t) = trigger {
-                    by_entity
+                match trigger {
+                    Trigger::Entity(t) => by_entity
                         .entry(t.entity.clone())
                         .or_default()
-                        .push((entry.id.clone(), i));
+                        .push((entry.id.clone(), i)),
+                    Trigger::Webhook(w) => {
+                        by_webhook.insert(w.webhook.path.clone(), (entry.id.clone(), i));
+                    }
+                    _ => {}
                 }
             }
         }
@@ -62,7 +69,14 @@ impl Registry {
             limited,
             flows: entries.into_iter().map(|e| (e.id.clone(), e)).collect(),
             by_entity,
+            by_webhook,
         }
+    }
+
+    /// The flow listening at webhook `path`, with the index of that trigger.
+    pub fn webhook(&self, path: &str) -> Option<(&FlowEntry, usize)> {
+        let (id, index) = self.by_webhook.get(path)?;
+        self.flows.get(id).map(|f| (f, *index))
     }
 
     /// Flows with a concurrency or rate limit.

@@ -3,13 +3,14 @@
 
 use chrono::Utc;
 
-use crate::engine::events::new_id;
 use crate::engine::registry::FlowEntry;
 use crate::engine::{Engine, EngineError};
 use crate::runner::context::TriggerData;
+use crate::runner::status::RunStatus;
 use crate::store::StoreError;
 use crate::store::run_log;
 use crate::store::runs::{self, CancelOutcome, NewRun};
+use crate::trigger::entity::new_id;
 
 /// Why a run control was refused.
 #[derive(Debug, thiserror::Error)]
@@ -119,5 +120,41 @@ impl Engine {
         let new = new_run(flow, &trigger, Utc::now().timestamp_millis())?;
         self.insert_runs(std::slice::from_ref(&new)).await?;
         Ok(new.id)
+    }
+}
+
+/// How often a waiting request looks at the database even without a signal: runs executed by
+/// another node end without signalling this one.
+const WAIT_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+impl Engine {
+    /// Waits up to `timeout` for a run to end; returns whether it did.
+    pub async fn wait_for_run_end(
+        &self,
+        run_id: &str,
+        timeout: std::time::Duration,
+    ) -> Result<bool, EngineError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            // Registered before the look, so an end between the look and the wait is not missed.
+            let ended = self.inner.run_ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            let store = self.store();
+            let status = run_log::get_run(store.reader(), store.backend(), run_id)
+                .await?
+                .map(|r| r.status);
+            if status
+                .as_deref()
+                .is_none_or(|s| s.parse::<RunStatus>().is_ok_and(RunStatus::is_terminal))
+            {
+                return Ok(status.is_some());
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(false);
+            }
+            let _ = tokio::time::timeout(WAIT_RECHECK.min(deadline - now), ended).await;
+        }
     }
 }

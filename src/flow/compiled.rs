@@ -52,6 +52,8 @@ pub struct CompiledFlow {
     pub steps: Vec<CompiledStep>,
     /// The `if` of each trigger, by trigger index.
     pub conditions: Vec<Option<Template>>,
+    /// The `secret` of each webhook trigger, by trigger index.
+    pub webhook_secrets: Vec<Option<Template>>,
     pub timeout: Option<Duration>,
 }
 
@@ -122,6 +124,14 @@ impl CompiledFlow {
                 _ => Ok(None),
             })
             .collect::<Result<Vec<_>, String>>()?;
+        let webhook_secrets = def
+            .triggers
+            .iter()
+            .map(|t| match t {
+                Trigger::Webhook(w) => compile_opt(w.webhook.secret.as_ref().map(|s| s.as_str())),
+                _ => Ok(None),
+            })
+            .collect::<Result<Vec<_>, String>>()?;
         Ok(CompiledFlow {
             id: id.to_string(),
             name: name.to_string(),
@@ -130,6 +140,7 @@ impl CompiledFlow {
             def,
             steps,
             conditions,
+            webhook_secrets,
         })
     }
 }

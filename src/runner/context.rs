@@ -4,7 +4,7 @@
 //! updated in place as steps finish, so rendering never rebuilds it.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, json};
 
 use crate::secrets::Secrets;
@@ -76,9 +76,21 @@ pub struct EventInfo {
 pub struct ManualEntity {
     #[serde(rename = "type")]
     pub entity_type: String,
+    #[serde(deserialize_with = "text_or_number")]
     pub id: String,
     #[serde(default)]
     pub data: Value,
+}
+
+/// An id given as a string or a number; kept as text.
+pub fn text_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    match Value::deserialize(d)? {
+        Value::String(s) => Ok(s),
+        Value::Number(n) => Ok(n.to_string()),
+        other => Err(serde::de::Error::custom(format!(
+            "expected a string or a number, found {other}"
+        ))),
+    }
 }
 
 /// `flow` and `run` of the context.

@@ -147,7 +147,8 @@ async fn execute_one(
     let run_id = run.id.clone();
     match execute(engine, run, rows, lease).await {
         Ok(Ended::Waiting(due_at)) => schedule_wake(engine.clone(), due_at),
-        Ok(Ended::Finished(_)) | Err(ExecError::LeaseLost) => {}
+        Ok(Ended::Finished(_)) => engine.run_ended(),
+        Err(ExecError::LeaseLost) => {}
         Err(e) => {
             error!(%run_id, error = %e, "Run execution stopped; it will be retried after its lease expires.")
         }

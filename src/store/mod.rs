@@ -17,8 +17,10 @@ pub mod notifications;
 mod options;
 pub mod run_log;
 pub mod runs;
+pub mod schedules;
 pub mod sql;
 pub mod testing;
+pub mod webhooks;
 
 use std::fmt;
 

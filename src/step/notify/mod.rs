@@ -148,8 +148,9 @@ async fn inbox(
             flow_id: call.flow_id.to_string(),
             run_id: call.run_id.to_string(),
             step_id: call.step_id.to_string(),
-            title: subject.unwrap_or_default(),
-            text: text.unwrap_or_default(),
+            // The inbox is read through the API, where secrets are always `***` (SPEC §2).
+            title: env.redactor.redact(&subject.unwrap_or_default()),
+            text: env.redactor.redact(&text.unwrap_or_default()),
             created_at: started.timestamp_millis(),
         },
     )
@@ -175,7 +176,11 @@ async fn email(
 ) -> crate::step::Attempt {
     use crate::step::StepOutcome;
     let started = chrono::Utc::now();
-    let request = serde_json::json!({"to": to, "subject": subject, "text": text});
+    // The record of the attempt is stored and shown: secrets in it become `***` (SPEC §2);
+    // the message itself is sent as rendered.
+    let request = env
+        .redactor
+        .redact_value(&serde_json::json!({"to": to, "subject": subject, "text": text}));
     let Some(mailer) = &env.mailer else {
         let error =
             "email is not configured: set FLOWD_SMTP_URL (e.g. smtp://127.0.0.1:2525)".to_string();

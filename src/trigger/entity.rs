@@ -5,14 +5,16 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::engine::registry::FlowEntry;
 use crate::engine::{Engine, EngineError};
 use crate::flow::model::{EntityAction, EntityTrigger, Trigger};
 use crate::flow::template::is_truthy;
-use crate::runner::context::{EventInfo, TriggerData, changed_fields, entity_with_id, rfc3339};
+use crate::runner::context::{
+    EventInfo, TriggerData, changed_fields, entity_with_id, rfc3339, text_or_number,
+};
 use crate::store::StoreError;
 use crate::store::events::{NewEvent, ingest};
 use crate::store::runs::NewRun;
@@ -46,16 +48,6 @@ pub struct EventProblem {
     pub index: usize,
     pub field: String,
     pub message: String,
-}
-
-fn text_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    match Value::deserialize(d)? {
-        Value::String(s) => Ok(s),
-        Value::Number(n) => Ok(n.to_string()),
-        other => Err(serde::de::Error::custom(format!(
-            "expected a string or a number, found {other}"
-        ))),
-    }
 }
 
 /// Checks what serde cannot: ids and types that would make a useless or unsafe event.

@@ -1,0 +1,167 @@
+//! Manual triggers: a person runs a flow's action, with `input` and optionally on one entity
+//! (`POST /api/v1/flows/{id}/trigger`), and the actions a host application can offer on an
+//! entity type (`GET /api/v1/actions?entity=`).
+
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::engine::registry::FlowEntry;
+use crate::engine::runs::new_run;
+use crate::engine::{Engine, EngineError};
+use crate::flow::model::{ManualTrigger, Trigger};
+use crate::runner::context::{ManualEntity, TriggerData};
+
+/// The body of a manual trigger request.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManualRequest {
+    #[serde(default)]
+    pub input: Value,
+    #[serde(default)]
+    pub entity: Option<ManualEntity>,
+}
+
+/// One action offered on an entity type.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Action {
+    pub flow: String,
+    pub label: String,
+    pub entity: String,
+}
+
+/// Why a manual trigger was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ManualError {
+    #[error("no flow `{0}`")]
+    UnknownFlow(String),
+    #[error("flow `{0}` is paused; resume it to run it")]
+    Paused(String),
+    #[error("flow `{0}` is disabled (`enabled: false`)")]
+    Disabled(String),
+    #[error("flow `{0}` has no manual trigger")]
+    NoManualTrigger(String),
+    #[error("{0}")]
+    EntityMismatch(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+impl Engine {
+    /// Starts a run of `flow_id` by hand and returns its id.
+    pub async fn trigger_manual(
+        &self,
+        flow_id: &str,
+        request: ManualRequest,
+    ) -> Result<String, ManualError> {
+        check_request(&request)?;
+        let registry = self.registry();
+        let flow = registry
+            .get(flow_id)
+            .ok_or_else(|| ManualError::UnknownFlow(flow_id.into()))?;
+        if flow.paused {
+            return Err(ManualError::Paused(flow_id.into()));
+        }
+        if !flow.enabled {
+            return Err(ManualError::Disabled(flow_id.into()));
+        }
+        fitting_trigger(flow, request.entity.as_ref())?;
+        let trigger = TriggerData::Manual {
+            input: request.input,
+            entity: request.entity,
+        };
+        let run = new_run(flow, &trigger, Utc::now().timestamp_millis())?;
+        self.insert_runs(std::slice::from_ref(&run)).await?;
+        Ok(run.id)
+    }
+
+    /// The manual actions of active flows on `entity`, sorted by label.
+    pub fn actions(&self, entity: &str) -> Vec<Action> {
+        let registry = self.registry();
+        let mut actions: Vec<Action> = registry
+            .flows()
+            .filter(|f| f.is_active())
+            .flat_map(|f| manual_triggers(f).map(move |t| (f, t)))
+            .filter(|(_, t)| t.entity.as_deref() == Some(entity))
+            .map(|(f, t)| Action {
+                flow: f.id.clone(),
+                label: t.label.clone(),
+                entity: entity.to_string(),
+            })
+            .collect();
+        actions.sort_by(|a, b| a.label.cmp(&b.label).then_with(|| a.flow.cmp(&b.flow)));
+        actions
+    }
+}
+
+fn manual_triggers(flow: &FlowEntry) -> impl Iterator<Item = &ManualTrigger> {
+    flow.flow.def.triggers.iter().filter_map(|t| match t {
+        Trigger::Manual(m) => Some(&m.manual),
+        _ => None,
+    })
+}
+
+/// The flow's manual trigger that accepts this entity (or none given).
+fn fitting_trigger<'a>(
+    flow: &'a FlowEntry,
+    entity: Option<&ManualEntity>,
+) -> Result<&'a ManualTrigger, ManualError> {
+    let triggers: Vec<&ManualTrigger> = manual_triggers(flow).collect();
+    if triggers.is_empty() {
+        return Err(ManualError::NoManualTrigger(flow.id.clone()));
+    }
+    let fits = |t: &&ManualTrigger| match (&t.entity, entity) {
+        (Some(wanted), Some(given)) => *wanted == given.entity_type,
+        (Some(_), None) => false,
+        (None, _) => true,
+    };
+    if let Some(trigger) = triggers.iter().find(|t| fits(t)) {
+        return Ok(trigger);
+    }
+    let wanted: Vec<&str> = triggers
+        .iter()
+        .filter_map(|t| t.entity.as_deref())
+        .collect();
+    Err(ManualError::EntityMismatch(match entity {
+        Some(given) => format!(
+            "flow `{}` runs on entity type {}, not `{}`",
+            flow.id,
+            quoted(&wanted),
+            given.entity_type
+        ),
+        None => format!(
+            "flow `{}` runs on one entity: send `entity: {{type: {}, id, data}}`",
+            flow.id,
+            quoted(&wanted)
+        ),
+    }))
+}
+
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+fn check_request(request: &ManualRequest) -> Result<(), ManualError> {
+    if !(request.input.is_object() || request.input.is_null()) {
+        return Err(ManualError::BadRequest("`input` must be an object".into()));
+    }
+    if let Some(entity) = &request.entity {
+        if entity.id.is_empty() || entity.id.len() > 256 {
+            return Err(ManualError::BadRequest(
+                "`entity.id` must be a non-empty id of at most 256 characters".into(),
+            ));
+        }
+        if !(entity.data.is_object() || entity.data.is_null()) {
+            return Err(ManualError::BadRequest(
+                "`entity.data` must be an object".into(),
+            ));
+        }
+    }
+    Ok(())
+}
