@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use tracing::error;
 
 use crate::engine::EngineError;
+use crate::engine::flows::FlowError;
 use crate::engine::runs::ControlError;
 use crate::store::StoreError;
 use crate::trigger::manual::ManualError;
@@ -147,6 +148,34 @@ impl From<WebhookError> for ApiError {
             },
             WebhookError::BadBody(_) => ApiError::BadRequest(message),
             WebhookError::Engine(e) => e.into(),
+        }
+    }
+}
+
+impl From<FlowError> for ApiError {
+    fn from(e: FlowError) -> ApiError {
+        let message = e.to_string();
+        match e {
+            FlowError::UnknownFlow(_) => ApiError::NotFound(message),
+            FlowError::Invalid(problems) => ApiError::Unprocessable {
+                code: "invalid_flow",
+                message: problems
+                    .first()
+                    .map_or(message, |p| format!("the flow is not valid: {}: {}", p.path, p.message)),
+                details: problems
+                    .iter()
+                    .map(|p| json!({"path": p.path.to_string(), "line": p.line, "column": p.column, "message": p.message}))
+                    .collect(),
+            },
+            FlowError::IdTaken(_) => ApiError::Conflict {
+                code: "flow_exists",
+                message,
+            },
+            FlowError::ManagedByFile(_) => ApiError::Conflict {
+                code: "managed_by_file",
+                message,
+            },
+            FlowError::Engine(e) => e.into(),
         }
     }
 }

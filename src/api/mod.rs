@@ -5,6 +5,7 @@ pub mod actions;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod flows;
 pub mod health;
 pub mod hooks;
 pub mod notifications;
@@ -26,6 +27,20 @@ pub fn app(engine: Engine, max_body: usize) -> Router {
         .route("/readyz", get(health::readyz))
         .route("/hooks/{*path}", post(hooks::receive))
         .route("/api/v1/events", post(events::post_events))
+        .route(
+            "/api/v1/flows",
+            get(flows::list_flows).post(flows::create_flow),
+        )
+        .route("/api/v1/flows/validate", post(flows::validate_flow))
+        .route(
+            "/api/v1/flows/{id}",
+            get(flows::get_flow)
+                .put(flows::replace_flow)
+                .delete(flows::delete_flow),
+        )
+        .route("/api/v1/flows/{id}/pause", post(flows::pause_flow))
+        .route("/api/v1/flows/{id}/resume", post(flows::resume_flow))
+        .route("/api/v1/flows/{id}/revisions", get(flows::list_revisions))
         .route("/api/v1/flows/{id}/trigger", post(actions::trigger_flow))
         .route("/api/v1/actions", get(actions::list_actions))
         .route("/api/v1/runs", get(runs::list_runs))

@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::api;
-use crate::engine::{Engine, EngineConfig};
+use crate::engine::{Engine, EngineConfig, follow};
 use crate::flow::duration::Duration as FlowDuration;
 use crate::runner::worker::{self, RunnerConfig};
 use crate::store::StoreOptions;
@@ -72,6 +72,8 @@ async fn serve(args: &Args) -> anyhow::Result<()> {
     };
     let runner = tokio::spawn(worker::run(engine.clone(), runner_config, stop_rx.clone()));
     let scheduler = tokio::spawn(schedule::run(engine.clone(), stop_rx.clone()));
+    let flows_dir = args.flows.is_dir().then(|| args.flows.clone());
+    let follower = tokio::spawn(follow::run(engine.clone(), flows_dir, stop_rx.clone()));
     info!(%addr, "flowd listening on http://{addr}");
     eprintln!("flowd listening on http://{addr}");
     let app = api::app(engine.clone(), args.max_body);
@@ -89,6 +91,7 @@ async fn serve(args: &Args) -> anyhow::Result<()> {
         warn!(error = %e, "Runner task ended abnormally.");
     }
     scheduler.abort();
+    follower.abort();
     match tokio::time::timeout(Duration::from_secs(10), server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => warn!(error = %e, "API server ended with an error."),

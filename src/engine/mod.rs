@@ -2,6 +2,8 @@
 //! compiled flows, the clients steps use, and the signal that wakes the runner when runs are
 //! created, and it is the one entry point for starting runs (`emit` for entity events).
 
+pub mod flows;
+pub mod follow;
 pub mod registry;
 pub mod runs;
 
@@ -146,17 +148,46 @@ impl Engine {
     }
 
     /// Validates the flow files under `dir` and stores the valid ones (a changed file becomes a
-    /// new revision). Broken files are logged and their last good revision keeps running.
+    /// new revision). A broken file is logged and its problem recorded on the flow it held
+    /// (`load_error`), whose last good revision keeps running. Flows whose file is gone are
+    /// removed (their runs stay).
     pub async fn load_flow_files(&self, dir: &Path) -> Result<usize, EngineError> {
         let files = find_flow_files(&[dir.to_path_buf()])
             .map_err(|e| EngineError::Config(e.to_string()))?;
         let reports = load_files(&files, &Options::from_env());
         let now = chrono::Utc::now().timestamp_millis();
+        let store = &self.inner.store;
+        let stored = crate::store::flows::list(store.reader(), store.backend()).await?;
+        let by_path: HashMap<String, String> = stored
+            .iter()
+            .filter(|f| f.source == FlowSource::File.as_str())
+            .filter_map(|f| Some((f.path.clone()?, f.id.clone())))
+            .collect();
+        let txn = store.begin_write().await?;
         let mut loaded = 0;
         for report in &reports {
+            let path = report.path.display().to_string();
             let Some(flow) = &report.report.flow else {
-                for d in report.report.diagnostics.iter().filter(|d| d.is_error()) {
-                    warn!(file = %report.path.display(), line = d.line, column = d.column, problem = %d, "Flow file is invalid; skipped.");
+                let problems: Vec<String> = report
+                    .report
+                    .diagnostics
+                    .iter()
+                    .filter(|d| d.is_error())
+                    .map(|d| format!("{path}:{}:{}: {d}", d.line, d.column))
+                    .collect();
+                for problem in &problems {
+                    warn!(%problem, "Flow file is invalid; its last good revision keeps running.");
+                }
+                if let Some(id) = by_path.get(&path) {
+                    let error = problems.join("\n");
+                    crate::store::flows::set_load_error(
+                        &txn,
+                        store.backend(),
+                        id,
+                        Some(&error),
+                        now,
+                    )
+                    .await?;
                 }
                 continue;
             };
@@ -169,11 +200,23 @@ impl Engine {
                 FlowSource::File,
                 Some(&report.path),
             )?;
-            let txn = self.inner.store.begin_write().await?;
-            crate::store::flows::save(&txn, self.inner.store.backend(), &input, now).await?;
-            txn.commit().await.map_err(StoreError::from)?;
-            loaded += 1;
+            match crate::store::flows::save(&txn, store.backend(), &input, now).await {
+                Ok(_) => loaded += 1,
+                Err(StoreError::Conflict { what }) => {
+                    warn!(file = %path, problem = %what, "Flow file skipped.");
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
+        let present: std::collections::HashSet<String> = reports
+            .iter()
+            .map(|r| r.path.display().to_string())
+            .collect();
+        for (path, id) in by_path.iter().filter(|(p, _)| !present.contains(*p)) {
+            info!(flow = %id, file = %path, "Flow file removed; the flow is deleted (its runs stay).");
+            crate::store::flows::delete(&txn, store.backend(), id).await?;
+        }
+        txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;
         info!(dir = %dir.display(), loaded, files = reports.len(), "Flow files loaded.");
         Ok(loaded)
@@ -183,14 +226,18 @@ impl Engine {
     pub async fn reload_registry(&self) -> Result<(), EngineError> {
         let rows = crate::store::flows::list(self.inner.store.reader(), self.inner.store.backend())
             .await?;
+        let old = self.registry();
         let mut entries = Vec::with_capacity(rows.len());
         for row in rows {
-            let flow = match self.compile_definition(
-                &row.id,
-                &row.name,
-                row.revision,
-                &row.definition,
-            ) {
+            // Unchanged revisions keep their compiled form: a change recompiles one flow.
+            let unchanged = old
+                .get(&row.id)
+                .filter(|e| e.revision == row.revision)
+                .map(|e| Ok(e.flow.clone()));
+            let compiled = unchanged.unwrap_or_else(|| {
+                self.compile_definition(&row.id, &row.name, row.revision, &row.definition)
+            });
+            let flow = match compiled {
                 Ok(flow) => flow,
                 Err(e) => {
                     warn!(flow = %row.id, error = %e, "Stored flow cannot be compiled; skipped.");

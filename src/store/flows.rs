@@ -135,20 +135,23 @@ pub async fn save(
         ))
         .await?;
     let Some(row) = existing else {
-        insert_revision(conn, backend, flow, 1, now).await?;
+        // A flow deleted earlier left its revisions for its runs' history: number on from them.
+        let revision = last_revision(conn, backend, &flow.id).await? + 1;
+        insert_revision(conn, backend, flow, revision, now).await?;
         let sql = "INSERT INTO flows (id, name, source, path, revision, enabled, paused, load_error, created_at, updated_at) \
-                   VALUES (?, ?, ?, ?, 1, ?, FALSE, NULL, ?, ?)";
+                   VALUES (?, ?, ?, ?, ?, ?, FALSE, NULL, ?, ?)";
         let values: Vec<Value> = vec![
             flow.id.clone().into(),
             flow.name.clone().into(),
             flow.source.as_str().into(),
             flow.path.clone().into(),
+            revision.into(),
             flow.enabled.into(),
             now.into(),
             now.into(),
         ];
         conn.execute_raw(stmt(backend, sql, values)).await?;
-        return Ok(1);
+        return Ok(revision);
     };
     let (revision, source, sha): (i64, String, String) = (
         get(&row, "revision")?,
@@ -240,4 +243,96 @@ pub async fn set_paused(
         ))
         .await?;
     Ok(result.rows_affected() > 0)
+}
+
+async fn last_revision(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    flow_id: &str,
+) -> Result<i64, StoreError> {
+    let row = conn
+        .query_one_raw(stmt(
+            backend,
+            "SELECT MAX(revision) AS last FROM flow_revisions WHERE flow_id = ?",
+            vec![flow_id.to_string().into()],
+        ))
+        .await?;
+    Ok(match row {
+        Some(row) => get::<Option<i64>>(&row, "last")?.unwrap_or(0),
+        None => 0,
+    })
+}
+
+/// Deletes a flow; its revisions stay, for the history of its runs. False when there is none.
+pub async fn delete(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    id: &str,
+) -> Result<bool, StoreError> {
+    let result = conn
+        .execute_raw(stmt(
+            backend,
+            "DELETE FROM flows WHERE id = ?",
+            vec![id.to_string().into()],
+        ))
+        .await?;
+    Ok(result.rows_affected() > 0)
+}
+
+/// One stored revision of a flow.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevisionRow {
+    pub revision: i64,
+    pub sha256: String,
+    pub created_at: i64,
+}
+
+/// The revisions of a flow, newest first.
+pub async fn revisions(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    flow_id: &str,
+) -> Result<Vec<RevisionRow>, StoreError> {
+    let rows = conn
+        .query_all_raw(stmt(
+            backend,
+            "SELECT revision, sha256, created_at FROM flow_revisions WHERE flow_id = ? ORDER BY revision DESC",
+            vec![flow_id.to_string().into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(RevisionRow {
+                revision: get(row, "revision")?,
+                sha256: get(row, "sha256")?,
+                created_at: get(row, "created_at")?,
+            })
+        })
+        .collect()
+}
+
+/// A short summary that changes whenever any flow is created, changed, paused or deleted: nodes
+/// compare it to notice changes made through another node.
+pub async fn fingerprint(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+) -> Result<String, StoreError> {
+    let row = conn
+        .query_one_raw(stmt(
+            backend,
+            "SELECT COUNT(*) AS n, MAX(updated_at) AS changed, CAST(SUM(revision) AS BIGINT) AS revisions FROM flows",
+            vec![],
+        ))
+        .await?;
+    let Some(row) = row else {
+        return Ok(String::new());
+    };
+    let n: i64 = get(&row, "n")?;
+    let changed: Option<i64> = get(&row, "changed")?;
+    let revisions: Option<i64> = get(&row, "revisions")?;
+    Ok(format!(
+        "{n}:{}:{}",
+        changed.unwrap_or(0),
+        revisions.unwrap_or(0)
+    ))
 }
