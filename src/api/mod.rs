@@ -2,6 +2,7 @@
 //! (extract, call the engine or the store, shape the answer).
 
 pub mod actions;
+pub mod auth;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -22,10 +23,24 @@ use crate::engine::Engine;
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
 
 pub fn app(engine: Engine, max_body: usize) -> Router {
+    let v1 = api_v1().route_layer(axum::middleware::from_fn_with_state(
+        engine.clone(),
+        auth::require_key,
+    ));
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
         .route("/hooks/{*path}", post(hooks::receive))
+        .merge(v1)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(engine)
+}
+
+/// The routes under `/api/v1`, which need an API key once keys exist.
+fn api_v1() -> Router<Engine> {
+    Router::new()
         .route("/api/v1/events", post(events::post_events))
         .route(
             "/api/v1/flows",
@@ -56,11 +71,12 @@ pub fn app(engine: Engine, max_body: usize) -> Router {
             "/api/v1/notifications/{id}/read",
             post(notifications::mark_read),
         )
-        .fallback(not_found)
-        .layer(DefaultBodyLimit::max(max_body))
-        .with_state(engine)
 }
 
 async fn not_found(uri: axum::http::Uri) -> error::ApiError {
     error::ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> error::ApiError {
+    error::ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
 }

@@ -62,7 +62,8 @@ pub async fn list_runs(
     let store = engine.store();
     let rows = run_log::list(store.reader(), store.backend(), &filter, limit + 1).await?;
     let page = Page::cut(rows, limit, |r| r.id.clone());
-    Ok(Json(page.into_json(run_json)))
+    let redactor = &engine.step_env().redactor;
+    Ok(Json(redactor.redact_value(&page.into_json(run_json))))
 }
 
 pub async fn get_run(
@@ -100,7 +101,8 @@ pub async fn run_detail(engine: &Engine, id: &str) -> Result<Option<Value>, ApiE
         .enumerate()
         .map(|(i, (step_id, kind))| step_json(i as i64, step_id, kind, &steps, &attempts))
         .collect();
-    Ok(Some(body))
+    // Outputs may hold a secret a step copied (SPEC §2: API output shows `***`).
+    Ok(Some(engine.step_env().redactor.redact_value(&body)))
 }
 
 fn run_json(run: &RunRow) -> Value {

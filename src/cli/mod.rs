@@ -2,6 +2,7 @@
 //! and turns each command's outcome into an exit code scripts can rely on: 0 success, 1 the
 //! command ran and found problems (e.g. invalid flows), 2 usage errors or unavailable commands.
 
+mod keys;
 mod migrate;
 mod schema;
 mod serve;
@@ -35,7 +36,7 @@ enum Command {
     /// Apply database migrations.
     Migrate(migrate::Args),
     /// Manage API keys.
-    Keys(NotYet),
+    Keys(keys::Args),
     /// Write API-managed flows as YAML files.
     Export(NotYet),
 }
@@ -56,7 +57,7 @@ pub fn main() -> ExitCode {
         Command::Serve(args) => serve::run(&args),
         Command::Run(_) => not_yet("run"),
         Command::Migrate(args) => migrate::run(&args),
-        Command::Keys(_) => not_yet("keys"),
+        Command::Keys(args) => keys::run(&args),
         Command::Export(_) => not_yet("export"),
     }
 }

@@ -57,6 +57,13 @@ async fn serve(args: &Args) -> anyhow::Result<()> {
         node_id: node_id(),
     })
     .await?;
+    if !engine.auth_required() && !args.listen.ip().is_loopback() {
+        anyhow::bail!(
+            "refusing to listen on {} without API keys: anyone could reach the API. Create a key with \
+             `flowd keys create <name>` (or set FLOWD_API_KEYS), or listen on 127.0.0.1",
+            args.listen
+        );
+    }
     if args.flows.is_dir() {
         engine.load_flow_files(&args.flows).await?;
     } else {

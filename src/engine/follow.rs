@@ -1,7 +1,7 @@
 //! Keeping this node's flows current without a restart: the flow files are looked at every
 //! second and loaded again when one changed, appeared or went; and flow changes made through
 //! another node's API are noticed by a small summary query on the flows table, after which the
-//! registry is rebuilt (unchanged flows keep their compiled form).
+//! registry is rebuilt (unchanged flows keep their compiled form). API keys are reloaded too.
 //!
 //! Polling file metadata once a second costs a few system calls per file and works on every
 //! file system (network mounts and containers included), where change notifications do not.
@@ -37,6 +37,9 @@ pub async fn run(engine: Engine, flows_dir: Option<PathBuf>, mut shutdown: watch
                 }
                 files = Some(now);
             }
+        }
+        if let Err(e) = engine.refresh_api_keys().await {
+            warn!(error = %e, "Reloading the API keys failed.");
         }
         let now = stored_fingerprint(&engine).await;
         if now.is_some() && now != stored {

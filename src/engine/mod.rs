@@ -2,6 +2,7 @@
 //! compiled flows, the clients steps use, and the signal that wakes the runner when runs are
 //! created, and it is the one entry point for starting runs (`emit` for entity events).
 
+pub mod auth;
 pub mod flows;
 pub mod follow;
 pub mod registry;
@@ -63,6 +64,8 @@ struct Inner {
     secrets: Secrets,
     step_env: StepEnv,
     wake: Notify,
+    /// Whether the API asks for a key, and the SHA-256 hashes of the valid keys.
+    api_keys: RwLock<(bool, std::collections::HashSet<String>)>,
     /// Bumped whenever the registry is replaced, for tasks that follow the flows (schedules).
     registry_version: tokio::sync::watch::Sender<u64>,
     /// Signalled when a run of this node ends, for requests waiting on a run (`?wait=`).
@@ -95,11 +98,13 @@ impl Engine {
                 step_env,
                 wake: Notify::new(),
                 run_ended: Notify::new(),
+                api_keys: RwLock::new((false, std::collections::HashSet::new())),
                 registry_version: tokio::sync::watch::Sender::new(0),
                 node_id: config.node_id,
             }),
         };
         engine.reload_registry().await?;
+        engine.refresh_api_keys().await?;
         Ok(engine)
     }
 

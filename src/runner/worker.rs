@@ -110,7 +110,7 @@ async fn start_runs(
 ) -> Result<(), ExecError> {
     let resumed: Vec<String> = claimed
         .iter()
-        .filter(|r| r.next_step > 0 || r.attempt > 1)
+        .filter(|r| r.resumed || r.next_step > 0 || r.attempt > 1)
         .map(|r| r.id.clone())
         .collect();
     let store = engine.store();

@@ -7,6 +7,7 @@
 //! `Store::reader`. On SQLite these are different pools, the writer holding a single connection,
 //! so concurrent writers queue instead of failing with "database is locked" (see `connect.rs`).
 
+pub mod api_keys;
 mod connect;
 pub mod entity;
 mod error;

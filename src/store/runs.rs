@@ -70,6 +70,8 @@ pub struct ClaimedRun {
     pub deadline_at: Option<i64>,
     pub started_at: i64,
     pub created_at: i64,
+    /// Claimed before (a retry wait, a delay, a takeover): its step rows must be loaded.
+    pub resumed: bool,
 }
 
 /// What to claim: up to `limit` runs due at `now`, leased to `owner` until `now + lease_ms`.
@@ -148,6 +150,8 @@ pub async fn claim(
                 deadline_at: get(row, "deadline_at")?,
                 started_at: get(row, "started_at")?,
                 created_at: get(row, "created_at")?,
+                // Every claim bumps the epoch: above 1, the run was claimed before.
+                resumed: get::<i64>(row, "lease_epoch")? > 1,
             })
         })
         .collect()

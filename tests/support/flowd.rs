@@ -57,6 +57,8 @@ pub struct FlowdEnv {
     pub workers: usize,
     /// Further variables, set last.
     pub extra: Vec<(String, String)>,
+    /// How many lines of output are kept (the last ones); raise it to inspect every line.
+    pub kept_lines: usize,
 }
 
 impl FlowdEnv {
@@ -68,6 +70,7 @@ impl FlowdEnv {
             lease: "3s".to_owned(),
             workers: 16,
             extra: Vec::new(),
+            kept_lines: KEPT_LINES,
         }
     }
 }
@@ -78,6 +81,8 @@ struct Output {
     lines: VecDeque<String>,
     total: usize,
     listening: Option<String>,
+    /// Lines kept at most.
+    limit: usize,
 }
 
 /// A running (or ended) `flowd serve`.
@@ -118,7 +123,10 @@ impl FlowdProcess {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let mut child = command.spawn().expect("spawn flowd serve");
-        let output = Arc::new(Mutex::new(Output::default()));
+        let output = Arc::new(Mutex::new(Output {
+            limit: env.kept_lines.max(1),
+            ..Output::default()
+        }));
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
         let drains = vec![
@@ -236,6 +244,13 @@ impl FlowdProcess {
         tail
     }
 
+    /// The kept lines of output (stdout and stderr interleaved, oldest first) and how many
+    /// lines were written in all; the two differ when older lines were dropped.
+    pub fn output_lines(&self) -> (Vec<String>, usize) {
+        let output = lock(&self.output);
+        (output.lines.iter().cloned().collect(), output.total)
+    }
+
     /// Waits for the output threads, so the tail includes the very last lines; they end at EOF,
     /// which comes when the process has exited.
     fn join_drains(&mut self) {
@@ -292,7 +307,7 @@ fn drain(
                 output.listening = listening_url(&line);
             }
             output.total += 1;
-            if output.lines.len() == KEPT_LINES {
+            if output.lines.len() >= output.limit {
                 output.lines.pop_front();
             }
             output.lines.push_back(line);

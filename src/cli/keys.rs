@@ -1,0 +1,86 @@
+//! `flowd keys create NAME | list | revoke ID`: API keys, stored hashed. A new key is printed
+//! once; only its prefix is shown afterwards.
+
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+
+use crate::cli::block_on;
+use crate::runner::context::rfc3339;
+use crate::store::api_keys;
+use crate::store::{Store, StoreOptions};
+
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: KeysCommand,
+    /// Database: sqlite://PATH (created if missing) or postgres://…
+    #[arg(
+        long,
+        env = "FLOWD_DATABASE_URL",
+        default_value = "sqlite://flowd.db",
+        global = true
+    )]
+    database_url: String,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum KeysCommand {
+    /// Create a key and print it (once).
+    Create {
+        /// A name to tell the key apart, e.g. the program that uses it.
+        name: String,
+    },
+    /// List keys: id, prefix, name, created, revoked.
+    List,
+    /// Revoke a key by id or prefix.
+    Revoke { id: String },
+}
+
+pub fn run(args: &Args) -> ExitCode {
+    block_on("keys", async {
+        let store = Store::connect(&args.database_url, &StoreOptions::from_env()?).await?;
+        store.migrate().await?;
+        let now = Utc::now().timestamp_millis();
+        match &args.command {
+            KeysCommand::Create { name } => {
+                let (row, key) = api_keys::create(&store, name, now).await?;
+                println!("{key}");
+                eprintln!(
+                    "Created API key `{}` ({}). It is shown only now: store it somewhere safe. \
+                     Send it as `Authorization: Bearer <key>`.",
+                    row.name, row.prefix
+                );
+            }
+            KeysCommand::List => {
+                let keys = api_keys::list(&store).await?;
+                if keys.is_empty() {
+                    eprintln!("No API keys. Create one with `flowd keys create <name>`.");
+                }
+                for k in keys {
+                    let revoked = k.revoked_at.and_then(time).map(|t| format!("revoked {t}"));
+                    println!(
+                        "{}\t{}\t{}\tcreated {}\t{}",
+                        k.id,
+                        k.prefix,
+                        k.name,
+                        time(k.created_at).unwrap_or_default(),
+                        revoked.as_deref().unwrap_or("active")
+                    );
+                }
+            }
+            KeysCommand::Revoke { id } => {
+                if !api_keys::revoke(&store, id, now).await? {
+                    anyhow::bail!("no active key with id or prefix `{id}`");
+                }
+                eprintln!("Revoked. Running servers stop accepting it within a second.");
+            }
+        }
+        store.close().await;
+        Ok(())
+    })
+}
+
+fn time(millis: i64) -> Option<String> {
+    DateTime::<Utc>::from_timestamp_millis(millis).map(rfc3339)
+}

@@ -1,0 +1,160 @@
+//! API keys (from `flowd keys` and `FLOWD_API_KEYS`), the refusal to run open on a public
+//! address, `flowd migrate`, and the error shape of oversized bodies and wrong methods.
+
+mod support;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use support::flowd::{FlowdEnv, FlowdProcess};
+
+fn flowd(dir: &Path, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_flowd"))
+        .args(args)
+        .env("FLOWD_DATABASE_URL", sqlite_url(dir))
+        .env_remove("FLOWD_API_KEYS")
+        .env("RUST_LOG", "warn")
+        .current_dir(dir)
+        .output()
+        .expect("run flowd");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn sqlite_url(dir: &Path) -> String {
+    format!("sqlite://{}", dir.join("flowd.db").display())
+}
+
+async fn get(base: &str, path: &str, key: Option<&str>) -> (StatusCode, Value) {
+    let mut request = reqwest::Client::new().get(format!("{base}{path}"));
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.expect("the server answers");
+    let status = response.status();
+    let bytes = response.bytes().await.unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stored_keys_open_the_api_until_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = flowd(dir.path(), &["migrate"]);
+    assert!(ok, "{err}");
+    assert!(out.contains("m20261123_000001_initial"), "{out}");
+    let (ok, out, _) = flowd(dir.path(), &["migrate"]);
+    assert!(ok && out.contains("up to date"), "{out}");
+
+    let (ok, key, err) = flowd(dir.path(), &["keys", "create", "ci"]);
+    assert!(ok, "{err}");
+    let key = key.trim().to_owned();
+    assert!(key.starts_with("fk_") && key.len() == 67, "{key}");
+    let (ok, list, _) = flowd(dir.path(), &["keys", "list"]);
+    assert!(
+        ok && list.contains(&key[..10]) && list.contains("active"),
+        "{list}"
+    );
+    assert!(!list.contains(&key), "a listing never shows the key");
+    let db = std::fs::read(dir.path().join("flowd.db")).unwrap();
+    assert!(
+        !db.windows(key.len()).any(|w| w == key.as_bytes()),
+        "only the hash is stored"
+    );
+
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    let server = FlowdProcess::start(&FlowdEnv::new(sqlite_url(dir.path()), flows)).await;
+    let base = server.base_url.clone();
+    let (status, body) = get(&base, "/api/v1/runs", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("unauthorized"))
+    );
+    let (status, _) = get(&base, "/api/v1/runs", Some("fk_wrong")).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let (status, _) = get(&base, "/api/v1/runs", Some(&key)).await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = get(&base, "/healthz", None).await;
+    assert_eq!(status, StatusCode::OK, "health stays open");
+
+    let (ok, _, err) = flowd(dir.path(), &["keys", "revoke", &key[..10]]);
+    assert!(ok, "{err}");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while get(&base, "/api/v1/runs", Some(&key)).await.0 != StatusCode::UNAUTHORIZED {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a revoked key keeps working"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (ok, _, err) = flowd(dir.path(), &["keys", "revoke", "nothing-like-it"]);
+    assert!(!ok && err.contains("no active key"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn environment_keys_body_limit_and_methods() {
+    let dir = tempfile::tempdir().unwrap();
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(&flows).unwrap();
+    let mut env = FlowdEnv::new(sqlite_url(dir.path()), flows);
+    env.extra
+        .push(("FLOWD_API_KEYS".into(), "alpha-key, beta-key".into()));
+    env.extra.push(("FLOWD_MAX_BODY".into(), "2000".into()));
+    let server = FlowdProcess::start(&env).await;
+    let base = server.base_url.clone();
+    assert_eq!(
+        get(&base, "/api/v1/flows", None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        get(&base, "/api/v1/flows", Some("beta-key")).await.0,
+        StatusCode::OK
+    );
+
+    let client = reqwest::Client::new();
+    let huge = format!(
+        "[{}]",
+        vec!["{\"entity\":\"guest\",\"action\":\"create\",\"id\":\"1\"}"; 100].join(",")
+    );
+    let response = client
+        .post(format!("{base}/api/v1/events"))
+        .bearer_auth("alpha-key")
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "payload_too_large");
+
+    let response = client
+        .delete(format!("{base}/api/v1/runs"))
+        .bearer_auth("alpha-key")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
+    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+}
+
+#[test]
+fn open_server_refuses_a_public_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, _, err) = flowd(
+        dir.path(),
+        &["serve", "--listen", "0.0.0.0:0", "--flows", "none"],
+    );
+    assert!(!ok, "it must not start");
+    assert!(err.contains("flowd keys create"), "{err}");
+}
