@@ -237,7 +237,14 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     let sqlite_file = tmp.path().join("bench.db");
     let (backend, database_url) = match (&pg, given) {
         (Some(pg), _) => ("postgres", pg.url.clone()),
-        (None, Some(url)) => ("sqlite", url.to_string()),
+        (None, Some(url)) => (
+            if url.starts_with("sqlite:") {
+                "sqlite"
+            } else {
+                "other"
+            },
+            url.to_string(),
+        ),
         (None, None) => ("sqlite", format!("sqlite://{}", sqlite_file.display())),
     };
     let listen = format!("127.0.0.1:{}", flowd::free_port()?).parse()?;

@@ -564,6 +564,12 @@ impl Outcome<'_> {
             self.exit["stop_ms"],
             if self.exit_clean { "" } else { " (not clean)" }
         ));
+        if d.unacknowledged > 0 {
+            line(format!(
+                "  note         {} events arrived at the sink although their request failed",
+                d.unacknowledged
+            ));
+        }
         for e in &l.errors {
             line(format!("  request error: {e}"));
         }
