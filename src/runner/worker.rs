@@ -79,6 +79,9 @@ async fn claim_and_start(
     backlog: &Arc<AtomicBool>,
 ) -> Result<(), ExecError> {
     loop {
+        // Reap finished runs here too: under a steady backlog this loop does not return, and
+        // finished tasks would pile up in the set.
+        while tasks.try_join_next().is_some() {}
         let free = permits.available_permits();
         if free == 0 {
             backlog.store(true, Ordering::Relaxed);
