@@ -27,6 +27,7 @@ use crate::step::http::guard::NetPolicy;
 use crate::step::http::record::Redactor;
 use crate::step::notify::email::Mailer;
 use crate::store::flows::{FlowInput, FlowSource};
+use crate::store::group_commit::GroupCommit;
 use crate::store::{Store, StoreError, StoreOptions};
 use registry::{FlowEntry, Registry};
 
@@ -58,6 +59,8 @@ pub struct Engine {
 
 struct Inner {
     store: Store,
+    /// Batches events and run transitions into shared transactions.
+    writes: GroupCommit,
     registry: RwLock<Arc<Registry>>,
     /// Compiled revisions that runs still execute, by (flow id, revision).
     revisions: Mutex<HashMap<(String, i64), Arc<CompiledFlow>>>,
@@ -91,6 +94,7 @@ impl Engine {
         };
         let engine = Engine {
             inner: Arc::new(Inner {
+                writes: GroupCommit::start(store.clone()),
                 store,
                 registry: RwLock::new(Arc::new(Registry::default())),
                 revisions: Mutex::new(HashMap::new()),
@@ -110,6 +114,11 @@ impl Engine {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// The group-committed write path for events and run transitions.
+    pub fn writes(&self) -> &GroupCommit {
+        &self.inner.writes
     }
 
     pub fn secrets(&self) -> &Secrets {

@@ -22,7 +22,8 @@ use crate::runner::status::{RunStatus, StepStatus};
 use crate::step::http::retry::backoff;
 use crate::step::{Attempt, StepCall, StepOutcome};
 use crate::store::StoreError;
-use crate::store::runs::{self, AttemptWrite, ClaimedRun, RunState, RunWrite, StepRow, StepWrite};
+use crate::store::runs::{AttemptWrite, ClaimedRun, RunState, RunWrite, StepRow, StepWrite};
+use crate::store::transitions::Transition;
 
 /// How long a lease lasts, and so how often the runner must renew it.
 #[derive(Debug, Clone, Copy)]
@@ -467,21 +468,22 @@ impl Execution<'_> {
         Ok(Ended::Finished(status))
     }
 
-    /// Commits the pending rows with the run's new state, on condition of the lease.
+    /// Commits the pending rows with the run's new state, on condition of the lease. The
+    /// commit is shared with other runs' transitions (group commit) but answered only once
+    /// durable.
     async fn commit(&mut self, state: RunState) -> Result<(), ExecError> {
-        let parks = matches!(state, RunState::Waiting { .. });
-        let write = RunWrite {
-            run_id: self.run.id.clone(),
-            owner: self.engine.node_id().to_string(),
-            epoch: self.run.epoch,
-            state,
-            steps: std::mem::take(&mut self.pending),
-            attempts: std::mem::take(&mut self.attempts),
+        let transition = Transition {
+            write: RunWrite {
+                run_id: self.run.id.clone(),
+                owner: self.engine.node_id().to_string(),
+                epoch: self.run.epoch,
+                state,
+                steps: std::mem::take(&mut self.pending),
+                attempts: std::mem::take(&mut self.attempts),
+            },
+            lease_expires_at: now_millis() + self.lease.lease.as_millis() as i64,
         };
-        let store = self.engine.store();
-        let lease_until = now_millis() + self.lease.lease.as_millis() as i64;
-        let txn = store.begin_write().await?;
-        let applied = match runs::apply(&txn, store.backend(), &write, lease_until).await {
+        let applied = match self.engine.writes().transition(transition).await {
             Ok(applied) => applied,
             Err(StoreError::LeaseLost) => {
                 warn!(run_id = %self.run.id, "Lease lost; another worker owns the run now.");
@@ -489,11 +491,6 @@ impl Execution<'_> {
             }
             Err(e) => return Err(e.into()),
         };
-        if parks && applied.cancel_requested {
-            // A cancel asked for while a step was in flight ends the run now, not at wake-up.
-            runs::cancel(&txn, store.backend(), &self.run.id, now_millis()).await?;
-        }
-        txn.commit().await.map_err(StoreError::from)?;
         self.run.cancel_requested |= applied.cancel_requested;
         Ok(())
     }

@@ -20,6 +20,9 @@ pub enum StoreError {
     /// working on the run.
     #[error("the run's lease is held by another worker now")]
     LeaseLost,
+    /// The group-commit task is gone (the engine is shutting down).
+    #[error("the database writer has stopped")]
+    WriterStopped,
     #[error("unsupported database URL: {reason}")]
     UnsupportedUrl { reason: String },
     #[error("invalid {name} {value:?}: expected {expected}")]

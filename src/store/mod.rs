@@ -13,6 +13,7 @@ pub mod entity;
 mod error;
 pub mod events;
 pub mod flows;
+pub mod group_commit;
 pub mod limits;
 pub mod notifications;
 mod options;
@@ -21,6 +22,7 @@ pub mod runs;
 pub mod schedules;
 pub mod sql;
 pub mod testing;
+pub mod transitions;
 pub mod webhooks;
 
 use std::fmt;

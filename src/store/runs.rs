@@ -166,11 +166,20 @@ pub async fn renew_leases(
     lease_ms: i64,
 ) -> Result<u64, StoreError> {
     let expires = now + lease_ms;
-    let sql = "UPDATE runs SET lease_expires_at = ?, due_at = ? WHERE lease_owner = ? AND status = 'running'";
+    // Rows locked by a transition in flight are skipped, not waited for: that transition sets
+    // their lease itself, and waiting could deadlock with its multi-row update on PostgreSQL.
+    let lock = match backend {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE runs SET lease_expires_at = ?, due_at = ? WHERE id IN \
+         (SELECT id FROM runs WHERE lease_owner = ? AND status = 'running'{lock})"
+    );
     let result = conn
         .execute_raw(stmt(
             backend,
-            sql,
+            &sql,
             vec![expires.into(), expires.into(), owner.to_string().into()],
         ))
         .await?;
@@ -300,142 +309,6 @@ pub struct RunWrite {
     pub attempts: Vec<AttemptWrite>,
 }
 
-/// What a committed transition tells the runner.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Applied {
-    /// Someone asked to cancel the run: stop after the step in flight.
-    pub cancel_requested: bool,
-}
-
-/// Applies one transition inside the caller's transaction. The run row is updated first, on
-/// condition of the lease; when that matches nothing the lease is lost and nothing is written.
-pub async fn apply(
-    conn: &impl ConnectionTrait,
-    backend: Backend,
-    write: &RunWrite,
-    lease_expires_at: i64,
-) -> Result<Applied, StoreError> {
-    let (set, mut values): (&str, Vec<Value>) = match &write.state {
-        RunState::Running { next_step } => (
-            "next_step = ?, lease_expires_at = ?, due_at = ?",
-            vec![
-                (*next_step as i32).into(),
-                lease_expires_at.into(),
-                lease_expires_at.into(),
-            ],
-        ),
-        RunState::Waiting {
-            next_step,
-            wake_at,
-            due_at,
-        } => (
-            "status = 'waiting', next_step = ?, wake_at = ?, due_at = ?, lease_owner = NULL, lease_expires_at = NULL",
-            vec![
-                (*next_step as i32).into(),
-                (*wake_at).into(),
-                (*due_at).into(),
-            ],
-        ),
-        RunState::Finished {
-            status,
-            error,
-            finished_at,
-        } => (
-            "status = ?, error = ?, finished_at = ?, due_at = NULL, wake_at = NULL, lease_owner = NULL, lease_expires_at = NULL",
-            vec![
-                status.as_str().into(),
-                error.clone().into(),
-                (*finished_at).into(),
-            ],
-        ),
-    };
-    let sql = format!(
-        "UPDATE runs SET {set} WHERE id = ? AND lease_owner = ? AND lease_epoch = ? AND status = 'running' RETURNING cancel_requested"
-    );
-    values.extend([
-        write.run_id.clone().into(),
-        write.owner.clone().into(),
-        write.epoch.into(),
-    ]);
-    let Some(row) = conn.query_one_raw(stmt(backend, &sql, values)).await? else {
-        return Err(StoreError::LeaseLost);
-    };
-    let cancel_requested: bool = get(&row, "cancel_requested")?;
-    upsert_steps(conn, backend, &write.run_id, &write.steps).await?;
-    insert_attempts(conn, backend, &write.run_id, &write.attempts).await?;
-    Ok(Applied { cancel_requested })
-}
-
-async fn upsert_steps(
-    conn: &impl ConnectionTrait,
-    backend: Backend,
-    run_id: &str,
-    steps: &[StepWrite],
-) -> Result<(), StoreError> {
-    if steps.is_empty() {
-        return Ok(());
-    }
-    let rows = vec![format!("({})", placeholders(10)); steps.len()].join(", ");
-    let sql = format!(
-        "INSERT INTO step_runs (run_id, step_index, step_id, kind, status, output, error, attempts, started_at, finished_at) \
-         VALUES {rows} ON CONFLICT (run_id, step_index) DO UPDATE SET status = excluded.status, output = excluded.output, \
-         error = excluded.error, attempts = excluded.attempts, \
-         started_at = COALESCE(step_runs.started_at, excluded.started_at), finished_at = excluded.finished_at"
-    );
-    let mut values: Vec<Value> = Vec::with_capacity(steps.len() * 10);
-    for s in steps {
-        values.extend([
-            run_id.to_string().into(),
-            (s.step_index as i32).into(),
-            s.step_id.clone().into(),
-            s.kind.into(),
-            s.status.as_str().into(),
-            s.output.clone().into(),
-            s.error.clone().into(),
-            (s.attempts as i32).into(),
-            s.started_at.into(),
-            s.finished_at.into(),
-        ]);
-    }
-    conn.execute_raw(stmt(backend, &sql, values)).await?;
-    Ok(())
-}
-
-async fn insert_attempts(
-    conn: &impl ConnectionTrait,
-    backend: Backend,
-    run_id: &str,
-    attempts: &[AttemptWrite],
-) -> Result<(), StoreError> {
-    if attempts.is_empty() {
-        return Ok(());
-    }
-    let rows = vec![format!("({})", placeholders(10)); attempts.len()].join(", ");
-    // A node that crashed after sending but before recording leaves no row; the retry that
-    // follows reuses the number, so a conflict can only be a replayed write: keep the first.
-    let sql = format!(
-        "INSERT INTO attempts (run_id, step_index, n, node, started_at, finished_at, duration_ms, request, response, error) \
-         VALUES {rows} ON CONFLICT (run_id, step_index, n) DO NOTHING"
-    );
-    let mut values: Vec<Value> = Vec::with_capacity(attempts.len() * 10);
-    for a in attempts {
-        values.extend([
-            run_id.to_string().into(),
-            (a.step_index as i32).into(),
-            (a.n as i32).into(),
-            a.node.clone().into(),
-            a.started_at.into(),
-            a.finished_at.into(),
-            a.duration_ms.into(),
-            a.request.clone().into(),
-            a.response.clone().into(),
-            a.error.clone().into(),
-        ]);
-    }
-    conn.execute_raw(stmt(backend, &sql, values)).await?;
-    Ok(())
-}
-
 /// What a cancel request did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CancelOutcome {
@@ -532,11 +405,12 @@ pub async fn retry(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::testing::TestDb;
+    use crate::store::transitions::apply;
 
-    fn new_run(id: &str, now: i64) -> NewRun {
+    pub(crate) fn new_run(id: &str, now: i64) -> NewRun {
         NewRun {
             id: id.to_string(),
             flow_id: "f".into(),

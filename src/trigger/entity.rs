@@ -15,8 +15,7 @@ use crate::flow::template::is_truthy;
 use crate::runner::context::{
     EventInfo, TriggerData, changed_fields, entity_with_id, rfc3339, text_or_number,
 };
-use crate::store::StoreError;
-use crate::store::events::{NewEvent, ingest};
+use crate::store::events::NewEvent;
 use crate::store::runs::NewRun;
 
 /// An event as the host application sends it.
@@ -124,10 +123,7 @@ impl Engine {
                 .collect();
             new_events.push(new_event(event, &event_id, &dedup_flows(matched), now)?);
         }
-        let store = self.store();
-        let txn = store.begin_write().await?;
-        let answers = ingest(&txn, store.backend(), &new_events).await?;
-        txn.commit().await.map_err(StoreError::from)?;
+        let answers = self.writes().ingest(new_events).await?;
         if answers.values().any(|runs| !runs.is_empty()) {
             self.wake_runner();
         }

@@ -1,0 +1,176 @@
+//! Group commit: one task takes the writes callers queue (events with the runs they start, run
+//! transitions) and commits everything that is waiting in one transaction, then answers each
+//! caller. A caller still gets its answer only after its rows are committed, so the guarantees
+//! of a transaction per write hold; what changes is that a hundred runs share one `BEGIN`, a few
+//! multi-row statements and one `COMMIT` instead of paying for them each. The writer is the
+//! bottleneck on SQLite (one connection, one round trip to its thread per statement) and each
+//! commit costs an fsync on PostgreSQL, so this is what lets throughput grow with load.
+//!
+//! Ingest and the runner share the queue, so a burst of events cannot starve running runs: both
+//! get into every batch. A batch that fails as a whole (a database error) is retried job by job,
+//! so one bad write fails alone.
+
+use std::collections::HashMap;
+
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use crate::store::events::{NewEvent, ingest};
+use crate::store::transitions::{Applied, Transition, apply_many};
+use crate::store::{Store, StoreError};
+
+/// Jobs taken into one transaction at most: bounds the transaction's size and the wait of the
+/// first caller in it.
+const MAX_JOBS_PER_BATCH: usize = 512;
+
+/// Run ids per event id, as `POST /api/v1/events` answers them.
+pub type IngestAnswers = HashMap<String, Vec<String>>;
+
+/// The handle callers queue writes on; cheap to clone.
+#[derive(Clone)]
+pub struct GroupCommit {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+enum Job {
+    Ingest {
+        events: Vec<NewEvent>,
+        reply: oneshot::Sender<Result<IngestAnswers, StoreError>>,
+    },
+    Transition {
+        transition: Transition,
+        reply: oneshot::Sender<Result<Applied, StoreError>>,
+    },
+}
+
+impl GroupCommit {
+    /// Starts the committing task; it ends when the last handle is dropped.
+    pub fn start(store: Store) -> GroupCommit {
+        let (jobs, queue) = mpsc::unbounded_channel();
+        tokio::spawn(commit_loop(store, queue));
+        GroupCommit { jobs }
+    }
+
+    /// Stores events and their runs (see [`ingest`]); answers once they are committed.
+    pub async fn ingest(&self, events: Vec<NewEvent>) -> Result<IngestAnswers, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Ingest { events, reply })?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Applies one run's transition; answers once it is committed, or `LeaseLost`.
+    pub async fn transition(&self, transition: Transition) -> Result<Applied, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Transition { transition, reply })?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    fn submit(&self, job: Job) -> Result<(), StoreError> {
+        self.jobs.send(job).map_err(|_| StoreError::WriterStopped)
+    }
+}
+
+async fn commit_loop(store: Store, mut queue: mpsc::UnboundedReceiver<Job>) {
+    let mut jobs = Vec::with_capacity(MAX_JOBS_PER_BATCH);
+    while queue.recv_many(&mut jobs, MAX_JOBS_PER_BATCH).await > 0 {
+        commit_jobs(&store, std::mem::take(&mut jobs)).await;
+    }
+}
+
+/// Commits the jobs together; if that fails, one by one, so only the failing job errs.
+async fn commit_jobs(store: &Store, jobs: Vec<Job>) {
+    if jobs.len() == 1 {
+        return commit_batch(store, jobs).await.unwrap_or_else(drop);
+    }
+    let count = jobs.len();
+    if let Err((jobs, error)) = commit_batch(store, jobs).await {
+        warn!(jobs = count, %error, "A group commit failed; committing its writes one by one.");
+        for job in jobs {
+            commit_batch(store, vec![job]).await.unwrap_or_else(drop);
+        }
+    }
+}
+
+/// One batch, one transaction. On failure the jobs come back unanswered, with the error; a
+/// single job is answered with the error instead.
+async fn commit_batch(store: &Store, jobs: Vec<Job>) -> Result<(), (Vec<Job>, StoreError)> {
+    let mut events = Vec::new();
+    let mut transitions = Vec::new();
+    for job in &jobs {
+        match job {
+            Job::Ingest { events: e, .. } => events.extend(e.iter().cloned()),
+            Job::Transition { transition, .. } => transitions.push(transition.clone()),
+        }
+    }
+    match write(store, &events, &transitions).await {
+        Ok((answers, applied)) => {
+            answer(jobs, &answers, applied);
+            Ok(())
+        }
+        Err(error) if jobs.len() == 1 => {
+            if let Some(job) = jobs.into_iter().next() {
+                fail(job, error);
+            }
+            Ok(())
+        }
+        Err(error) => Err((jobs, error)),
+    }
+}
+
+async fn write(
+    store: &Store,
+    events: &[NewEvent],
+    transitions: &[Transition],
+) -> Result<(IngestAnswers, Vec<Result<Applied, StoreError>>), StoreError> {
+    let now = chrono::Utc::now().timestamp_millis();
+    let txn = store.begin_write().await?;
+    let answers = if events.is_empty() {
+        IngestAnswers::new()
+    } else {
+        ingest(&txn, store.backend(), events).await?
+    };
+    let applied = if transitions.is_empty() {
+        Vec::new()
+    } else {
+        apply_many(&txn, store.backend(), transitions, now).await?
+    };
+    txn.commit().await?;
+    Ok((answers, applied))
+}
+
+/// Hands each caller its part of the batch's result.
+fn answer(jobs: Vec<Job>, answers: &IngestAnswers, applied: Vec<Result<Applied, StoreError>>) {
+    let mut applied = applied.into_iter();
+    for job in jobs {
+        match job {
+            Job::Ingest { events, reply } => {
+                let mine = events
+                    .iter()
+                    .filter_map(|e| Some((e.id.clone(), answers.get(&e.id)?.clone())))
+                    .collect();
+                deliver(reply, Ok(mine));
+            }
+            Job::Transition { reply, .. } => {
+                deliver(
+                    reply,
+                    applied.next().unwrap_or(Err(StoreError::WriterStopped)),
+                );
+            }
+        }
+    }
+}
+
+fn fail(job: Job, error: StoreError) {
+    match job {
+        Job::Ingest { reply, .. } => deliver(reply, Err(error)),
+        Job::Transition { reply, .. } => deliver(reply, Err(error)),
+    }
+}
+
+/// A caller that stopped waiting (its request was cancelled) is fine: the write is committed
+/// all the same, and the next reader sees it.
+fn deliver<T>(reply: oneshot::Sender<T>, value: T) {
+    if reply.send(value).is_err() {
+        debug!("A writer's caller stopped waiting before its commit was answered.");
+    }
+}
