@@ -554,3 +554,33 @@ async fn export_refuses_a_missing_database() {
     let empty: PathBuf = dir.path().join("flows");
     assert!(!empty.exists(), "and no folder");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delay_is_waited_for_and_announced() {
+    let flow = "id: pause\ntriggers:\n  - manual: {label: Go}\nsteps:\n  - id: first\n    map: {n: \"{{input.n}}\"}\n  - id: hold\n    delay: 1s\n  - id: then\n    map: {n: \"{{steps.first.n}}\"}\n";
+    let dir = workspace(&[("pause.yaml", flow)]);
+    let started = std::time::Instant::now();
+    let output = flowd(
+        dir.path(),
+        &["run", "pause", "--input", r#"{"n": 7}"#],
+        None,
+    )
+    .await;
+    let (out, err) = assert_exit(&output, 0);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "the delay was waited for"
+    );
+    for expected in [
+        "step hold (delay): waiting until ",
+        "--no-wait skips delays",
+        "step hold (delay): succeeded in ",
+        "step then (map): succeeded",
+        "\"n\": 7",
+    ] {
+        assert!(
+            out.contains(expected),
+            "missing `{expected}` in\n{out}\n{err}"
+        );
+    }
+}

@@ -404,6 +404,16 @@ async fn start(engine: &Engine, flow: &ValidFlow, trigger: Start) -> Result<Stri
         Start::Manual(request) => match engine.trigger_manual(&flow.id, request.clone()).await {
             Ok(run_id) => Ok(run_id),
             Err(ManualError::NoManualTrigger(_)) => start_webhook(engine, flow, request).await,
+            Err(ManualError::EntityMismatch(_)) => Err(input(format!(
+                "flow `{}` {}; its triggers: {}",
+                flow.id,
+                if request.entity.is_some() {
+                    "does not run on this --entity"
+                } else {
+                    "runs on one entity: pass --entity"
+                },
+                describe_triggers(&flow.def)
+            ))),
             Err(ManualError::Engine(e)) => Err(RunError::Internal(e.into())),
             Err(e) => Err(input(e.to_string())),
         },
@@ -488,7 +498,9 @@ fn describe_triggers(def: &FlowDef) -> String {
                 text
             }
             Trigger::Manual(m) => match &m.manual.entity {
-                Some(entity) => format!("manual on `{entity}` (--input, --entity)"),
+                Some(entity) => format!(
+                    "manual on one `{entity}` (--entity '{{\"type\": \"{entity}\", \"id\": …, \"data\": {{…}}}}', --input)"
+                ),
                 None => "manual (--input)".to_string(),
             },
             Trigger::Schedule(s) => format!("schedule `{}`", s.schedule.cron),

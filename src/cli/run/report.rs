@@ -136,7 +136,12 @@ impl Printer {
             .as_array()
             .map(Vec::as_slice)
             .unwrap_or_default();
-        let mut head = format!("step {id} ({kind}): {}", text(&step["status"]));
+        let status = text(&step["status"]);
+        let mut head = format!("step {id} ({kind}): {status}");
+        if status == "skipped" {
+            println!("{head} (its `if` was falsy)");
+            return;
+        }
         if let Some(ms) = millis_between(&step["started_at"], &step["finished_at"]) {
             head.push_str(&format!(" in {ms} ms"));
         }
