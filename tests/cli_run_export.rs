@@ -74,18 +74,8 @@ fn workspace(files: &[(&str, &str)]) -> tempfile::TempDir {
 /// Runs `flowd ARGS` in `dir` with only the given `FLOWD_*` variables, off the async runtime
 /// (the sink answers on it meanwhile).
 async fn flowd(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_flowd"));
-    for (name, _) in std::env::vars_os() {
-        if name.to_string_lossy().starts_with("FLOWD_") {
-            command.env_remove(name);
-        }
-    }
+    let mut command = command(dir, args);
     command
-        .args(args)
-        .env("FLOWD_SECRET_TOKEN", SECRET)
-        .env("NO_COLOR", "1")
-        .env_remove("RUST_LOG")
-        .current_dir(dir)
         .stdin(if stdin.is_some() {
             Stdio::piped()
         } else {
@@ -104,6 +94,23 @@ async fn flowd(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     })
     .await
     .expect("the blocking task ends")
+}
+
+/// `flowd ARGS` in `dir`, with the test's secret and none of the developer's `FLOWD_*` settings.
+fn command(dir: &Path, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_flowd"));
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("FLOWD_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .args(args)
+        .env("FLOWD_SECRET_TOKEN", SECRET)
+        .env("NO_COLOR", "1")
+        .env_remove("RUST_LOG")
+        .current_dir(dir);
+    command
 }
 
 fn texts(output: &Output) -> (String, String) {
@@ -583,4 +590,49 @@ async fn a_delay_is_waited_for_and_announced() {
             "missing `{expected}` in\n{out}\n{err}"
         );
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_cancels_a_waiting_run() {
+    use std::io::{BufRead, BufReader};
+    let flow = "id: long\ntriggers:\n  - manual: {label: Go}\nsteps:\n  - id: hold\n    delay: 1h\n  - id: after\n    map: {x: 1}\n";
+    let dir = workspace(&[("long.yaml", flow)]);
+    let mut child = command(dir.path(), &["run", "long", "--input", "{}"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn flowd run");
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    while !seen.iter().any(|l: &String| l.contains("waiting until")) {
+        match lines_rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(line) => seen.push(line),
+            Err(e) => panic!("no wait announced ({e}): {seen:?}"),
+        }
+    }
+    let sent = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let status = tokio::task::spawn_blocking(move || child.wait().expect("flowd run ends"))
+        .await
+        .unwrap();
+    reader.join().expect("the reader ends at EOF");
+    seen.extend(lines_rx.try_iter());
+    let out = seen.join("\n");
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(
+        out.contains("not run: after") && out.contains(": cancelled"),
+        "{out}"
+    );
 }

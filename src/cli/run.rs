@@ -22,7 +22,6 @@ use tokio::sync::watch;
 
 use crate::cli::validate::Format;
 use crate::engine::{Engine, EngineConfig, EventIn, flow_input};
-use crate::flow::diagnostic::Diagnostic;
 use crate::flow::duration::Duration as FlowDuration;
 use crate::flow::load::{FileReport, find_flow_files, is_flow_file, load_file, load_files};
 use crate::flow::model::{FlowDef, RetryPolicy, Trigger};
@@ -199,19 +198,10 @@ fn flow_in_folder(dir: &Path, id: &str) -> Result<FileReport, RunError> {
     }
 }
 
+/// Problems as `path:line:column: message`, like `flowd validate` (warnings say so).
 fn print_diagnostics(report: &FileReport) {
     for d in &report.report.diagnostics {
-        let level = if Diagnostic::is_error(d) {
-            ""
-        } else {
-            "warning: "
-        };
-        eprintln!(
-            "{}:{}:{}: {level}{d}",
-            report.path.display(),
-            d.line,
-            d.column
-        );
+        eprintln!("{}:{}:{}: {d}", report.path.display(), d.line, d.column);
     }
 }
 
@@ -527,14 +517,17 @@ async fn watch_run(
     };
     let runner = tokio::spawn(worker::run(engine.clone(), config, stop_rx));
     let mut cancelled = false;
+    // One listener across the loop: a Ctrl-C while the run is being read is not lost.
+    let mut interrupt = Box::pin(tokio::signal::ctrl_c());
     let ended = loop {
         let ended = tokio::select! {
             ended = engine.wait_for_run_end(run_id, LOOK_EVERY) => ended.map_err(anyhow::Error::from)?,
-            _ = tokio::signal::ctrl_c() => {
+            _ = &mut interrupt => {
                 if cancelled {
                     break Err(RunError::Interrupted);
                 }
                 cancelled = true;
+                interrupt = Box::pin(tokio::signal::ctrl_c());
                 eprintln!("Cancelling the run after the step in flight (Ctrl-C again to quit at once).");
                 if let Err(e) = engine.cancel_run(run_id).await {
                     eprintln!("flowd run: cannot cancel: {e}");
