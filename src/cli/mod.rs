@@ -1,9 +1,11 @@
 //! The `flowd` command line: one file per subcommand. `main` parses arguments, sets up logging
 //! and turns each command's outcome into an exit code scripts can rely on: 0 success, 1 the
-//! command ran and found problems (e.g. invalid flows), 2 usage errors or unavailable commands.
+//! command ran and found problems (e.g. invalid flows, a failed run), 2 usage or input errors.
 
+mod export;
 mod keys;
 mod migrate;
+mod run;
 mod schema;
 mod serve;
 mod validate;
@@ -30,7 +32,7 @@ enum Command {
     /// Validate flow files or folders (default ./flows).
     Validate(validate::Args),
     /// Run one flow once in-process against a temporary store.
-    Run(NotYet),
+    Run(run::Args),
     /// Print the JSON Schema of the flow format (for editor completion).
     Schema(schema::Args),
     /// Apply database migrations.
@@ -38,33 +40,23 @@ enum Command {
     /// Manage API keys.
     Keys(keys::Args),
     /// Write API-managed flows as YAML files.
-    Export(NotYet),
-}
-
-/// Arguments of commands that are not built yet: accepted so `--help` lists the command.
-#[derive(Debug, clap::Args)]
-struct NotYet {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
-    rest: Vec<String>,
+    Export(export::Args),
 }
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // Commands that report on stdout keep the engine's routine logs out of the way.
+    let quiet = matches!(cli.command, Command::Run(_) | Command::Export(_));
+    init_logging(if quiet { "warn" } else { "info" });
     match cli.command {
         Command::Validate(args) => validate::run(&args),
         Command::Schema(args) => schema::run(&args),
         Command::Serve(args) => serve::run(&args),
-        Command::Run(_) => not_yet("run"),
+        Command::Run(args) => run::run(&args),
         Command::Migrate(args) => migrate::run(&args),
         Command::Keys(args) => keys::run(&args),
-        Command::Export(_) => not_yet("export"),
+        Command::Export(args) => export::run(&args),
     }
-}
-
-fn not_yet(command: &str) -> ExitCode {
-    eprintln!("flowd {command}: not available yet in this version");
-    ExitCode::from(2)
 }
 
 /// Runs one command's async work on a fresh runtime; an error is printed as
@@ -73,29 +65,39 @@ pub(crate) fn block_on(
     command: &str,
     work: impl std::future::Future<Output = anyhow::Result<()>>,
 ) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+    block_on_with(command, async {
+        match work.await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("flowd {command}: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+/// Runs one command's async work on a fresh runtime; the work chooses its exit code.
+pub(crate) fn block_on_with(
+    command: &str,
+    work: impl std::future::Future<Output = ExitCode>,
+) -> ExitCode {
+    match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
-        Ok(rt) => rt,
+        Ok(runtime) => runtime.block_on(work),
         Err(e) => {
             eprintln!("flowd {command}: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(work) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("flowd {command}: {e:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// Human-readable logs by default, JSON with `FLOWD_LOG_FORMAT=json`; level from `RUST_LOG`.
-fn init_logging() {
+/// Human-readable logs by default, JSON with `FLOWD_LOG_FORMAT=json`; level from `RUST_LOG`,
+/// else `default_level`.
+fn init_logging(default_level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -21,8 +21,9 @@ pub struct Args {
     format: Format,
 }
 
+/// Output format of commands that print for people or for scripts.
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     Text,
     Json,
 }

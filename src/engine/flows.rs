@@ -179,7 +179,7 @@ fn as_yaml(source: &str, flow: &ValidFlow) -> String {
     if !source.trim_start().starts_with('{') {
         return source.to_string();
     }
-    serde_yaml::to_string(&flow.def).unwrap_or_else(|_| source.to_string())
+    crate::flow::yaml::to_string(&flow.def).unwrap_or_else(|_| source.to_string())
 }
 
 /// A diagnostic for a body that is not a flow at all.

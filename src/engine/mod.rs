@@ -21,11 +21,11 @@ use crate::flow::load::{find_flow_files, load_files};
 use crate::flow::model::FlowDef;
 use crate::flow::validate::Options;
 use crate::secrets::Secrets;
-use crate::step::StepEnv;
 use crate::step::http::client::HttpClient;
 use crate::step::http::guard::NetPolicy;
 use crate::step::http::record::Redactor;
 use crate::step::notify::email::Mailer;
+use crate::step::{Delivery, StepEnv};
 use crate::store::flows::{FlowInput, FlowSource};
 use crate::store::group_commit::GroupCommit;
 use crate::store::{Store, StoreError, StoreOptions};
@@ -79,6 +79,15 @@ struct Inner {
 impl Engine {
     /// Connects to the database, migrates it and loads the flows stored there.
     pub async fn open(config: EngineConfig) -> Result<Engine, EngineError> {
+        Engine::open_with(config, Delivery::Send).await
+    }
+
+    /// Like [`Engine::open`]; with [`Delivery::DryRun`] steps render what they would send and
+    /// send nothing (`flowd run --dry-run`).
+    pub async fn open_with(
+        config: EngineConfig,
+        delivery: Delivery,
+    ) -> Result<Engine, EngineError> {
         let store = Store::connect(&config.database_url, &config.store).await?;
         store.migrate().await?;
         let secrets = Secrets::from_env();
@@ -91,6 +100,7 @@ impl Engine {
             redactor: Redactor::new(secrets.values()),
             store: store.clone(),
             node: config.node_id.clone(),
+            delivery,
         };
         let engine = Engine {
             inner: Arc::new(Inner {

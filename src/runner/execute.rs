@@ -316,7 +316,10 @@ impl Execution<'_> {
                     step,
                     n,
                     now,
-                    format!("{error} (gave up after {} attempts)", n - base),
+                    match n - base {
+                        1 => format!("{error} (gave up after 1 attempt)"),
+                        tries => format!("{error} (gave up after {tries} attempts)"),
+                    },
                     None,
                 )
                 .await

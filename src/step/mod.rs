@@ -27,6 +27,19 @@ pub struct StepEnv {
     pub store: Store,
     /// This node's name, recorded with each attempt.
     pub node: String,
+    /// Whether steps act or only render what they would do.
+    pub delivery: Delivery,
+}
+
+/// Whether steps with side effects act (`Send`, always in `flowd serve`) or only render what
+/// they would send and succeed without sending (`DryRun`, for `flowd run --dry-run`). A dry run
+/// goes through the same rendering, checks, encoding and redaction as a real attempt, so what it
+/// shows is what would go out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Delivery {
+    #[default]
+    Send,
+    DryRun,
 }
 
 /// One execution of a step with side effects: which run and step, and the rendered context.

@@ -40,6 +40,7 @@ use super::record::{
 use super::retry::{self, StatusClass};
 use super::sign;
 use super::{Format, Method};
+use crate::step::Delivery;
 
 /// Redirects followed before an attempt fails.
 pub const MAX_REDIRECTS: usize = 5;
@@ -188,13 +189,33 @@ impl HttpClient {
 
     /// Sends `req` once. Never panics; every problem becomes a `Fail` or `Retry` outcome.
     pub async fn attempt(&self, req: &RenderedRequest, redactor: &Redactor) -> Attempt {
+        self.attempt_in(Delivery::Send, req, redactor).await
+    }
+
+    /// Like [`HttpClient::attempt`]; with [`Delivery::DryRun`] the request is prepared and
+    /// recorded exactly as it would be sent (checks, encoding, headers, signature, redaction),
+    /// then not sent: the outcome is [`dry_run_output`].
+    pub async fn attempt_in(
+        &self,
+        delivery: Delivery,
+        req: &RenderedRequest,
+        redactor: &Redactor,
+    ) -> Attempt {
         let started_at = Utc::now();
         let clock = Instant::now();
         let (outcome, request, response) = match self.prepare(req, started_at.timestamp()) {
             Err(error) => (fail(error), unsent_record(req, redactor), None),
             Ok(prepared) => {
                 let request = sent_record(req.method, &prepared, redactor);
-                let (outcome, response) = self.send(req.timeout, prepared, redactor).await;
+                let (outcome, response) = match delivery {
+                    Delivery::Send => self.send(req.timeout, prepared, redactor).await,
+                    Delivery::DryRun => (
+                        Outcome::Succeeded {
+                            output: dry_run_output(),
+                        },
+                        None,
+                    ),
+                };
                 (outcome, request, response)
             }
         };
@@ -484,6 +505,12 @@ fn retry_after(status: u16, headers: &[(String, String)]) -> Option<Duration> {
         .iter()
         .find(|(name, _)| name.as_str() == RETRY_AFTER.as_str())?;
     retry::parse_retry_after(value, Utc::now())
+}
+
+/// The output of an `http` step in a dry run: the usual `{status, headers, body}` shape, empty,
+/// so later templates render (to empty text), and `dry_run: true`.
+pub fn dry_run_output() -> Value {
+    json!({"status": null, "headers": {}, "body": null, "dry_run": true})
 }
 
 /// `{status, headers, body}`: headers as an object (repeated names joined with ", "), body as

@@ -220,7 +220,10 @@ impl HttpStep {
         call: &crate::step::StepCall<'_>,
     ) -> crate::step::Attempt {
         let request = self.render(call);
-        let attempt = env.http.attempt(&request, &env.redactor).await;
+        let attempt = env
+            .http
+            .attempt_in(env.delivery, &request, &env.redactor)
+            .await;
         into_step_attempt(attempt)
     }
 }

@@ -120,12 +120,16 @@ impl NotifyStep {
                     sign_secret: None,
                 };
                 let mut attempt = crate::step::http::into_step_attempt(
-                    env.http.attempt(&request, &env.redactor).await,
+                    env.http
+                        .attempt_in(env.delivery, &request, &env.redactor)
+                        .await,
                 );
                 if let crate::step::StepOutcome::Succeeded(_) = attempt.outcome {
-                    attempt.outcome = crate::step::StepOutcome::Succeeded(
-                        serde_json::json!({"channel": self.channel.as_str(), "id": call.idempotency_key()}),
-                    );
+                    attempt.outcome = crate::step::StepOutcome::Succeeded(output(
+                        env,
+                        self.channel,
+                        call.idempotency_key(),
+                    ));
                 }
                 attempt
             }
@@ -141,6 +145,13 @@ async fn inbox(
 ) -> crate::step::Attempt {
     let started = chrono::Utc::now();
     let id = call.idempotency_key();
+    if env.delivery == crate::step::Delivery::DryRun {
+        let request = env.redactor.redact_value(
+            &serde_json::json!({"channel": "inbox", "subject": subject, "text": text}),
+        );
+        let outcome = crate::step::StepOutcome::Succeeded(output(env, Channel::Inbox, id));
+        return finished(outcome, started, Some(request));
+    }
     let outcome = match crate::store::notifications::insert(
         &env.store,
         &crate::store::notifications::NewNotification {
@@ -181,6 +192,10 @@ async fn email(
     let request = env
         .redactor
         .redact_value(&serde_json::json!({"to": to, "subject": subject, "text": text}));
+    if env.delivery == crate::step::Delivery::DryRun {
+        let outcome = StepOutcome::Succeeded(output(env, Channel::Email, call.idempotency_key()));
+        return finished(outcome, started, Some(request));
+    }
     let Some(mailer) = &env.mailer else {
         let error =
             "email is not configured: set FLOWD_SMTP_URL (e.g. smtp://127.0.0.1:2525)".to_string();
@@ -212,6 +227,15 @@ async fn email(
         },
     };
     finished(outcome, started, Some(request))
+}
+
+/// `{channel, id}`, and `dry_run: true` when nothing was sent.
+fn output(env: &crate::step::StepEnv, channel: Channel, id: String) -> serde_json::Value {
+    let mut output = serde_json::json!({"channel": channel.as_str(), "id": id});
+    if env.delivery == crate::step::Delivery::DryRun {
+        output["dry_run"] = serde_json::Value::Bool(true);
+    }
+    output
 }
 
 fn finished(
