@@ -20,6 +20,7 @@ use crate::flow::compiled::CompiledFlow;
 use crate::flow::load::{find_flow_files, load_files};
 use crate::flow::model::FlowDef;
 use crate::flow::validate::Options;
+use crate::metrics::Metrics;
 use crate::secrets::Secrets;
 use crate::step::StepEnv;
 use crate::step::http::client::HttpClient;
@@ -82,12 +83,14 @@ impl Engine {
         let policy = NetPolicy::from_env().map_err(|e| EngineError::Config(e.to_string()))?;
         let http = HttpClient::new(policy).map_err(|e| EngineError::Config(e.to_string()))?;
         let mailer = Mailer::from_env().map_err(|e| EngineError::Config(e.to_string()))?;
+        let metrics = Metrics::new().map_err(|e| EngineError::Config(e.to_string()))?;
         let step_env = StepEnv {
             http,
             mailer,
             redactor: Redactor::new(secrets.values()),
             store: store.clone(),
             node: config.node_id.clone(),
+            metrics,
         };
         let engine = Engine {
             inner: Arc::new(Inner {
@@ -118,6 +121,11 @@ impl Engine {
 
     pub fn step_env(&self) -> &StepEnv {
         &self.inner.step_env
+    }
+
+    /// This engine's Prometheus metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.step_env.metrics
     }
 
     pub fn node_id(&self) -> &str {

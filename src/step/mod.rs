@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::flow::model::StepDef;
+use crate::metrics::Metrics;
 use crate::step::http::client::HttpClient;
 use crate::step::http::record::Redactor;
 use crate::step::notify::email::Mailer;
@@ -27,6 +28,8 @@ pub struct StepEnv {
     pub store: Store,
     /// This node's name, recorded with each attempt.
     pub node: String,
+    /// The engine's metrics, which steps count their attempts in.
+    pub metrics: Metrics,
 }
 
 /// One execution of a step with side effects: which run and step, and the rendered context.

@@ -21,6 +21,7 @@ pub mod runs;
 pub mod schedules;
 pub mod sql;
 pub mod testing;
+pub mod usage;
 pub mod webhooks;
 
 use std::fmt;

@@ -128,6 +128,10 @@ impl Engine {
         let txn = store.begin_write().await?;
         let answers = ingest(&txn, store.backend(), &new_events).await?;
         txn.commit().await.map_err(StoreError::from)?;
+        self.metrics()
+            .events_ingested(events.iter().map(|e| e.entity.as_str()), |entity| {
+                registry.entity_triggers(entity).next().is_some()
+            });
         if answers.values().any(|runs| !runs.is_empty()) {
             self.wake_runner();
         }

@@ -221,6 +221,7 @@ impl HttpStep {
     ) -> crate::step::Attempt {
         let request = self.render(call);
         let attempt = env.http.attempt(&request, &env.redactor).await;
+        env.metrics.http_attempt(call.flow_id, attempt.delivery);
         into_step_attempt(attempt)
     }
 }
