@@ -48,9 +48,9 @@ fn window(q: &UsageQuery, now: DateTime<Utc>) -> Result<UsageFilter, ApiError> {
         Some(text) => parse_bound("since", text, Edge::Start)?,
         None => default_since(until),
     };
-    if since > until {
+    if since >= until {
         return Err(ApiError::BadRequest(format!(
-            "`since` ({}) is after `until` ({})",
+            "`since` ({}) must be before `until` ({})",
             q.since.as_deref().unwrap_or_default(),
             q.until.as_deref().unwrap_or("the end of today"),
         )));

@@ -108,64 +108,53 @@ async fn insert_step(
 async fn fill(store: &crate::store::Store) {
     let w = store.writer();
     let http2_notify1: &[(&str, i32)] = &[("map", 0), ("http", 2), ("notify", 1)];
-    for spec in [
-        RunSpec {
-            id: "a1",
-            flow: "sync",
-            status: "succeeded",
-            created_at: NOV_22 + HOUR,
-            waits: 0,
-            steps: http2_notify1,
-        },
-        RunSpec {
-            id: "a2",
-            flow: "sync",
-            status: "succeeded",
-            created_at: NOV_22 + 2 * HOUR,
-            waits: 1,
-            steps: &[("http", 1)],
-        },
-        RunSpec {
-            id: "a3",
-            flow: "sync",
-            status: "failed",
-            created_at: NOV_22 + 23 * HOUR,
-            waits: 2,
-            steps: &[("http", 3)],
-        },
-        RunSpec {
-            id: "a4",
-            flow: "sync",
-            status: "running",
-            created_at: NOV_22 + 24 * HOUR,
-            waits: 0,
-            steps: &[],
-        },
-        RunSpec {
-            id: "b1",
-            flow: "alert",
-            status: "cancelled",
-            created_at: NOV_22 + 5 * HOUR,
-            waits: 0,
-            steps: &[("notify", 4)],
-        },
-        RunSpec {
-            id: "b2",
-            flow: "alert",
-            status: "pending",
-            created_at: NOV_22 - 1,
-            waits: 5,
-            steps: &[],
-        },
-        RunSpec {
-            id: "c1",
-            flow: "Zeta",
-            status: "waiting",
-            created_at: NOV_22 + 3 * HOUR,
-            waits: 0,
-            steps: &[("http", 1)],
-        },
-    ] {
+    // (id, flow, status, created at, rate-limited waits, steps)
+    let runs: [(&str, &str, &str, i64, i32, &[(&str, i32)]); 7] = [
+        ("a1", "sync", "succeeded", NOV_22 + HOUR, 0, http2_notify1),
+        (
+            "a2",
+            "sync",
+            "succeeded",
+            NOV_22 + 2 * HOUR,
+            1,
+            &[("http", 1)],
+        ),
+        (
+            "a3",
+            "sync",
+            "failed",
+            NOV_22 + 23 * HOUR,
+            2,
+            &[("http", 3)],
+        ),
+        ("a4", "sync", "running", NOV_22 + 24 * HOUR, 0, &[]),
+        (
+            "b1",
+            "alert",
+            "cancelled",
+            NOV_22 + 5 * HOUR,
+            0,
+            &[("notify", 4)],
+        ),
+        ("b2", "alert", "pending", NOV_22 - 1, 5, &[]),
+        (
+            "c1",
+            "Zeta",
+            "waiting",
+            NOV_22 + 3 * HOUR,
+            0,
+            &[("http", 1)],
+        ),
+    ];
+    for (id, flow, status, created_at, waits, steps) in runs {
+        let spec = RunSpec {
+            id,
+            flow,
+            status,
+            created_at,
+            waits,
+            steps,
+        };
         insert(w, spec).await;
     }
 }
