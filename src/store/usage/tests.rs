@@ -15,49 +15,42 @@ fn date(text: &str) -> NaiveDate {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
 }
 
-/// A run of `flow` created at `created_at` with `status`.
-struct RunSpec<'a> {
-    id: &'a str,
-    flow: &'a str,
-    status: &'a str,
-    created_at: i64,
-    waits: i32,
-    /// (step kind, attempts) per step.
-    steps: &'a [(&'a str, i32)],
-}
+/// A run: id, flow, status, creation time, rate-limited waits, and (kind, attempts) per step.
+type RunSpec<'a> = (&'a str, &'a str, &'a str, i64, i32, &'a [(&'a str, i32)]);
 
 async fn insert(conn: &impl ConnectionTrait, spec: RunSpec<'_>) {
-    let finished = ["succeeded", "failed", "cancelled"].contains(&spec.status);
+    let (id, flow, status, created_at, waits, steps) = spec;
+    let finished = ["succeeded", "failed", "cancelled"].contains(&status);
     runs::Model {
-        id: spec.id.into(),
-        flow_id: spec.flow.into(),
+        id: id.into(),
+        flow_id: flow.into(),
         revision: 1,
-        status: spec.status.into(),
+        status: status.into(),
         trigger: "{}".into(),
         entity: None,
         entity_id: None,
         next_step: 0,
         attempt: 1,
-        due_at: (!finished).then_some(spec.created_at),
+        due_at: (!finished).then_some(created_at),
         wake_at: None,
         lease_owner: None,
         lease_epoch: 1,
         lease_expires_at: None,
         cancel_requested: false,
         deadline_at: None,
-        rate_limited_waits: spec.waits,
+        rate_limited_waits: waits,
         error: None,
-        created_at: spec.created_at,
+        created_at,
         // Started and finished on a later day: usage still counts the run on its creation day.
-        started_at: Some(spec.created_at + 30 * HOUR),
-        finished_at: finished.then_some(spec.created_at + 31 * HOUR),
+        started_at: Some(created_at + 30 * HOUR),
+        finished_at: finished.then_some(created_at + 31 * HOUR),
     }
     .into_active_model()
     .insert(conn)
     .await
     .unwrap();
-    for (index, (kind, tries)) in spec.steps.iter().enumerate() {
-        insert_step(conn, spec.id, index as i32, kind, *tries).await;
+    for (index, (kind, tries)) in steps.iter().enumerate() {
+        insert_step(conn, id, index as i32, kind, *tries).await;
     }
 }
 
@@ -108,8 +101,7 @@ async fn insert_step(
 async fn fill(store: &crate::store::Store) {
     let w = store.writer();
     let http2_notify1: &[(&str, i32)] = &[("map", 0), ("http", 2), ("notify", 1)];
-    // (id, flow, status, created at, rate-limited waits, steps)
-    let runs: [(&str, &str, &str, i64, i32, &[(&str, i32)]); 7] = [
+    let runs: [RunSpec; 7] = [
         ("a1", "sync", "succeeded", NOV_22 + HOUR, 0, http2_notify1),
         (
             "a2",
@@ -146,15 +138,7 @@ async fn fill(store: &crate::store::Store) {
             &[("http", 1)],
         ),
     ];
-    for (id, flow, status, created_at, waits, steps) in runs {
-        let spec = RunSpec {
-            id,
-            flow,
-            status,
-            created_at,
-            waits,
-            steps,
-        };
+    for spec in runs {
         insert(w, spec).await;
     }
 }
