@@ -6,6 +6,7 @@ pub mod api;
 pub mod cli;
 pub mod engine;
 pub mod flow;
+pub mod metrics;
 pub mod runner;
 pub mod secrets;
 pub mod step;

@@ -9,9 +9,11 @@ pub mod extract;
 pub mod flows;
 pub mod health;
 pub mod hooks;
+pub mod metrics;
 pub mod notifications;
 pub mod page;
 pub mod runs;
+pub mod usage;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -30,6 +32,7 @@ pub fn app(engine: Engine, max_body: usize) -> Router {
     Router::new()
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz))
+        .route("/metrics", get(metrics::metrics))
         .route("/hooks/{*path}", post(hooks::receive))
         .merge(v1)
         .fallback(not_found)
@@ -63,6 +66,7 @@ fn api_v1() -> Router<Engine> {
         .route("/api/v1/runs/{id}/cancel", post(runs::cancel_run))
         .route("/api/v1/runs/{id}/retry", post(runs::retry_run))
         .route("/api/v1/runs/{id}/replay", post(runs::replay_run))
+        .route("/api/v1/usage", get(usage::get_usage))
         .route(
             "/api/v1/notifications",
             get(notifications::list_notifications),

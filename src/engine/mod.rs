@@ -20,6 +20,7 @@ use crate::flow::compiled::CompiledFlow;
 use crate::flow::load::{find_flow_files, load_files};
 use crate::flow::model::FlowDef;
 use crate::flow::validate::Options;
+use crate::metrics::Metrics;
 use crate::secrets::Secrets;
 use crate::step::http::client::HttpClient;
 use crate::step::http::guard::NetPolicy;
@@ -94,6 +95,7 @@ impl Engine {
         let policy = NetPolicy::from_env().map_err(|e| EngineError::Config(e.to_string()))?;
         let http = HttpClient::new(policy).map_err(|e| EngineError::Config(e.to_string()))?;
         let mailer = Mailer::from_env().map_err(|e| EngineError::Config(e.to_string()))?;
+        let metrics = Metrics::new().map_err(|e| EngineError::Config(e.to_string()))?;
         let step_env = StepEnv {
             http,
             mailer,
@@ -101,6 +103,7 @@ impl Engine {
             store: store.clone(),
             node: config.node_id.clone(),
             delivery,
+            metrics,
         };
         let engine = Engine {
             inner: Arc::new(Inner {
@@ -137,6 +140,11 @@ impl Engine {
 
     pub fn step_env(&self) -> &StepEnv {
         &self.inner.step_env
+    }
+
+    /// This engine's Prometheus metrics.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.step_env.metrics
     }
 
     pub fn node_id(&self) -> &str {

@@ -2,6 +2,7 @@
 //! run of a flow's current revision.
 
 use chrono::Utc;
+use tracing::warn;
 
 use crate::engine::registry::FlowEntry;
 use crate::engine::{Engine, EngineError};
@@ -77,10 +78,28 @@ impl Engine {
         let store = self.store();
         let now = Utc::now().timestamp_millis();
         match runs::cancel(store.writer(), store.backend(), run_id, now).await? {
-            CancelOutcome::Cancelled => Ok(Cancelled::Now),
+            CancelOutcome::Cancelled => {
+                self.count_cancelled(run_id).await;
+                Ok(Cancelled::Now)
+            }
             CancelOutcome::Requested => Ok(Cancelled::AfterCurrentStep),
             CancelOutcome::AlreadyTerminal => Err(ControlError::AlreadyFinished(run_id.into())),
             CancelOutcome::NotFound => Err(ControlError::UnknownRun(run_id.into())),
+        }
+    }
+
+    /// Counts a run cancelled without a worker (the runner counts the runs it ends). Its flow
+    /// is read back: cancels are rare, and the cancel itself needs no read.
+    async fn count_cancelled(&self, run_id: &str) {
+        let store = self.store();
+        match run_log::get_run(store.reader(), store.backend(), run_id).await {
+            Ok(Some(run)) => self
+                .metrics()
+                .run_finished(&run.flow_id, RunStatus::Cancelled),
+            Ok(None) => {}
+            Err(error) => {
+                warn!(%run_id, %error, "Reading a cancelled run for metrics failed; it is not counted.")
+            }
         }
     }
 

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
@@ -105,7 +105,11 @@ pub async fn execute(
         next,
         lease,
     };
-    execution.run_steps().await
+    let ended = execution.run_steps().await;
+    if let Ok(Ended::Finished(status)) = ended {
+        engine.metrics().run_finished(&execution.flow.id, status);
+    }
+    ended
 }
 
 /// Puts the output of a step that already ran back into the context.
@@ -158,7 +162,11 @@ impl Execution<'_> {
             }
             let ended = match &step.action {
                 Action::Map(map) => {
+                    let started = Instant::now();
                     let output = map.execute(self.context.value());
+                    self.engine
+                        .metrics()
+                        .step_executed(&flow.id, "map", started);
                     self.record_pure(step, StepStatus::Succeeded, output);
                     None
                 }
@@ -263,6 +271,7 @@ impl Execution<'_> {
             step_id: &step.id,
             context: self.context.value(),
         };
+        let started = Instant::now();
         let attempt = match &step.action {
             Action::Http(http) => http.execute(self.engine.step_env(), &call).await,
             Action::Notify(notify) => notify.execute(self.engine.step_env(), &call).await,
@@ -270,6 +279,9 @@ impl Execution<'_> {
                 return Err(ExecError::Flow("not a side-effect step".into()));
             }
         };
+        self.engine
+            .metrics()
+            .step_executed(&self.flow.id, step.action.kind(), started);
         let n = done + 1;
         self.record_attempt(n, &attempt);
         self.remember_attempts(step, n, base);

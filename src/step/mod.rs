@@ -13,6 +13,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::flow::model::StepDef;
+use crate::metrics::Metrics;
 use crate::step::http::client::HttpClient;
 use crate::step::http::record::Redactor;
 use crate::step::notify::email::Mailer;
@@ -29,6 +30,8 @@ pub struct StepEnv {
     pub node: String,
     /// Whether steps act or only render what they would do.
     pub delivery: Delivery,
+    /// The engine's metrics, which steps count their attempts in.
+    pub metrics: Metrics,
 }
 
 /// Whether steps with side effects act (`Send`, always in `flowd serve`) or only render what

@@ -23,6 +23,7 @@ pub mod schedules;
 pub mod sql;
 pub mod testing;
 pub mod transitions;
+pub mod usage;
 pub mod webhooks;
 
 use std::fmt;

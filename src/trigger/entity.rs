@@ -124,6 +124,10 @@ impl Engine {
             new_events.push(new_event(event, &event_id, &dedup_flows(matched), now)?);
         }
         let answers = self.writes().ingest(new_events).await?;
+        self.metrics()
+            .events_ingested(events.iter().map(|e| e.entity.as_str()), |entity| {
+                registry.entity_triggers(entity).next().is_some()
+            });
         if answers.values().any(|runs| !runs.is_empty()) {
             self.wake_runner();
         }

@@ -61,6 +61,7 @@ impl Engine {
                 .map_err(|e| WebhookError::BadSignature(e.to_string()))?;
         }
         let input = parse_body(headers, body)?;
+        self.metrics().webhook_received(&flow.id);
         let trigger = TriggerData::Webhook {
             path: path.to_string(),
             input,

@@ -40,6 +40,7 @@ use super::record::{
 use super::retry::{self, StatusClass};
 use super::sign;
 use super::{Format, Method};
+use crate::metrics::HttpOutcome;
 use crate::step::Delivery;
 
 /// Redirects followed before an attempt fails.
@@ -120,6 +121,8 @@ pub enum ClientError {
 pub struct Attempt {
     pub outcome: Outcome,
     pub record: AttemptRecord,
+    /// How far the request got, for metrics.
+    pub delivery: HttpOutcome,
 }
 
 /// What the runner does next.
@@ -203,20 +206,27 @@ impl HttpClient {
     ) -> Attempt {
         let started_at = Utc::now();
         let clock = Instant::now();
-        let (outcome, request, response) = match self.prepare(req, started_at.timestamp()) {
-            Err(error) => (fail(error), unsent_record(req, redactor), None),
+        let (outcome, request, response, reached) = match self.prepare(req, started_at.timestamp())
+        {
+            Err(error) => (
+                fail(error),
+                unsent_record(req, redactor),
+                None,
+                HttpOutcome::NotSent,
+            ),
             Ok(prepared) => {
                 let request = sent_record(req.method, &prepared, redactor);
-                let (outcome, response) = match delivery {
+                let (outcome, response, reached) = match delivery {
                     Delivery::Send => self.send(req.timeout, prepared, redactor).await,
                     Delivery::DryRun => (
                         Outcome::Succeeded {
                             output: dry_run_output(),
                         },
                         None,
+                        HttpOutcome::NotSent,
                     ),
                 };
-                (outcome, request, response)
+                (outcome, request, response, reached)
             }
         };
         let outcome = redact_outcome(outcome, redactor);
@@ -236,7 +246,11 @@ impl HttpClient {
             finished_at: Utc::now(),
             duration_ms,
         };
-        Attempt { outcome, record }
+        Attempt {
+            outcome,
+            record,
+            delivery: reached,
+        }
     }
 
     fn prepare(&self, req: &RenderedRequest, timestamp: i64) -> Result<Prepared, String> {
@@ -270,7 +284,7 @@ impl HttpClient {
         timeout: Duration,
         prepared: Prepared,
         redactor: &Redactor,
-    ) -> (Outcome, Option<RecordedResponse>) {
+    ) -> (Outcome, Option<RecordedResponse>, HttpOutcome) {
         let mut builder = self
             .inner
             .request(prepared.method, prepared.url)
@@ -280,9 +294,20 @@ impl HttpClient {
         }
         let exchange = async move { read_response(builder.send().await?).await };
         match tokio::time::timeout(timeout, exchange).await {
-            Err(_) => (retry(format!("timed out after {timeout:?}"), None), None),
-            Ok(Err(error)) => (classify_error(&error), None),
-            Ok(Ok(received)) => classify_response(received, redactor),
+            Err(_) => (
+                retry(format!("timed out after {timeout:?}"), None),
+                None,
+                HttpOutcome::Timeout,
+            ),
+            Ok(Err(error)) => (classify_error(&error), None, delivery_of_error(&error)),
+            Ok(Ok(received)) => {
+                let (outcome, response) = classify_response(received, redactor);
+                let delivery = match outcome {
+                    Outcome::Succeeded { .. } => HttpOutcome::Success,
+                    Outcome::Retry { .. } | Outcome::Fail { .. } => HttpOutcome::HttpError,
+                };
+                (outcome, response, delivery)
+            }
         }
     }
 }
@@ -570,6 +595,20 @@ fn classify_error(error: &reqwest::Error) -> Outcome {
         fail(message)
     } else {
         retry(message, None)
+    }
+}
+
+/// How far a request that ended in a transport error got: the policy refused it before
+/// connecting, redirects went wrong after an answer, or the connection failed.
+fn delivery_of_error(error: &reqwest::Error) -> HttpOutcome {
+    if guard::find_refusal(error).is_some() || error.is_builder() {
+        HttpOutcome::NotSent
+    } else if error.is_redirect() {
+        HttpOutcome::HttpError
+    } else if error.is_timeout() {
+        HttpOutcome::Timeout
+    } else {
+        HttpOutcome::ConnectionError
     }
 }
 

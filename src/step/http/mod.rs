@@ -224,6 +224,7 @@ impl HttpStep {
             .http
             .attempt_in(env.delivery, &request, &env.redactor)
             .await;
+        env.metrics.http_attempt(call.flow_id, attempt.delivery);
         into_step_attempt(attempt)
     }
 }

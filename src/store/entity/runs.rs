@@ -33,7 +33,8 @@ pub struct Model {
     pub cancel_requested: bool,
     /// When the run times out.
     pub deadline_at: Option<i64>,
-    /// Waits caused by 429 answers, for usage reports. Defaults to 0.
+    /// Times the flow's `rate_limit` put this run off before it started, for usage reports.
+    /// Defaults to 0.
     pub rate_limited_waits: i32,
     pub error: Option<String>,
     pub created_at: i64,

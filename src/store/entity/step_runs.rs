@@ -18,7 +18,7 @@ pub struct Model {
     /// JSON text.
     pub output: Option<String>,
     pub error: Option<String>,
-    /// Defaults to 0.
+    /// Attempts made so far (the highest `attempts.n`), counted by usage. Defaults to 0.
     pub attempts: i32,
     /// Attempts made before the run was last retried; the retry budget counts from here.
     pub retry_base: i32,

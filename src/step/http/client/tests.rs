@@ -166,6 +166,7 @@ fn error_of(outcome: &Outcome) -> &str {
 }
 
 fn assert_refused(attempt: &Attempt, address: &str) {
+    assert_eq!(attempt.delivery, HttpOutcome::NotSent, "{address}");
     match &attempt.outcome {
         Outcome::Fail { error, output } => {
             assert_eq!(
@@ -198,9 +199,20 @@ async fn server_errors_then_success_are_retry_retry_succeeded() {
     let client = client();
     let req = request(&server.url("/contacts"));
     let mut outcomes = Vec::new();
+    let mut deliveries = Vec::new();
     for _ in 0..3 {
-        outcomes.push(send(&client, &req).await.outcome);
+        let attempt = send(&client, &req).await;
+        outcomes.push(attempt.outcome);
+        deliveries.push(attempt.delivery);
     }
+    assert_eq!(
+        deliveries,
+        [
+            HttpOutcome::HttpError,
+            HttpOutcome::HttpError,
+            HttpOutcome::Success
+        ]
+    );
     assert_eq!(
         outcomes[0],
         Outcome::Retry {
@@ -311,6 +323,7 @@ async fn silent_server_times_out_after_the_attempt_timeout() {
     assert!(elapsed >= Duration::from_millis(280), "{elapsed:?}");
     assert!(elapsed < Duration::from_secs(3), "{elapsed:?}");
     assert!(attempt.record.duration_ms >= 280);
+    assert_eq!(attempt.delivery, HttpOutcome::Timeout);
     assert_eq!(connections.load(Ordering::SeqCst), 1);
 }
 
@@ -329,6 +342,7 @@ async fn connection_refused_is_retried() {
     assert!(retry_after.is_none());
     assert!(error.contains("onnect"), "{error}");
     assert!(attempt.record.response.is_none());
+    assert_eq!(attempt.delivery, HttpOutcome::ConnectionError);
 }
 
 #[tokio::test]

@@ -1,0 +1,235 @@
+//! Usage and active-run counts on hand-made rows spanning days, flows, statuses and step
+//! kinds, on SQLite and (when configured) PostgreSQL.
+
+use sea_orm::{ActiveModelTrait, IntoActiveModel};
+
+use super::*;
+use crate::store::entity::{attempts, runs, step_runs};
+use crate::store::testing::TestDb;
+
+/// 2026-11-22T00:00:00Z.
+const NOV_22: i64 = 1_795_305_600_000;
+const HOUR: i64 = 3_600_000;
+
+fn date(text: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap()
+}
+
+/// A run: id, flow, status, creation time, rate-limited waits, and (kind, attempts) per step.
+type RunSpec<'a> = (&'a str, &'a str, &'a str, i64, i32, &'a [(&'a str, i32)]);
+
+async fn insert(conn: &impl ConnectionTrait, spec: RunSpec<'_>) {
+    let (id, flow, status, created_at, waits, steps) = spec;
+    let finished = ["succeeded", "failed", "cancelled"].contains(&status);
+    runs::Model {
+        id: id.into(),
+        flow_id: flow.into(),
+        revision: 1,
+        status: status.into(),
+        trigger: "{}".into(),
+        entity: None,
+        entity_id: None,
+        next_step: 0,
+        attempt: 1,
+        due_at: (!finished).then_some(created_at),
+        wake_at: None,
+        lease_owner: None,
+        lease_epoch: 1,
+        lease_expires_at: None,
+        cancel_requested: false,
+        deadline_at: None,
+        rate_limited_waits: waits,
+        error: None,
+        created_at,
+        // Started and finished on a later day: usage still counts the run on its creation day.
+        started_at: Some(created_at + 30 * HOUR),
+        finished_at: finished.then_some(created_at + 31 * HOUR),
+    }
+    .into_active_model()
+    .insert(conn)
+    .await
+    .unwrap();
+    for (index, (kind, tries)) in steps.iter().enumerate() {
+        insert_step(conn, id, index as i32, kind, *tries).await;
+    }
+}
+
+async fn insert_step(
+    conn: &impl ConnectionTrait,
+    run_id: &str,
+    index: i32,
+    kind: &str,
+    tries: i32,
+) {
+    step_runs::Model {
+        run_id: run_id.into(),
+        step_index: index,
+        step_id: format!("s{index}"),
+        kind: kind.into(),
+        status: "succeeded".into(),
+        output: None,
+        error: None,
+        attempts: tries,
+        retry_base: 0,
+        started_at: None,
+        finished_at: None,
+    }
+    .into_active_model()
+    .insert(conn)
+    .await
+    .unwrap();
+    for n in 1..=tries {
+        attempts::Model {
+            run_id: run_id.into(),
+            step_index: index,
+            n,
+            node: "n".into(),
+            started_at: 0,
+            finished_at: 0,
+            duration_ms: 0,
+            request: Some("{}".into()),
+            response: None,
+            error: None,
+        }
+        .into_active_model()
+        .insert(conn)
+        .await
+        .unwrap();
+    }
+}
+
+async fn fill(store: &crate::store::Store) {
+    let w = store.writer();
+    let http2_notify1: &[(&str, i32)] = &[("map", 0), ("http", 2), ("notify", 1)];
+    let runs: [RunSpec; 7] = [
+        ("a1", "sync", "succeeded", NOV_22 + HOUR, 0, http2_notify1),
+        (
+            "a2",
+            "sync",
+            "succeeded",
+            NOV_22 + 2 * HOUR,
+            1,
+            &[("http", 1)],
+        ),
+        (
+            "a3",
+            "sync",
+            "failed",
+            NOV_22 + 23 * HOUR,
+            2,
+            &[("http", 3)],
+        ),
+        ("a4", "sync", "running", NOV_22 + 24 * HOUR, 0, &[]),
+        (
+            "b1",
+            "alert",
+            "cancelled",
+            NOV_22 + 5 * HOUR,
+            0,
+            &[("notify", 4)],
+        ),
+        ("b2", "alert", "pending", NOV_22 - 1, 5, &[]),
+        (
+            "c1",
+            "Zeta",
+            "waiting",
+            NOV_22 + 3 * HOUR,
+            0,
+            &[("http", 1)],
+        ),
+    ];
+    for spec in runs {
+        insert(w, spec).await;
+    }
+}
+
+fn row(flow: &str, day: &str, counts: [i64; 5]) -> DayUsage {
+    DayUsage {
+        flow_id: flow.into(),
+        day: date(day),
+        runs_started: counts[0],
+        runs_succeeded: counts[1],
+        runs_failed: counts[2],
+        http_attempts: counts[3],
+        rate_limited_waits: counts[4],
+    }
+}
+
+#[tokio::test]
+async fn usage_groups_runs_by_flow_and_creation_day() {
+    for db in TestDb::all().await {
+        let (store, backend) = (&db.store, db.store.backend());
+        fill(store).await;
+        let all = UsageFilter {
+            flow: None,
+            since: NOV_22 - 10 * DAY_MS,
+            until: NOV_22 + 10 * DAY_MS,
+        };
+        let rows = usage(store.reader(), backend, &all).await.unwrap();
+        assert_eq!(
+            rows,
+            vec![
+                row("sync", "2026-11-23", [1, 0, 0, 0, 0]),
+                // Byte order: upper-case before lower-case, on both backends.
+                row("Zeta", "2026-11-22", [1, 0, 0, 1, 0]),
+                row("alert", "2026-11-22", [1, 0, 0, 0, 0]),
+                row("sync", "2026-11-22", [3, 2, 1, 6, 3]),
+                row("alert", "2026-11-21", [1, 0, 0, 0, 5]),
+            ],
+            "{backend}"
+        );
+
+        let one_flow = UsageFilter {
+            flow: Some("sync".into()),
+            ..all.clone()
+        };
+        let rows = usage(store.reader(), backend, &one_flow).await.unwrap();
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert!(rows.iter().all(|r| r.flow_id == "sync"));
+
+        // The window is [since, until): the run at 23:00 is out, the one at midnight in.
+        let window = UsageFilter {
+            flow: None,
+            since: NOV_22,
+            until: NOV_22 + 23 * HOUR,
+        };
+        let rows = usage(store.reader(), backend, &window).await.unwrap();
+        let sync = rows.iter().find(|r| r.flow_id == "sync").unwrap();
+        assert_eq!(*sync, row("sync", "2026-11-22", [2, 2, 0, 3, 1]));
+        assert_eq!(rows.len(), 3, "{rows:?}");
+
+        let empty = UsageFilter {
+            flow: Some("nope".into()),
+            ..all
+        };
+        assert!(
+            usage(store.reader(), backend, &empty)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        db.cleanup().await;
+    }
+}
+
+#[tokio::test]
+async fn active_runs_count_unfinished_runs_by_status() {
+    for db in TestDb::all().await {
+        let (store, backend) = (&db.store, db.store.backend());
+        assert_eq!(
+            active_runs(store.reader(), backend).await.unwrap(),
+            ActiveRuns::default()
+        );
+        fill(store).await;
+        assert_eq!(
+            active_runs(store.reader(), backend).await.unwrap(),
+            ActiveRuns {
+                pending: 1,
+                running: 1,
+                waiting: 1
+            },
+            "{backend}"
+        );
+        db.cleanup().await;
+    }
+}
