@@ -6,6 +6,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 
 use crate::secrets::Secrets;
 
@@ -72,13 +73,16 @@ pub struct EventInfo {
 }
 
 /// The entity a manual action runs on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ManualEntity {
+    /// The entity type, as the flow's manual trigger names it.
     #[serde(rename = "type")]
     pub entity_type: String,
+    /// The entity's id (a number is taken as its text).
     #[serde(deserialize_with = "text_or_number")]
     pub id: String,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub data: Value,
 }
 
