@@ -50,13 +50,17 @@ pub async fn trigger_flow(
     JsonBody(body): JsonBody,
 ) -> Result<Response, ApiError> {
     let wait = q.wait.as_deref().map(parse_wait).transpose()?;
+    let invalid = |message: String| ApiError::Unprocessable {
+        code: "invalid_request",
+        message,
+        details: Vec::new(),
+    };
+    // Only an object: serde would also read a struct from an array of its fields.
     let request: ManualRequest = match body {
         Value::Null => ManualRequest::default(),
-        body => serde_json::from_value(body).map_err(|e| ApiError::Unprocessable {
-            code: "invalid_request",
-            message: format!("the trigger body is not valid: {e}"),
-            details: Vec::new(),
-        })?,
+        body @ Value::Object(_) => serde_json::from_value(body)
+            .map_err(|e| invalid(format!("the trigger body is not valid: {e}")))?,
+        _ => return Err(invalid("the trigger body must be a JSON object".into())),
     };
     let run_id = engine.trigger_manual(&id, request).await?;
     if let Some(wait) = wait

@@ -69,6 +69,15 @@ fn parse_events(body: Value) -> Result<Vec<EventIn>, ApiError> {
     let mut events = Vec::with_capacity(items.len());
     let mut problems: Vec<EventProblem> = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
+        // serde would also read an event from an array of its fields.
+        if !item.is_object() {
+            problems.push(EventProblem {
+                index,
+                field: String::new(),
+                message: "an event must be a JSON object".to_string(),
+            });
+            continue;
+        }
         match serde_json::from_value::<EventIn>(item) {
             Ok(event) => {
                 problems.extend(check_event(index, &event));

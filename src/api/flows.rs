@@ -41,7 +41,9 @@ pub struct FlowOut {
     triggers: Value,
     /// Why the flow's file does not load (the last good revision keeps running).
     load_error: Option<String>,
+    #[schema(format = DateTime)]
     created_at: Option<String>,
+    #[schema(format = DateTime)]
     updated_at: Option<String>,
 }
 
@@ -61,6 +63,7 @@ pub struct RevisionOut {
     revision: i64,
     /// SHA-256 of the revision's source, hex.
     sha256: String,
+    #[schema(format = DateTime)]
     created_at: Option<String>,
 }
 

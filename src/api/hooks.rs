@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
+use serde_json::Value;
 use utoipa::IntoParams;
 
 use crate::api::error::{ApiError, ErrorBody};
@@ -20,14 +21,17 @@ pub struct HookPath {
     path: String,
 }
 
-/// Starts a run of the flow listening on this path, with the body as `input`. With a secret
-/// the request must carry a valid Standard Webhooks signature (`webhook-id`,
-/// `webhook-timestamp`, `webhook-signature`). No API key is needed.
-#[utoipa::path(post, path = "/hooks/{*path}", tag = "triggers", params(HookPath),
-    request_body(description = "JSON, a form, or UTF-8 text; it becomes the run's `input`", content(
-        (Object = "application/json"),
+/// Starts a run of the flow listening on this path.
+///
+/// The body becomes the run's `input`. With a secret the request must carry a valid Standard
+/// Webhooks signature (`webhook-id`, `webhook-timestamp`, `webhook-signature`). No API key is
+/// needed.
+#[utoipa::path(post, path = "/hooks/{*path}", tag = "triggers", operation_id = "receive_webhook",
+    params(HookPath),
+    request_body(description = "JSON, a form, or any UTF-8 text; it becomes the run's `input`", content(
+        (Value = "application/json"),
         (Object = "application/x-www-form-urlencoded"),
-        (String = "text/plain"),
+        (String = "*/*"),
     )),
     responses(
         (status = 202, description = "the run (the first run's, for a repeated `webhook-id`)", body = RunAccepted),

@@ -5,6 +5,7 @@
 
 pub mod actions;
 pub mod auth;
+pub mod body;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -37,6 +38,10 @@ pub fn app(engine: Engine, max_body: usize) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            max_body,
+            body::read_whole,
+        ))
         .with_state(engine)
 }
 

@@ -35,8 +35,10 @@ pub struct NotificationOut {
     step: Option<String>,
     title: String,
     text: String,
+    #[schema(format = DateTime)]
     created_at: Option<String>,
     /// When it was marked read; null while unread.
+    #[schema(format = DateTime)]
     read_at: Option<String>,
 }
 
@@ -110,6 +112,7 @@ fn notification_out(n: &Notification) -> NotificationOut {
 
 fn parse_cursor(text: &str) -> Result<Cursor, ApiError> {
     text.split_once('.')
+        .filter(|(_, id)| !id.is_empty())
         .and_then(|(t, id)| {
             Some(Cursor {
                 created_at: t.parse().ok()?,

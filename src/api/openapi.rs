@@ -143,7 +143,7 @@ static DOCUMENT: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// This API's OpenAPI 3.1 document.
-#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", responses(
+#[utoipa::path(get, path = "/api/v1/openapi.json", tag = "meta", operation_id = "get_openapi", responses(
     (status = 200, description = "the OpenAPI 3.1 document of this API", content_type = "application/json", body = Object),
 ))]
 pub async fn serve() -> Response {

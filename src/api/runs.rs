@@ -34,10 +34,14 @@ pub struct RunOut {
     trigger: Value,
     /// How many times the run was started (retries count).
     attempt: i64,
+    #[schema(format = DateTime)]
     created_at: Option<String>,
+    #[schema(format = DateTime)]
     started_at: Option<String>,
+    #[schema(format = DateTime)]
     finished_at: Option<String>,
     /// When a waiting run wakes up (a delay step or a retry backoff).
+    #[schema(format = DateTime)]
     wake_at: Option<String>,
     /// The node that holds, or last held, the run.
     node: Option<String>,
@@ -63,7 +67,9 @@ pub struct StepOut {
     /// What the step produced (secrets shown as `***`).
     output: Option<Value>,
     error: Option<String>,
+    #[schema(format = DateTime)]
     started_at: Option<String>,
+    #[schema(format = DateTime)]
     finished_at: Option<String>,
     attempts: Vec<AttemptOut>,
 }
@@ -74,7 +80,9 @@ pub struct AttemptOut {
     /// 1 for the first attempt.
     n: i64,
     node: String,
+    #[schema(format = DateTime)]
     started_at: Option<String>,
+    #[schema(format = DateTime)]
     finished_at: Option<String>,
     duration_ms: i64,
     /// The request as sent: `{method, url, headers: [{name, value}], body}`.

@@ -80,10 +80,19 @@ pub struct ManualEntity {
     pub entity_type: String,
     /// The entity's id (a number is taken as its text).
     #[serde(deserialize_with = "text_or_number")]
+    #[schema(schema_with = text_or_number_schema)]
     pub id: String,
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     pub data: Value,
+}
+
+/// The OpenAPI schema of what `text_or_number` reads: a string or a number.
+pub fn text_or_number_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Number]))
+        .build()
 }
 
 /// An id given as a string or a number; kept as text.

@@ -15,6 +15,7 @@ use crate::flow::model::{EntityAction, EntityTrigger, Trigger};
 use crate::flow::template::is_truthy;
 use crate::runner::context::{
     EventInfo, TriggerData, changed_fields, entity_with_id, rfc3339, text_or_number,
+    text_or_number_schema,
 };
 use crate::store::StoreError;
 use crate::store::events::{NewEvent, ingest};
@@ -30,6 +31,7 @@ pub struct EventIn {
     pub action: EntityAction,
     /// The entity's id (a number is taken as its text), at most 256 characters.
     #[serde(deserialize_with = "text_or_number")]
+    #[schema(schema_with = text_or_number_schema)]
     pub id: String,
     /// The entity as it is now.
     #[serde(default)]
