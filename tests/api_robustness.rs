@@ -162,7 +162,11 @@ impl Server {
                 });
             }
         }
-        assert!(operations.len() >= 20, "too few operations: {}", operations.len());
+        assert!(
+            operations.len() >= 20,
+            "too few operations: {}",
+            operations.len()
+        );
         operations
     }
 
@@ -188,7 +192,11 @@ impl Server {
     }
 
     /// Sends one probe; `Err` says what was wrong with the answer.
-    async fn probe(&self, probe: &Probe, error_shape: &jsonschema::Validator) -> Result<(), String> {
+    async fn probe(
+        &self,
+        probe: &Probe,
+        error_shape: &jsonschema::Validator,
+    ) -> Result<(), String> {
         let mut request = self
             .client
             .request(
@@ -218,17 +226,25 @@ impl Server {
             Expect::NoServerError => !status.is_server_error(),
         };
         if !ok {
-            return Err(format!("expected {:?}, got {status}: {text:.300}", probe.expect));
+            return Err(format!(
+                "expected {:?}, got {status}: {text:.300}",
+                probe.expect
+            ));
         }
         if status.is_client_error() {
             let body: Value = serde_json::from_slice(&bytes)
                 .map_err(|e| format!("{status} answer is not JSON ({e}): {text:.300}"))?;
-            let problems: Vec<String> = error_shape.iter_errors(&body).map(|e| e.to_string()).collect();
+            let problems: Vec<String> = error_shape
+                .iter_errors(&body)
+                .map(|e| e.to_string())
+                .collect();
             let filled = ["code", "message"]
                 .iter()
                 .all(|k| body["error"][k].as_str().is_some_and(|s| !s.is_empty()));
             if !problems.is_empty() || !filled {
-                return Err(format!("{status} answer not in the error shape {problems:?}: {text:.300}"));
+                return Err(format!(
+                    "{status} answer not in the error shape {problems:?}: {text:.300}"
+                ));
             }
         }
         Ok(())
@@ -326,7 +342,10 @@ fn bad_query_values(server: &Server, param: &Value) -> Vec<&'static str> {
     }
     let types = match &schema["type"] {
         Value::String(t) => vec![t.clone()],
-        Value::Array(ts) => ts.iter().filter_map(|t| t.as_str().map(str::to_owned)).collect(),
+        Value::Array(ts) => ts
+            .iter()
+            .filter_map(|t| t.as_str().map(str::to_owned))
+            .collect(),
         _ => Vec::new(),
     };
     let mut bad = Vec::new();
@@ -360,7 +379,11 @@ fn example_of(server: &Server, schema: &Value, depth: usize) -> Option<Value> {
     }
     if let Some(reference) = schema["$ref"].as_str() {
         let name = reference.rsplit('/').next()?;
-        return example_of(server, &server.doc["components"]["schemas"][name], depth + 1);
+        return example_of(
+            server,
+            &server.doc["components"]["schemas"][name],
+            depth + 1,
+        );
     }
     ["oneOf", "anyOf", "allOf"]
         .iter()
@@ -381,7 +404,13 @@ fn rejected_bodies(server: &Server, schema: &Value, example: Option<Value>) -> V
         json!({"zz_nested": 1}),
     ];
     let mut candidates: Vec<Value> = wrong.to_vec();
-    candidates.extend([json!([]), json!([[]]), json!({}), json!([{}]), json!({"zz_unknown": 1})]);
+    candidates.extend([
+        json!([]),
+        json!([[]]),
+        json!({}),
+        json!([{}]),
+        json!({"zz_unknown": 1}),
+    ]);
     if let Some(Value::Object(example)) = example {
         for key in example.keys() {
             for value in &wrong {
@@ -403,112 +432,232 @@ fn rejected_bodies(server: &Server, schema: &Value, example: Option<Value>) -> V
     candidates
 }
 
-/// Every probe of one operation.
-fn probes(server: &Server, op: &Operation) -> Vec<Probe> {
-    let mut probes = Vec::new();
-    let base_path = fill(&op.path, &server.known_id(&op.path));
-    let clean = with_query(&base_path, &required_query(op));
-    let auth = if op.secured() { bearer() } else { None };
-    let probe = |what: String, target: String, content_type, body: Vec<u8>, expect| Probe {
-        what,
-        method: op.method.clone(),
-        target,
-        content_type,
-        body,
-        authorization: auth.clone(),
-        expect,
-    };
-    let body_types = op.body_types();
-    let has_body = !body_types.is_empty();
-
-    if op.path.contains('{') {
-        for (what, id) in hostile_ids() {
-            let target = with_query(&fill(&op.path, &id), &required_query(op));
-            probes.push(probe(format!("id: {what}"), target, None, Vec::new(), Expect::ClientError));
-        }
-    }
-
-    let query_params = op.parameters("query");
-    if query_params.is_empty() {
-        let target = format!("{base_path}?zz_unknown=1&limit=abc&cursor=%FF");
-        probes.push(probe("query on a route without any".into(), target, None, Vec::new(), Expect::NoServerError));
-    } else {
-        let mut unknown = required_query(op);
-        unknown.push(("zz_unknown".into(), "1".into()));
-        probes.push(probe("an unknown query parameter".into(), with_query(&base_path, &unknown), None, Vec::new(), Expect::Status(400)));
-        for param in &query_params {
-            let name = param["name"].as_str().unwrap_or_default().to_owned();
-            if param["required"] == true {
-                let rest: Vec<_> = required_query(op).into_iter().filter(|(k, _)| *k != name).collect();
-                probes.push(probe(format!("no `{name}`"), with_query(&base_path, &rest), None, Vec::new(), Expect::Status(400)));
-            }
-            for value in bad_query_values(server, param) {
-                let mut pairs: Vec<_> = required_query(op).into_iter().filter(|(k, _)| *k != name).collect();
-                pairs.push((name.clone(), value.to_owned()));
-                probes.push(probe(format!("`{name}={value}`"), with_query(&base_path, &pairs), None, Vec::new(), Expect::Status(400)));
-            }
-        }
-    }
-
-    let body_expect = if has_body { Expect::ClientError } else { Expect::NoServerError };
-    for (json_type, schema) in body_types.iter().filter(|(t, _)| t.ends_with("json")) {
-        let malformed: [&[u8]; 6] = [
-            b"{",
-            b"{\"a\": 1}}",
-            b"[1, 2",
-            b"{\"a\": \"\\ud800\"}",
-            b"\xEF\xBB\xBF{}",
-            b"{'single': 'quotes'}",
-        ];
-        for body in malformed {
-            let what = format!("malformed JSON as {json_type}: {}", String::from_utf8_lossy(body));
-            probes.push(probe(what, clean.clone(), Some("application/json"), body.to_vec(), Expect::ClientError));
-        }
-        let content_example = &op.spec["requestBody"]["content"][*json_type]["example"];
-        let example = match content_example {
-            Value::Object(_) => Some(content_example.clone()),
-            _ => example_of(server, schema, 0),
-        };
-        for body in rejected_bodies(server, schema, example) {
-            probes.push(probe(format!("a body its schema rejects: {body}"), clean.clone(), Some("application/json"), body.to_string().into_bytes(), Expect::ClientError));
-        }
-    }
-    if !has_body {
-        probes.push(probe("malformed JSON where no body is read".into(), clean.clone(), Some("application/json"), b"{".to_vec(), Expect::NoServerError));
-    }
-    let listed = |t: &str| body_types.iter().any(|(listed, _)| *listed == t || *listed == "*/*");
-    for (content_type, body) in [
-        ("application/x-www-form-urlencoded", &b"a=1&b=2"[..]),
-        ("application/xml", &b"<flow id=\"x\"/>"[..]),
-        ("text/plain", &b"hello"[..]),
-    ] {
-        let expect = if listed(content_type) { Expect::NoServerError } else { body_expect };
-        probes.push(probe(format!("a {content_type} body"), clean.clone(), Some(content_type), body.to_vec(), expect));
-    }
-    probes.push(probe("binary garbage".into(), clean.clone(), Some("application/octet-stream"), vec![0xff, 0xfe, 0x00, 0x81, 0xc3], body_expect));
-    let oversize = format!("{{\"pad\": \"{}\"}}", "x".repeat(MAX_BODY + 1024)).into_bytes();
-    let expect = if has_body { Expect::Status(413) } else { Expect::NoServerError };
-    probes.push(probe("a body over FLOWD_MAX_BODY".into(), clean.clone(), Some("application/json"), oversize, expect));
-
-    if op.secured() {
-        let bad_keys: [(&str, HeaderValue); 5] = [
-            ("a wrong key", HeaderValue::from_static("Bearer not-the-key")),
-            ("another scheme", HeaderValue::from_static("Basic c3dlZXA6a2V5")),
-            ("an empty bearer", HeaderValue::from_static("Bearer ")),
-            ("a 10 KiB key", HeaderValue::from_str(&format!("Bearer {}", "k".repeat(10 * 1024))).unwrap()),
-            ("a key that is not UTF-8", HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap()),
-        ];
-        let mut no_key = probe("no API key".into(), clean.clone(), None, Vec::new(), Expect::Status(401));
-        no_key.authorization = None;
-        probes.push(no_key);
-        for (what, value) in bad_keys {
-            let mut bad = probe(what.into(), clean.clone(), None, Vec::new(), Expect::Status(401));
-            bad.authorization = Some(value);
-            probes.push(bad);
-        }
-    }
-    probes
+/// Builds the probes of one operation.
+struct Prober<'a> {
+    server: &'a Server,
+    op: &'a Operation,
+    /// The path with known ids.
+    path: String,
+    /// The path with known ids and the required query: a request that reaches the handler.
+    clean: String,
+    probes: Vec<Probe>,
 }
+
+impl<'a> Prober<'a> {
+    fn new(server: &'a Server, op: &'a Operation) -> Prober<'a> {
+        let path = fill(&op.path, &server.known_id(&op.path));
+        let clean = with_query(&path, &required_query(op));
+        Prober {
+            server,
+            op,
+            path,
+            clean,
+            probes: Vec::new(),
+        }
+    }
+
+    /// Every probe of the operation.
+    fn all(mut self) -> Vec<Probe> {
+        self.ids();
+        self.query();
+        self.bodies();
+        self.keys();
+        self.probes
+    }
+
+    fn push(
+        &mut self,
+        what: String,
+        target: String,
+        body: Option<(&'static str, Vec<u8>)>,
+        expect: Expect,
+    ) {
+        let (content_type, body) = body.map_or((None, Vec::new()), |(t, b)| (Some(t), b));
+        self.probes.push(Probe {
+            what,
+            method: self.op.method.clone(),
+            target,
+            content_type,
+            body,
+            authorization: if self.op.secured() { bearer() } else { None },
+            expect,
+        });
+    }
+
+    fn ids(&mut self) {
+        if !self.op.path.contains('{') {
+            return;
+        }
+        for (what, id) in hostile_ids() {
+            let target = with_query(&fill(&self.op.path, &id), &required_query(self.op));
+            self.push(format!("id: {what}"), target, None, Expect::ClientError);
+        }
+    }
+
+    fn query(&mut self) {
+        let params = self.op.parameters("query");
+        if params.is_empty() {
+            let target = format!("{}?zz_unknown=1&limit=abc&cursor=%FF", self.path);
+            self.push(
+                "a query on a route without any".into(),
+                target,
+                None,
+                Expect::NoServerError,
+            );
+            return;
+        }
+        let required = required_query(self.op);
+        let mut unknown = required.clone();
+        unknown.push(("zz_unknown".into(), "1".into()));
+        let target = with_query(&self.path, &unknown);
+        self.push(
+            "an unknown query parameter".into(),
+            target,
+            None,
+            Expect::Status(400),
+        );
+        for param in params {
+            let name = param["name"].as_str().unwrap_or_default().to_owned();
+            let others: Vec<_> = required
+                .iter()
+                .filter(|(k, _)| *k != name)
+                .cloned()
+                .collect();
+            if param["required"] == true {
+                let target = with_query(&self.path, &others);
+                self.push(format!("no `{name}`"), target, None, Expect::Status(400));
+            }
+            for value in bad_query_values(self.server, param) {
+                let mut pairs = others.clone();
+                pairs.push((name.clone(), value.to_owned()));
+                let target = with_query(&self.path, &pairs);
+                self.push(
+                    format!("`{name}={value}`"),
+                    target,
+                    None,
+                    Expect::Status(400),
+                );
+            }
+        }
+    }
+
+    fn bodies(&mut self) {
+        let body_types = self.op.body_types();
+        let reads_body = !body_types.is_empty();
+        let json_types = body_types.iter().filter(|(t, _)| t.ends_with("json"));
+        for (json_type, schema) in json_types {
+            for body in MALFORMED_JSON {
+                let what = format!(
+                    "malformed JSON as {json_type}: {}",
+                    String::from_utf8_lossy(body)
+                );
+                self.push(
+                    what,
+                    self.clean.clone(),
+                    Some(("application/json", body.to_vec())),
+                    Expect::ClientError,
+                );
+            }
+            let content_example = &self.op.spec["requestBody"]["content"][*json_type]["example"];
+            let example = match content_example {
+                Value::Object(_) => Some(content_example.clone()),
+                _ => example_of(self.server, schema, 0),
+            };
+            for body in rejected_bodies(self.server, schema, example) {
+                let what = format!("a body its schema rejects: {body}");
+                let body = body.to_string().into_bytes();
+                self.push(
+                    what,
+                    self.clean.clone(),
+                    Some(("application/json", body)),
+                    Expect::ClientError,
+                );
+            }
+        }
+        // Routes that read no body must not mind one; routes that do must refuse these.
+        let refused = if reads_body {
+            Expect::ClientError
+        } else {
+            Expect::NoServerError
+        };
+        let listed = |t: &str| {
+            body_types
+                .iter()
+                .any(|(listed, _)| *listed == t || *listed == "*/*")
+        };
+        let others: [(&'static str, &[u8]); 5] = [
+            ("application/json", b"{"),
+            ("application/x-www-form-urlencoded", b"a=1&b=2"),
+            ("application/xml", b"<flow id=\"x\"/>"),
+            ("text/plain", b"hello"),
+            ("application/octet-stream", b"\xff\xfe\x00\x81\xc3"),
+        ];
+        for (content_type, body) in others {
+            let binary = content_type == "application/octet-stream";
+            let expect = if listed(content_type) && !binary {
+                Expect::NoServerError
+            } else {
+                refused
+            };
+            let what = format!("a {content_type} body");
+            self.push(
+                what,
+                self.clean.clone(),
+                Some((content_type, body.to_vec())),
+                expect,
+            );
+        }
+        let oversize = format!("{{\"pad\": \"{}\"}}", "x".repeat(MAX_BODY + 1024)).into_bytes();
+        // Over the limit every route answers 413, whether it reads bodies or not.
+        let what = "a body over FLOWD_MAX_BODY".to_owned();
+        self.push(
+            what,
+            self.clean.clone(),
+            Some(("application/json", oversize)),
+            Expect::Status(413),
+        );
+    }
+
+    fn keys(&mut self) {
+        if !self.op.secured() {
+            return;
+        }
+        let long = format!("Bearer {}", "k".repeat(10 * 1024));
+        let bad_keys = [
+            ("no API key", None),
+            (
+                "a wrong key",
+                Some(HeaderValue::from_static("Bearer not-the-key")),
+            ),
+            (
+                "another scheme",
+                Some(HeaderValue::from_static("Basic c3dlZXA6a2V5")),
+            ),
+            ("an empty bearer", Some(HeaderValue::from_static("Bearer "))),
+            ("a 10 KiB key", Some(HeaderValue::from_str(&long).unwrap())),
+            (
+                "a key that is not UTF-8",
+                Some(HeaderValue::from_bytes(b"Bearer \xff\xfe").unwrap()),
+            ),
+        ];
+        for (what, authorization) in bad_keys {
+            self.push(what.into(), self.clean.clone(), None, Expect::Status(401));
+            if let Some(probe) = self.probes.last_mut() {
+                probe.authorization = authorization;
+            }
+        }
+    }
+}
+
+/// Bodies that are not JSON, though they look like it.
+const MALFORMED_JSON: [&[u8]; 6] = [
+    b"{",
+    b"{\"a\": 1}}",
+    b"[1, 2",
+    b"{\"a\": \"\\ud800\"}",
+    b"\xEF\xBB\xBF{}",
+    b"{'single': 'quotes'}",
+];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_malformed_input_with_a_4xx_in_the_error_shape() {
@@ -518,21 +667,29 @@ async fn every_route_answers_malformed_input_with_a_4xx_in_the_error_shape() {
     let mut failures = Vec::new();
     let mut sent = 0;
     for op in &operations {
-        for probe in probes(&server, op) {
+        for probe in Prober::new(&server, op).all() {
             sent += 1;
             if let Err(problem) = server.probe(&probe, &error_shape).await {
                 failures.push(format!("{} ({}): {problem}", op.name(), probe.what));
             }
         }
         if let Err(problem) = server.healthy().await {
-            panic!("after {}: {problem}\n{}", op.name(), server.flowd.stderr_tail());
+            panic!(
+                "after {}: {problem}\n{}",
+                op.name(),
+                server.flowd.stderr_tail()
+            );
         }
     }
     // Methods a path does not take answer 405, in our shape.
-    let paths: std::collections::BTreeSet<&str> = operations.iter().map(|o| o.path.as_str()).collect();
+    let paths: std::collections::BTreeSet<&str> =
+        operations.iter().map(|o| o.path.as_str()).collect();
     for path in paths {
         for method in METHODS {
-            if operations.iter().any(|o| o.path == path && o.method == method) {
+            if operations
+                .iter()
+                .any(|o| o.path == path && o.method == method)
+            {
                 continue;
             }
             let probe = Probe {
@@ -603,7 +760,8 @@ async fn good_requests_get_the_answers_the_document_describes() {
             .into_iter()
             .find(|op| op.method == method && fill(&op.path, &server.known_id(&op.path)) == path)
             .unwrap_or_else(|| panic!("{method} {path} is not in the document"));
-        let schema = &op.spec["responses"][status.to_string()]["content"]["application/json"]["schema"];
+        let schema =
+            &op.spec["responses"][status.to_string()]["content"]["application/json"]["schema"];
         assert!(
             (200..300).contains(&status) && schema.is_object(),
             "{method} {target}: {status} is not a documented success: {answer}"
@@ -613,6 +771,9 @@ async fn good_requests_get_the_answers_the_document_describes() {
             .iter_errors(&answer)
             .map(|e| format!("{}: {e}", e.instance_path()))
             .collect();
-        assert!(problems.is_empty(), "{method} {target} → {status}: {problems:#?}\n{answer}");
+        assert!(
+            problems.is_empty(),
+            "{method} {target} → {status}: {problems:#?}\n{answer}"
+        );
     }
 }

@@ -14,14 +14,13 @@ use http_body_util::LengthLimitError;
 
 use crate::api::error::ApiError;
 
-pub async fn read_whole(
-    State(max_body): State<usize>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn read_whole(State(max_body): State<usize>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     match axum::body::to_bytes(body, max_body).await {
-        Ok(bytes) => next.run(Request::from_parts(parts, Body::from(bytes))).await,
+        Ok(bytes) => {
+            next.run(Request::from_parts(parts, Body::from(bytes)))
+                .await
+        }
         Err(e) => {
             let error = e.into_inner();
             let mut response = if error.downcast_ref::<LengthLimitError>().is_some() {

@@ -5,7 +5,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use serde::Deserialize;
-use serde_json::Value;
 use utoipa::IntoParams;
 
 use crate::api::error::{ApiError, ErrorBody};
@@ -29,7 +28,7 @@ pub struct HookPath {
 #[utoipa::path(post, path = "/hooks/{*path}", tag = "triggers", operation_id = "receive_webhook",
     params(HookPath),
     request_body(description = "JSON, a form, or any UTF-8 text; it becomes the run's `input`", content(
-        (Value = "application/json"),
+        (serde_json::Value = "application/json"),
         (Object = "application/x-www-form-urlencoded"),
         (String = "*/*"),
     )),

@@ -123,7 +123,8 @@ mod tests {
             .map(|c| (c.get(1).unwrap().as_str(), c.get(2).unwrap().as_str()))
             .collect();
         let router_re =
-            Regex::new(r"RouteId\((\d+)\): MethodRouter\(MethodRouter \{ (.*?), fallback:").unwrap();
+            Regex::new(r"RouteId\((\d+)\): MethodRouter\(MethodRouter \{ (.*?), fallback:")
+                .unwrap();
         let method_re = Regex::new(r"(\w+): (Route|BoxedHandler)").unwrap();
         let mut served = BTreeSet::new();
         for c in router_re.captures_iter(routes) {

@@ -51,10 +51,7 @@ pub fn base() -> Document {
 /// does: `Authorization: Bearer <key>` once any key exists, else 401.
 pub fn require_key(doc: &mut Document) {
     for operation in doc.paths.paths.values_mut().flat_map(operations) {
-        operation.security = Some(vec![SecurityRequirement::new(
-            BEARER,
-            Vec::<String>::new(),
-        )]);
+        operation.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
         add_error(
             operation,
             "401",
@@ -81,7 +78,11 @@ pub fn finish(mut doc: Document) -> Document {
     );
     for operation in doc.paths.paths.values_mut().flat_map(operations) {
         if operation.request_body.is_some() {
-            add_error(operation, "413", "`payload_too_large`: over `FLOWD_MAX_BODY`");
+            add_error(
+                operation,
+                "413",
+                "`payload_too_large`: over `FLOWD_MAX_BODY`",
+            );
         }
         add_error(
             operation,
@@ -194,17 +195,20 @@ mod tests {
     #[test]
     fn the_validation_catches_a_broken_document() {
         let mut doc = document();
-        doc["info"]
-            .as_object_mut()
-            .expect("info")
-            .remove("version");
+        doc["info"].as_object_mut().expect("info").remove("version");
         doc["paths"]["/healthz"]["get"]["responses"]["200"]
             .as_object_mut()
             .expect("the 200 of /healthz")
             .remove("description");
         let problems = oas_problems(&doc);
-        assert!(problems.iter().any(|p| p.contains("version")), "{problems:#?}");
-        assert!(problems.iter().any(|p| p.contains("description")), "{problems:#?}");
+        assert!(
+            problems.iter().any(|p| p.contains("version")),
+            "{problems:#?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.contains("description")),
+            "{problems:#?}"
+        );
     }
 
     #[test]
@@ -214,7 +218,10 @@ mod tests {
             for (method, operation) in item.as_object().expect("path item") {
                 let secured = operation["security"] == serde_json::json!([{ BEARER: [] }]);
                 assert_eq!(secured, path.starts_with("/api/v1/"), "{method} {path}");
-                assert!(operation["responses"]["default"].is_object(), "{method} {path}");
+                assert!(
+                    operation["responses"]["default"].is_object(),
+                    "{method} {path}"
+                );
             }
         }
         assert_eq!(

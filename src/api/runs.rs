@@ -343,7 +343,10 @@ pub async fn cancel_run(
         Cancelled::Now => "cancelled",
         Cancelled::AfterCurrentStep => "cancelling",
     };
-    Ok((StatusCode::ACCEPTED, Json(RunControlled { run_id: id, status })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RunControlled { run_id: id, status }),
+    ))
 }
 
 /// Resumes a failed or cancelled run at its first step that did not succeed.
@@ -358,7 +361,10 @@ pub async fn retry_run(
 ) -> Result<(StatusCode, Json<RunControlled>), ApiError> {
     engine.retry_run(&id).await?;
     let status = "pending";
-    Ok((StatusCode::ACCEPTED, Json(RunControlled { run_id: id, status })))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(RunControlled { run_id: id, status }),
+    ))
 }
 
 /// Starts a new run with the same trigger data on the flow's current revision.
