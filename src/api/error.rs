@@ -5,8 +5,10 @@
 use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use serde_json::{Value, json};
 use tracing::error;
+use utoipa::ToSchema;
 
 use crate::engine::EngineError;
 use crate::engine::flows::FlowError;
@@ -41,6 +43,26 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// The body of every error answer: `{"error": {"code", "message", "details"}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// What went wrong.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// A stable snake_case code, e.g. `not_found`, `invalid_flow`, `flow_paused`.
+    #[schema(example = "not_found")]
+    pub code: String,
+    /// The same for a person, naming what is wrong.
+    pub message: String,
+    /// Particulars: for `invalid_flow` one `{path, line, column, message}` per problem, for
+    /// `invalid_event` one `{index, field, message}`; empty otherwise.
+    #[schema(value_type = Vec<Object>)]
+    pub details: Vec<Value>,
+}
+
 impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
@@ -70,7 +92,13 @@ impl IntoResponse for ApiError {
             } => (message, details),
             other => (other.to_string(), Vec::new()),
         };
-        let body = json!({"error": {"code": code, "message": message, "details": details}});
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: code.to_string(),
+                message,
+                details,
+            },
+        };
         (status, Json(body)).into_response()
     }
 }

@@ -4,23 +4,42 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use serde::Deserialize;
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::JsonBody;
+use crate::api::page::Items;
 use crate::engine::Engine;
-use crate::trigger::entity::{EventIn, EventProblem, check_event};
+use crate::trigger::entity::{EventIn, EventProblem, EventResult, check_event};
 
 /// Most events accepted in one request.
 pub const MAX_EVENTS: usize = 10_000;
 
+/// One event, or an array of up to 10,000. It describes the body in the OpenAPI document;
+/// `parse_events` reads the body as JSON instead, to report every problem at once.
+#[derive(Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum EventsIn {
+    One(EventIn),
+    Many(Vec<EventIn>),
+}
+
+/// Stores the events with the runs they start, then answers. Bad input (any event) → 422 and
+/// nothing stored; a repeated `event_id` starts nothing new and gets the same answer.
+#[utoipa::path(post, path = "/api/v1/events", tag = "triggers", request_body = EventsIn, responses(
+    (status = 202, description = "per event, in order: its id and the runs it started", body = Items<EventResult>),
+    (status = 400, description = "`invalid_json`", body = ErrorBody),
+    (status = 422, description = "`invalid_event`, with every problem in `details`", body = ErrorBody),
+))]
 pub async fn post_events(
     State(engine): State<Engine>,
     JsonBody(body): JsonBody,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Items<EventResult>>), ApiError> {
     let events = parse_events(body)?;
-    let results = engine.emit(events).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "items": results }))))
+    let items = engine.emit(events).await?;
+    Ok((StatusCode::ACCEPTED, Json(Items { items })))
 }
 
 /// Reads and checks every event, collecting all problems with their index and field.
@@ -50,6 +69,15 @@ fn parse_events(body: Value) -> Result<Vec<EventIn>, ApiError> {
     let mut events = Vec::with_capacity(items.len());
     let mut problems: Vec<EventProblem> = Vec::new();
     for (index, item) in items.into_iter().enumerate() {
+        // serde would also read an event from an array of its fields.
+        if !item.is_object() {
+            problems.push(EventProblem {
+                index,
+                field: String::new(),
+                message: "an event must be a JSON object".to_string(),
+            });
+            continue;
+        }
         match serde_json::from_value::<EventIn>(item) {
             Ok(event) => {
                 problems.extend(check_event(index, &event));

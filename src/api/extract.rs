@@ -1,5 +1,6 @@
-//! Our JSON body extractor: a body that is not JSON gets a 400 `invalid_json` naming the
-//! position, in our error shape, instead of axum's plain-text rejection.
+//! Our extractors, so that bad input gets our error shape instead of axum's plain-text
+//! rejections: a body that is not JSON gets a 400 `invalid_json` naming the position, a body over
+//! `FLOWD_MAX_BODY` a 413, a bad query or path parameter a 400 `bad_request` naming it.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
@@ -55,5 +56,24 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Api
         axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|q| ApiQuery(q.0))
             .map_err(|e| ApiError::BadRequest(format!("bad query parameter: {}", e.body_text())))
+    }
+}
+
+/// Path parameters; one that cannot be read (bad percent-encoding, not UTF-8) gets a 400
+/// `bad_request` in our error shape instead of axum's plain-text rejection.
+pub struct ApiPath<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for ApiPath<T>
+where
+    T: serde::de::DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<ApiPath<T>, ApiError> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| ApiPath(p.0))
+            .map_err(|e| ApiError::BadRequest(format!("bad path parameter: {}", e.body_text())))
     }
 }

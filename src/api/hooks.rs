@@ -2,23 +2,50 @@
 //! repeated `webhook-id` answers the first run's id again.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use serde_json::{Value, json};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
-use crate::api::error::ApiError;
-use crate::api::extract::RawBody;
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::{ApiPath, RawBody};
+use crate::api::runs::RunAccepted;
 use crate::engine::Engine;
 
+/// The `{path}` of a webhook.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct HookPath {
+    /// The webhook path a flow's trigger listens on; it may span segments (`shop/orders`).
+    path: String,
+}
+
+/// Starts a run of the flow listening on this path.
+///
+/// The body becomes the run's `input`. With a secret the request must carry a valid Standard
+/// Webhooks signature (`webhook-id`, `webhook-timestamp`, `webhook-signature`). No API key is
+/// needed.
+#[utoipa::path(post, path = "/hooks/{*path}", tag = "triggers", operation_id = "receive_webhook",
+    params(HookPath),
+    request_body(description = "JSON, a form, or any UTF-8 text; it becomes the run's `input`", content(
+        (serde_json::Value = "application/json"),
+        (Object = "application/x-www-form-urlencoded"),
+        (String = "*/*"),
+    )),
+    responses(
+        (status = 202, description = "the run (the first run's, for a repeated `webhook-id`)", body = RunAccepted),
+        (status = 400, description = "the body does not parse as what it says it is", body = ErrorBody),
+        (status = 401, description = "`invalid_signature`", body = ErrorBody),
+        (status = 404, description = "no flow listens on this path", body = ErrorBody),
+        (status = 409, description = "`flow_paused`", body = ErrorBody),
+    ))]
 pub async fn receive(
     State(engine): State<Engine>,
-    Path(path): Path<String>,
+    ApiPath(HookPath { path }): ApiPath<HookPath>,
     headers: HeaderMap,
     RawBody(body): RawBody,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<RunAccepted>), ApiError> {
     let received = engine.receive_webhook(&path, &headers, &body).await?;
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(json!({ "run_id": received.run_id })),
-    ))
+    let run_id = received.run_id;
+    Ok((StatusCode::ACCEPTED, Json(RunAccepted { run_id })))
 }

@@ -13,6 +13,10 @@ use crate::engine::Engine;
 use crate::metrics::CONTENT_TYPE;
 use crate::store::usage;
 
+#[utoipa::path(get, path = "/metrics", tag = "health", responses(
+    (status = 200, description = "Prometheus text format 0.0.4; metric names start with `flowd_`",
+        body = String, content_type = "text/plain; version=0.0.4"),
+))]
 pub async fn metrics(State(engine): State<Engine>) -> Result<Response, ApiError> {
     let store = engine.store();
     let active = match usage::active_runs(store.reader(), store.backend()).await {

@@ -1,8 +1,11 @@
 //! The REST API: `app(engine)` builds the router. One file per resource; handlers stay thin
-//! (extract, call the engine or the store, shape the answer).
+//! (extract, call the engine or the store, shape the answer). `RouteTable` is the one list of
+//! routes: each handler describes itself with `#[utoipa::path]` and is registered here with
+//! `routes!`, which adds it to the router and to the OpenAPI document (`openapi()`) at once.
 
 pub mod actions;
 pub mod auth;
+pub mod body;
 pub mod error;
 pub mod events;
 pub mod extract;
@@ -11,13 +14,15 @@ pub mod health;
 pub mod hooks;
 pub mod metrics;
 pub mod notifications;
+pub mod openapi;
 pub mod page;
 pub mod runs;
 pub mod usage;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::engine::Engine;
 
@@ -25,56 +30,71 @@ use crate::engine::Engine;
 pub const DEFAULT_MAX_BODY: usize = 1 << 20;
 
 pub fn app(engine: Engine, max_body: usize) -> Router {
-    let v1 = api_v1().route_layer(axum::middleware::from_fn_with_state(
+    let RouteTable { public, api_v1 } = RouteTable::new();
+    let api_v1 = api_v1.route_layer(axum::middleware::from_fn_with_state(
         engine.clone(),
         auth::require_key,
     ));
-    Router::new()
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/metrics", get(metrics::metrics))
-        .route("/hooks/{*path}", post(hooks::receive))
-        .merge(v1)
+    let (router, _document) = public.merge(api_v1).split_for_parts();
+    router
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            max_body,
+            body::read_whole,
+        ))
         .with_state(engine)
 }
 
-/// The routes under `/api/v1`, which need an API key once keys exist.
-fn api_v1() -> Router<Engine> {
-    Router::new()
-        .route("/api/v1/events", post(events::post_events))
-        .route(
-            "/api/v1/flows",
-            get(flows::list_flows).post(flows::create_flow),
-        )
-        .route("/api/v1/flows/validate", post(flows::validate_flow))
-        .route(
-            "/api/v1/flows/{id}",
-            get(flows::get_flow)
-                .put(flows::replace_flow)
-                .delete(flows::delete_flow),
-        )
-        .route("/api/v1/flows/{id}/pause", post(flows::pause_flow))
-        .route("/api/v1/flows/{id}/resume", post(flows::resume_flow))
-        .route("/api/v1/flows/{id}/revisions", get(flows::list_revisions))
-        .route("/api/v1/flows/{id}/trigger", post(actions::trigger_flow))
-        .route("/api/v1/actions", get(actions::list_actions))
-        .route("/api/v1/runs", get(runs::list_runs))
-        .route("/api/v1/runs/{id}", get(runs::get_run))
-        .route("/api/v1/runs/{id}/cancel", post(runs::cancel_run))
-        .route("/api/v1/runs/{id}/retry", post(runs::retry_run))
-        .route("/api/v1/runs/{id}/replay", post(runs::replay_run))
-        .route("/api/v1/usage", get(usage::get_usage))
-        .route(
-            "/api/v1/notifications",
-            get(notifications::list_notifications),
-        )
-        .route(
-            "/api/v1/notifications/{id}/read",
-            post(notifications::mark_read),
-        )
+/// The OpenAPI 3.1 document of every route `app` serves.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let RouteTable { public, api_v1 } = RouteTable::new();
+    openapi::finish(public.merge(api_v1).into_openapi())
+}
+
+/// Every route, with its description. To add one: annotate the handler with
+/// `#[utoipa::path(method, path = "...")]` and list it below (handlers of one path together).
+struct RouteTable {
+    /// Open to anyone: health checks and webhooks (which carry their own signatures).
+    public: OpenApiRouter<Engine>,
+    /// Under `/api/v1`: need an API key once keys exist.
+    api_v1: OpenApiRouter<Engine>,
+}
+
+impl RouteTable {
+    fn new() -> RouteTable {
+        let public = OpenApiRouter::with_openapi(openapi::base())
+            .routes(routes!(health::healthz))
+            .routes(routes!(health::readyz))
+            .routes(routes!(metrics::metrics))
+            .routes(routes!(hooks::receive));
+        let mut api_v1 = OpenApiRouter::new()
+            .routes(routes!(openapi::serve))
+            .routes(routes!(events::post_events))
+            .routes(routes!(flows::list_flows, flows::create_flow))
+            .routes(routes!(flows::validate_flow))
+            .routes(routes!(
+                flows::get_flow,
+                flows::replace_flow,
+                flows::delete_flow
+            ))
+            .routes(routes!(flows::pause_flow))
+            .routes(routes!(flows::resume_flow))
+            .routes(routes!(flows::list_revisions))
+            .routes(routes!(actions::trigger_flow))
+            .routes(routes!(actions::list_actions))
+            .routes(routes!(runs::list_runs))
+            .routes(routes!(runs::get_run))
+            .routes(routes!(runs::cancel_run))
+            .routes(routes!(runs::retry_run))
+            .routes(routes!(runs::replay_run))
+            .routes(routes!(usage::get_usage))
+            .routes(routes!(notifications::list_notifications))
+            .routes(routes!(notifications::mark_read));
+        openapi::require_key(api_v1.get_openapi_mut());
+        RouteTable { public, api_v1 }
+    }
 }
 
 async fn not_found(uri: axum::http::Uri) -> error::ApiError {
@@ -83,4 +103,81 @@ async fn not_found(uri: axum::http::Uri) -> error::ApiError {
 
 async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> error::ApiError {
     error::ApiError::MethodNotAllowed(format!("{method} is not allowed on {}", uri.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap};
+
+    use regex::Regex;
+
+    use super::*;
+    use crate::engine::EngineConfig;
+    use crate::store::StoreOptions;
+
+    /// `(method, path)` of every route `router` serves, paths as OpenAPI writes them. axum offers
+    /// no way to list routes but its `Debug` output, which shows each route's path and, per
+    /// method, `None` or the handler; the fallback router after it is not a route.
+    fn served(router: &Router) -> BTreeSet<(String, String)> {
+        let text = format!("{router:?}");
+        let routes = text.split("fallback_router:").next().unwrap_or_default();
+        let path_re = Regex::new(r#"RouteId\((\d+)\): "([^"]*)""#).unwrap();
+        let paths: HashMap<&str, &str> = path_re
+            .captures_iter(routes)
+            .map(|c| (c.get(1).unwrap().as_str(), c.get(2).unwrap().as_str()))
+            .collect();
+        let router_re =
+            Regex::new(r"RouteId\((\d+)\): MethodRouter\(MethodRouter \{ (.*?), fallback:")
+                .unwrap();
+        let method_re = Regex::new(r"(\w+): (Route|BoxedHandler)").unwrap();
+        let mut served = BTreeSet::new();
+        for c in router_re.captures_iter(routes) {
+            let path = paths[c.get(1).unwrap().as_str()];
+            for m in method_re.captures_iter(c.get(2).unwrap().as_str()) {
+                served.insert((m[1].to_uppercase(), openapi::openapi_path(path)));
+            }
+        }
+        assert!(
+            served.len() >= paths.len() && !paths.is_empty(),
+            "could not read the routes from axum's Debug output (did its format change?): {text}"
+        );
+        served
+    }
+
+    fn documented() -> BTreeSet<(String, String)> {
+        let doc = serde_json::to_value(openapi()).unwrap();
+        let mut documented = BTreeSet::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for method in item.as_object().unwrap().keys() {
+                documented.insert((method.to_uppercase(), path.clone()));
+            }
+        }
+        documented
+    }
+
+    #[tokio::test]
+    async fn the_document_describes_exactly_the_routes_the_app_serves() {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Engine::open(EngineConfig {
+            database_url: format!("sqlite://{}", dir.path().join("flowd.db").display()),
+            store: StoreOptions::default(),
+            node_id: "test".into(),
+        })
+        .await
+        .unwrap();
+        let served = served(&app(engine.clone(), DEFAULT_MAX_BODY));
+        let documented = documented();
+        assert_eq!(
+            served.difference(&documented).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "served but not in the OpenAPI document"
+        );
+        assert_eq!(
+            documented.difference(&served).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "in the OpenAPI document but not served"
+        );
+        assert!(served.contains(&("POST".into(), "/hooks/{path}".into())));
+        engine.store().clone().close().await;
+    }
 }

@@ -1,30 +1,71 @@
 //! The inbox: `GET /api/v1/notifications?unread=true` and `POST /api/v1/notifications/{id}/read`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::api::error::ApiError;
-use crate::api::extract::ApiQuery;
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::page::{Page, page_limit};
 use crate::engine::Engine;
 use crate::runner::context::rfc3339;
 use crate::store::notifications::{self, Cursor, Notification};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only notifications not marked read.
     unread: Option<bool>,
+    /// Page size: 50 unless given, at most 500.
     limit: Option<u64>,
+    /// `next_cursor` of the page before.
     cursor: Option<String>,
 }
 
+/// One notification of the inbox (a `notify` step with `inbox: true`). Times are RFC 3339 UTC.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct NotificationOut {
+    id: String,
+    flow: Option<String>,
+    run_id: Option<String>,
+    /// The step that sent it.
+    step: Option<String>,
+    title: String,
+    text: String,
+    #[schema(format = DateTime)]
+    created_at: Option<String>,
+    /// When it was marked read; null while unread.
+    #[schema(format = DateTime)]
+    read_at: Option<String>,
+}
+
+/// A notification marked read.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MarkedRead {
+    id: String,
+    read: bool,
+}
+
+/// The `{id}` of a notification.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct NotificationId {
+    /// The notification's id.
+    id: String,
+}
+
+/// The inbox, newest first.
+#[utoipa::path(get, path = "/api/v1/notifications", tag = "inbox", params(ListQuery), responses(
+    (status = 200, description = "a page of notifications", body = Page<NotificationOut>),
+    (status = 400, description = "a bad parameter or cursor", body = ErrorBody),
+))]
 pub async fn list_notifications(
     State(engine): State<Engine>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<NotificationOut>>, ApiError> {
     let limit = page_limit(q.limit);
     let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
     let rows = notifications::list(
@@ -35,36 +76,43 @@ pub async fn list_notifications(
     )
     .await?;
     let page = Page::cut(rows, limit, |n| format!("{}.{}", n.created_at, n.id));
-    Ok(Json(page.into_json(notification_json)))
+    Ok(Json(page.map(notification_out)))
 }
 
+/// Marks a notification read.
+#[utoipa::path(post, path = "/api/v1/notifications/{id}/read", tag = "inbox",
+    params(NotificationId), responses(
+        (status = 200, description = "marked read", body = MarkedRead),
+        (status = 404, description = "no such notification", body = ErrorBody),
+    ))]
 pub async fn mark_read(
     State(engine): State<Engine>,
-    Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+    ApiPath(NotificationId { id }): ApiPath<NotificationId>,
+) -> Result<Json<MarkedRead>, ApiError> {
     let now = Utc::now().timestamp_millis();
     if !notifications::mark_read(engine.store(), &id, now).await? {
         return Err(ApiError::NotFound(format!("no notification `{id}`")));
     }
-    Ok(Json(json!({ "id": id, "read": true })))
+    Ok(Json(MarkedRead { id, read: true }))
 }
 
-fn notification_json(n: &Notification) -> Value {
+fn notification_out(n: &Notification) -> NotificationOut {
     let time = |t: i64| DateTime::<Utc>::from_timestamp_millis(t).map(rfc3339);
-    json!({
-        "id": n.id,
-        "flow": n.flow_id,
-        "run_id": n.run_id,
-        "step": n.step_id,
-        "title": n.title,
-        "text": n.text,
-        "created_at": time(n.created_at),
-        "read_at": n.read_at.and_then(time),
-    })
+    NotificationOut {
+        id: n.id.clone(),
+        flow: n.flow_id.clone(),
+        run_id: n.run_id.clone(),
+        step: n.step_id.clone(),
+        title: n.title.clone(),
+        text: n.text.clone(),
+        created_at: time(n.created_at),
+        read_at: n.read_at.and_then(time),
+    }
 }
 
 fn parse_cursor(text: &str) -> Result<Cursor, ApiError> {
     text.split_once('.')
+        .filter(|(_, id)| !id.is_empty())
         .and_then(|(t, id)| {
             Some(Cursor {
                 created_at: t.parse().ok()?,

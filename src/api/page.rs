@@ -2,7 +2,8 @@
 //! `{"items": [...], "next_cursor": "..."|null}`. Handlers fetch one row more than the limit;
 //! that extra row tells whether a next page exists.
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
 pub const DEFAULT_LIMIT: u64 = 50;
 pub const MAX_LIMIT: u64 = 500;
@@ -12,10 +13,18 @@ pub fn page_limit(asked: Option<u64>) -> u64 {
     asked.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
 }
 
-/// One page of rows and the cursor of the next.
+/// One page of a list, newest first.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
+    /// Pass it back as `cursor` for the next page; null on the last page.
     pub next_cursor: Option<String>,
+}
+
+/// A list answered whole (no cursor): `{"items": [...]}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Items<T> {
+    pub items: Vec<T>,
 }
 
 impl<T> Page<T> {
@@ -30,8 +39,19 @@ impl<T> Page<T> {
         }
     }
 
-    pub fn into_json(self, item: impl Fn(&T) -> Value) -> Value {
-        let items: Vec<Value> = self.items.iter().map(item).collect();
-        json!({ "items": items, "next_cursor": self.next_cursor })
+    /// A list that is never cut: everything on one page.
+    pub fn whole(items: Vec<T>) -> Page<T> {
+        Page {
+            items,
+            next_cursor: None,
+        }
+    }
+
+    /// The same page with each row turned into what the API shows.
+    pub fn map<U>(self, item: impl Fn(&T) -> U) -> Page<U> {
+        Page {
+            items: self.items.iter().map(item).collect(),
+            next_cursor: self.next_cursor,
+        }
     }
 }

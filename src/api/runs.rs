@@ -1,35 +1,144 @@
 //! The run log: `GET /api/v1/runs` with filters and cursor pagination, and
-//! `GET /api/v1/runs/{id}` with every step and attempt (request, response, copy-as-curl).
+//! `GET /api/v1/runs/{id}` with every step and attempt (request, response, copy-as-curl), and the
+//! controls: cancel, retry, replay.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
 
-use crate::api::error::ApiError;
-use crate::api::extract::ApiQuery;
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::page::{Page, page_limit};
 use crate::engine::Engine;
 use crate::engine::runs::Cancelled;
 use crate::runner::context::rfc3339;
+use crate::runner::status::{RunStatus, StepStatus};
 use crate::step::http::record::{RecordedRequest, curl_command};
 use crate::store::run_log::{self, AttemptDetail, RunFilter, RunRow, StepDetail};
 
-#[derive(Debug, Deserialize)]
+/// A run as lists show it. Times are RFC 3339 UTC.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunOut {
+    /// UUIDv7: ids sort by creation time.
+    id: String,
+    flow: String,
+    /// The flow revision the run executes.
+    revision: i64,
+    #[schema(value_type = RunStatus)]
+    status: String,
+    /// What started the run (`kind`: `entity`, `manual`, `schedule` or `webhook`, and its data).
+    trigger: Value,
+    /// How many times the run was started (retries count).
+    attempt: i64,
+    #[schema(format = DateTime)]
+    created_at: Option<String>,
+    #[schema(format = DateTime)]
+    started_at: Option<String>,
+    #[schema(format = DateTime)]
+    finished_at: Option<String>,
+    /// When a waiting run wakes up (a delay step or a retry backoff).
+    #[schema(format = DateTime)]
+    wake_at: Option<String>,
+    /// The node that holds, or last held, the run.
+    node: Option<String>,
+    error: Option<String>,
+}
+
+/// A run with every step of its flow revision, in order.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunDetail {
+    #[serde(flatten)]
+    run: RunOut,
+    steps: Vec<StepOut>,
+}
+
+/// One step of a run.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StepOut {
+    id: String,
+    /// The step kind: `map`, `http`, `notify` or `delay`.
+    kind: String,
+    #[schema(value_type = StepStatus)]
+    status: String,
+    /// What the step produced (secrets shown as `***`).
+    output: Option<Value>,
+    error: Option<String>,
+    #[schema(format = DateTime)]
+    started_at: Option<String>,
+    #[schema(format = DateTime)]
+    finished_at: Option<String>,
+    attempts: Vec<AttemptOut>,
+}
+
+/// One attempt of a step: what was sent and received.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AttemptOut {
+    /// 1 for the first attempt.
+    n: i64,
+    node: String,
+    #[schema(format = DateTime)]
+    started_at: Option<String>,
+    #[schema(format = DateTime)]
+    finished_at: Option<String>,
+    duration_ms: i64,
+    /// The request as sent: `{method, url, headers: [{name, value}], body}`.
+    request: Option<Value>,
+    /// The response as received: `{status, headers, body}`.
+    response: Option<Value>,
+    error: Option<String>,
+    /// The request as a copy-and-paste command line, secrets redacted.
+    curl: Option<String>,
+}
+
+/// A run was stored and will start shortly.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunAccepted {
+    pub run_id: String,
+}
+
+/// The state a run control left the run in.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RunControlled {
+    run_id: String,
+    /// `cancelled`, `cancelling` (after the step in flight) or `pending` (retried).
+    #[schema(example = "cancelling")]
+    status: &'static str,
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only runs of this flow.
     flow: Option<String>,
+    /// Only runs in this state.
+    #[param(value_type = Option<RunStatus>)]
     status: Option<String>,
+    /// Only runs started for this entity type.
     entity: Option<String>,
+    /// Only runs started for this entity id.
     entity_id: Option<String>,
+    /// Only runs created at or after this time (RFC 3339).
+    #[param(format = DateTime)]
     since: Option<String>,
+    /// Only runs created before this time (RFC 3339).
+    #[param(format = DateTime)]
     until: Option<String>,
+    /// Page size: 50 unless given, at most 500.
     limit: Option<u64>,
+    /// `next_cursor` of the page before.
     cursor: Option<String>,
 }
 
+/// Runs, newest first, filtered.
+#[utoipa::path(get, path = "/api/v1/runs", tag = "runs", params(ListQuery), responses(
+    (status = 200, description = "a page of runs", body = Page<RunOut>),
+    (status = 400, description = "a bad filter, limit or cursor", body = ErrorBody),
+))]
 pub async fn list_runs(
     State(engine): State<Engine>,
     ApiQuery(q): ApiQuery<ListQuery>,
@@ -57,18 +166,22 @@ pub async fn list_runs(
             .as_deref()
             .map(|t| parse_time("until", t))
             .transpose()?,
-        before_id: q.cursor,
+        before_id: q.cursor.map(check_cursor).transpose()?,
     };
     let store = engine.store();
     let rows = run_log::list(store.reader(), store.backend(), &filter, limit + 1).await?;
-    let page = Page::cut(rows, limit, |r| r.id.clone());
-    let redactor = &engine.step_env().redactor;
-    Ok(Json(redactor.redact_value(&page.into_json(run_json))))
+    let page = Page::cut(rows, limit, |r| r.id.clone()).map(run_out);
+    Ok(Json(redacted(&engine, &page)?))
 }
 
+/// A run with its steps and attempts.
+#[utoipa::path(get, path = "/api/v1/runs/{id}", tag = "runs", params(RunId), responses(
+    (status = 200, description = "the run", body = RunDetail),
+    (status = 404, description = "no such run", body = ErrorBody),
+))]
 pub async fn get_run(
     State(engine): State<Engine>,
-    Path(id): Path<String>,
+    ApiPath(RunId { id }): ApiPath<RunId>,
 ) -> Result<Json<Value>, ApiError> {
     run_detail(&engine, &id)
         .await?
@@ -95,59 +208,69 @@ pub async fn run_detail(engine: &Engine, id: &str) -> Result<Option<Value>, ApiE
             .map(|s| (s.step_id.clone(), s.kind.clone()))
             .collect(),
     };
-    let mut body = run_json(&run);
-    body["steps"] = flow_steps
-        .iter()
-        .enumerate()
-        .map(|(i, (step_id, kind))| step_json(i as i64, step_id, kind, &steps, &attempts))
-        .collect();
-    // Outputs may hold a secret a step copied (SPEC §2: API output shows `***`).
-    Ok(Some(engine.step_env().redactor.redact_value(&body)))
+    let detail = RunDetail {
+        run: run_out(&run),
+        steps: flow_steps
+            .iter()
+            .enumerate()
+            .map(|(i, (step_id, kind))| step_out(i as i64, step_id, kind, &steps, &attempts))
+            .collect(),
+    };
+    Ok(Some(redacted(engine, &detail)?))
 }
 
-fn run_json(run: &RunRow) -> Value {
-    json!({
-        "id": run.id,
-        "flow": run.flow_id,
-        "revision": run.revision,
-        "status": run.status,
-        "trigger": serde_json::from_str::<Value>(&run.trigger).unwrap_or(Value::Null),
-        "attempt": run.attempt,
-        "created_at": time(Some(run.created_at)),
-        "started_at": time(run.started_at),
-        "finished_at": time(run.finished_at),
-        "wake_at": time(run.wake_at),
-        "node": run.lease_owner,
-        "error": run.error,
-    })
+/// The answer as JSON with secrets shown as `***`: outputs and trigger data may hold a secret a
+/// step copied (SPEC §2).
+fn redacted(engine: &Engine, answer: &impl Serialize) -> Result<Value, ApiError> {
+    let value = serde_json::to_value(answer)
+        .map_err(|e| ApiError::Internal(format!("a run cannot be shown as JSON: {e}")))?;
+    Ok(engine.step_env().redactor.redact_value(&value))
 }
 
-fn step_json(
+fn run_out(run: &RunRow) -> RunOut {
+    RunOut {
+        id: run.id.clone(),
+        flow: run.flow_id.clone(),
+        revision: run.revision,
+        status: run.status.clone(),
+        trigger: serde_json::from_str::<Value>(&run.trigger).unwrap_or(Value::Null),
+        attempt: run.attempt,
+        created_at: time(Some(run.created_at)),
+        started_at: time(run.started_at),
+        finished_at: time(run.finished_at),
+        wake_at: time(run.wake_at),
+        node: run.lease_owner.clone(),
+        error: run.error.clone(),
+    }
+}
+
+fn step_out(
     index: i64,
     step_id: &str,
     kind: &str,
     steps: &[StepDetail],
     attempts: &[AttemptDetail],
-) -> Value {
+) -> StepOut {
     let row = steps.iter().find(|s| s.step_index == index);
-    let attempts: Vec<Value> = attempts
-        .iter()
-        .filter(|a| a.step_index == index)
-        .map(attempt_json)
-        .collect();
-    json!({
-        "id": step_id,
-        "kind": kind,
-        "status": row.map_or("pending", |r| r.status.as_str()),
-        "output": row.and_then(|r| r.output.as_deref()).and_then(|o| serde_json::from_str::<Value>(o).ok()),
-        "error": row.and_then(|r| r.error.clone()),
-        "started_at": time(row.and_then(|r| r.started_at)),
-        "finished_at": time(row.and_then(|r| r.finished_at)),
-        "attempts": attempts,
-    })
+    StepOut {
+        id: step_id.to_string(),
+        kind: kind.to_string(),
+        status: row.map_or("pending", |r| r.status.as_str()).to_string(),
+        output: row
+            .and_then(|r| r.output.as_deref())
+            .and_then(|o| serde_json::from_str::<Value>(o).ok()),
+        error: row.and_then(|r| r.error.clone()),
+        started_at: time(row.and_then(|r| r.started_at)),
+        finished_at: time(row.and_then(|r| r.finished_at)),
+        attempts: attempts
+            .iter()
+            .filter(|a| a.step_index == index)
+            .map(attempt_out)
+            .collect(),
+    }
 }
 
-fn attempt_json(a: &AttemptDetail) -> Value {
+fn attempt_out(a: &AttemptDetail) -> AttemptOut {
     let request: Option<Value> = a
         .request
         .as_deref()
@@ -156,17 +279,20 @@ fn attempt_json(a: &AttemptDetail) -> Value {
         .as_ref()
         .and_then(|r| serde_json::from_value::<RecordedRequest>(r.clone()).ok())
         .map(|r| curl_command(&r));
-    json!({
-        "n": a.n,
-        "node": a.node,
-        "started_at": time(Some(a.started_at)),
-        "finished_at": time(Some(a.finished_at)),
-        "duration_ms": a.duration_ms,
-        "request": request,
-        "response": a.response.as_deref().and_then(|r| serde_json::from_str::<Value>(r).ok()),
-        "error": a.error,
-        "curl": curl,
-    })
+    AttemptOut {
+        n: a.n,
+        node: a.node.clone(),
+        started_at: time(Some(a.started_at)),
+        finished_at: time(Some(a.finished_at)),
+        duration_ms: a.duration_ms,
+        request,
+        response: a
+            .response
+            .as_deref()
+            .and_then(|r| serde_json::from_str::<Value>(r).ok()),
+        error: a.error.clone(),
+        curl,
+    }
 }
 
 fn time(millis: Option<i64>) -> Option<String> {
@@ -185,38 +311,72 @@ fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
         })
 }
 
-/// `POST /api/v1/runs/{id}/cancel`: 202, the run stops after the step in flight.
+/// A run cursor is a run id; anything else was not given out by this API.
+fn check_cursor(cursor: String) -> Result<String, ApiError> {
+    match uuid::Uuid::try_parse(&cursor) {
+        Ok(_) => Ok(cursor),
+        Err(_) => Err(ApiError::BadRequest(format!(
+            "`cursor` `{cursor}` is not a cursor this API gave out"
+        ))),
+    }
+}
+
+/// The `{id}` of a run.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct RunId {
+    /// The run's id (UUIDv7).
+    id: String,
+}
+
+/// Stops the run after the step in flight.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/cancel", tag = "runs", params(RunId), responses(
+    (status = 202, description = "cancelled, or cancelling after the step in flight", body = RunControlled),
+    (status = 404, description = "no such run", body = ErrorBody),
+    (status = 409, description = "`run_finished`: the run already ended", body = ErrorBody),
+))]
 pub async fn cancel_run(
     State(engine): State<Engine>,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    ApiPath(RunId { id }): ApiPath<RunId>,
+) -> Result<(StatusCode, Json<RunControlled>), ApiError> {
     let status = match engine.cancel_run(&id).await? {
         Cancelled::Now => "cancelled",
         Cancelled::AfterCurrentStep => "cancelling",
     };
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "run_id": id, "status": status })),
+        Json(RunControlled { run_id: id, status }),
     ))
 }
 
-/// `POST /api/v1/runs/{id}/retry`: 202, a failed or cancelled run resumes.
+/// Resumes a failed or cancelled run at its first step that did not succeed.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/retry", tag = "runs", params(RunId), responses(
+    (status = 202, description = "the run is pending again", body = RunControlled),
+    (status = 404, description = "no such run", body = ErrorBody),
+    (status = 409, description = "`run_not_retryable` (not failed or cancelled) or `flow_gone`", body = ErrorBody),
+))]
 pub async fn retry_run(
     State(engine): State<Engine>,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    ApiPath(RunId { id }): ApiPath<RunId>,
+) -> Result<(StatusCode, Json<RunControlled>), ApiError> {
     engine.retry_run(&id).await?;
+    let status = "pending";
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "run_id": id, "status": "pending" })),
+        Json(RunControlled { run_id: id, status }),
     ))
 }
 
-/// `POST /api/v1/runs/{id}/replay`: 202 with the new run's id.
+/// Starts a new run with the same trigger data on the flow's current revision.
+#[utoipa::path(post, path = "/api/v1/runs/{id}/replay", tag = "runs", params(RunId), responses(
+    (status = 202, description = "the new run", body = RunAccepted),
+    (status = 404, description = "no such run", body = ErrorBody),
+    (status = 409, description = "`flow_gone`: the flow was deleted", body = ErrorBody),
+))]
 pub async fn replay_run(
     State(engine): State<Engine>,
-    Path(id): Path<String>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+    ApiPath(RunId { id }): ApiPath<RunId>,
+) -> Result<(StatusCode, Json<RunAccepted>), ApiError> {
     let run_id = engine.replay_run(&id).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "run_id": run_id }))))
+    Ok((StatusCode::ACCEPTED, Json(RunAccepted { run_id })))
 }

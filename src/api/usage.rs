@@ -8,34 +8,59 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::ApiQuery;
+use crate::api::page::Items;
 use crate::engine::Engine;
 use crate::store::usage::{self, DayUsage, UsageFilter};
 
 /// Days in the window when `since` is not given.
 pub const DEFAULT_DAYS: u64 = 30;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct UsageQuery {
+    /// Only this flow.
     flow: Option<String>,
+    /// Runs started at or after: an RFC 3339 time, or a date (its midnight UTC).
     since: Option<String>,
+    /// Runs started before: an RFC 3339 time, or a date (the whole day is included).
     until: Option<String>,
 }
 
+/// One flow on one UTC day: the runs its triggers started that day and how they went.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DayUsageOut {
+    pub flow: String,
+    /// `YYYY-MM-DD`, UTC.
+    pub day: String,
+    pub runs_started: i64,
+    pub runs_succeeded: i64,
+    pub runs_failed: i64,
+    /// Requests made by the `http` steps of those runs, retries included.
+    pub http_attempts: i64,
+    /// How often a `rate_limit` put one of those runs off.
+    pub rate_limited_waits: i64,
+}
+
+#[utoipa::path(get, path = "/api/v1/usage", tag = "usage", params(UsageQuery), responses(
+    (status = 200, description = "per flow and day, newest day first", body = Items<DayUsageOut>),
+    (status = 400, description = "a bad parameter", body = ErrorBody),
+))]
 pub async fn get_usage(
     State(engine): State<Engine>,
     ApiQuery(q): ApiQuery<UsageQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Items<DayUsageOut>>, ApiError> {
     let filter = window(&q, Utc::now())?;
     let store = engine.store();
     let days = usage::usage(store.reader(), store.backend(), &filter).await?;
-    let items: Vec<Value> = days.iter().map(day_json).collect();
-    Ok(Json(json!({ "items": items })))
+    Ok(Json(Items {
+        items: days.iter().map(day_out).collect(),
+    }))
 }
 
 /// The filter a query asks for, with the default window around `now`.
@@ -103,16 +128,16 @@ fn midnight(date: NaiveDate) -> i64 {
     date.and_time(NaiveTime::MIN).and_utc().timestamp_millis()
 }
 
-fn day_json(d: &DayUsage) -> Value {
-    json!({
-        "flow": d.flow_id,
-        "day": d.day.format("%Y-%m-%d").to_string(),
-        "runs_started": d.runs_started,
-        "runs_succeeded": d.runs_succeeded,
-        "runs_failed": d.runs_failed,
-        "http_attempts": d.http_attempts,
-        "rate_limited_waits": d.rate_limited_waits,
-    })
+fn day_out(d: &DayUsage) -> DayUsageOut {
+    DayUsageOut {
+        flow: d.flow_id.clone(),
+        day: d.day.format("%Y-%m-%d").to_string(),
+        runs_started: d.runs_started,
+        runs_succeeded: d.runs_succeeded,
+        runs_failed: d.runs_failed,
+        http_attempts: d.http_attempts,
+        rate_limited_waits: d.rate_limited_waits,
+    }
 }
 
 #[cfg(test)]

@@ -4,10 +4,11 @@
 use std::fmt;
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::flow::yaml::Pos;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     Error,
@@ -67,10 +68,11 @@ impl Serialize for FlowPath {
 }
 
 /// One problem (or warning) in a flow.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
 pub struct Diagnostic {
     pub severity: Severity,
     /// The place in the flow, e.g. `steps[2].http`; empty for the flow as a whole.
+    #[schema(value_type = String, example = "steps[2].http")]
     pub path: FlowPath,
     pub line: usize,
     pub column: usize,

@@ -6,6 +6,7 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value, json};
+use utoipa::ToSchema;
 
 use crate::secrets::Secrets;
 
@@ -72,14 +73,26 @@ pub struct EventInfo {
 }
 
 /// The entity a manual action runs on.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ManualEntity {
+    /// The entity type, as the flow's manual trigger names it.
     #[serde(rename = "type")]
     pub entity_type: String,
+    /// The entity's id (a number is taken as its text).
     #[serde(deserialize_with = "text_or_number")]
+    #[schema(schema_with = text_or_number_schema)]
     pub id: String,
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub data: Value,
+}
+
+/// The OpenAPI schema of what `text_or_number` reads: a string or a number.
+pub fn text_or_number_schema() -> utoipa::openapi::schema::Object {
+    use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::String, Type::Number]))
+        .build()
 }
 
 /// An id given as a string or a number; kept as text.

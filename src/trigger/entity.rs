@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use utoipa::ToSchema;
 
 use crate::engine::registry::FlowEntry;
 use crate::engine::{Engine, EngineError};
@@ -14,28 +15,38 @@ use crate::flow::model::{EntityAction, EntityTrigger, Trigger};
 use crate::flow::template::is_truthy;
 use crate::runner::context::{
     EventInfo, TriggerData, changed_fields, entity_with_id, rfc3339, text_or_number,
+    text_or_number_schema,
 };
 use crate::store::events::NewEvent;
 use crate::store::runs::NewRun;
 
 /// An event as the host application sends it.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"entity": "guest", "action": "update", "id": "42", "data": {"email": "ada@example.com"}, "previous": {"email": "ada@old.example.com"}, "event_id": "guest-42-v7"}))]
 pub struct EventIn {
+    /// The entity type: lower-case letters, digits, `_`, `.` and `-`, starting with a letter.
     pub entity: String,
     pub action: EntityAction,
+    /// The entity's id (a number is taken as its text), at most 256 characters.
     #[serde(deserialize_with = "text_or_number")]
+    #[schema(schema_with = text_or_number_schema)]
     pub id: String,
+    /// The entity as it is now.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub data: Value,
+    /// The entity before an update: lets triggers react to changed fields.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub previous: Option<Value>,
+    /// The sender's id for this event: a repeated one starts nothing new.
     #[serde(default)]
     pub event_id: Option<String>,
 }
 
 /// The answer for one event: its id and the runs it started.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct EventResult {
     pub event_id: String,
     pub runs: Vec<String>,

@@ -5,6 +5,7 @@
 use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use utoipa::ToSchema;
 
 use crate::engine::registry::FlowEntry;
 use crate::engine::runs::new_run;
@@ -13,17 +14,21 @@ use crate::flow::model::{ManualTrigger, Trigger};
 use crate::runner::context::{ManualEntity, TriggerData};
 
 /// The body of a manual trigger request.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"input": {"reason": "lost"}, "entity": {"type": "invoice", "id": "7", "data": {"number": "F-7"}}}))]
 pub struct ManualRequest {
+    /// What the flow reads as `input`.
     #[serde(default)]
+    #[schema(value_type = Option<Object>)]
     pub input: Value,
+    /// The entity the action runs on, for flows whose manual trigger names an entity type.
     #[serde(default)]
     pub entity: Option<ManualEntity>,
 }
 
 /// One action offered on an entity type.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Action {
     pub flow: String,
     pub label: String,

@@ -597,7 +597,7 @@ fn describe_open(
 
 /// One client per `Api` family: no proxy (the engine is on loopback) and a timeout per
 /// request, so a hung engine fails the test instead of hanging it.
-fn http_client() -> reqwest::Client {
+pub fn http_client() -> reqwest::Client {
     // reqwest is built without a default rustls provider (flowd ships ring); the tests speak
     // plain HTTP, but building a client still needs one installed.
     if rustls::crypto::CryptoProvider::get_default().is_none()
