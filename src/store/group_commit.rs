@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 
 use tokio::sync::{mpsc, oneshot};
-use tracing::{debug, warn};
+use tracing::{debug, trace, warn};
 
 use crate::store::events::{NewEvent, ingest};
 use crate::store::transitions::{Applied, Transition, apply_many};
@@ -102,7 +102,15 @@ async fn commit_batch(store: &Store, jobs: Vec<Job>) -> Result<(), (Vec<Job>, St
             Job::Transition { transition, .. } => transitions.push(transition.clone()),
         }
     }
-    match write(store, &events, &transitions).await {
+    let clock = std::time::Instant::now();
+    let written = write(store, &events, &transitions).await;
+    trace!(
+        events = events.len(),
+        transitions = transitions.len(),
+        micros = clock.elapsed().as_micros() as u64,
+        "Group commit."
+    );
+    match written {
         Ok((answers, applied)) => {
             answer(jobs, &answers, applied);
             Ok(())
