@@ -11,17 +11,21 @@
 //! so one bad write fails alone.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::{debug, trace, warn};
 
 use crate::store::events::{NewEvent, ingest};
 use crate::store::transitions::{Applied, Transition, apply_many};
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, Store, StoreError};
 
 /// Jobs taken into one transaction at most: bounds the transaction's size and the wait of the
 /// first caller in it.
 const MAX_JOBS_PER_BATCH: usize = 512;
+
+/// Batches committing at once on PostgreSQL: each holds a pool connection while it commits.
+const POSTGRES_COMMITTERS: usize = 4;
 
 /// Run ids per event id, as `POST /api/v1/events` answers them.
 pub type IngestAnswers = HashMap<String, Vec<String>>;
@@ -44,10 +48,19 @@ enum Job {
 }
 
 impl GroupCommit {
-    /// Starts the committing task; it ends when the last handle is dropped.
+    /// Starts the committing tasks; they end when the last handle is dropped. SQLite has one
+    /// writer, so one task; PostgreSQL commits in parallel on several connections, and a
+    /// commit waits for its fsync, so several batches are in flight at once there.
     pub fn start(store: Store) -> GroupCommit {
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(commit_loop(store, queue));
+        let queue = Arc::new(Mutex::new(queue));
+        let committers = match store.backend() {
+            Backend::Sqlite => 1,
+            Backend::Postgres => POSTGRES_COMMITTERS,
+        };
+        for _ in 0..committers {
+            tokio::spawn(commit_loop(store.clone(), queue.clone()));
+        }
         GroupCommit { jobs }
     }
 
@@ -70,9 +83,19 @@ impl GroupCommit {
     }
 }
 
-async fn commit_loop(store: Store, mut queue: mpsc::UnboundedReceiver<Job>) {
+/// Takes what is queued (waiting for something when nothing is), then commits it. The queue
+/// is locked only while taking, so other committers take the next batch meanwhile.
+async fn commit_loop(store: Store, queue: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
     let mut jobs = Vec::with_capacity(MAX_JOBS_PER_BATCH);
-    while queue.recv_many(&mut jobs, MAX_JOBS_PER_BATCH).await > 0 {
+    loop {
+        let taken = queue
+            .lock()
+            .await
+            .recv_many(&mut jobs, MAX_JOBS_PER_BATCH)
+            .await;
+        if taken == 0 {
+            return;
+        }
         commit_jobs(&store, std::mem::take(&mut jobs)).await;
     }
 }
