@@ -9,6 +9,7 @@ pub mod extract;
 pub mod flows;
 pub mod health;
 pub mod hooks;
+pub mod nodes;
 pub mod notifications;
 pub mod page;
 pub mod runs;
@@ -58,6 +59,7 @@ fn api_v1() -> Router<Engine> {
         .route("/api/v1/flows/{id}/revisions", get(flows::list_revisions))
         .route("/api/v1/flows/{id}/trigger", post(actions::trigger_flow))
         .route("/api/v1/actions", get(actions::list_actions))
+        .route("/api/v1/nodes", get(nodes::list_nodes))
         .route("/api/v1/runs", get(runs::list_runs))
         .route("/api/v1/runs/{id}", get(runs::get_run))
         .route("/api/v1/runs/{id}/cancel", post(runs::cancel_run))
