@@ -156,7 +156,9 @@ async fn register_node(engine: &Engine, hostname: String, lease_ms: i64) -> anyh
 async fn mark_stopped(engine: &Engine) {
     let store = engine.store();
     let now = chrono::Utc::now().timestamp_millis();
-    if let Err(e) = nodes::mark_stopped(store.writer(), store.backend(), engine.node_id(), now).await {
+    if let Err(e) =
+        nodes::mark_stopped(store.writer(), store.backend(), engine.node_id(), now).await
+    {
         warn!(error = %e, "Marking this node stopped failed; it shows as lost once its lease passes.");
     }
 }

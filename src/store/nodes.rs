@@ -127,7 +127,8 @@ pub async fn mark_stopped(
     Ok(())
 }
 
-const NODE_COLUMNS: &str = "n.id, n.hostname, n.version, n.started_at, n.heartbeat_at, n.lease_ms, n.stopped_at";
+const NODE_COLUMNS: &str =
+    "n.id, n.hostname, n.version, n.started_at, n.heartbeat_at, n.lease_ms, n.stopped_at";
 
 /// Every node, newest start first, with its status and the runs it holds at `now`.
 pub async fn list(
@@ -153,7 +154,9 @@ pub async fn get_node(
     id: &str,
     now: i64,
 ) -> Result<Option<NodeRow>, StoreError> {
-    let sql = format!("SELECT {NODE_COLUMNS}, CAST(0 AS BIGINT) AS runs_held FROM nodes n WHERE n.id = ?");
+    let sql = format!(
+        "SELECT {NODE_COLUMNS}, CAST(0 AS BIGINT) AS runs_held FROM nodes n WHERE n.id = ?"
+    );
     let row = conn
         .query_one_raw(stmt(backend, &sql, vec![id.to_string().into()]))
         .await?;
@@ -181,8 +184,8 @@ fn node_row(row: &QueryResult, now: i64) -> Result<NodeRow, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::runs::{Claim, NewRun, claim, insert_runs};
-    use crate::store::testing::TestDb;
+    use crate::store::runs::{Claim, claim, insert_runs};
+    use crate::store::testing::{TestDb, pending_run};
 
     fn node(id: &str, lease_ms: i64) -> NodeInfo {
         NodeInfo {
@@ -193,23 +196,16 @@ mod tests {
         }
     }
 
-    fn new_run(id: &str, now: i64) -> NewRun {
-        NewRun {
-            id: id.into(),
-            flow_id: "f".into(),
-            revision: 1,
-            trigger: r#"{"kind":"manual","input":null}"#.into(),
-            entity: None,
-            entity_id: None,
-            created_at: now,
-            deadline_at: None,
-        }
-    }
-
     #[test]
     fn status_follows_heartbeat_lease_and_stop() {
-        assert_eq!(NodeStatus::at(10_000, 9_000, 3_000, None), NodeStatus::Alive);
-        assert_eq!(NodeStatus::at(10_000, 7_000, 3_000, None), NodeStatus::Alive);
+        assert_eq!(
+            NodeStatus::at(10_000, 9_000, 3_000, None),
+            NodeStatus::Alive
+        );
+        assert_eq!(
+            NodeStatus::at(10_000, 7_000, 3_000, None),
+            NodeStatus::Alive
+        );
         assert_eq!(NodeStatus::at(10_001, 7_000, 3_000, None), NodeStatus::Lost);
         assert_eq!(
             NodeStatus::at(10_000, 9_999, 3_000, Some(9_999)),
@@ -222,10 +218,16 @@ mod tests {
         for db in TestDb::all().await {
             let (store, backend) = (&db.store, db.store.backend());
             let w = store.writer();
-            register(w, backend, &node("a", 3_000), 1_000).await.unwrap();
-            register(w, backend, &node("b", 3_000), 2_000).await.unwrap();
-            register(w, backend, &node("c", 3_000), 3_000).await.unwrap();
-            insert_runs(w, backend, &[new_run("r1", 0), new_run("r2", 0)])
+            register(w, backend, &node("a", 3_000), 1_000)
+                .await
+                .unwrap();
+            register(w, backend, &node("b", 3_000), 2_000)
+                .await
+                .unwrap();
+            register(w, backend, &node("c", 3_000), 3_000)
+                .await
+                .unwrap();
+            insert_runs(w, backend, &[pending_run("r1", 0), pending_run("r2", 0)])
                 .await
                 .unwrap();
             let claim_as = |owner, limit| Claim {
@@ -261,7 +263,12 @@ mod tests {
 
             let a = get_node(store.reader(), backend, "a", 5_500).await.unwrap();
             assert_eq!(a.map(|n| n.heartbeat_at), Some(4_000));
-            assert!(get_node(store.reader(), backend, "x", 0).await.unwrap().is_none());
+            assert!(
+                get_node(store.reader(), backend, "x", 0)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
 
             // Starting again under the same id clears the stop; long-gone nodes are forgotten.
             register(w, backend, &node("c", 5_000), FORGET_AFTER_MS + 2_500)

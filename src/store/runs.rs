@@ -534,20 +534,7 @@ pub async fn retry(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::testing::TestDb;
-
-    fn new_run(id: &str, now: i64) -> NewRun {
-        NewRun {
-            id: id.to_string(),
-            flow_id: "f".into(),
-            revision: 1,
-            trigger: r#"{"kind":"manual","input":null}"#.into(),
-            entity: None,
-            entity_id: None,
-            created_at: now,
-            deadline_at: None,
-        }
-    }
+    use crate::store::testing::{TestDb, pending_run as new_run};
 
     fn claim_as<'a>(owner: &'a str, now: i64) -> Claim<'a> {
         Claim {
