@@ -172,6 +172,7 @@ impl Engine {
             .filter(|(path, _)| Path::new(path).starts_with(dir))
             .collect();
         let txn = store.begin_write().await?;
+        crate::store::flows::lock_file_loading(&txn, store.backend()).await?;
         let mut loaded = 0;
         for report in &reports {
             let path = report.path.display().to_string();
@@ -373,6 +374,36 @@ mod tests {
 
     const FLOW: &str =
         "id: x\ntriggers:\n  - manual: {label: Go}\nsteps:\n  - id: m\n    map: {a: 1}\n";
+
+    /// Nodes started together load the same flow files into a fresh database at the same
+    /// moment: each stores or finds every flow, none is skipped over a duplicate key.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_loading_the_same_files_at_once_skip_none() {
+        const FILES: usize = 20;
+        for db in TestDb::all().await {
+            let dir = tempfile::tempdir().unwrap();
+            for i in 0..FILES {
+                let yaml = FLOW.replace("id: x", &format!("id: x{i}"));
+                std::fs::write(dir.path().join(format!("x{i}.yaml")), yaml).unwrap();
+            }
+            let (a, b) = (open(&db.url, "a").await, open(&db.url, "b").await);
+            let load = |engine: &Engine| {
+                let (engine, dir) = (engine.clone(), dir.path().to_owned());
+                tokio::spawn(async move { engine.load_flow_files(&dir).await })
+            };
+            let (in_a, in_b) = tokio::join!(load(&a), load(&b));
+            let loaded = (
+                in_a.unwrap().map_err(|e| e.to_string()),
+                in_b.unwrap().map_err(|e| e.to_string()),
+            );
+            assert_eq!(loaded, (Ok(FILES), Ok(FILES)), "{}", db.url);
+            for engine in [a, b] {
+                assert_eq!(engine.registry().flows().count(), FILES);
+                engine.store().clone().close().await;
+            }
+            db.cleanup().await;
+        }
+    }
 
     /// Node B keeps its flow files in another folder (here: none there): starting it must not
     /// delete node A's file flows, while A's own folder still decides about them.

@@ -226,6 +226,26 @@ pub async fn set_load_error(
     Ok(())
 }
 
+/// An arbitrary constant naming flowd's PostgreSQL advisory lock for loading flow files
+/// ("flowd_ff").
+const FILE_LOADING_LOCK_KEY: i64 = 0x666c_6f77_645f_6666;
+
+/// Serialises the loading of flow files across nodes until the transaction ends. Nodes started
+/// together with the same files would otherwise insert the same new flow at once, and the loser's
+/// unique-key violation would abort its whole transaction (on PostgreSQL, the rest of its files
+/// with it). Waiting, the second node finds the flows stored and unchanged. On SQLite the write
+/// transaction (`BEGIN IMMEDIATE`) already does this.
+pub async fn lock_file_loading(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+) -> Result<(), StoreError> {
+    if backend == Backend::Postgres {
+        let sql = format!("SELECT pg_advisory_xact_lock({FILE_LOADING_LOCK_KEY})");
+        conn.execute_raw(stmt(backend, &sql, vec![])).await?;
+    }
+    Ok(())
+}
+
 /// Pauses or resumes a flow; false when there is no such flow.
 pub async fn set_paused(
     conn: &impl ConnectionTrait,
