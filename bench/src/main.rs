@@ -449,6 +449,23 @@ mod tests {
     }
 
     #[test]
+    fn several_nodes_need_postgres() {
+        let args = |extra: &[&str]| {
+            let mut all = vec!["flowd-bench"];
+            all.extend(extra);
+            Args::try_parse_from(all).expect("parse")
+        };
+        let refused = check_args(&args(&["--nodes", "2"])).unwrap_err();
+        assert!(refused.to_string().contains("postgres://"), "{refused}");
+        let sqlite = args(&["--nodes", "2", "--database-url", "sqlite:///tmp/x.db"]);
+        assert!(check_args(&sqlite).is_err());
+        assert!(check_args(&args(&["--nodes", "0"])).is_err());
+        let pg = ["--nodes", "3", "--database-url", "postgres://h:5432"];
+        assert!(check_args(&args(&pg)).is_ok());
+        assert!(check_args(&args(&[])).is_ok());
+    }
+
+    #[test]
     fn arguments_parse() {
         Args::try_parse_from([
             "flowd-bench",
