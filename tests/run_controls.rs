@@ -13,7 +13,7 @@ use flowd::store::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::flowd::{Api, FlowdEnv, FlowdProcess};
-use support::sink::{Behaviour, Failure, Sink};
+use support::sink::{Behaviour, Failure, Sink, most_open_at_once};
 
 /// Patience for runs on a loaded 2-core machine; conditions end the wait, not this.
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -353,15 +353,6 @@ async fn post(api: &Api, path: &str) -> (StatusCode, Value) {
         )
     });
     (status, body)
-}
-
-/// The most requests open at one moment, each open from its arrival for `hold`.
-fn most_open_at_once(arrivals: &[Instant], hold: Duration) -> usize {
-    arrivals
-        .iter()
-        .map(|&a| arrivals.iter().filter(|&&b| b <= a && a < b + hold).count())
-        .max()
-        .unwrap_or(0)
 }
 
 fn time(value: &Value) -> DateTime<Utc> {

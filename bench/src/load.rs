@@ -22,7 +22,8 @@ const LATE: Duration = Duration::from_millis(10);
 const KEPT_ERRORS: usize = 10;
 
 pub struct Plan {
-    pub events_url: String,
+    /// `POST /api/v1/events` of each node; client `i` posts to `events_urls[i % len]`.
+    pub events_urls: Vec<String>,
     pub count: usize,
     pub batch: usize,
     pub concurrency: usize,
@@ -109,8 +110,9 @@ pub async fn run(plan: Arc<Plan>, events: Arc<Events>, http: reqwest::Client) ->
     let next = Arc::new(AtomicUsize::new(0));
     let start = Instant::now();
     let mut clients = JoinSet::new();
-    for _ in 0..plan.concurrency {
+    for i in 0..plan.concurrency {
         clients.spawn(client(
+            i,
             plan.clone(),
             events.clone(),
             http.clone(),
@@ -129,6 +131,7 @@ pub async fn run(plan: Arc<Plan>, events: Arc<Events>, http: reqwest::Client) ->
 }
 
 async fn client(
+    index: usize,
     plan: Arc<Plan>,
     events: Arc<Events>,
     http: reqwest::Client,
@@ -136,6 +139,7 @@ async fn client(
     start: Instant,
 ) -> LoadStats {
     let mut stats = LoadStats::default();
+    let events_url = &plan.events_urls[index % plan.events_urls.len()];
     let requests = plan.count.div_ceil(plan.batch);
     let deadline = start + plan.duration;
     loop {
@@ -176,7 +180,7 @@ async fn client(
         stats.events_sent += last - first;
         let left = Instant::now();
         let answer = http
-            .post(&plan.events_url)
+            .post(events_url)
             .header(CONTENT_TYPE, "application/json")
             .body(body)
             .send()

@@ -5,11 +5,13 @@
 //! PostgreSQL database), posts events to `POST /api/v1/events` from many clients, waits for the
 //! deliveries and reports events accepted per second, runs completed per second at the sink,
 //! event-to-delivery latency, flowd's peak RSS and CPU, and whether every accepted event arrived
-//! exactly once with the mapped body. See `docs/performance.md`.
+//! exactly once with the mapped body. See `docs/performance.md`. With `--nodes N` it starts N
+//! nodes on one PostgreSQL database and spreads the clients over them (`docs/scaling.md`).
 //!
 //! Exit status: 0 all checks passed, 1 the benchmark ran and found a problem (lost, duplicate or
 //! wrong deliveries, failed requests, errors in flowd's log, an unclean stop), 2 it could not run.
 
+mod cluster;
 mod flowd;
 mod load;
 mod report;
@@ -25,7 +27,8 @@ use anyhow::{Context, anyhow, bail};
 use clap::Parser;
 use serde_json::{Value, json};
 
-use crate::flowd::{Flowd, Perf, PgDatabase, RssSampler};
+use crate::cluster::Cluster;
+use crate::flowd::{Perf, PgDatabase};
 use crate::load::{Events, Plan};
 use crate::sink::Sink;
 
@@ -48,7 +51,11 @@ struct Args {
     /// dropped at the end.
     #[arg(long, value_name = "URL")]
     database_url: Option<String>,
-    /// flowd's `FLOWD_WORKERS` (runs executing at once). Default: flowd's own default.
+    /// `flowd serve` nodes on the same database (needs a postgres:// --database-url when above
+    /// 1). The clients are spread over them; the one sink counts the deliveries of all.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    /// flowd's `FLOWD_WORKERS` (runs executing at once, per node). Default: flowd's own default.
     #[arg(long)]
     workers: Option<usize>,
     /// Concurrent HTTP clients posting events.
@@ -160,7 +167,21 @@ fn check_args(args: &Args) -> anyhow::Result<()> {
     if args.duration.is_zero() {
         bail!("--duration must be above zero");
     }
+    if args.nodes == 0 {
+        bail!("--nodes must be at least 1");
+    }
+    if args.nodes > 1 && !args.database_url.as_deref().is_some_and(is_postgres) {
+        bail!(
+            "--nodes {} needs --database-url postgres://…: several nodes share one PostgreSQL \
+             database; SQLite serves a single node",
+            args.nodes
+        );
+    }
     Ok(())
+}
+
+fn is_postgres(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
 fn machine() -> Value {
@@ -229,9 +250,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
 
     let given = args.database_url.as_deref();
     let pg = match given {
-        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
-            Some(PgDatabase::create(url)?)
-        }
+        Some(url) if is_postgres(url) => Some(PgDatabase::create(url)?),
         _ => None,
     };
     let sqlite_file = tmp.path().join("bench.db");
@@ -247,8 +266,6 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         ),
         (None, None) => ("sqlite", format!("sqlite://{}", sqlite_file.display())),
     };
-    let listen = format!("127.0.0.1:{}", flowd::free_port()?).parse()?;
-    let log_path = tmp.path().join("flowd.log");
     let http = reqwest::Client::builder()
         .no_proxy()
         .tcp_nodelay(true)
@@ -257,33 +274,31 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         .build()?;
 
     eprintln!(
-        "flowd-bench: starting {} serve on {backend}{}",
+        "flowd-bench: starting {} × {} serve on {backend}{}",
+        args.nodes,
         bin.display(),
         pg.as_ref()
             .map_or(String::new(), |pg| format!(" (database {})", pg.name()))
     );
-    let mut flowd = Flowd::start(&flowd::Settings {
+    let shared = cluster::Shared {
         bin: &bin,
         dir: tmp.path(),
         flows: &flows,
         database_url: &database_url,
-        listen,
         workers: args.workers,
         extra_env: &args.flowd_env,
-        log: &log_path,
-    })?;
-    let ready_after = flowd
-        .wait_ready(&http, Duration::from_secs(60), &log_path)
-        .await?;
-    let pid = flowd.pid;
-    let rss_start_kb = flowd::status_kb(pid, "VmRSS");
-    let sampler = RssSampler::start(pid);
+    };
+    let (mut flowd, ready_after) = Cluster::start(&shared, args.nodes, &http).await?;
+    let pids = flowd.pids();
+    let rss_start_kb = flowd.max_status_kb("VmRSS");
+    flowd.start_measuring();
+    // With several nodes, the profile is of the first one.
     let perf = match &args.perf {
-        Some(out) => Some(Perf::start(pid, out, &args.perf_args)?),
+        Some(out) => Some(Perf::start(pids[0], out, &args.perf_args)?),
         None => None,
     };
     eprintln!(
-        "flowd-bench: flowd (pid {pid}) ready after {:.2} s; posting {} events, {} clients, batch {}{}",
+        "flowd-bench: flowd (pid {pids:?}) ready after {:.2} s; posting {} events, {} clients, batch {}{}",
         ready_after.as_secs_f64(),
         args.count,
         args.concurrency,
@@ -293,12 +308,11 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     );
 
     let window_start = Instant::now();
-    let flowd_cpu0 = flowd::cpu_time(&pid.to_string());
     let bench_cpu0 = flowd::cpu_time("self");
     let machine0 = flowd::machine_jiffies();
     let events = Arc::new(Events::new(t0, args.count));
     let plan = Arc::new(Plan {
-        events_url: format!("{}/api/v1/events", flowd.base_url),
+        events_urls: flowd.events_urls(),
         count: args.count,
         batch: args.batch,
         concurrency: args.concurrency,
@@ -327,7 +341,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let window_s = window_start.elapsed().as_secs_f64();
-    let flowd_cpu1 = flowd::cpu_time(&pid.to_string());
+    let (flowd_cpu_s, flowd_cpu_per_node) = flowd.cpu_since_start();
     let bench_cpu1 = flowd::cpu_time("self");
     let machine1 = flowd::machine_jiffies();
     if let Some(perf) = perf {
@@ -337,7 +351,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     // delivery would come within this time too.
     let settle = Instant::now();
     let (left, left_total) = loop {
-        let (left, total, unfinished) = runs_left(&http, &flowd.base_url).await?;
+        let (left, total, unfinished) = runs_left(&http, flowd.base_url()).await?;
         if unfinished == 0 || settle.elapsed() > Duration::from_secs(10) {
             break (left, total);
         }
@@ -345,21 +359,15 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     };
     tokio::time::sleep(Duration::from_millis(500).saturating_sub(settle.elapsed())).await;
 
-    let rss_hwm_kb = flowd::status_kb(pid, "VmHWM");
-    let rss_peak = sampler.finish();
-    let (status, stop_took, killed) = flowd.terminate(Duration::from_secs(30)).await?;
+    let rss_hwm_kb = flowd.max_status_kb("VmHWM");
+    let rss_peak = flowd.finish_measuring();
+    let (exit, exit_clean) = flowd.terminate(Duration::from_secs(30)).await?;
+    let log = flowd.scan_logs();
     drop(flowd);
     drop(pg);
-    let exit_clean = status.success() && !killed;
-    let exit = json!({
-        "status": status.to_string(),
-        "stop_ms": stop_took.as_millis() as u64,
-        "killed_after_grace": killed,
-    });
 
     let arrivals = sink.take_arrivals();
     let deliveries = report::check_deliveries(&events, &arrivals);
-    let log = report::scan_log(&log_path);
     let db_size_bytes = (backend == "sqlite" && given.is_none()).then(|| {
         ["bench.db", "bench.db-wal", "bench.db-shm"]
             .iter()
@@ -381,6 +389,8 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
             "duration_limit_s": args.duration.as_secs_f64(),
             "rate": args.rate,
             "workers": args.workers,
+            "nodes": args.nodes,
+            "flowd_cpu_s_per_node": flowd_cpu_per_node,
             "flowd_env": args.flowd_env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
         }),
         machine: machine(),
@@ -396,7 +406,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
             _ => None,
         },
         rss_hwm_kb,
-        flowd_cpu_s: cpu(flowd_cpu0, flowd_cpu1),
+        flowd_cpu_s,
         bench_cpu_s: cpu(bench_cpu0, bench_cpu1),
         window_s,
         runs_left: left,
@@ -410,7 +420,11 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
     let ok = outcome.problems().is_empty();
     if args.keep || !ok {
         let kept = tmp.keep();
-        outcome.log_path = Some(kept.join("flowd.log").display().to_string());
+        outcome.log_path = Some(
+            kept.join(cluster::log_name(0, args.nodes))
+                .display()
+                .to_string(),
+        );
     }
     if args.json {
         println!("{:#}", outcome.json());
@@ -432,6 +446,23 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
         assert!(parse_duration("5x").is_err());
         assert!(parse_duration("s").is_err());
+    }
+
+    #[test]
+    fn several_nodes_need_postgres() {
+        let args = |extra: &[&str]| {
+            let mut all = vec!["flowd-bench"];
+            all.extend(extra);
+            Args::try_parse_from(all).expect("parse")
+        };
+        let refused = check_args(&args(&["--nodes", "2"])).unwrap_err();
+        assert!(refused.to_string().contains("postgres://"), "{refused}");
+        let sqlite = args(&["--nodes", "2", "--database-url", "sqlite:///tmp/x.db"]);
+        assert!(check_args(&sqlite).is_err());
+        assert!(check_args(&args(&["--nodes", "0"])).is_err());
+        let pg = ["--nodes", "3", "--database-url", "postgres://h:5432"];
+        assert!(check_args(&args(&pg)).is_ok());
+        assert!(check_args(&args(&[])).is_ok());
     }
 
     #[test]

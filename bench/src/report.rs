@@ -214,6 +214,19 @@ pub struct LogSummary {
     pub messages: BTreeMap<(String, String), usize>,
 }
 
+impl LogSummary {
+    /// Adds another log's counts (several nodes report as one).
+    pub fn merge(&mut self, other: LogSummary) {
+        self.lines += other.lines;
+        self.warn += other.warn;
+        self.error += other.error;
+        self.panics += other.panics;
+        for (key, count) in other.messages {
+            *self.messages.entry(key).or_default() += count;
+        }
+    }
+}
+
 pub fn scan_log(path: &Path) -> LogSummary {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let mut s = LogSummary::default();
@@ -469,8 +482,12 @@ impl Outcome<'_> {
             out.push('\n');
         };
         line(format!(
-            "flowd-bench W1 on {} — {}, {} clients, batch {}, workers {}",
+            "flowd-bench W1 on {}{} — {}, {} clients, batch {}, workers {}",
             s["backend"].as_str().unwrap_or("?"),
+            match s["nodes"].as_u64() {
+                Some(n) if n > 1 => format!(", {n} nodes"),
+                _ => String::new(),
+            },
             match s["rate"].as_f64() {
                 Some(r) => format!("open loop at {r:.0} events/s"),
                 None => "closed loop".to_string(),

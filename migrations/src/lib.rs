@@ -10,6 +10,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261123_000001_initial;
 mod m20261123_000002_flow_limit_indexes;
+mod m20261124_000001_node_liveness;
 
 /// The list of flowd's migrations, oldest first.
 pub struct Migrator;
@@ -20,6 +21,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261123_000001_initial::Migration),
             Box::new(m20261123_000002_flow_limit_indexes::Migration),
+            Box::new(m20261124_000001_node_liveness::Migration),
         ]
     }
 }

@@ -13,6 +13,7 @@ pub mod flows;
 pub mod health;
 pub mod hooks;
 pub mod metrics;
+pub mod nodes;
 pub mod notifications;
 pub mod openapi;
 pub mod page;
@@ -84,6 +85,7 @@ impl RouteTable {
             .routes(routes!(flows::list_revisions))
             .routes(routes!(actions::trigger_flow))
             .routes(routes!(actions::list_actions))
+            .routes(routes!(nodes::list_nodes))
             .routes(routes!(runs::list_runs))
             .routes(routes!(runs::get_run))
             .routes(routes!(runs::cancel_run))

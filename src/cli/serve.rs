@@ -15,6 +15,7 @@ use crate::engine::{Engine, EngineConfig, follow};
 use crate::flow::duration::Duration as FlowDuration;
 use crate::runner::worker::{self, RunnerConfig};
 use crate::store::StoreOptions;
+use crate::store::nodes::{self, NodeInfo};
 use crate::trigger::schedule;
 
 #[derive(Debug, clap::Args)]
@@ -51,10 +52,11 @@ async fn serve(args: &Args) -> anyhow::Result<()> {
     if args.lease.as_millis() < 1000 {
         anyhow::bail!("--lease must be at least 1s, got {}", args.lease);
     }
+    let host = hostname();
     let engine = Engine::open(EngineConfig {
         database_url: args.database_url.clone(),
         store: StoreOptions::from_env()?,
-        node_id: node_id(),
+        node_id: node_id(&host),
     })
     .await?;
     if !engine.auth_required() && !args.listen.ip().is_loopback() {
@@ -71,6 +73,7 @@ async fn serve(args: &Args) -> anyhow::Result<()> {
     }
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
+    register_node(&engine, host, args.lease.as_millis() as i64).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let runner_config = RunnerConfig {
         workers: args.workers.max(1),
@@ -99,6 +102,7 @@ async fn serve(args: &Args) -> anyhow::Result<()> {
     }
     scheduler.abort();
     follower.abort();
+    mark_stopped(&engine).await;
     match tokio::time::timeout(Duration::from_secs(10), server).await {
         Ok(Ok(Ok(()))) => {}
         Ok(Ok(Err(e))) => warn!(error = %e, "API server ended with an error."),
@@ -110,9 +114,9 @@ async fn serve(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A name for this node: host name and process id, unique among live nodes.
-fn node_id() -> String {
-    let host = std::env::var("HOSTNAME")
+/// The machine's name, as containers and hosts set it.
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
         .ok()
         .or_else(|| {
             std::fs::read_to_string("/etc/hostname")
@@ -120,12 +124,43 @@ fn node_id() -> String {
                 .map(|h| h.trim().to_string())
         })
         .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "node".to_string());
+        .unwrap_or_else(|| "node".to_string())
+}
+
+/// A name for this node: host name, process id and a random part, unique among all nodes that
+/// ever shared the database (a restarted container may get the same host name and pid).
+fn node_id(host: &str) -> String {
     format!(
         "{host}-{}-{}",
         std::process::id(),
         &uuid::Uuid::now_v7().simple().to_string()[24..]
     )
+}
+
+/// Enters this node in the registry (`GET /api/v1/nodes`); the runner keeps its heartbeat.
+async fn register_node(engine: &Engine, hostname: String, lease_ms: i64) -> anyhow::Result<()> {
+    let store = engine.store();
+    let node = NodeInfo {
+        id: engine.node_id().to_string(),
+        hostname,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        lease_ms,
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    nodes::register(store.writer(), store.backend(), &node, now).await?;
+    info!(node = %node.id, lease_ms, "Node registered.");
+    Ok(())
+}
+
+/// Marks this node stopped, once its runner has given back its leases.
+async fn mark_stopped(engine: &Engine) {
+    let store = engine.store();
+    let now = chrono::Utc::now().timestamp_millis();
+    if let Err(e) =
+        nodes::mark_stopped(store.writer(), store.backend(), engine.node_id(), now).await
+    {
+        warn!(error = %e, "Marking this node stopped failed; it shows as lost once its lease passes.");
+    }
 }
 
 async fn shutdown_signal() {

@@ -181,8 +181,8 @@ impl Engine {
 
     /// Validates the flow files under `dir` and stores the valid ones (a changed file becomes a
     /// new revision). A broken file is logged and its problem recorded on the flow it held
-    /// (`load_error`), whose last good revision keeps running. Flows whose file is gone are
-    /// removed (their runs stay).
+    /// (`load_error`), whose last good revision keeps running. Flows whose file under `dir` is
+    /// gone are removed (their runs stay).
     pub async fn load_flow_files(&self, dir: &Path) -> Result<usize, EngineError> {
         let files = find_flow_files(&[dir.to_path_buf()])
             .map_err(|e| EngineError::Config(e.to_string()))?;
@@ -190,12 +190,16 @@ impl Engine {
         let now = chrono::Utc::now().timestamp_millis();
         let store = &self.inner.store;
         let stored = crate::store::flows::list(store.reader(), store.backend()).await?;
+        // Only flows whose file is in this folder are this node's to remove: another node on
+        // the same database may keep its flow files elsewhere, or have none.
         let by_path: HashMap<String, String> = stored
             .iter()
             .filter(|f| f.source == FlowSource::File.as_str())
             .filter_map(|f| Some((f.path.clone()?, f.id.clone())))
+            .filter(|(path, _)| Path::new(path).starts_with(dir))
             .collect();
         let txn = store.begin_write().await?;
+        crate::store::flows::lock_file_loading(&txn, store.backend()).await?;
         let mut loaded = 0;
         for report in &reports {
             let path = report.path.display().to_string();
@@ -378,4 +382,77 @@ pub fn flow_input(
         sha256,
         enabled: def.enabled.unwrap_or(true),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::TestDb;
+
+    async fn open(url: &str, node: &str) -> Engine {
+        Engine::open(EngineConfig {
+            database_url: url.to_string(),
+            store: StoreOptions::default(),
+            node_id: node.to_string(),
+        })
+        .await
+        .unwrap()
+    }
+
+    const FLOW: &str =
+        "id: x\ntriggers:\n  - manual: {label: Go}\nsteps:\n  - id: m\n    map: {a: 1}\n";
+
+    /// Nodes started together load the same flow files into a fresh database at the same
+    /// moment: each stores or finds every flow, none is skipped over a duplicate key.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn nodes_loading_the_same_files_at_once_skip_none() {
+        const FILES: usize = 20;
+        for db in TestDb::all().await {
+            let dir = tempfile::tempdir().unwrap();
+            for i in 0..FILES {
+                let yaml = FLOW.replace("id: x", &format!("id: x{i}"));
+                std::fs::write(dir.path().join(format!("x{i}.yaml")), yaml).unwrap();
+            }
+            let (a, b) = (open(&db.url, "a").await, open(&db.url, "b").await);
+            let load = |engine: &Engine| {
+                let (engine, dir) = (engine.clone(), dir.path().to_owned());
+                tokio::spawn(async move { engine.load_flow_files(&dir).await })
+            };
+            let (in_a, in_b) = tokio::join!(load(&a), load(&b));
+            let loaded = (
+                in_a.unwrap().map_err(|e| e.to_string()),
+                in_b.unwrap().map_err(|e| e.to_string()),
+            );
+            assert_eq!(loaded, (Ok(FILES), Ok(FILES)), "{}", db.url);
+            for engine in [a, b] {
+                assert_eq!(engine.registry().flows().count(), FILES);
+                engine.store().clone().close().await;
+            }
+            db.cleanup().await;
+        }
+    }
+
+    /// Node B keeps its flow files in another folder (here: none there): starting it must not
+    /// delete node A's file flows, while A's own folder still decides about them.
+    #[tokio::test]
+    async fn file_flows_of_another_nodes_folder_stay() {
+        for db in TestDb::all().await {
+            let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+            std::fs::write(a_dir.path().join("x.yaml"), FLOW).unwrap();
+            let a = open(&db.url, "a").await;
+            assert_eq!(a.load_flow_files(a_dir.path()).await.unwrap(), 1);
+            let b = open(&db.url, "b").await;
+            b.load_flow_files(b_dir.path()).await.unwrap();
+            assert!(b.registry().get("x").is_some(), "{}", db.url);
+
+            std::fs::remove_file(a_dir.path().join("x.yaml")).unwrap();
+            a.load_flow_files(a_dir.path()).await.unwrap();
+            b.reload_registry().await.unwrap();
+            assert!(b.registry().get("x").is_none(), "{}", db.url);
+            for engine in [a, b] {
+                engine.store().clone().close().await;
+            }
+            db.cleanup().await;
+        }
+    }
 }

@@ -15,6 +15,7 @@ use tracing::{error, info, warn};
 use crate::engine::Engine;
 use crate::runner::claim::claim_due;
 use crate::runner::execute::{Ended, ExecError, LeaseSettings, execute};
+use crate::store::nodes;
 use crate::store::runs::{self, ClaimedRun};
 
 /// How the runner is set up.
@@ -188,6 +189,15 @@ async fn renew_leases(engine: Engine, config: RunnerConfig, mut shutdown: watch:
         {
             warn!(error = %e, "Renewing leases failed.");
         }
+        beat(&engine, now).await;
+    }
+}
+
+/// Refreshes this node's heartbeat in the node registry: one statement per renewal tick.
+async fn beat(engine: &Engine, now: i64) {
+    let store = engine.store();
+    if let Err(e) = nodes::heartbeat(store.writer(), store.backend(), engine.node_id(), now).await {
+        warn!(error = %e, "Refreshing the node heartbeat failed.");
     }
 }
 

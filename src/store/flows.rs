@@ -226,6 +226,26 @@ pub async fn set_load_error(
     Ok(())
 }
 
+/// An arbitrary constant naming flowd's PostgreSQL advisory lock for loading flow files
+/// ("flowd_ff").
+const FILE_LOADING_LOCK_KEY: i64 = 0x666c_6f77_645f_6666;
+
+/// Serialises the loading of flow files across nodes until the transaction ends. Nodes started
+/// together with the same files would otherwise insert the same new flow at once, and the loser's
+/// unique-key violation would abort its whole transaction (on PostgreSQL, the rest of its files
+/// with it). Waiting, the second node finds the flows stored and unchanged. On SQLite the write
+/// transaction (`BEGIN IMMEDIATE`) already does this.
+pub async fn lock_file_loading(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+) -> Result<(), StoreError> {
+    if backend == Backend::Postgres {
+        let sql = format!("SELECT pg_advisory_xact_lock({FILE_LOADING_LOCK_KEY})");
+        conn.execute_raw(stmt(backend, &sql, vec![])).await?;
+    }
+    Ok(())
+}
+
 /// Pauses or resumes a flow; false when there is no such flow.
 pub async fn set_paused(
     conn: &impl ConnectionTrait,
@@ -312,27 +332,64 @@ pub async fn revisions(
 }
 
 /// A short summary that changes whenever any flow is created, changed, paused or deleted: nodes
-/// compare it to notice changes made through another node.
+/// compare it to notice changes made through another node. It sums every flow's `updated_at`
+/// rather than taking the latest: nodes write `updated_at` with their own clocks, and a change
+/// made on a node whose clock lags behind would not move a maximum.
 pub async fn fingerprint(
     conn: &impl ConnectionTrait,
     backend: Backend,
 ) -> Result<String, StoreError> {
-    let row = conn
-        .query_one_raw(stmt(
-            backend,
-            "SELECT COUNT(*) AS n, MAX(updated_at) AS changed, CAST(SUM(revision) AS BIGINT) AS revisions FROM flows",
-            vec![],
-        ))
-        .await?;
+    let sql = "SELECT COUNT(*) AS n, CAST(SUM(updated_at) AS BIGINT) AS changed, \
+               CAST(SUM(revision) AS BIGINT) AS revisions, \
+               CAST(SUM(CASE WHEN paused THEN 1 ELSE 0 END) AS BIGINT) AS paused FROM flows";
+    let row = conn.query_one_raw(stmt(backend, sql, vec![])).await?;
     let Some(row) = row else {
         return Ok(String::new());
     };
     let n: i64 = get(&row, "n")?;
-    let changed: Option<i64> = get(&row, "changed")?;
-    let revisions: Option<i64> = get(&row, "revisions")?;
+    let sum = |column| get::<Option<i64>>(&row, column).map(|v| v.unwrap_or(0));
     Ok(format!(
-        "{n}:{}:{}",
-        changed.unwrap_or(0),
-        revisions.unwrap_or(0)
+        "{n}:{}:{}:{}",
+        sum("changed")?,
+        sum("revisions")?,
+        sum("paused")?
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::TestDb;
+
+    fn input(id: &str) -> FlowInput {
+        FlowInput {
+            id: id.into(),
+            name: id.into(),
+            source: FlowSource::Api,
+            path: None,
+            yaml: format!("id: {id}"),
+            definition: "{}".into(),
+            sha256: format!("sha-{id}"),
+            enabled: true,
+        }
+    }
+
+    /// Node B's clock is behind node A's: its pause of `b` is stamped earlier than A's last
+    /// change of `a`, and the other nodes must notice it all the same.
+    #[tokio::test]
+    async fn fingerprint_notices_a_change_stamped_by_a_lagging_clock() {
+        for db in TestDb::all().await {
+            let (w, backend) = (db.store.writer(), db.store.backend());
+            save(w, backend, &input("a"), 2_000).await.unwrap();
+            save(w, backend, &input("b"), 1_000).await.unwrap();
+            let before = fingerprint(db.store.reader(), backend).await.unwrap();
+            assert!(set_paused(w, backend, "b", true, 1_500).await.unwrap());
+            let paused = fingerprint(db.store.reader(), backend).await.unwrap();
+            assert_ne!(before, paused, "{}", db.url);
+            assert!(set_paused(w, backend, "b", false, 1_500).await.unwrap());
+            let resumed = fingerprint(db.store.reader(), backend).await.unwrap();
+            assert_ne!(paused, resumed, "{}", db.url);
+            db.cleanup().await;
+        }
+    }
 }

@@ -15,6 +15,7 @@ pub mod events;
 pub mod flows;
 pub mod group_commit;
 pub mod limits;
+pub mod nodes;
 pub mod notifications;
 mod options;
 pub mod run_log;
@@ -273,6 +274,7 @@ mod tests {
                 version: Set("test".to_owned()),
                 started_at: Set(seen as i64),
                 heartbeat_at: Set(seen as i64),
+                ..Default::default()
             };
             node.insert(&txn)
                 .await
@@ -351,6 +353,7 @@ mod tests {
             version: Set("v".to_owned()),
             started_at: Set(1),
             heartbeat_at: Set(1),
+            ..Default::default()
         };
         let err = node.insert(db.store.reader()).await.unwrap_err();
         assert!(err.to_string().contains("readonly"), "{err}");

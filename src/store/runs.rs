@@ -405,23 +405,10 @@ pub async fn retry(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::store::testing::TestDb;
+    use crate::store::testing::{TestDb, pending_run as new_run};
     use crate::store::transitions::apply;
-
-    pub(crate) fn new_run(id: &str, now: i64) -> NewRun {
-        NewRun {
-            id: id.to_string(),
-            flow_id: "f".into(),
-            revision: 1,
-            trigger: r#"{"kind":"manual","input":null}"#.into(),
-            entity: None,
-            entity_id: None,
-            created_at: now,
-            deadline_at: None,
-        }
-    }
 
     fn claim_as<'a>(owner: &'a str, now: i64) -> Claim<'a> {
         Claim {

@@ -16,6 +16,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, SqlxPostgresConnector};
 use tempfile::TempDir;
 use uuid::Uuid;
 
+use crate::store::runs::NewRun;
 use crate::store::{Backend, Store, StoreError, StoreOptions};
 
 /// The variable naming the PostgreSQL server for tests; its database is used only to connect.
@@ -39,6 +40,20 @@ enum Place {
         name: String,
         dropped: bool,
     },
+}
+
+/// A pending run of flow `f`, revision 1, started by hand and due at `now`, for store tests.
+pub fn pending_run(id: &str, now: i64) -> NewRun {
+    NewRun {
+        id: id.to_string(),
+        flow_id: "f".into(),
+        revision: 1,
+        trigger: r#"{"kind":"manual","input":null}"#.into(),
+        entity: None,
+        entity_id: None,
+        created_at: now,
+        deadline_at: None,
+    }
 }
 
 impl TestDb {

@@ -285,9 +285,8 @@ async fn cancel_parked(
 mod tests {
     use super::*;
     use crate::runner::status::{RunStatus, StepStatus};
-    use crate::store::runs::tests::new_run;
     use crate::store::runs::{Claim, claim, insert_runs, load_steps};
-    use crate::store::testing::TestDb;
+    use crate::store::testing::{TestDb, pending_run as new_run};
 
     fn step(index: i64, status: StepStatus) -> StepWrite {
         StepWrite {

@@ -414,6 +414,39 @@ impl Api {
             .collect()
     }
 
+    /// Any request: `body` is `(content type, text)`. Answers the status and the JSON body
+    /// (`Null` when empty); `Err` when the server cannot be reached or the body is not JSON.
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<(&str, &str)>,
+    ) -> Result<(StatusCode, Value), String> {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
+        let mut request = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.base_url));
+        if let Some((content_type, body)) = body {
+            request = request
+                .header(CONTENT_TYPE, content_type)
+                .body(body.to_owned());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| format!("{method} {path}: {}", error_chain(&e)))?;
+        let status = response.status();
+        Ok((status, read_json(response).await?))
+    }
+
+    /// `GET path`, which must answer 200 with JSON.
+    pub async fn get_json(&self, path: &str) -> Result<Value, String> {
+        match self.request("GET", path, None).await? {
+            (StatusCode::OK, body) => Ok(body),
+            (status, body) => Err(format!("GET {path} answered {status}: {body}")),
+        }
+    }
+
     /// The run with its steps, or `None` for a 404.
     pub async fn get_run(&self, id: &str) -> Result<Option<Value>, String> {
         let response = self

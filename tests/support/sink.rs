@@ -209,6 +209,16 @@ impl Drop for Sink {
     }
 }
 
+/// The most requests open at one moment, each open from its arrival for `hold` (the sink's
+/// delay): with a concurrency limit, no more than the limit.
+pub fn most_open_at_once(arrivals: &[Instant], hold: Duration) -> usize {
+    arrivals
+        .iter()
+        .map(|&a| arrivals.iter().filter(|&&b| b <= a && a < b + hold).count())
+        .max()
+        .unwrap_or(0)
+}
+
 /// Recovers the state of a test that panicked while holding the lock, so the remaining
 /// diagnostics still print instead of a second, confusing panic.
 fn lock(shared: &Shared) -> MutexGuard<'_, Inner> {

@@ -11,6 +11,10 @@ pub struct Model {
     pub version: String,
     pub started_at: i64,
     pub heartbeat_at: i64,
+    /// The node's `--lease`: without a heartbeat for this long, the node counts as lost.
+    pub lease_ms: i64,
+    /// Set when the node stopped in an orderly way.
+    pub stopped_at: Option<i64>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

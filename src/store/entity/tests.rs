@@ -239,6 +239,8 @@ async fn nodes_round_trip() {
         version: "0.1.0".to_owned(),
         started_at: 1_763_900_000_000,
         heartbeat_at: 1_763_900_010_000,
+        lease_ms: 3_000,
+        stopped_at: Some(1_763_900_020_000),
     })
     .await;
 }
