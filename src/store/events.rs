@@ -31,7 +31,7 @@ pub struct NewEvent {
 pub async fn ingest(
     conn: &impl ConnectionTrait,
     backend: Backend,
-    events: &[NewEvent],
+    events: &[&NewEvent],
 ) -> Result<HashMap<String, Vec<String>>, StoreError> {
     let mut answers: HashMap<String, Vec<String>> = HashMap::with_capacity(events.len());
     let mut fresh: Vec<&NewEvent> = Vec::with_capacity(events.len());
@@ -66,7 +66,7 @@ pub async fn ingest(
 async fn insert_new(
     conn: &impl ConnectionTrait,
     backend: Backend,
-    events: &[NewEvent],
+    events: &[&NewEvent],
 ) -> Result<Vec<String>, StoreError> {
     let rows = vec![format!("({})", placeholders(8)); events.len()].join(", ");
     let sql = format!(

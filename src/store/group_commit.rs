@@ -117,22 +117,32 @@ async fn commit_jobs(store: &Store, jobs: Vec<Job>) {
 /// One batch, one transaction. On failure the jobs come back unanswered, with the error; a
 /// single job is answered with the error instead.
 async fn commit_batch(store: &Store, jobs: Vec<Job>) -> Result<(), (Vec<Job>, StoreError)> {
-    let mut events = Vec::new();
-    let mut transitions = Vec::new();
-    for job in &jobs {
-        match job {
-            Job::Ingest { events: e, .. } => events.extend(e.iter().cloned()),
-            Job::Transition { transition, .. } => transitions.push(transition.clone()),
-        }
-    }
-    let clock = std::time::Instant::now();
-    let written = write(store, &events, &transitions).await;
-    trace!(
-        events = events.len(),
-        transitions = transitions.len(),
-        micros = clock.elapsed().as_micros() as u64,
-        "Group commit."
-    );
+    let written = {
+        // Borrowed, not cloned: events and attempts carry whole bodies.
+        let events: Vec<&NewEvent> = jobs
+            .iter()
+            .flat_map(|job| match job {
+                Job::Ingest { events, .. } => events.as_slice(),
+                Job::Transition { .. } => &[],
+            })
+            .collect();
+        let transitions: Vec<&Transition> = jobs
+            .iter()
+            .filter_map(|job| match job {
+                Job::Transition { transition, .. } => Some(transition),
+                Job::Ingest { .. } => None,
+            })
+            .collect();
+        let clock = std::time::Instant::now();
+        let written = write(store, &events, &transitions).await;
+        trace!(
+            events = events.len(),
+            transitions = transitions.len(),
+            micros = clock.elapsed().as_micros() as u64,
+            "Group commit."
+        );
+        written
+    };
     match written {
         Ok((answers, applied)) => {
             answer(jobs, &answers, applied);
@@ -150,8 +160,8 @@ async fn commit_batch(store: &Store, jobs: Vec<Job>) -> Result<(), (Vec<Job>, St
 
 async fn write(
     store: &Store,
-    events: &[NewEvent],
-    transitions: &[Transition],
+    events: &[&NewEvent],
+    transitions: &[&Transition],
 ) -> Result<(IngestAnswers, Vec<Result<Applied, StoreError>>), StoreError> {
     let now = chrono::Utc::now().timestamp_millis();
     let txn = store.begin_write().await?;

@@ -42,7 +42,7 @@ pub async fn apply(
         lease_expires_at,
     };
     let now = chrono::Utc::now().timestamp_millis();
-    let mut applied = apply_many(conn, backend, std::slice::from_ref(&transition), now).await?;
+    let mut applied = apply_many(conn, backend, &[&transition], now).await?;
     applied.pop().unwrap_or(Err(StoreError::LeaseLost))
 }
 
@@ -52,7 +52,7 @@ pub async fn apply(
 pub async fn apply_many(
     conn: &impl ConnectionTrait,
     backend: Backend,
-    transitions: &[Transition],
+    transitions: &[&Transition],
     now: i64,
 ) -> Result<Vec<Result<Applied, StoreError>>, StoreError> {
     let mut cancel_requested: HashMap<String, bool> = HashMap::with_capacity(transitions.len());
@@ -62,6 +62,7 @@ pub async fn apply_many(
     let owned: Vec<&Transition> = transitions
         .iter()
         .filter(|t| cancel_requested.contains_key(&t.write.run_id))
+        .copied()
         .collect();
     upsert_steps(conn, backend, &owned).await?;
     insert_attempts(conn, backend, &owned).await?;
@@ -158,7 +159,7 @@ impl RunRow<'_> {
 async fn update_runs(
     conn: &impl ConnectionTrait,
     backend: Backend,
-    transitions: &[Transition],
+    transitions: &[&Transition],
 ) -> Result<Vec<(String, bool)>, StoreError> {
     let rows = vec![format!("({})", placeholders(11)); transitions.len()].join(", ");
     let sql = format!(
@@ -396,7 +397,9 @@ mod tests {
                 transition("parked", "a", epoch, waiting),
             ];
             let txn = store.begin_write().await.unwrap();
-            let applied = apply_many(&txn, backend, &batch, 300).await.unwrap();
+            let applied = apply_many(&txn, backend, &batch.iter().collect::<Vec<_>>(), 300)
+                .await
+                .unwrap();
             txn.commit().await.unwrap();
 
             let flags: Vec<_> = applied
