@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod core;
 pub mod engine;
 pub mod flow;
 pub mod metrics;
@@ -11,4 +12,5 @@ pub mod runner;
 pub mod secrets;
 pub mod step;
 pub mod store;
+pub mod template;
 pub mod trigger;

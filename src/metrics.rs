@@ -21,7 +21,7 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::runner::status::RunStatus;
+use crate::core::status::RunStatus;
 use crate::store::usage::ActiveRuns;
 
 /// The content type of the text exposition format 0.0.4.

@@ -14,8 +14,8 @@ use crate::api::extract::{ApiPath, ApiQuery, JsonBody};
 use crate::api::flows::FlowId;
 use crate::api::page::Items;
 use crate::api::runs::{RunAccepted, RunDetail, run_detail};
+use crate::core::duration::Duration;
 use crate::engine::Engine;
-use crate::flow::duration::Duration;
 use crate::trigger::manual::{Action, ManualRequest};
 
 /// The longest `?wait=` honoured; longer waits are cut to it.

@@ -12,7 +12,7 @@ use utoipa::ToSchema;
 
 use crate::engine::EngineError;
 use crate::engine::flows::FlowError;
-use crate::engine::runs::ControlError;
+use crate::runner::control::ControlError;
 use crate::store::StoreError;
 use crate::trigger::manual::ManualError;
 use crate::trigger::webhook::WebhookError;
@@ -133,7 +133,8 @@ impl From<ControlError> for ApiError {
                 code: "flow_gone",
                 message,
             },
-            ControlError::Engine(e) => e.into(),
+            ControlError::BrokenTrigger(..) => ApiError::Internal(message),
+            ControlError::Store(e) => e.into(),
         }
     }
 }
@@ -159,7 +160,7 @@ impl From<ManualError> for ApiError {
             ManualError::NoManualTrigger(_) => unprocessable("no_manual_trigger"),
             ManualError::EntityMismatch(_) => unprocessable("entity_mismatch"),
             ManualError::BadRequest(_) => unprocessable("invalid_request"),
-            ManualError::Engine(e) => e.into(),
+            ManualError::Intake(e) => e.into(),
         }
     }
 }
@@ -178,7 +179,7 @@ impl From<WebhookError> for ApiError {
                 message,
             },
             WebhookError::BadBody(_) => ApiError::BadRequest(message),
-            WebhookError::Engine(e) => e.into(),
+            WebhookError::Intake(e) => e.into(),
         }
     }
 }
@@ -215,6 +216,16 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
         match e {
             EngineError::Store(s) => s.into(),
+            EngineError::Intake(e) => e.into(),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<crate::trigger::IntakeError> for ApiError {
+    fn from(e: crate::trigger::IntakeError) -> ApiError {
+        match e {
+            crate::trigger::IntakeError::Store(s) => s.into(),
             other => ApiError::Internal(other.to_string()),
         }
     }

@@ -14,10 +14,10 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{ApiPath, RawBody};
 use crate::api::page::Page;
+use crate::core::diagnostic::Diagnostic;
+use crate::core::time::rfc3339;
 use crate::engine::Engine;
 use crate::engine::flows::body_problem;
-use crate::flow::diagnostic::Diagnostic;
-use crate::runner::context::rfc3339;
 use crate::store::flows::{FlowRow, RevisionRow};
 
 /// A flow as lists show it. Times are RFC 3339 UTC.

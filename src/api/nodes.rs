@@ -9,8 +9,8 @@ use utoipa::ToSchema;
 
 use crate::api::error::ApiError;
 use crate::api::page::Items;
+use crate::core::time::rfc3339;
 use crate::engine::Engine;
-use crate::runner::context::rfc3339;
 use crate::store::nodes::{self, NodeRow};
 
 /// One `flowd serve` node that used this database. Times are RFC 3339 UTC.

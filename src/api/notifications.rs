@@ -9,8 +9,8 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::page::{Page, page_limit};
+use crate::core::time::rfc3339;
 use crate::engine::Engine;
-use crate::runner::context::rfc3339;
 use crate::store::notifications::{self, Cursor, Notification};
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -13,10 +13,10 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::page::{Page, page_limit};
+use crate::core::status::{RunStatus, StepStatus};
+use crate::core::time::rfc3339;
 use crate::engine::Engine;
-use crate::engine::runs::Cancelled;
-use crate::runner::context::rfc3339;
-use crate::runner::status::{RunStatus, StepStatus};
+use crate::runner::control::Cancelled;
 use crate::step::http::record::{RecordedRequest, curl_command};
 use crate::store::run_log::{self, AttemptDetail, RunFilter, RunRow, StepDetail};
 
@@ -28,8 +28,7 @@ pub struct RunOut {
     flow: String,
     /// The flow revision the run executes.
     revision: i64,
-    #[schema(value_type = RunStatus)]
-    status: String,
+    status: RunStatus,
     /// What started the run (`kind`: `entity`, `manual`, `schedule` or `webhook`, and its data).
     trigger: Value,
     /// How many times the run was started (retries count).
@@ -62,8 +61,7 @@ pub struct StepOut {
     id: String,
     /// The step kind: `map`, `http`, `notify` or `delay`.
     kind: String,
-    #[schema(value_type = StepStatus)]
-    status: String,
+    status: StepStatus,
     /// What the step produced (secrets shown as `***`).
     output: Option<Value>,
     error: Option<String>,
@@ -143,17 +141,21 @@ pub async fn list_runs(
     State(engine): State<Engine>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    if let Some(status) = &q.status
-        && status.parse::<crate::runner::status::RunStatus>().is_err()
-    {
-        return Err(ApiError::BadRequest(format!(
-            "unknown status `{status}`; use pending, running, waiting, succeeded, failed or cancelled"
-        )));
-    }
+    let status = q
+        .status
+        .as_deref()
+        .map(|status| {
+            status.parse::<RunStatus>().map_err(|_| {
+                ApiError::BadRequest(format!(
+                    "unknown status `{status}`; use pending, running, waiting, succeeded, failed or cancelled"
+                ))
+            })
+        })
+        .transpose()?;
     let limit = page_limit(q.limit);
     let filter = RunFilter {
         flow: q.flow,
-        status: q.status,
+        status,
         entity: q.entity,
         entity_id: q.entity_id,
         since: q
@@ -232,7 +234,7 @@ fn run_out(run: &RunRow) -> RunOut {
         id: run.id.clone(),
         flow: run.flow_id.clone(),
         revision: run.revision,
-        status: run.status.clone(),
+        status: run.status,
         trigger: serde_json::from_str::<Value>(&run.trigger).unwrap_or(Value::Null),
         attempt: run.attempt,
         created_at: time(Some(run.created_at)),
@@ -255,7 +257,7 @@ fn step_out(
     StepOut {
         id: step_id.to_string(),
         kind: kind.to_string(),
-        status: row.map_or("pending", |r| r.status.as_str()).to_string(),
+        status: row.map_or(StepStatus::Pending, |r| r.status),
         output: row
             .and_then(|r| r.output.as_deref())
             .and_then(|o| serde_json::from_str::<Value>(o).ok()),

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 
 use crate::cli::block_on;
-use crate::runner::context::rfc3339;
+use crate::core::time::rfc3339;
 use crate::store::api_keys;
 use crate::store::{Store, StoreOptions};
 

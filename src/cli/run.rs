@@ -21,15 +21,16 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::cli::validate::Format;
+use crate::core::duration::Duration as FlowDuration;
+use crate::core::status::RunStatus;
+use crate::core::trigger_data::{ManualEntity, TriggerData};
 use crate::engine::{Engine, EngineConfig, EventIn, flow_input};
-use crate::flow::duration::Duration as FlowDuration;
 use crate::flow::load::{FileReport, find_flow_files, is_flow_file, load_file, load_files};
-use crate::flow::model::{FlowDef, RetryPolicy, Trigger};
+use crate::flow::model::{FlowDef, Trigger};
 use crate::flow::validate::{Options, ValidFlow};
-use crate::runner::context::{ManualEntity, TriggerData};
-use crate::runner::status::RunStatus;
 use crate::runner::worker::{self, RunnerConfig};
 use crate::step::Delivery;
+use crate::step::retry::RetryPolicy;
 use crate::store::StoreOptions;
 use crate::store::flows::FlowSource;
 use crate::trigger::entity::check_event;
@@ -404,7 +405,7 @@ async fn start(engine: &Engine, flow: &ValidFlow, trigger: Start) -> Result<Stri
                 },
                 describe_triggers(&flow.def)
             ))),
-            Err(ManualError::Engine(e)) => Err(RunError::Internal(e.into())),
+            Err(ManualError::Intake(e)) => Err(RunError::Internal(e.into())),
             Err(e) => Err(input(e.to_string())),
         },
     }
@@ -439,13 +440,12 @@ async fn start_webhook(
         path,
         input: request.input,
     };
-    let run = crate::engine::runs::new_run(entry, &trigger, Utc::now().timestamp_millis())
-        .map_err(anyhow::Error::from)?;
-    engine
-        .insert_runs(std::slice::from_ref(&run))
+    let run_id = engine
+        .intake()
+        .start_run(entry, &trigger)
         .await
         .map_err(anyhow::Error::from)?;
-    Ok(run.id)
+    Ok(run_id)
 }
 
 /// Why an event started no run, for a person: the triggers it was checked against.
@@ -515,7 +515,7 @@ async fn watch_run(
         workers: 1,
         ..RunnerConfig::default()
     };
-    let runner = tokio::spawn(worker::run(engine.clone(), config, stop_rx));
+    let runner = tokio::spawn(worker::run(engine.runner().clone(), config, stop_rx));
     let mut cancelled = false;
     // One listener across the loop: a Ctrl-C while the run is being read is not lost.
     let mut interrupt = Box::pin(tokio::signal::ctrl_c());

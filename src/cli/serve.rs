@@ -11,8 +11,8 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::api;
+use crate::core::duration::Duration as FlowDuration;
 use crate::engine::{Engine, EngineConfig, follow};
-use crate::flow::duration::Duration as FlowDuration;
 use crate::runner::worker::{self, RunnerConfig};
 use crate::store::StoreOptions;
 use crate::store::nodes::{self, NodeInfo};
@@ -80,8 +80,12 @@ async fn serve(args: &Args) -> anyhow::Result<()> {
         lease: args.lease.to_std(),
         ..RunnerConfig::default()
     };
-    let runner = tokio::spawn(worker::run(engine.clone(), runner_config, stop_rx.clone()));
-    let scheduler = tokio::spawn(schedule::run(engine.clone(), stop_rx.clone()));
+    let runner = tokio::spawn(worker::run(
+        engine.runner().clone(),
+        runner_config,
+        stop_rx.clone(),
+    ));
+    let scheduler = tokio::spawn(schedule::run(engine.intake().clone(), stop_rx.clone()));
     let flows_dir = args.flows.is_dir().then(|| args.flows.clone());
     let follower = tokio::spawn(follow::run(engine.clone(), flows_dir, stop_rx.clone()));
     info!(%addr, "flowd listening on http://{addr}");

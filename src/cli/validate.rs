@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use crate::flow::diagnostic::Diagnostic;
+use crate::core::diagnostic::Diagnostic;
 use crate::flow::load::{FileReport, find_flow_files, load_files};
 use crate::flow::validate::Options;
 

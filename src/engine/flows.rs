@@ -4,10 +4,10 @@
 
 use chrono::Utc;
 
+use crate::core::diagnostic::Pos;
+use crate::core::diagnostic::{Diagnostic, FlowPath};
 use crate::engine::{Engine, EngineError, flow_input};
-use crate::flow::diagnostic::{Diagnostic, FlowPath};
 use crate::flow::validate::{Options, ValidFlow, validate_source};
-use crate::flow::yaml::Pos;
 use crate::store::StoreError;
 use crate::store::flows::{self, FlowRow, FlowSource, RevisionRow};
 

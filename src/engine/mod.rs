@@ -1,26 +1,32 @@
-//! The engine: what `flowd serve` runs and what a Rust program embeds. It owns the store, the
-//! compiled flows, the clients steps use, and the signal that wakes the runner when runs are
-//! created, and it is the one entry point for starting runs (`emit` for entity events).
+//! The engine: what `flowd serve` runs and what a Rust program embeds. It wires the parts
+//! together at start-up — the store and its group commit, the catalog of compiled flows, the
+//! triggers' intake, the runner — and offers the operations the API, the console and the
+//! command line call. The work itself lives in `trigger`, `runner`, `flow` and `store`.
 
 pub mod auth;
 pub mod flows;
 pub mod follow;
-pub mod registry;
 pub mod runs;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use sha2::{Digest, Sha256};
-use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::flow::compiled::CompiledFlow;
+use crate::core::clock::{SharedClock, SystemClock};
+use crate::core::jitter::Jitter;
+use crate::core::wake::Wake;
+use crate::flow::catalog::Catalog;
+use crate::flow::compiled::{BrokenRevision, CompiledFlow};
 use crate::flow::load::{find_flow_files, load_files};
 use crate::flow::model::FlowDef;
+use crate::flow::registry::{FlowEntry, Registry};
 use crate::flow::validate::Options;
 use crate::metrics::Metrics;
+use crate::runner::revision::RevisionError;
+use crate::runner::{Runner, RunnerParts};
 use crate::secrets::Secrets;
 use crate::step::http::client::HttpClient;
 use crate::step::http::guard::NetPolicy;
@@ -30,7 +36,7 @@ use crate::step::{Delivery, StepEnv};
 use crate::store::flows::{FlowInput, FlowSource};
 use crate::store::group_commit::GroupCommit;
 use crate::store::{Store, StoreError, StoreOptions};
-use registry::{FlowEntry, Registry};
+use crate::trigger::{Intake, IntakeError};
 
 pub use crate::trigger::entity::{EventIn, EventResult};
 
@@ -38,10 +44,21 @@ pub use crate::trigger::entity::{EventIn, EventResult};
 pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Intake(#[from] IntakeError),
+    #[error(transparent)]
+    BrokenRevision(#[from] BrokenRevision),
     #[error("{0}")]
     Config(String),
-    #[error("flow `{0}` revision {1} cannot be loaded: {2}")]
-    BrokenRevision(String, i64, String),
+}
+
+impl From<RevisionError> for EngineError {
+    fn from(e: RevisionError) -> EngineError {
+        match e {
+            RevisionError::Store(e) => EngineError::Store(e),
+            RevisionError::Broken(e) => EngineError::BrokenRevision(e),
+        }
+    }
 }
 
 /// How an engine is set up.
@@ -60,21 +77,11 @@ pub struct Engine {
 
 struct Inner {
     store: Store,
-    /// Batches events and run transitions into shared transactions.
-    writes: GroupCommit,
-    registry: RwLock<Arc<Registry>>,
-    /// Compiled revisions that runs still execute, by (flow id, revision).
-    revisions: Mutex<HashMap<(String, i64), Arc<CompiledFlow>>>,
-    secrets: Secrets,
-    step_env: StepEnv,
-    wake: Notify,
+    catalog: Arc<Catalog>,
+    intake: Intake,
+    runner: Runner,
     /// Whether the API asks for a key, and the SHA-256 hashes of the valid keys.
     api_keys: RwLock<(bool, std::collections::HashSet<String>)>,
-    /// Bumped whenever the registry is replaced, for tasks that follow the flows (schedules).
-    registry_version: tokio::sync::watch::Sender<u64>,
-    /// Signalled when a run of this node ends, for requests waiting on a run (`?wait=`).
-    run_ended: Notify,
-    node_id: String,
 }
 
 impl Engine {
@@ -96,6 +103,10 @@ impl Engine {
         let http = HttpClient::new(policy).map_err(|e| EngineError::Config(e.to_string()))?;
         let mailer = Mailer::from_env().map_err(|e| EngineError::Config(e.to_string()))?;
         let metrics = Metrics::new().map_err(|e| EngineError::Config(e.to_string()))?;
+        let clock: SharedClock = SystemClock::shared();
+        let catalog = Arc::new(Catalog::default());
+        let writes = GroupCommit::start(store.clone());
+        let wake = Wake::default();
         let step_env = StepEnv {
             http,
             mailer,
@@ -103,21 +114,35 @@ impl Engine {
             store: store.clone(),
             node: config.node_id.clone(),
             delivery,
-            metrics,
+            metrics: metrics.clone(),
         };
+        let intake = Intake {
+            catalog: catalog.clone(),
+            store: store.clone(),
+            writes: writes.clone(),
+            secrets: secrets.clone(),
+            metrics,
+            clock: clock.clone(),
+            wake: wake.clone(),
+        };
+        let runner = Runner::new(RunnerParts {
+            catalog: catalog.clone(),
+            store: store.clone(),
+            writes,
+            step_env,
+            secrets,
+            node_id: config.node_id,
+            clock,
+            jitter: Jitter::random(),
+            wake,
+        });
         let engine = Engine {
             inner: Arc::new(Inner {
-                writes: GroupCommit::start(store.clone()),
                 store,
-                registry: RwLock::new(Arc::new(Registry::default())),
-                revisions: Mutex::new(HashMap::new()),
-                secrets,
-                step_env,
-                wake: Notify::new(),
-                run_ended: Notify::new(),
+                catalog,
+                intake,
+                runner,
                 api_keys: RwLock::new((false, std::collections::HashSet::new())),
-                registry_version: tokio::sync::watch::Sender::new(0),
-                node_id: config.node_id,
             }),
         };
         engine.reload_registry().await?;
@@ -129,54 +154,48 @@ impl Engine {
         &self.inner.store
     }
 
-    /// The group-committed write path for events and run transitions.
-    pub fn writes(&self) -> &GroupCommit {
-        &self.inner.writes
+    /// The triggers' side: matching and storing what starts runs.
+    pub fn intake(&self) -> &Intake {
+        &self.inner.intake
+    }
+
+    /// The runner's side: executing runs and controlling them.
+    pub fn runner(&self) -> &Runner {
+        &self.inner.runner
     }
 
     pub fn secrets(&self) -> &Secrets {
-        &self.inner.secrets
+        &self.inner.runner.secrets
     }
 
     pub fn step_env(&self) -> &StepEnv {
-        &self.inner.step_env
+        &self.inner.runner.step_env
     }
 
     /// This engine's Prometheus metrics.
     pub fn metrics(&self) -> &Metrics {
-        &self.inner.step_env.metrics
+        self.inner.runner.metrics()
     }
 
     pub fn node_id(&self) -> &str {
-        &self.inner.node_id
+        &self.inner.runner.node_id
     }
 
     /// The flows as of the last reload.
     pub fn registry(&self) -> Arc<Registry> {
-        match self.inner.registry.read() {
-            Ok(r) => r.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        self.inner.catalog.registry()
     }
 
-    /// Changes whenever the flows change.
-    pub fn registry_changes(&self) -> tokio::sync::watch::Receiver<u64> {
-        self.inner.registry_version.subscribe()
-    }
-
-    /// Wakes the runner: new runs exist.
-    pub fn wake_runner(&self) {
-        self.inner.wake.notify_one();
-    }
-
-    /// Tells requests waiting on runs that one ended.
-    pub fn run_ended(&self) {
-        self.inner.run_ended.notify_waiters();
-    }
-
-    /// Waits until someone calls `wake_runner`.
-    pub async fn woken(&self) {
-        self.inner.wake.notified().await;
+    /// The compiled flow of one revision: from the catalog, or read from the database.
+    pub async fn compiled(
+        &self,
+        flow_id: &str,
+        revision: i64,
+    ) -> Result<Arc<CompiledFlow>, EngineError> {
+        Ok(
+            crate::runner::revision::compiled(&self.inner.catalog, self.store(), flow_id, revision)
+                .await?,
+        )
     }
 
     /// Validates the flow files under `dir` and stores the valid ones (a changed file becomes a
@@ -260,8 +279,7 @@ impl Engine {
 
     /// Rebuilds the registry from the flows stored in the database.
     pub async fn reload_registry(&self) -> Result<(), EngineError> {
-        let rows = crate::store::flows::list(self.inner.store.reader(), self.inner.store.backend())
-            .await?;
+        let rows = crate::store::flows::list(self.store().reader(), self.store().backend()).await?;
         let old = self.registry();
         let mut entries = Vec::with_capacity(rows.len());
         for row in rows {
@@ -271,7 +289,8 @@ impl Engine {
                 .filter(|e| e.revision == row.revision)
                 .map(|e| Ok(e.flow.clone()));
             let compiled = unchanged.unwrap_or_else(|| {
-                self.compile_definition(&row.id, &row.name, row.revision, &row.definition)
+                CompiledFlow::from_definition(&row.id, &row.name, row.revision, &row.definition)
+                    .map(Arc::new)
             });
             let flow = match compiled {
                 Ok(flow) => flow,
@@ -289,72 +308,8 @@ impl Engine {
                 flow,
             });
         }
-        let registry = Arc::new(Registry::new(entries));
-        match self.inner.registry.write() {
-            Ok(mut r) => *r = registry,
-            Err(poisoned) => *poisoned.into_inner() = registry,
-        }
-        self.inner.registry_version.send_modify(|v| *v += 1);
+        self.inner.catalog.replace(Registry::new(entries));
         Ok(())
-    }
-
-    /// The compiled flow of one revision: from the registry, the cache, or the database.
-    pub async fn compiled(
-        &self,
-        flow_id: &str,
-        revision: i64,
-    ) -> Result<Arc<CompiledFlow>, EngineError> {
-        if let Some(entry) = self
-            .registry()
-            .get(flow_id)
-            .filter(|e| e.revision == revision)
-        {
-            return Ok(entry.flow.clone());
-        }
-        let key = (flow_id.to_string(), revision);
-        if let Some(flow) = self.revision_cache().get(&key) {
-            return Ok(flow.clone());
-        }
-        let definition = crate::store::flows::revision_definition(
-            self.inner.store.reader(),
-            self.inner.store.backend(),
-            flow_id,
-            revision,
-        )
-        .await?
-        .ok_or_else(|| {
-            EngineError::BrokenRevision(flow_id.to_string(), revision, "not stored".into())
-        })?;
-        let name = self
-            .registry()
-            .get(flow_id)
-            .map_or_else(|| flow_id.to_string(), |e| e.name.clone());
-        let flow = self.compile_definition(flow_id, &name, revision, &definition)?;
-        self.revision_cache().insert(key, flow.clone());
-        Ok(flow)
-    }
-
-    fn revision_cache(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<(String, i64), Arc<CompiledFlow>>> {
-        match self.inner.revisions.lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        }
-    }
-
-    fn compile_definition(
-        &self,
-        id: &str,
-        name: &str,
-        revision: i64,
-        definition: &str,
-    ) -> Result<Arc<CompiledFlow>, EngineError> {
-        let def: FlowDef = serde_json::from_str(definition)
-            .map_err(|e| EngineError::BrokenRevision(id.into(), revision, e.to_string()))?;
-        CompiledFlow::compile(id, name, revision, def)
-            .map(Arc::new)
-            .map_err(|e| EngineError::BrokenRevision(id.into(), revision, e))
     }
 }
 

@@ -3,42 +3,25 @@
 
 use std::time::Duration;
 
-use crate::flow::model::{FlowDef, OnError, RetryPolicy, Trigger};
-use crate::flow::template::Template;
-use crate::step::delay::DelayConfig;
-use crate::step::http::HttpStep;
-use crate::step::map::MapStep;
-use crate::step::notify::NotifyStep;
+use crate::flow::model::{FlowDef, Trigger};
+use crate::step::CompiledStep;
+use crate::template::{Template, compile_text};
 
-/// Default retry policy of steps with side effects (SPEC §4): 12 attempts, 10 s, at most 2 h.
-pub const DEFAULT_RETRY: Retry = Retry {
-    attempts: 12,
-    delay: Duration::from_secs(10),
-    max_delay: Duration::from_secs(2 * 3600),
-};
-
-/// A resolved retry policy.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Retry {
-    pub attempts: u32,
-    pub delay: Duration,
-    pub max_delay: Duration,
+/// A stored definition that cannot be compiled (it was stored by a newer flowd, or altered).
+#[derive(Debug, thiserror::Error)]
+#[error("flow `{flow}` revision {revision} cannot be loaded: {reason}")]
+pub struct BrokenRevision {
+    pub flow: String,
+    pub revision: i64,
+    pub reason: String,
 }
 
-impl Retry {
-    /// The step's policy over the flow's over the defaults, field by field.
-    pub fn resolve(step: Option<&RetryPolicy>, flow: Option<&RetryPolicy>) -> Retry {
-        let pick =
-            |f: fn(&RetryPolicy) -> Option<u64>| step.and_then(f).or_else(|| flow.and_then(f));
-        Retry {
-            attempts: step
-                .and_then(|p| p.attempts)
-                .or_else(|| flow.and_then(|p| p.attempts))
-                .unwrap_or(DEFAULT_RETRY.attempts),
-            delay: pick(|p| p.delay.map(|d| d.as_millis()))
-                .map_or(DEFAULT_RETRY.delay, Duration::from_millis),
-            max_delay: pick(|p| p.max_delay.map(|d| d.as_millis()))
-                .map_or(DEFAULT_RETRY.max_delay, Duration::from_millis),
+impl BrokenRevision {
+    pub fn new(flow: &str, revision: i64, reason: impl Into<String>) -> BrokenRevision {
+        BrokenRevision {
+            flow: flow.to_string(),
+            revision,
+            reason: reason.into(),
         }
     }
 }
@@ -57,34 +40,20 @@ pub struct CompiledFlow {
     pub timeout: Option<Duration>,
 }
 
-#[derive(Debug)]
-pub struct CompiledStep {
-    pub id: String,
-    pub condition: Option<Template>,
-    pub on_error: OnError,
-    pub action: Action,
-}
-
-#[derive(Debug)]
-pub enum Action {
-    Map(MapStep),
-    Http(Box<HttpStep>),
-    Notify(Box<NotifyStep>),
-    Delay(DelayConfig),
-}
-
-impl Action {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Action::Map(_) => "map",
-            Action::Http(_) => "http",
-            Action::Notify(_) => "notify",
-            Action::Delay(_) => "delay",
-        }
-    }
-}
-
 impl CompiledFlow {
+    /// Compiles a revision from its stored JSON definition.
+    pub fn from_definition(
+        id: &str,
+        name: &str,
+        revision: i64,
+        definition: &str,
+    ) -> Result<CompiledFlow, BrokenRevision> {
+        let def: FlowDef = serde_json::from_str(definition)
+            .map_err(|e| BrokenRevision::new(id, revision, e.to_string()))?;
+        CompiledFlow::compile(id, name, revision, def)
+            .map_err(|e| BrokenRevision::new(id, revision, e))
+    }
+
     /// Compiles a validated flow definition. Errors only for definitions that skipped validation.
     pub fn compile(
         id: &str,
@@ -96,25 +65,7 @@ impl CompiledFlow {
         let steps = def
             .steps
             .iter()
-            .map(|step| {
-                let action = match step.kind() {
-                    Some(crate::step::StepKind::Map(c)) => Action::Map(MapStep::compile(c)?),
-                    Some(crate::step::StepKind::Http(c)) => {
-                        Action::Http(Box::new(HttpStep::compile(c, settings.retry.as_ref())?))
-                    }
-                    Some(crate::step::StepKind::Notify(c)) => {
-                        Action::Notify(Box::new(NotifyStep::compile(c, settings.retry.as_ref())?))
-                    }
-                    Some(crate::step::StepKind::Delay(d)) => Action::Delay(*d),
-                    None => return Err(format!("step `{}` has no kind", step.id)),
-                };
-                Ok(CompiledStep {
-                    id: step.id.clone(),
-                    condition: compile_opt(step.condition.as_ref().map(|t| t.as_str()))?,
-                    on_error: step.on_error.unwrap_or_default(),
-                    action,
-                })
-            })
+            .map(|step| CompiledStep::compile(step, settings.retry.as_ref()))
             .collect::<Result<Vec<_>, String>>()?;
         let conditions = def
             .triggers
@@ -145,36 +96,6 @@ impl CompiledFlow {
     }
 }
 
-/// Compiles a template, turning an error into text for `compile` results.
-pub fn compile_text(source: &str) -> Result<Template, String> {
-    Template::compile(source).map_err(|e| e.to_string())
-}
-
 fn compile_opt(source: Option<&str>) -> Result<Option<Template>, String> {
     source.map(compile_text).transpose()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::flow::duration::Duration as FlowDuration;
-
-    #[test]
-    fn retry_policy_resolves_field_by_field() {
-        let step = RetryPolicy {
-            attempts: Some(3),
-            delay: None,
-            max_delay: None,
-        };
-        let flow = RetryPolicy {
-            attempts: Some(9),
-            delay: Some(FlowDuration::from_secs(2)),
-            max_delay: None,
-        };
-        let r = Retry::resolve(Some(&step), Some(&flow));
-        assert_eq!(r.attempts, 3);
-        assert_eq!(r.delay, Duration::from_secs(2));
-        assert_eq!(r.max_delay, DEFAULT_RETRY.max_delay);
-        assert_eq!(Retry::resolve(None, None), DEFAULT_RETRY);
-    }
 }

@@ -6,9 +6,9 @@ use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use crate::flow::diagnostic::{Diagnostic, FlowPath};
+use crate::core::diagnostic::Pos;
+use crate::core::diagnostic::{Diagnostic, FlowPath};
 use crate::flow::validate::{MAX_FLOW_BYTES, Options, Report, validate_source};
-use crate::flow::yaml::Pos;
 
 /// The outcome of validating one file.
 #[derive(Debug, Clone)]

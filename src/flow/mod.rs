@@ -1,11 +1,11 @@
 //! Flows: the YAML format, its validation, and loading flow files from disk.
 
+pub mod catalog;
 pub mod compiled;
-pub mod diagnostic;
-pub mod duration;
+pub mod cron;
 pub mod load;
 pub mod model;
+pub mod registry;
 pub mod schema;
-pub mod template;
 pub mod validate;
 pub mod yaml;

@@ -8,11 +8,12 @@ use std::fmt;
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::flow::duration::Duration;
-use crate::step::{delay::DelayConfig, http::HttpConfig, map::MapConfig, notify::NotifyConfig};
+use crate::core::duration::Duration;
+use crate::step::StepDef;
+use crate::step::retry::RetryPolicy;
+use crate::template::TemplateStr;
 
 pub const FLOW_ID_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,63}$";
-pub const STEP_ID_PATTERN: &str = "^[a-z0-9_]+$";
 pub const ENTITY_PATTERN: &str = r"^[a-z][a-z0-9_.-]{0,63}$";
 pub const RATE_LIMIT_PATTERN: &str = r"^[1-9][0-9]{0,8}/(s|sec|second|m|min|minute|h|hour)$";
 pub const WEBHOOK_PATH_PATTERN: &str = r"^[A-Za-z0-9][A-Za-z0-9_.~/-]{0,127}$";
@@ -238,22 +239,6 @@ pub struct Settings {
     pub retry: Option<RetryPolicy>,
 }
 
-/// How often and how patiently a failing step is retried.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct RetryPolicy {
-    /// Attempts in all, the first included.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(range(min = 1, max = 1000))]
-    pub attempts: Option<u32>,
-    /// Wait before the second attempt; doubles each time.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delay: Option<Duration>,
-    /// Longest wait between two attempts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_delay: Option<Duration>,
-}
-
 /// Runs started per period, e.g. `600/min`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RateLimit {
@@ -323,65 +308,6 @@ impl JsonSchema for RateLimit {
             "x-message": "a rate limit: runs per period, e.g. `10/s`, `600/min` or `1000/hour`"
         })
     }
-}
-
-/// A string that may hold Handlebars templates; compiled when a flow revision is loaded.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct TemplateStr(pub String);
-
-impl TemplateStr {
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl JsonSchema for TemplateStr {
-    fn schema_name() -> std::borrow::Cow<'static, str> {
-        "Template".into()
-    }
-
-    fn json_schema(_: &mut SchemaGenerator) -> Schema {
-        json_schema!({"type": "string", "description": "Text with Handlebars templates, e.g. `{{entity.email}}`."})
-    }
-}
-
-/// One step: common fields plus exactly one kind (`map`, `http`, `notify` or `delay`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct StepDef {
-    /// Unique in the flow; the step's output is `steps.<id>` in later templates.
-    #[schemars(regex(pattern = STEP_ID_PATTERN), extend("x-message" = "a step id of lower-case letters, digits and `_`"))]
-    pub id: String,
-    /// A template; when it renders falsy the step is skipped.
-    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
-    pub condition: Option<TemplateStr>,
-    /// What a failure does: `fail` the run (default) or `continue` with output `{error: ...}`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub on_error: Option<OnError>,
-    /// Field mapping: any value, with templates inside strings.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub map: Option<MapConfig>,
-    /// An HTTP request, retried until it succeeds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub http: Option<HttpConfig>,
-    /// A notification: inbox, email, Slack or Discord.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub notify: Option<NotifyConfig>,
-    /// A durable wait, e.g. `10m`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub delay: Option<DelayConfig>,
-}
-
-/// Step kind keys, in the order they are documented.
-pub const STEP_KINDS: [&str; 4] = ["map", "http", "notify", "delay"];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum OnError {
-    #[default]
-    Fail,
-    Continue,
 }
 
 impl FlowDef {

@@ -16,7 +16,7 @@ use regex::Regex;
 use schemars::generate::SchemaSettings;
 use serde_json::{Map, Value};
 
-use crate::flow::diagnostic::{Diagnostic, FlowPath, suggest};
+use crate::core::diagnostic::{Diagnostic, FlowPath, suggest};
 use crate::flow::model::FlowDef;
 use crate::flow::yaml::{Node, NodeValue};
 
@@ -256,10 +256,10 @@ impl<'s> Checker<'s> {
         }
     }
 
-    fn current_pos(&self, items: &[Node]) -> crate::flow::yaml::Pos {
+    fn current_pos(&self, items: &[Node]) -> crate::core::diagnostic::Pos {
         items
             .first()
-            .map_or(crate::flow::yaml::Pos::START, |n| n.pos)
+            .map_or(crate::core::diagnostic::Pos::START, |n| n.pos)
     }
 
     /// Picks the branch of a union that the node means, then checks it against that branch only,

@@ -4,17 +4,16 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::flow::diagnostic::{Diagnostic, FlowPath, Seg, suggest};
-use crate::flow::model::{
-    EntityAction, FLOW_ID_PATTERN, FlowDef, ScheduleTrigger, StepDef, TemplateStr, Trigger,
-};
+use crate::core::diagnostic::{Diagnostic, FlowPath, Pos, Seg, suggest};
+use crate::flow::cron::{CronError, CronSchedule};
+use crate::flow::model::{EntityAction, FLOW_ID_PATTERN, FlowDef, ScheduleTrigger, Trigger};
 use crate::flow::schema::check_shape;
-use crate::flow::template::{Template, TemplateError};
-use crate::flow::yaml::{self, Node, NodeValue, Pos};
-use crate::step::StepKind;
+use crate::flow::yaml::{self, Node, NodeValue};
 use crate::step::http::{Auth, Format, HttpConfig};
 use crate::step::notify::{Channel, NotifyConfig};
-use crate::trigger::cron::{CronError, CronSchedule};
+use crate::step::{StepDef, StepKind};
+use crate::template::TemplateStr;
+use crate::template::{Template, TemplateError};
 
 /// Largest flow source accepted, from a file or the API.
 pub const MAX_FLOW_BYTES: usize = 1 << 20;
@@ -411,7 +410,7 @@ impl Cx<'_> {
         }
     }
 
-    fn check_retry(&mut self, retry: &crate::flow::model::RetryPolicy, path: FlowPath) {
+    fn check_retry(&mut self, retry: &crate::step::retry::RetryPolicy, path: FlowPath) {
         if let (Some(delay), Some(max)) = (retry.delay, retry.max_delay)
             && delay > max
         {

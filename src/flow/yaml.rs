@@ -7,33 +7,17 @@
 //! expansion beyond [`MAX_NODES`] values are errors, not stack overflows or memory blow-ups.
 
 use std::collections::HashMap;
-use std::fmt;
 
 use serde_json::Value;
 use yaml_rust2::parser::{Event, Parser, Tag};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
+use crate::core::diagnostic::Pos;
+
 /// Deepest nesting of mappings and lists accepted in a flow file.
 pub const MAX_DEPTH: usize = 64;
 /// Most values a document may hold once aliases are expanded (stops "billion laughs" bombs).
 pub const MAX_NODES: usize = 100_000;
-
-/// A 1-based line and column in a source text.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
-pub struct Pos {
-    pub line: usize,
-    pub column: usize,
-}
-
-impl Pos {
-    pub const START: Pos = Pos { line: 1, column: 1 };
-}
-
-impl fmt::Display for Pos {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.line, self.column)
-    }
-}
 
 /// A YAML value with the position where it starts.
 #[derive(Debug, Clone, PartialEq)]

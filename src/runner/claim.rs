@@ -3,10 +3,8 @@
 //! Excess runs are never dropped: held back by concurrency they stay due and are claimed when a
 //! slot frees; held back by a rate limit they are put off until the window has room again.
 
-use chrono::Utc;
-
-use crate::engine::Engine;
-use crate::engine::registry::FlowLimits;
+use crate::flow::registry::FlowLimits;
+use crate::runner::Runner;
 use crate::runner::execute::ExecError;
 use crate::store::limits::{defer_new_runs, flow_load, lock_flow};
 use crate::store::runs::{self, Claim, ClaimedRun};
@@ -23,13 +21,13 @@ pub struct Claimed {
 }
 
 /// Claims up to `limit` due runs for this node.
-pub async fn claim_due(engine: &Engine, lease_ms: i64, limit: u64) -> Result<Claimed, ExecError> {
-    let registry = engine.registry();
-    let store = engine.store();
+pub async fn claim_due(runner: &Runner, lease_ms: i64, limit: u64) -> Result<Claimed, ExecError> {
+    let registry = runner.catalog.registry();
+    let store = &runner.store;
     let backend = store.backend();
-    let now = Utc::now().timestamp_millis();
+    let now = runner.now_ms();
     let base = Claim {
-        owner: engine.node_id(),
+        owner: runner.node_id.as_str(),
         now,
         lease_ms,
         limit,

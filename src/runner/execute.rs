@@ -13,17 +13,20 @@ use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use tracing::{debug, info, warn};
 
-use crate::engine::Engine;
-use crate::flow::compiled::{Action, CompiledFlow, CompiledStep, Retry};
-use crate::flow::model::OnError;
-use crate::flow::template::is_truthy;
-use crate::runner::context::{RunContext, RunInfo, TriggerData, rfc3339};
-use crate::runner::status::{RunStatus, StepStatus};
+use crate::core::status::{RunStatus, StepStatus};
+use crate::core::time::rfc3339;
+use crate::core::trigger_data::TriggerData;
+use crate::flow::compiled::CompiledFlow;
+use crate::runner::context::{RunContext, RunInfo};
+use crate::runner::{Runner, revision};
 use crate::step::http::retry::backoff;
+use crate::step::retry::Retry;
 use crate::step::{Attempt, StepCall, StepOutcome};
+use crate::step::{CompiledStep, OnError, Plan};
 use crate::store::StoreError;
 use crate::store::runs::{AttemptWrite, ClaimedRun, RunState, RunWrite, StepRow, StepWrite};
 use crate::store::transitions::Transition;
+use crate::template::is_truthy;
 
 /// How long a lease lasts, and so how often the runner must renew it.
 #[derive(Debug, Clone, Copy)]
@@ -44,7 +47,7 @@ pub enum ExecError {
 
 /// The runner's view of one run while it executes.
 struct Execution<'a> {
-    engine: &'a Engine,
+    runner: &'a Runner,
     flow: Arc<CompiledFlow>,
     run: ClaimedRun,
     context: RunContext,
@@ -67,13 +70,12 @@ pub enum Ended {
 
 /// Executes a claimed run until it finishes, waits, or its lease is lost.
 pub async fn execute(
-    engine: &Engine,
+    runner: &Runner,
     run: ClaimedRun,
     rows: Vec<StepRow>,
     lease: LeaseSettings,
 ) -> Result<Ended, ExecError> {
-    let flow = engine
-        .compiled(&run.flow_id, run.revision)
+    let flow = revision::compiled(&runner.catalog, &runner.store, &run.flow_id, run.revision)
         .await
         .map_err(|e| ExecError::Flow(e.to_string()))?;
     let trigger: TriggerData = serde_json::from_str(&run.trigger)
@@ -87,7 +89,7 @@ pub async fn execute(
         attempt: run.attempt,
         started_at,
     };
-    let mut context = RunContext::new(&trigger, &info, engine.secrets());
+    let mut context = RunContext::new(&trigger, &info, &runner.secrets);
     let mut steps = HashMap::with_capacity(rows.len());
     for row in rows {
         restore_output(&mut context, &flow, &row);
@@ -95,7 +97,7 @@ pub async fn execute(
     }
     let next = run.next_step;
     let mut execution = Execution {
-        engine,
+        runner,
         flow,
         run,
         context,
@@ -107,7 +109,7 @@ pub async fn execute(
     };
     let ended = execution.run_steps().await;
     if let Ok(Ended::Finished(status)) = ended {
-        engine.metrics().run_finished(&execution.flow.id, status);
+        runner.metrics().run_finished(&execution.flow.id, status);
     }
     ended
 }
@@ -129,10 +131,6 @@ fn restore_output(context: &mut RunContext, flow: &CompiledFlow, row: &StepRow) 
     context.set_step_output(&step.id, output);
 }
 
-fn now_millis() -> i64 {
-    Utc::now().timestamp_millis()
-}
-
 impl Execution<'_> {
     async fn run_steps(&mut self) -> Result<Ended, ExecError> {
         loop {
@@ -141,7 +139,11 @@ impl Execution<'_> {
                     .finish(RunStatus::Cancelled, Some("cancelled".into()))
                     .await;
             }
-            if self.run.deadline_at.is_some_and(|d| now_millis() >= d) {
+            if self
+                .run
+                .deadline_at
+                .is_some_and(|d| self.runner.now_ms() >= d)
+            {
                 return self
                     .finish(
                         RunStatus::Failed,
@@ -153,32 +155,25 @@ impl Execution<'_> {
             let Some(step) = flow.steps.get(self.next as usize) else {
                 return self.finish(RunStatus::Succeeded, None).await;
             };
-            self.context.set_now(Utc::now());
+            self.context.set_now(self.runner.clock.now());
             if let Some(condition) = &step.condition
                 && !is_truthy(&condition.render(self.context.value()))
             {
                 self.record_pure(step, StepStatus::Skipped, Value::Null);
                 continue;
             }
-            let ended = match &step.action {
-                Action::Map(map) => {
+            let ended = match step.action.plan() {
+                Plan::Map(map) => {
                     let started = Instant::now();
                     let output = map.execute(self.context.value());
-                    self.engine
+                    self.runner
                         .metrics()
                         .step_executed(&flow.id, "map", started);
                     self.record_pure(step, StepStatus::Succeeded, output);
                     None
                 }
-                Action::Delay(duration) => self.delay(step, duration.to_std()).await?,
-                Action::Http(http) => {
-                    let retry = http.retry;
-                    self.side_effect(step, retry).await?
-                }
-                Action::Notify(notify) => {
-                    let retry = notify.retry;
-                    self.side_effect(step, retry).await?
-                }
+                Plan::Delay(duration) => self.delay(step, duration).await?,
+                Plan::SideEffect(retry) => self.side_effect(step, retry).await?,
             };
             if let Some(ended) = ended {
                 return Ok(ended);
@@ -188,7 +183,7 @@ impl Execution<'_> {
 
     /// Records a step that needed no side effect and moves on; committed with the next write.
     fn record_pure(&mut self, step: &CompiledStep, status: StepStatus, output: Value) {
-        let now = now_millis();
+        let now = self.runner.now_ms();
         self.pending.push(StepWrite {
             step_index: self.next,
             step_id: step.id.clone(),
@@ -217,7 +212,7 @@ impl Execution<'_> {
             .and_then(|row| row.output.as_deref())
             .and_then(|o| serde_json::from_str::<Value>(o).ok())
             .and_then(|v| v.get("until_ms").and_then(Value::as_i64));
-        let now = now_millis();
+        let now = self.runner.now_ms();
         let until = stored_until.unwrap_or(now + duration.as_millis() as i64);
         let output = json!({
             "until": rfc3339(DateTime::from_timestamp_millis(until).unwrap_or_else(Utc::now)),
@@ -252,7 +247,7 @@ impl Execution<'_> {
             .steps
             .get(&self.next)
             .map_or((0, 0), |row| (row.attempts, row.retry_base));
-        let now = now_millis();
+        let now = self.runner.now_ms();
         self.pending
             .push(self.step_write(step, StepStatus::Running, None, None, done, now, None));
         self.commit(RunState::Running {
@@ -272,14 +267,10 @@ impl Execution<'_> {
             context: self.context.value(),
         };
         let started = Instant::now();
-        let attempt = match &step.action {
-            Action::Http(http) => http.execute(self.engine.step_env(), &call).await,
-            Action::Notify(notify) => notify.execute(self.engine.step_env(), &call).await,
-            Action::Map(_) | Action::Delay(_) => {
-                return Err(ExecError::Flow("not a side-effect step".into()));
-            }
+        let Some(attempt) = step.action.perform(&self.runner.step_env, &call).await else {
+            return Err(ExecError::Flow("not a side-effect step".into()));
         };
-        self.engine
+        self.runner
             .metrics()
             .step_executed(&self.flow.id, step.action.kind(), started);
         let n = done + 1;
@@ -287,7 +278,7 @@ impl Execution<'_> {
         self.remember_attempts(step, n, base);
         match attempt.outcome {
             StepOutcome::Succeeded(output) => {
-                let finished = now_millis();
+                let finished = self.runner.now_ms();
                 self.pending.push(self.step_write(
                     step,
                     StepStatus::Succeeded,
@@ -307,7 +298,7 @@ impl Execution<'_> {
                     retry.delay,
                     retry.max_delay,
                     after,
-                    jitter(),
+                    self.runner.jitter.next(),
                 );
                 debug!(run_id = %self.run.id, step = %step.id, attempt = n, wait_ms = wait.as_millis() as u64, error = %error, "Step will be retried.");
                 self.pending.push(self.step_write(
@@ -319,7 +310,7 @@ impl Execution<'_> {
                     now,
                     None,
                 ));
-                self.wait_until(now_millis() + wait.as_millis() as i64)
+                self.wait_until(self.runner.now_ms() + wait.as_millis() as i64)
                     .await
                     .map(Some)
             }
@@ -351,7 +342,7 @@ impl Execution<'_> {
         error: String,
         output: Option<Value>,
     ) -> Result<Option<Ended>, ExecError> {
-        let finished = now_millis();
+        let finished = self.runner.now_ms();
         match step.on_error {
             OnError::Continue => {
                 let output = json!({ "error": error, "response": output });
@@ -421,7 +412,7 @@ impl Execution<'_> {
         self.attempts.push(AttemptWrite {
             step_index: self.next,
             n,
-            node: self.engine.node_id().to_string(),
+            node: self.runner.node_id.clone(),
             started_at: started,
             finished_at: started + attempt.duration_ms as i64,
             duration_ms: attempt.duration_ms as i64,
@@ -465,11 +456,11 @@ impl Execution<'_> {
         status: RunStatus,
         error: Option<String>,
     ) -> Result<Ended, ExecError> {
-        let redacted = error.map(|e| self.engine.step_env().redactor.redact(&e));
+        let redacted = error.map(|e| self.runner.step_env.redactor.redact(&e));
         self.commit(RunState::Finished {
             status,
             error: redacted.clone(),
-            finished_at: now_millis(),
+            finished_at: self.runner.now_ms(),
         })
         .await?;
         match status {
@@ -490,15 +481,15 @@ impl Execution<'_> {
         let transition = Transition {
             write: RunWrite {
                 run_id: self.run.id.clone(),
-                owner: self.engine.node_id().to_string(),
+                owner: self.runner.node_id.clone(),
                 epoch: self.run.epoch,
                 state,
                 steps: std::mem::take(&mut self.pending),
                 attempts: std::mem::take(&mut self.attempts),
             },
-            lease_expires_at: now_millis() + self.lease.lease.as_millis() as i64,
+            lease_expires_at: self.runner.now_ms() + self.lease.lease.as_millis() as i64,
         };
-        let applied = match self.engine.writes().transition(transition).await {
+        let applied = match self.runner.writes.transition(transition).await {
             Ok(applied) => applied,
             Err(StoreError::LeaseLost) => {
                 warn!(run_id = %self.run.id, "Lease lost; another worker owns the run now.");
@@ -509,11 +500,4 @@ impl Execution<'_> {
         self.run.cancel_requested |= applied.cancel_requested;
         Ok(())
     }
-}
-
-/// A jitter factor in [-1, 1] for backoff, without a random-number dependency: the clock's
-/// nanoseconds are plenty to spread retries of many runs apart.
-fn jitter() -> f64 {
-    let nanos = Utc::now().timestamp_subsec_nanos();
-    f64::from(nanos % 2001) / 1000.0 - 1.0
 }

@@ -5,6 +5,64 @@
 
 pub mod claim;
 pub mod context;
+pub mod control;
 pub mod execute;
-pub mod status;
+pub mod revision;
 pub mod worker;
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use crate::core::clock::SharedClock;
+use crate::core::jitter::Jitter;
+use crate::core::wake::Wake;
+use crate::flow::catalog::Catalog;
+use crate::metrics::Metrics;
+use crate::secrets::Secrets;
+use crate::step::StepEnv;
+use crate::store::Store;
+use crate::store::group_commit::GroupCommit;
+
+/// What the runner needs from the engine. Cheap to clone: one copy per run in flight.
+#[derive(Clone)]
+pub struct Runner {
+    parts: Arc<RunnerParts>,
+}
+
+pub struct RunnerParts {
+    pub catalog: Arc<Catalog>,
+    pub store: Store,
+    /// The group-committed write path of run transitions.
+    pub writes: GroupCommit,
+    pub step_env: StepEnv,
+    pub secrets: Secrets,
+    /// This node's name: lease owner and attempt records.
+    pub node_id: String,
+    pub clock: SharedClock,
+    pub jitter: Jitter,
+    pub wake: Wake,
+}
+
+impl Runner {
+    pub fn new(parts: RunnerParts) -> Runner {
+        Runner {
+            parts: Arc::new(parts),
+        }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.parts.step_env.metrics
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.parts.clock.now_ms()
+    }
+}
+
+impl Deref for Runner {
+    type Target = RunnerParts;
+
+    fn deref(&self) -> &RunnerParts {
+        &self.parts
+    }
+}

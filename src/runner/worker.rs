@@ -7,12 +7,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use chrono::Utc;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use crate::engine::Engine;
+use crate::runner::Runner;
 use crate::runner::claim::claim_due;
 use crate::runner::execute::{Ended, ExecError, LeaseSettings, execute};
 use crate::store::nodes;
@@ -42,38 +41,38 @@ impl Default for RunnerConfig {
 }
 
 /// Runs the worker pool until `shutdown` turns true.
-pub async fn run(engine: Engine, config: RunnerConfig, mut shutdown: watch::Receiver<bool>) {
+pub async fn run(runner: Runner, config: RunnerConfig, mut shutdown: watch::Receiver<bool>) {
     let permits = Arc::new(Semaphore::new(config.workers.max(1)));
     let backlog = Arc::new(AtomicBool::new(false));
     let mut tasks = JoinSet::new();
-    let heartbeat = tokio::spawn(renew_leases(engine.clone(), config, shutdown.clone()));
+    let heartbeat = tokio::spawn(renew_leases(runner.clone(), config, shutdown.clone()));
     info!(
         workers = config.workers,
         lease_ms = config.lease.as_millis() as u64,
-        node = engine.node_id(),
+        node = runner.node_id.as_str(),
         "Runner started."
     );
     loop {
         if *shutdown.borrow() {
             break;
         }
-        if let Err(e) = claim_and_start(&engine, &config, &permits, &mut tasks, &backlog).await {
+        if let Err(e) = claim_and_start(&runner, &config, &permits, &mut tasks, &backlog).await {
             error!(error = %e, "Claiming runs failed; trying again shortly.");
         }
         while tasks.try_join_next().is_some() {}
         tokio::select! {
-            _ = engine.woken() => {}
+            _ = runner.wake.wait_new_runs() => {}
             _ = tokio::time::sleep(config.poll) => {}
             _ = shutdown.changed() => {}
         }
     }
-    drain(&engine, config, tasks).await;
+    drain(&runner, config, tasks).await;
     heartbeat.abort();
 }
 
 /// Claims as many due runs as there are free workers and starts them.
 async fn claim_and_start(
-    engine: &Engine,
+    runner: &Runner,
     config: &RunnerConfig,
     permits: &Arc<Semaphore>,
     tasks: &mut JoinSet<()>,
@@ -89,14 +88,14 @@ async fn claim_and_start(
             return Ok(());
         }
         let lease_ms = config.lease.as_millis() as i64;
-        let claimed = claim_due(engine, lease_ms, free as u64).await?;
+        let claimed = claim_due(runner, lease_ms, free as u64).await?;
         claimed
             .wake_at
             .iter()
-            .for_each(|&at| schedule_wake(engine.clone(), at));
+            .for_each(|&at| schedule_wake(runner.clone(), at));
         let full_batch = claimed.runs.len() == free;
         backlog.store(full_batch || claimed.held_back, Ordering::Relaxed);
-        start_runs(engine, config, permits, tasks, backlog, claimed.runs).await?;
+        start_runs(runner, config, permits, tasks, backlog, claimed.runs).await?;
         if !full_batch {
             return Ok(());
         }
@@ -105,7 +104,7 @@ async fn claim_and_start(
 
 /// Starts claimed runs, each on its own task holding a worker permit.
 async fn start_runs(
-    engine: &Engine,
+    runner: &Runner,
     config: &RunnerConfig,
     permits: &Arc<Semaphore>,
     tasks: &mut JoinSet<()>,
@@ -117,7 +116,7 @@ async fn start_runs(
         .filter(|r| r.resumed || r.next_step > 0 || r.attempt > 1)
         .map(|r| r.id.clone())
         .collect();
-    let store = engine.store();
+    let store = &runner.store;
     let mut rows = runs::load_steps(store.writer(), store.backend(), &resumed).await?;
     for run in claimed {
         let Ok(permit) = permits.clone().try_acquire_owned() else {
@@ -125,17 +124,17 @@ async fn start_runs(
         };
         let (mine, rest): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.run_id == run.id);
         rows = rest;
-        let engine = engine.clone();
+        let runner = runner.clone();
         let backlog = backlog.clone();
         let lease = LeaseSettings {
             lease: config.lease,
         };
         tasks.spawn(async move {
-            execute_one(&engine, run, mine, lease).await;
+            execute_one(&runner, run, mine, lease).await;
             drop(permit);
             // A worker is free: claim again if due runs were left behind.
             if backlog.load(Ordering::Relaxed) {
-                engine.wake_runner();
+                runner.wake.new_runs();
             }
         });
     }
@@ -143,15 +142,15 @@ async fn start_runs(
 }
 
 async fn execute_one(
-    engine: &Engine,
+    runner: &Runner,
     run: ClaimedRun,
     rows: Vec<runs::StepRow>,
     lease: LeaseSettings,
 ) {
     let run_id = run.id.clone();
-    match execute(engine, run, rows, lease).await {
-        Ok(Ended::Waiting(due_at)) => schedule_wake(engine.clone(), due_at),
-        Ok(Ended::Finished(_)) => engine.run_ended(),
+    match execute(runner, run, rows, lease).await {
+        Ok(Ended::Waiting(due_at)) => schedule_wake(runner.clone(), due_at),
+        Ok(Ended::Finished(_)) => runner.wake.run_ended(),
         Err(ExecError::LeaseLost) => {}
         Err(e) => {
             error!(%run_id, error = %e, "Run execution stopped; it will be retried after its lease expires.")
@@ -160,28 +159,28 @@ async fn execute_one(
 }
 
 /// Wakes the runner when a waiting run of this node becomes due, instead of polling for it.
-fn schedule_wake(engine: Engine, due_at: i64) {
+fn schedule_wake(runner: Runner, due_at: i64) {
     tokio::spawn(async move {
-        let wait = (due_at - Utc::now().timestamp_millis()).max(0) as u64;
+        let wait = (due_at - runner.now_ms()).max(0) as u64;
         tokio::time::sleep(Duration::from_millis(wait)).await;
-        engine.wake_runner();
+        runner.wake.new_runs();
     });
 }
 
 /// Renews this node's leases every third of the lease, so a live node never loses them.
-async fn renew_leases(engine: Engine, config: RunnerConfig, mut shutdown: watch::Receiver<bool>) {
+async fn renew_leases(runner: Runner, config: RunnerConfig, mut shutdown: watch::Receiver<bool>) {
     let every = config.lease / 3;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = shutdown.changed() => return,
         }
-        let store = engine.store();
-        let now = Utc::now().timestamp_millis();
+        let store = &runner.store;
+        let now = runner.now_ms();
         if let Err(e) = runs::renew_leases(
             store.writer(),
             store.backend(),
-            engine.node_id(),
+            runner.node_id.as_str(),
             now,
             config.lease.as_millis() as i64,
         )
@@ -189,20 +188,27 @@ async fn renew_leases(engine: Engine, config: RunnerConfig, mut shutdown: watch:
         {
             warn!(error = %e, "Renewing leases failed.");
         }
-        beat(&engine, now).await;
+        beat(&runner, now).await;
     }
 }
 
 /// Refreshes this node's heartbeat in the node registry: one statement per renewal tick.
-async fn beat(engine: &Engine, now: i64) {
-    let store = engine.store();
-    if let Err(e) = nodes::heartbeat(store.writer(), store.backend(), engine.node_id(), now).await {
+async fn beat(runner: &Runner, now: i64) {
+    let store = &runner.store;
+    if let Err(e) = nodes::heartbeat(
+        store.writer(),
+        store.backend(),
+        runner.node_id.as_str(),
+        now,
+    )
+    .await
+    {
         warn!(error = %e, "Refreshing the node heartbeat failed.");
     }
 }
 
 /// Waits for runs in flight up to the grace period, then gives back the leases still held.
-async fn drain(engine: &Engine, config: RunnerConfig, mut tasks: JoinSet<()>) {
+async fn drain(runner: &Runner, config: RunnerConfig, mut tasks: JoinSet<()>) {
     let in_flight = tasks.len();
     if in_flight > 0 {
         info!(in_flight, "Waiting for runs in flight.");
@@ -218,12 +224,12 @@ async fn drain(engine: &Engine, config: RunnerConfig, mut tasks: JoinSet<()>) {
         );
         tasks.abort_all();
     }
-    let store = engine.store();
+    let store = &runner.store;
     match runs::release_leases(
         store.writer(),
         store.backend(),
-        engine.node_id(),
-        Utc::now().timestamp_millis(),
+        runner.node_id.as_str(),
+        runner.now_ms(),
     )
     .await
     {

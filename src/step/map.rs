@@ -5,7 +5,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::flow::template::CompiledValue;
+use crate::template::CompiledValue;
 
 /// The mapping: any value; strings may hold templates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

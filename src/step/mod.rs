@@ -6,18 +6,26 @@ pub mod delay;
 pub mod http;
 pub mod map;
 pub mod notify;
+pub mod retry;
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::flow::model::StepDef;
 use crate::metrics::Metrics;
+use crate::step::delay::DelayConfig;
 use crate::step::http::client::HttpClient;
 use crate::step::http::record::Redactor;
+use crate::step::http::{HttpConfig, HttpStep};
+use crate::step::map::{MapConfig, MapStep};
 use crate::step::notify::email::Mailer;
+use crate::step::notify::{NotifyConfig, NotifyStep};
+use crate::step::retry::RetryPolicy;
 use crate::store::Store;
+use crate::template::{Template, TemplateStr, compile_text};
 
 /// What a step's execution needs from the engine, shared by every run.
 #[derive(Clone)]
@@ -129,5 +137,128 @@ impl StepDef {
     /// The step's kind; `None` only for a step that failed validation.
     pub fn kind(&self) -> Option<StepKind<'_>> {
         self.kinds().into_iter().next()
+    }
+}
+
+pub const STEP_ID_PATTERN: &str = "^[a-z0-9_]+$";
+
+/// One step: common fields plus exactly one kind (`map`, `http`, `notify` or `delay`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepDef {
+    /// Unique in the flow; the step's output is `steps.<id>` in later templates.
+    #[schemars(regex(pattern = STEP_ID_PATTERN), extend("x-message" = "a step id of lower-case letters, digits and `_`"))]
+    pub id: String,
+    /// A template; when it renders falsy the step is skipped.
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<TemplateStr>,
+    /// What a failure does: `fail` the run (default) or `continue` with output `{error: ...}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_error: Option<OnError>,
+    /// Field mapping: any value, with templates inside strings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<MapConfig>,
+    /// An HTTP request, retried until it succeeds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http: Option<HttpConfig>,
+    /// A notification: inbox, email, Slack or Discord.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<NotifyConfig>,
+    /// A durable wait, e.g. `10m`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delay: Option<DelayConfig>,
+}
+
+/// Step kind keys, in the order they are documented.
+pub const STEP_KINDS: [&str; 4] = ["map", "http", "notify", "delay"];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnError {
+    #[default]
+    Fail,
+    Continue,
+}
+
+#[derive(Debug)]
+pub struct CompiledStep {
+    pub id: String,
+    pub condition: Option<Template>,
+    pub on_error: OnError,
+    pub action: Action,
+}
+
+#[derive(Debug)]
+pub enum Action {
+    Map(MapStep),
+    Http(Box<HttpStep>),
+    Notify(Box<NotifyStep>),
+    Delay(DelayConfig),
+}
+
+/// What the runner does with a step, by kind: evaluate it in place (`map`), wait (`delay`), or
+/// commit first and then perform one attempt of a side effect (`http`, `notify`).
+#[derive(Debug, Clone, Copy)]
+pub enum Plan<'a> {
+    Map(&'a MapStep),
+    Delay(std::time::Duration),
+    SideEffect(crate::step::retry::Retry),
+}
+
+impl Action {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Map(_) => "map",
+            Action::Http(_) => "http",
+            Action::Notify(_) => "notify",
+            Action::Delay(_) => "delay",
+        }
+    }
+
+    /// How the runner treats this step.
+    pub fn plan(&self) -> Plan<'_> {
+        match self {
+            Action::Map(map) => Plan::Map(map),
+            Action::Delay(delay) => Plan::Delay(delay.to_std()),
+            Action::Http(http) => Plan::SideEffect(http.retry),
+            Action::Notify(notify) => Plan::SideEffect(notify.retry),
+        }
+    }
+
+    /// One attempt of a step with side effects; `None` for steps without (`map`, `delay`).
+    pub async fn perform(&self, env: &StepEnv, call: &StepCall<'_>) -> Option<Attempt> {
+        match self {
+            Action::Http(http) => Some(http.execute(env, call).await),
+            Action::Notify(notify) => Some(notify.execute(env, call).await),
+            Action::Map(_) | Action::Delay(_) => None,
+        }
+    }
+}
+
+impl CompiledStep {
+    /// Compiles one validated step, with the flow's default retry policy.
+    pub fn compile(
+        step: &StepDef,
+        flow_retry: Option<&RetryPolicy>,
+    ) -> Result<CompiledStep, String> {
+        let action = match step.kind() {
+            Some(StepKind::Map(c)) => Action::Map(MapStep::compile(c)?),
+            Some(StepKind::Http(c)) => Action::Http(Box::new(HttpStep::compile(c, flow_retry)?)),
+            Some(StepKind::Notify(c)) => {
+                Action::Notify(Box::new(NotifyStep::compile(c, flow_retry)?))
+            }
+            Some(StepKind::Delay(d)) => Action::Delay(*d),
+            None => return Err(format!("step `{}` has no kind", step.id)),
+        };
+        Ok(CompiledStep {
+            id: step.id.clone(),
+            condition: step
+                .condition
+                .as_ref()
+                .map(|t| compile_text(t.as_str()))
+                .transpose()?,
+            on_error: step.on_error.unwrap_or_default(),
+            action,
+        })
     }
 }

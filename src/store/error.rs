@@ -38,6 +38,9 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// A stored text column holds a value this version does not know.
+    #[error("column `{column}` holds an unknown value `{value}`")]
+    UnknownValue { column: String, value: String },
     #[error("database error: {0}")]
     Database(#[source] DbErr),
 }

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 
 use sea_orm::{ConnectionTrait, Value};
 
-use crate::store::runs::{NewRun, insert_runs};
+use crate::core::new_run::NewRun;
+use crate::store::runs::insert_runs;
 use crate::store::sql::{get, placeholders, stmt};
 use crate::store::{Backend, StoreError};
 

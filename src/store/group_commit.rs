@@ -6,6 +6,10 @@
 //! bottleneck on SQLite (one connection, one round trip to its thread per statement) and each
 //! commit costs an fsync on PostgreSQL, so this is what lets throughput grow with load.
 //!
+//! Every trigger starts its runs here: entity events through `ingest` (keyed by event id),
+//! manual runs, replays, webhooks and schedule fires through `start` (keyed by `webhook-id` or
+//! fire time, see `starts.rs`).
+//!
 //! Ingest and the runner share the queue, so a burst of events cannot starve running runs: both
 //! get into every batch. A batch that fails as a whole (a database error) is retried job by job,
 //! so one bad write fails alone.
@@ -17,6 +21,7 @@ use tokio::sync::{Mutex, mpsc, oneshot};
 use tracing::{debug, trace, warn};
 
 use crate::store::events::{NewEvent, ingest};
+use crate::store::starts::{self, RunStart, Started};
 use crate::store::transitions::{Applied, Transition, apply_many};
 use crate::store::{Backend, Store, StoreError};
 
@@ -40,6 +45,10 @@ enum Job {
     Ingest {
         events: Vec<NewEvent>,
         reply: oneshot::Sender<Result<IngestAnswers, StoreError>>,
+    },
+    Start {
+        starts: Vec<RunStart>,
+        reply: oneshot::Sender<Result<Vec<Started>, StoreError>>,
     },
     Transition {
         transition: Transition,
@@ -68,6 +77,14 @@ impl GroupCommit {
     pub async fn ingest(&self, events: Vec<NewEvent>) -> Result<IngestAnswers, StoreError> {
         let (reply, answer) = oneshot::channel();
         self.submit(Job::Ingest { events, reply })?;
+        answer.await.map_err(|_| StoreError::WriterStopped)?
+    }
+
+    /// Stores runs started by triggers, each once per key (see [`start_runs`]); answers once
+    /// they are committed, one answer per start.
+    pub async fn start_runs(&self, starts: Vec<RunStart>) -> Result<Vec<Started>, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Start { starts, reply })?;
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 
@@ -119,33 +136,21 @@ async fn commit_jobs(store: &Store, jobs: Vec<Job>) {
 async fn commit_batch(store: &Store, jobs: Vec<Job>) -> Result<(), (Vec<Job>, StoreError)> {
     let written = {
         // Borrowed, not cloned: events and attempts carry whole bodies.
-        let events: Vec<&NewEvent> = jobs
-            .iter()
-            .flat_map(|job| match job {
-                Job::Ingest { events, .. } => events.as_slice(),
-                Job::Transition { .. } => &[],
-            })
-            .collect();
-        let transitions: Vec<&Transition> = jobs
-            .iter()
-            .filter_map(|job| match job {
-                Job::Transition { transition, .. } => Some(transition),
-                Job::Ingest { .. } => None,
-            })
-            .collect();
+        let batch = Batch::of(&jobs);
         let clock = std::time::Instant::now();
-        let written = write(store, &events, &transitions).await;
+        let written = write(store, &batch).await;
         trace!(
-            events = events.len(),
-            transitions = transitions.len(),
+            events = batch.events.len(),
+            starts = batch.starts.len(),
+            transitions = batch.transitions.len(),
             micros = clock.elapsed().as_micros() as u64,
             "Group commit."
         );
         written
     };
     match written {
-        Ok((answers, applied)) => {
-            answer(jobs, &answers, applied);
+        Ok(written) => {
+            answer(jobs, written);
             Ok(())
         }
         Err(error) if jobs.len() == 1 => {
@@ -158,37 +163,79 @@ async fn commit_batch(store: &Store, jobs: Vec<Job>) -> Result<(), (Vec<Job>, St
     }
 }
 
-async fn write(
-    store: &Store,
-    events: &[&NewEvent],
-    transitions: &[&Transition],
-) -> Result<(IngestAnswers, Vec<Result<Applied, StoreError>>), StoreError> {
+/// What one batch writes, borrowed from its jobs: events and attempts carry whole bodies.
+struct Batch<'a> {
+    events: Vec<&'a NewEvent>,
+    starts: Vec<&'a RunStart>,
+    transitions: Vec<&'a Transition>,
+}
+
+impl<'a> Batch<'a> {
+    fn of(jobs: &'a [Job]) -> Batch<'a> {
+        let mut batch = Batch {
+            events: Vec::new(),
+            starts: Vec::new(),
+            transitions: Vec::new(),
+        };
+        for job in jobs {
+            match job {
+                Job::Ingest { events, .. } => batch.events.extend(events),
+                Job::Start { starts, .. } => batch.starts.extend(starts),
+                Job::Transition { transition, .. } => batch.transitions.push(transition),
+            }
+        }
+        batch
+    }
+}
+
+/// The answers of one committed batch, in the order of its jobs.
+struct Written {
+    ingested: IngestAnswers,
+    started: Vec<Started>,
+    applied: Vec<Result<Applied, StoreError>>,
+}
+
+async fn write(store: &Store, batch: &Batch<'_>) -> Result<Written, StoreError> {
     let now = chrono::Utc::now().timestamp_millis();
     let txn = store.begin_write().await?;
-    let answers = if events.is_empty() {
+    let ingested = if batch.events.is_empty() {
         IngestAnswers::new()
     } else {
-        ingest(&txn, store.backend(), events).await?
+        ingest(&txn, store.backend(), &batch.events).await?
     };
-    let applied = if transitions.is_empty() {
+    let started = if batch.starts.is_empty() {
         Vec::new()
     } else {
-        apply_many(&txn, store.backend(), transitions, now).await?
+        starts::start_runs(&txn, store.backend(), &batch.starts, now).await?
+    };
+    let applied = if batch.transitions.is_empty() {
+        Vec::new()
+    } else {
+        apply_many(&txn, store.backend(), &batch.transitions, now).await?
     };
     txn.commit().await?;
-    Ok((answers, applied))
+    Ok(Written {
+        ingested,
+        started,
+        applied,
+    })
 }
 
 /// Hands each caller its part of the batch's result.
-fn answer(jobs: Vec<Job>, answers: &IngestAnswers, applied: Vec<Result<Applied, StoreError>>) {
-    let mut applied = applied.into_iter();
+fn answer(jobs: Vec<Job>, written: Written) {
+    let mut applied = written.applied.into_iter();
+    let mut started = written.started.into_iter();
     for job in jobs {
         match job {
             Job::Ingest { events, reply } => {
                 let mine = events
                     .iter()
-                    .filter_map(|e| Some((e.id.clone(), answers.get(&e.id)?.clone())))
+                    .filter_map(|e| Some((e.id.clone(), written.ingested.get(&e.id)?.clone())))
                     .collect();
+                deliver(reply, Ok(mine));
+            }
+            Job::Start { starts, reply } => {
+                let mine: Vec<Started> = started.by_ref().take(starts.len()).collect();
                 deliver(reply, Ok(mine));
             }
             Job::Transition { reply, .. } => {
@@ -204,6 +251,7 @@ fn answer(jobs: Vec<Job>, answers: &IngestAnswers, applied: Vec<Result<Applied, 
 fn fail(job: Job, error: StoreError) {
     match job {
         Job::Ingest { reply, .. } => deliver(reply, Err(error)),
+        Job::Start { reply, .. } => deliver(reply, Err(error)),
         Job::Transition { reply, .. } => deliver(reply, Err(error)),
     }
 }

@@ -22,6 +22,7 @@ pub mod run_log;
 pub mod runs;
 pub mod schedules;
 pub mod sql;
+pub mod starts;
 pub mod testing;
 pub mod transitions;
 pub mod usage;

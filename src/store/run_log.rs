@@ -4,14 +4,15 @@
 
 use sea_orm::{ConnectionTrait, QueryResult, Value};
 
-use crate::store::sql::{get, stmt};
+use crate::core::status::{RunStatus, StepStatus};
+use crate::store::sql::{get, get_parsed, stmt};
 use crate::store::{Backend, StoreError};
 
 /// Filters of the run log; all optional.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub flow: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<RunStatus>,
     pub entity: Option<String>,
     pub entity_id: Option<String>,
     /// Created at or after (UTC millis).
@@ -27,7 +28,7 @@ pub struct RunRow {
     pub id: String,
     pub flow_id: String,
     pub revision: i64,
-    pub status: String,
+    pub status: RunStatus,
     pub trigger: String,
     pub attempt: i64,
     pub error: Option<String>,
@@ -45,7 +46,7 @@ fn run_row(row: &QueryResult) -> Result<RunRow, StoreError> {
         id: get(row, "id")?,
         flow_id: get(row, "flow_id")?,
         revision: get(row, "revision")?,
-        status: get(row, "status")?,
+        status: get_parsed(row, "status")?,
         trigger: get(row, "trigger")?,
         attempt: get::<i32>(row, "attempt")?.into(),
         error: get(row, "error")?,
@@ -73,7 +74,7 @@ pub async fn list(
         }
     };
     add("flow_id = ?", filter.flow.clone().map(Value::from));
-    add("status = ?", filter.status.clone().map(Value::from));
+    add("status = ?", filter.status.map(|s| Value::from(s.as_str())));
     add("entity = ?", filter.entity.clone().map(Value::from));
     add("entity_id = ?", filter.entity_id.clone().map(Value::from));
     add("created_at >= ?", filter.since.map(Value::from));
@@ -107,7 +108,7 @@ pub struct StepDetail {
     pub step_index: i64,
     pub step_id: String,
     pub kind: String,
-    pub status: String,
+    pub status: StepStatus,
     pub output: Option<String>,
     pub error: Option<String>,
     pub started_at: Option<i64>,
@@ -143,7 +144,7 @@ pub async fn steps_of(
                 step_index: get::<i32>(row, "step_index")?.into(),
                 step_id: get(row, "step_id")?,
                 kind: get(row, "kind")?,
-                status: get(row, "status")?,
+                status: get_parsed(row, "status")?,
                 output: get(row, "output")?,
                 error: get(row, "error")?,
                 started_at: get(row, "started_at")?,

@@ -5,26 +5,13 @@
 
 use sea_orm::{ConnectionTrait, Value};
 
-use crate::runner::status::{RunStatus, StepStatus};
-use crate::store::sql::{get, placeholders, stmt};
+use crate::core::new_run::NewRun;
+use crate::core::status::{RunStatus, StepStatus};
+use crate::store::sql::{get, get_parsed, placeholders, stmt};
 use crate::store::{Backend, StoreError};
 
 /// Rows per multi-row INSERT: well under SQLite's limit of bound variables.
 const ROWS_PER_INSERT: usize = 200;
-
-/// A run to create.
-#[derive(Debug, Clone)]
-pub struct NewRun {
-    pub id: String,
-    pub flow_id: String,
-    pub revision: i64,
-    /// `TriggerData` as JSON.
-    pub trigger: String,
-    pub entity: Option<String>,
-    pub entity_id: Option<String>,
-    pub created_at: i64,
-    pub deadline_at: Option<i64>,
-}
 
 /// Inserts runs as `pending` and due now, in as few statements as possible.
 pub async fn insert_runs(
@@ -234,14 +221,11 @@ pub async fn load_steps(
     let rows = conn.query_all_raw(stmt(backend, &sql, values)).await?;
     rows.iter()
         .map(|row| {
-            let status: String = get(row, "status")?;
             Ok(StepRow {
                 run_id: get(row, "run_id")?,
                 step_index: get::<i32>(row, "step_index")?.into(),
                 step_id: get(row, "step_id")?,
-                status: status.parse().map_err(|_| StoreError::NotFound {
-                    what: format!("step status `{status}`"),
-                })?,
+                status: get_parsed(row, "status")?,
                 output: get(row, "output")?,
                 attempts: get::<i32>(row, "attempts")?.into(),
                 retry_base: get::<i32>(row, "retry_base")?.into(),

@@ -48,6 +48,16 @@ pub fn get<T: TryGetable>(row: &QueryResult, column: &str) -> Result<T, StoreErr
     Ok(row.try_get::<T>("", column)?)
 }
 
+/// A text column read as a typed value (a status, a source): a value the type does not know
+/// means the row was written by something else than this flowd.
+pub fn get_parsed<T: std::str::FromStr>(row: &QueryResult, column: &str) -> Result<T, StoreError> {
+    let text: String = get(row, column)?;
+    text.parse().map_err(|_| StoreError::UnknownValue {
+        column: column.to_string(),
+        value: text,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

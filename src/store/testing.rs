@@ -16,7 +16,7 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, SqlxPostgresConnector};
 use tempfile::TempDir;
 use uuid::Uuid;
 
-use crate::store::runs::NewRun;
+use crate::core::new_run::NewRun;
 use crate::store::{Backend, Store, StoreError, StoreOptions};
 
 /// The variable naming the PostgreSQL server for tests; its database is used only to connect.

@@ -285,7 +285,7 @@ async fn cancel_parked(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runner::status::{RunStatus, StepStatus};
+    use crate::core::status::{RunStatus, StepStatus};
     use crate::store::runs::{Claim, claim, insert_runs, load_steps};
     use crate::store::testing::{TestDb, pending_run as new_run};
 

@@ -9,16 +9,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use crate::engine::registry::FlowEntry;
-use crate::engine::{Engine, EngineError};
-use crate::flow::model::{EntityAction, EntityTrigger, Trigger};
-use crate::flow::template::is_truthy;
-use crate::runner::context::{
-    EventInfo, TriggerData, changed_fields, entity_with_id, rfc3339, text_or_number,
-    text_or_number_schema,
+use crate::core::id::new_id;
+use crate::core::new_run::{NewRun, TriggerRecord};
+use crate::core::time::rfc3339;
+use crate::core::trigger_data::{
+    EventInfo, TriggerData, changed_fields, entity_with_id, text_or_number, text_or_number_schema,
 };
+use crate::flow::model::{EntityAction, EntityTrigger, Trigger};
+use crate::flow::registry::FlowEntry;
 use crate::store::events::NewEvent;
-use crate::store::runs::NewRun;
+use crate::template::is_truthy;
+use crate::trigger::{Intake, IntakeError};
 
 /// An event as the host application sends it.
 #[derive(Debug, Clone, Deserialize, ToSchema)]
@@ -108,11 +109,11 @@ pub fn check_event(index: usize, event: &EventIn) -> Vec<EventProblem> {
     problems
 }
 
-impl Engine {
+impl Intake {
     /// Stores events and the runs they start, in one transaction, and wakes the runner.
     /// Events must have passed [`check_event`].
-    pub async fn emit(&self, events: Vec<EventIn>) -> Result<Vec<EventResult>, EngineError> {
-        let now = Utc::now();
+    pub async fn emit(&self, events: Vec<EventIn>) -> Result<Vec<EventResult>, IntakeError> {
+        let now = self.clock.now();
         let registry = self.registry();
         let mut first_of: HashMap<String, usize> = HashMap::new();
         let mut ids = Vec::with_capacity(events.len());
@@ -134,13 +135,13 @@ impl Engine {
                 .collect();
             new_events.push(new_event(event, &event_id, &dedup_flows(matched), now)?);
         }
-        let answers = self.writes().ingest(new_events).await?;
-        self.metrics()
+        let answers = self.writes.ingest(new_events).await?;
+        self.metrics
             .events_ingested(events.iter().map(|e| e.entity.as_str()), |entity| {
                 registry.entity_triggers(entity).next().is_some()
             });
         if answers.values().any(|runs| !runs.is_empty()) {
-            self.wake_runner();
+            self.wake.new_runs();
         }
         Ok(ids
             .into_iter()
@@ -241,9 +242,9 @@ fn new_event(
     event_id: &str,
     flows: &[&FlowEntry],
     now: DateTime<Utc>,
-) -> Result<NewEvent, EngineError> {
+) -> Result<NewEvent, IntakeError> {
     let millis = now.timestamp_millis();
-    let trigger = TriggerData::Entity {
+    let trigger = TriggerRecord::of(&TriggerData::Entity {
         event: event_info(event, event_id, now),
         entity: entity_with_id(&event.data, &event.id),
         previous: event.previous.clone(),
@@ -252,21 +253,10 @@ fn new_event(
             .as_ref()
             .map(|p| changed_fields(p, &event.data))
             .unwrap_or_default(),
-    };
-    let trigger =
-        serde_json::to_string(&trigger).map_err(|e| EngineError::Config(e.to_string()))?;
+    })?;
     let runs = flows
         .iter()
-        .map(|flow| NewRun {
-            id: new_id(),
-            flow_id: flow.id.clone(),
-            revision: flow.revision,
-            trigger: trigger.clone(),
-            entity: Some(event.entity.clone()),
-            entity_id: Some(event.id.clone()),
-            created_at: millis,
-            deadline_at: flow.flow.timeout.map(|t| millis + t.as_millis() as i64),
-        })
+        .map(|flow| NewRun::new(flow.target(), &trigger, millis))
         .collect();
     Ok(NewEvent {
         id: event_id.to_string(),
@@ -278,9 +268,4 @@ fn new_event(
         created_at: millis,
         runs,
     })
-}
-
-/// A new time-ordered id (UUIDv7).
-pub fn new_id() -> String {
-    uuid::Uuid::now_v7().to_string()
 }

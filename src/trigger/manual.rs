@@ -2,16 +2,14 @@
 //! (`POST /api/v1/flows/{id}/trigger`), and the actions a host application can offer on an
 //! entity type (`GET /api/v1/actions?entity=`).
 
-use chrono::Utc;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::engine::registry::FlowEntry;
-use crate::engine::runs::new_run;
-use crate::engine::{Engine, EngineError};
+use crate::core::trigger_data::{ManualEntity, TriggerData};
 use crate::flow::model::{ManualTrigger, Trigger};
-use crate::runner::context::{ManualEntity, TriggerData};
+use crate::flow::registry::FlowEntry;
+use crate::trigger::{Intake, IntakeError};
 
 /// The body of a manual trigger request.
 #[derive(Debug, Clone, Default, Deserialize, ToSchema)]
@@ -51,10 +49,10 @@ pub enum ManualError {
     #[error("{0}")]
     BadRequest(String),
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Intake(#[from] IntakeError),
 }
 
-impl Engine {
+impl Intake {
     /// Starts a run of `flow_id` by hand and returns its id.
     pub async fn trigger_manual(
         &self,
@@ -77,9 +75,7 @@ impl Engine {
             input: request.input,
             entity: request.entity,
         };
-        let run = new_run(flow, &trigger, Utc::now().timestamp_millis())?;
-        self.insert_runs(std::slice::from_ref(&run)).await?;
-        Ok(run.id)
+        Ok(self.start_run(flow, &trigger).await?)
     }
 
     /// The manual actions of active flows on `entity`, sorted by label.

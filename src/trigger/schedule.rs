@@ -17,13 +17,14 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::engine::registry::{FlowEntry, Registry};
-use crate::engine::runs::new_run;
-use crate::engine::{Engine, EngineError};
+use crate::core::new_run::{NewRun, TriggerRecord};
+use crate::core::trigger_data::TriggerData;
+use crate::flow::cron::CronSchedule;
 use crate::flow::model::Trigger;
-use crate::runner::context::TriggerData;
-use crate::store::{StoreError, runs, schedules};
-use crate::trigger::cron::CronSchedule;
+use crate::flow::registry::{FlowEntry, Registry};
+use crate::store::schedules;
+use crate::store::starts::{OnceKey, RunStart, Started};
+use crate::trigger::{Intake, IntakeError};
 
 /// Longest single sleep: wall-clock jumps are noticed within this time.
 const MAX_SLEEP: Duration = Duration::from_secs(60);
@@ -36,16 +37,16 @@ struct Planned {
 }
 
 /// Runs the scheduler until `shutdown` turns true.
-pub async fn run(engine: Engine, mut shutdown: watch::Receiver<bool>) {
-    let mut changes = engine.registry_changes();
-    let mut planned = plan(&engine.registry(), Utc::now());
-    if let Err(e) = catch_up(&engine, &planned).await {
+pub async fn run(intake: Intake, mut shutdown: watch::Receiver<bool>) {
+    let mut changes = intake.catalog.changes();
+    let mut planned = plan(&intake.registry(), intake.clock.now());
+    if let Err(e) = catch_up(&intake, &planned).await {
         warn!(error = %e, "Catching up missed schedule fires failed.");
     }
     info!(schedules = planned.len(), "Scheduler started.");
     loop {
-        let now = Utc::now();
-        if let Err(e) = fire_due(&engine, &mut planned, now).await {
+        let now = intake.clock.now();
+        if let Err(e) = fire_due(&intake, &mut planned, now).await {
             warn!(error = %e, "Firing schedules failed; trying again shortly.");
             tokio::time::sleep(Duration::from_secs(1)).await;
         }
@@ -54,7 +55,7 @@ pub async fn run(engine: Engine, mut shutdown: watch::Receiver<bool>) {
             .filter_map(|p| p.next)
             .min()
             .map_or(MAX_SLEEP, |next| {
-                (next - Utc::now())
+                (next - intake.clock.now())
                     .to_std()
                     .unwrap_or_default()
                     .min(MAX_SLEEP)
@@ -65,7 +66,7 @@ pub async fn run(engine: Engine, mut shutdown: watch::Receiver<bool>) {
                 if changed.is_err() {
                     return;
                 }
-                planned = replan(&engine.registry(), planned, Utc::now());
+                planned = replan(&intake.registry(), planned, intake.clock.now());
                 debug!(schedules = planned.len(), "Schedules reloaded.");
             }
             _ = shutdown.changed() => return,
@@ -128,10 +129,10 @@ fn schedules_of(flow: &FlowEntry) -> impl Iterator<Item = CronSchedule> + '_ {
 /// Fires every schedule whose next time has come: the latest fire time up to `now` (one run
 /// even if the node woke up late), then plans the next one.
 async fn fire_due(
-    engine: &Engine,
+    intake: &Intake,
     planned: &mut [Planned],
     now: DateTime<Utc>,
-) -> Result<(), EngineError> {
+) -> Result<(), IntakeError> {
     let mut fires = Vec::new();
     for p in planned.iter_mut() {
         let Some(next) = p.next.filter(|next| *next <= now) else {
@@ -144,13 +145,13 @@ async fn fire_due(
         fires.push((p.flow_id.clone(), fire_at));
         p.next = p.cron.next_after(now);
     }
-    fire(engine, &fires).await
+    fire(intake, &fires).await
 }
 
 /// On start: for each schedule that fired before, the latest fire time missed since then.
-async fn catch_up(engine: &Engine, planned: &[Planned]) -> Result<(), EngineError> {
-    let store = engine.store();
-    let now = Utc::now();
+async fn catch_up(intake: &Intake, planned: &[Planned]) -> Result<(), IntakeError> {
+    let store = &intake.store;
+    let now = intake.clock.now();
     let mut fires = Vec::new();
     for p in planned {
         let Some(last) = schedules::last_fire(store.reader(), store.backend(), &p.flow_id).await?
@@ -165,33 +166,35 @@ async fn catch_up(engine: &Engine, planned: &[Planned]) -> Result<(), EngineErro
             fires.push((p.flow_id.clone(), missed));
         }
     }
-    fire(engine, &fires).await
+    fire(intake, &fires).await
 }
 
-/// Starts one run per (flow, fire time) not fired yet, in one transaction.
-async fn fire(engine: &Engine, fires: &[(String, DateTime<Utc>)]) -> Result<(), EngineError> {
+/// Starts one run per (flow, fire time) not fired yet, through the group commit.
+async fn fire(intake: &Intake, fires: &[(String, DateTime<Utc>)]) -> Result<(), IntakeError> {
     if fires.is_empty() {
         return Ok(());
     }
-    let registry = engine.registry();
-    let store = engine.store();
-    let now = Utc::now().timestamp_millis();
-    let txn = store.begin_write().await?;
-    let mut started = 0;
+    let registry = intake.registry();
+    let now = intake.clock.now_ms();
+    let mut starts = Vec::with_capacity(fires.len());
     for (flow_id, fire_at) in fires {
         let Some(flow) = registry.get(flow_id).filter(|f| f.is_active()) else {
             continue;
         };
-        let run = new_run(flow, &TriggerData::Schedule { fire_at: *fire_at }, now)?;
-        let fire_ms = fire_at.timestamp_millis();
-        if schedules::claim_fire(&txn, store.backend(), flow_id, fire_ms, &run.id, now).await? {
-            runs::insert_runs(&txn, store.backend(), std::slice::from_ref(&run)).await?;
-            started += 1;
-        }
+        let trigger = TriggerRecord::of(&TriggerData::Schedule { fire_at: *fire_at })?;
+        starts.push(RunStart {
+            run: NewRun::new(flow.target(), &trigger, now),
+            once: Some(OnceKey::ScheduleFire {
+                fire_at: fire_at.timestamp_millis(),
+            }),
+        });
     }
-    txn.commit().await.map_err(StoreError::from)?;
-    if started > 0 {
-        engine.wake_runner();
+    if starts.is_empty() {
+        return Ok(());
+    }
+    let started = intake.writes.start_runs(starts).await?;
+    if started.iter().any(|s| matches!(s, Started::New(_))) {
+        intake.wake.new_runs();
     }
     Ok(())
 }

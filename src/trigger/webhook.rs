@@ -4,14 +4,13 @@
 //! and gets the first run's id: senders retry, flowd runs once.
 
 use axum::http::HeaderMap;
-use chrono::Utc;
 use serde_json::{Map, Value, json};
 
-use crate::engine::runs::new_run;
-use crate::engine::{Engine, EngineError};
-use crate::runner::context::TriggerData;
+use crate::core::new_run::{NewRun, TriggerRecord};
+use crate::core::trigger_data::TriggerData;
 use crate::step::http::sign::{SignatureHeaders, verify};
-use crate::store::{StoreError, runs, webhooks};
+use crate::store::starts::{OnceKey, RunStart, Started};
+use crate::trigger::{Intake, IntakeError};
 
 /// How far a signed request's timestamp may be from now.
 pub const TOLERANCE_SECS: i64 = 300;
@@ -35,10 +34,10 @@ pub enum WebhookError {
     #[error("the body is not valid: {0}")]
     BadBody(String),
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Intake(#[from] IntakeError),
 }
 
-impl Engine {
+impl Intake {
     /// Handles one webhook request.
     pub async fn receive_webhook(
         &self,
@@ -55,42 +54,46 @@ impl Engine {
         }
         let signature = SignatureHeaders::from_header_map(headers);
         if let Some(Some(secret)) = flow.flow.webhook_secrets.get(index) {
-            let secret = secret.render_text(&json!({ "secrets": self.secrets().to_context() }));
-            let now = Utc::now().timestamp();
+            let secret = secret.render_text(&json!({ "secrets": self.secrets.to_context() }));
+            let now = self.clock.now_ms() / 1000;
             verify(&secret, &signature, body, now, TOLERANCE_SECS)
                 .map_err(|e| WebhookError::BadSignature(e.to_string()))?;
         }
         let input = parse_body(headers, body)?;
-        self.metrics().webhook_received(&flow.id);
+        self.metrics.webhook_received(&flow.id);
         let trigger = TriggerData::Webhook {
             path: path.to_string(),
             input,
         };
-        let now = Utc::now().timestamp_millis();
-        let run = new_run(flow, &trigger, now)?;
-        let store = self.store();
-        let txn = store.begin_write().await.map_err(EngineError::from)?;
-        if let Some(webhook_id) = signature.id.filter(|id| !id.is_empty()) {
-            let first = webhooks::remember(&txn, store.backend(), path, webhook_id, &run.id, now)
-                .await
-                .map_err(EngineError::from)?;
-            if let Some(run_id) = first {
-                return Ok(Received {
+        let record = TriggerRecord::of(&trigger).map_err(IntakeError::from)?;
+        let start = RunStart {
+            run: NewRun::new(flow.target(), &record, self.clock.now_ms()),
+            once: signature
+                .id
+                .filter(|id| !id.is_empty())
+                .map(|webhook_id| OnceKey::Webhook {
+                    path: path.to_string(),
+                    webhook_id: webhook_id.to_string(),
+                }),
+        };
+        let run_id = start.run.id.clone();
+        let started = self
+            .writes
+            .start_runs(vec![start])
+            .await
+            .map_err(IntakeError::from)?;
+        Ok(match started.into_iter().next() {
+            Some(Started::Repeat(first)) => Received {
+                run_id: first.unwrap_or(run_id),
+                started: false,
+            },
+            Some(Started::New(_)) | None => {
+                self.wake.new_runs();
+                Received {
                     run_id,
-                    started: false,
-                });
+                    started: true,
+                }
             }
-        }
-        runs::insert_runs(&txn, store.backend(), std::slice::from_ref(&run))
-            .await
-            .map_err(EngineError::from)?;
-        txn.commit()
-            .await
-            .map_err(|e| EngineError::from(StoreError::from(e)))?;
-        self.wake_runner();
-        Ok(Received {
-            run_id: run.id,
-            started: true,
         })
     }
 }

@@ -243,12 +243,12 @@ fn attempt_line(attempt: &Value, with_error: bool) -> String {
 
 /// ` (in 42s)` for a time in the future.
 fn in_from_now(time: &Value) -> String {
-    let now = Value::String(crate::runner::context::rfc3339(Utc::now()));
+    let now = Value::String(crate::core::time::rfc3339(Utc::now()));
     match millis_between(&now, time) {
         // Whole seconds: `59999ms` reads worse than `1m`.
         Some(ms) if ms > 0 => {
             let secs = (ms as u64).div_ceil(1000);
-            format!(" (in {})", crate::flow::duration::Duration::from_secs(secs))
+            format!(" (in {})", crate::core::duration::Duration::from_secs(secs))
         }
         _ => String::new(),
     }

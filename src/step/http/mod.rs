@@ -13,8 +13,9 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::flow::duration::Duration;
-use crate::flow::model::{RetryPolicy, TemplateStr};
+use crate::core::duration::Duration;
+use crate::step::retry::RetryPolicy;
+use crate::template::TemplateStr;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -116,24 +117,21 @@ pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(
 #[derive(Debug)]
 pub struct HttpStep {
     method: Method,
-    url: crate::flow::template::Template,
-    headers: Vec<(String, crate::flow::template::Template)>,
-    query: Vec<(String, crate::flow::template::Template)>,
+    url: crate::template::Template,
+    headers: Vec<(String, crate::template::Template)>,
+    query: Vec<(String, crate::template::Template)>,
     auth: Option<CompiledAuth>,
-    body: Option<crate::flow::template::CompiledValue>,
+    body: Option<crate::template::CompiledValue>,
     format: Format,
     timeout: std::time::Duration,
-    sign: Option<crate::flow::template::Template>,
-    pub retry: crate::flow::compiled::Retry,
+    sign: Option<crate::template::Template>,
+    pub retry: crate::step::retry::Retry,
 }
 
 #[derive(Debug)]
 enum CompiledAuth {
-    Basic(
-        crate::flow::template::Template,
-        crate::flow::template::Template,
-    ),
-    Bearer(crate::flow::template::Template),
+    Basic(crate::template::Template, crate::template::Template),
+    Bearer(crate::template::Template),
 }
 
 impl HttpStep {
@@ -141,7 +139,7 @@ impl HttpStep {
         config: &HttpConfig,
         flow_retry: Option<&RetryPolicy>,
     ) -> Result<HttpStep, String> {
-        use crate::flow::compiled::compile_text;
+        use crate::template::compile_text;
         let pairs = |map: &Option<BTreeMap<String, TemplateStr>>| {
             map.iter()
                 .flatten()
@@ -159,9 +157,7 @@ impl HttpStep {
         let body = config
             .body
             .as_ref()
-            .map(|b| {
-                crate::flow::template::CompiledValue::compile(&b.0).map_err(|e| format!("{e:?}"))
-            })
+            .map(|b| crate::template::CompiledValue::compile(&b.0).map_err(|e| format!("{e:?}")))
             .transpose()?;
         Ok(HttpStep {
             method: config.method.unwrap_or_default(),
@@ -177,14 +173,14 @@ impl HttpStep {
                 .as_ref()
                 .map(|s| compile_text(s.secret.as_str()))
                 .transpose()?,
-            retry: crate::flow::compiled::Retry::resolve(config.retry.as_ref(), flow_retry),
+            retry: crate::step::retry::Retry::resolve(config.retry.as_ref(), flow_retry),
         })
     }
 
     /// The request of one attempt, templates rendered against the run context.
     pub fn render(&self, call: &crate::step::StepCall<'_>) -> client::RenderedRequest {
         let cx = call.context;
-        let text = |t: &crate::flow::template::Template| t.render_text(cx);
+        let text = |t: &crate::template::Template| t.render_text(cx);
         client::RenderedRequest {
             method: self.method,
             url: text(&self.url),

@@ -8,7 +8,7 @@ pub mod email;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::flow::model::TemplateStr;
+use crate::template::TemplateStr;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -53,21 +53,21 @@ impl Channel {
 #[derive(Debug)]
 pub struct NotifyStep {
     channel: Channel,
-    to: Option<crate::flow::template::Template>,
-    url: Option<crate::flow::template::Template>,
-    subject: Option<crate::flow::template::Template>,
-    text: Option<crate::flow::template::Template>,
-    pub retry: crate::flow::compiled::Retry,
+    to: Option<crate::template::Template>,
+    url: Option<crate::template::Template>,
+    subject: Option<crate::template::Template>,
+    text: Option<crate::template::Template>,
+    pub retry: crate::step::retry::Retry,
 }
 
 impl NotifyStep {
     pub fn compile(
         config: &NotifyConfig,
-        flow_retry: Option<&crate::flow::model::RetryPolicy>,
+        flow_retry: Option<&crate::step::retry::RetryPolicy>,
     ) -> Result<NotifyStep, String> {
         let compile = |t: &Option<TemplateStr>| {
             t.as_ref()
-                .map(|t| crate::flow::compiled::compile_text(t.as_str()))
+                .map(|t| crate::template::compile_text(t.as_str()))
                 .transpose()
         };
         Ok(NotifyStep {
@@ -76,7 +76,7 @@ impl NotifyStep {
             url: compile(&config.url)?,
             subject: compile(&config.subject)?,
             text: compile(&config.text)?,
-            retry: crate::flow::compiled::Retry::resolve(None, flow_retry),
+            retry: crate::step::retry::Retry::resolve(None, flow_retry),
         })
     }
 
@@ -86,9 +86,8 @@ impl NotifyStep {
         env: &crate::step::StepEnv,
         call: &crate::step::StepCall<'_>,
     ) -> crate::step::Attempt {
-        let render = |t: &Option<crate::flow::template::Template>| {
-            t.as_ref().map(|t| t.render_text(call.context))
-        };
+        let render =
+            |t: &Option<crate::template::Template>| t.as_ref().map(|t| t.render_text(call.context));
         let (subject, text) = (render(&self.subject), render(&self.text));
         match self.channel {
             Channel::Inbox => inbox(env, call, subject, text).await,

@@ -21,6 +21,8 @@ mod scan;
 use std::fmt;
 use std::sync::Arc;
 
+use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use helpers::is_truthy;
@@ -441,6 +443,33 @@ fn shape_references(shape: &Shape, out: &mut Vec<Vec<String>>) {
         Shape::Array(items) => items.iter().for_each(|s| shape_references(s, out)),
         Shape::Object(fields) => fields.iter().for_each(|(_, s)| shape_references(s, out)),
     }
+}
+
+/// A string that may hold Handlebars templates; compiled when a flow revision is loaded.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TemplateStr(pub String);
+
+impl TemplateStr {
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl JsonSchema for TemplateStr {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Template".into()
+    }
+
+    fn json_schema(_: &mut SchemaGenerator) -> Schema {
+        json_schema!({"type": "string", "description": "Text with Handlebars templates, e.g. `{{entity.email}}`."})
+    }
+}
+
+/// Compiles a template, turning an error into text (for compiling definitions that passed
+/// validation, where an error can only mean a stored definition was tampered with).
+pub fn compile_text(source: &str) -> Result<Template, String> {
+    Template::compile(source).map_err(|e| e.to_string())
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::core::new_run::RunTarget;
 use crate::flow::compiled::CompiledFlow;
 use crate::flow::model::{RateLimit, Trigger};
 
@@ -20,6 +21,15 @@ pub struct FlowEntry {
 }
 
 impl FlowEntry {
+    /// What a new run of the flow's current revision executes.
+    pub fn target(&self) -> RunTarget<'_> {
+        RunTarget {
+            flow_id: &self.id,
+            revision: self.revision,
+            timeout: self.flow.timeout,
+        }
+    }
+
     /// Whether the flow starts runs now.
     pub fn is_active(&self) -> bool {
         self.enabled && !self.paused
