@@ -286,7 +286,7 @@ fn flow_with_definition(flow: &FlowRow) -> (FlowOut, Value) {
         name: flow.name.clone(),
         enabled: flow.enabled,
         paused: flow.paused,
-        source: flow.source.clone(),
+        source: flow.source.to_string(),
         path: flow.path.clone(),
         revision: flow.revision,
         triggers: definition

@@ -143,7 +143,7 @@ async fn api_flows(url: &str) -> Result<Vec<FlowRow>, ExportError> {
     Ok(rows
         .map_err(anyhow::Error::from)?
         .into_iter()
-        .filter(|f| f.source == FlowSource::Api.as_str())
+        .filter(|f| f.source == FlowSource::Api)
         .collect())
 }
 

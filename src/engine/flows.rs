@@ -148,7 +148,7 @@ impl Engine {
 
     async fn api_flow(&self, id: &str) -> Result<FlowRow, FlowError> {
         let flow = self.flow(id).await?;
-        if flow.source == FlowSource::File.as_str() {
+        if flow.source == FlowSource::File {
             return Err(FlowError::ManagedByFile(id.into()));
         }
         Ok(flow)

@@ -213,7 +213,7 @@ impl Engine {
         // the same database may keep its flow files elsewhere, or have none.
         let by_path: HashMap<String, String> = stored
             .iter()
-            .filter(|f| f.source == FlowSource::File.as_str())
+            .filter(|f| f.source == FlowSource::File)
             .filter_map(|f| Some((f.path.clone()?, f.id.clone())))
             .filter(|(path, _)| Path::new(path).starts_with(dir))
             .collect();

@@ -3,7 +3,7 @@
 
 use sea_orm::{ConnectionTrait, Value};
 
-use crate::store::sql::{get, stmt};
+use crate::store::sql::{get, get_parsed, stmt};
 use crate::store::{Backend, StoreError};
 
 /// Where a flow is managed.
@@ -19,6 +19,28 @@ impl FlowSource {
             FlowSource::File => "file",
             FlowSource::Api => "api",
         }
+    }
+}
+
+/// A stored flow source that is neither `file` nor `api`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown flow source `{0}`")]
+pub struct UnknownSource(pub String);
+
+impl std::str::FromStr for FlowSource {
+    type Err = UnknownSource;
+
+    fn from_str(text: &str) -> Result<FlowSource, UnknownSource> {
+        [FlowSource::File, FlowSource::Api]
+            .into_iter()
+            .find(|source| source.as_str() == text)
+            .ok_or_else(|| UnknownSource(text.to_string()))
+    }
+}
+
+impl std::fmt::Display for FlowSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -42,7 +64,7 @@ pub struct FlowInput {
 pub struct FlowRow {
     pub id: String,
     pub name: String,
-    pub source: String,
+    pub source: FlowSource,
     pub path: Option<String>,
     pub revision: i64,
     pub enabled: bool,
@@ -61,7 +83,7 @@ fn flow_row(row: &sea_orm::QueryResult) -> Result<FlowRow, StoreError> {
     Ok(FlowRow {
         id: get(row, "id")?,
         name: get(row, "name")?,
-        source: get(row, "source")?,
+        source: get_parsed(row, "source")?,
         path: get(row, "path")?,
         revision: get(row, "revision")?,
         enabled: get(row, "enabled")?,

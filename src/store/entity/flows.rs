@@ -4,6 +4,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::store::flows::FlowSource;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "flows")]
 pub struct Model {
@@ -11,7 +13,7 @@ pub struct Model {
     pub id: String,
     pub name: String,
     /// `file` or `api`.
-    pub source: String,
+    pub source: FlowSource,
     /// The file a file flow was loaded from.
     pub path: Option<String>,
     pub revision: i64,

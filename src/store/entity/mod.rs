@@ -1,7 +1,7 @@
 //! One thin sea-orm entity per table (`Model`, `ActiveModel`, `Column`), with no behaviour:
 //! repository functions in `store/` turn rows into domain types, and the schema itself is
 //! defined by the migrations crate. Conventions: times are `i64` unix milliseconds (UTC), JSON
-//! and statuses are `String` (TEXT), ids are `String`. No relations are declared, as the schema
+//! is `String` (TEXT), statuses and sources are their enums stored as text (`values.rs`), ids are `String`. No relations are declared, as the schema
 //! has no foreign keys; joins are written where they are needed. Timestamps are not filled in by
 //! `ActiveModelBehavior`, because time comes from the runner's injected clock.
 
@@ -15,6 +15,7 @@ pub mod notifications;
 pub mod runs;
 pub mod schedule_fires;
 pub mod step_runs;
+mod values;
 pub mod webhook_requests;
 
 #[cfg(test)]

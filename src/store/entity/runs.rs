@@ -4,6 +4,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::core::status::RunStatus;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "runs")]
 pub struct Model {
@@ -14,7 +16,7 @@ pub struct Model {
     /// The flow revision this run executes.
     pub revision: i64,
     /// `pending`, `running`, `waiting`, `succeeded`, `failed` or `cancelled`.
-    pub status: String,
+    pub status: RunStatus,
     /// JSON text: the trigger kind and its data.
     pub trigger: String,
     pub entity: Option<String>,

@@ -3,6 +3,8 @@
 
 use sea_orm::entity::prelude::*;
 
+use crate::core::status::StepStatus;
+
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "step_runs")]
 pub struct Model {
@@ -14,7 +16,7 @@ pub struct Model {
     /// `map`, `http`, `notify` or `delay`.
     pub kind: String,
     /// `pending`, `running`, `succeeded`, `failed` or `skipped`.
-    pub status: String,
+    pub status: StepStatus,
     /// JSON text.
     pub output: Option<String>,
     pub error: Option<String>,

@@ -8,6 +8,8 @@ use std::fmt::Debug;
 use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, Set};
 
 use super::*;
+use crate::core::status::{RunStatus, StepStatus};
+use crate::store::flows::FlowSource;
 use crate::store::testing::TestDb;
 use crate::store::{Store, StoreError};
 
@@ -58,7 +60,7 @@ fn flow() -> flows::Model {
     flows::Model {
         id: "guest-sync".to_owned(),
         name: "Guest sync".to_owned(),
-        source: "file".to_owned(),
+        source: FlowSource::File,
         path: Some("flows/guest-sync.yaml".to_owned()),
         revision: 3,
         enabled: true,
@@ -74,7 +76,7 @@ fn run() -> runs::Model {
         id: "0196f3c2-7a4e-7cc0-9a40-5f1e2d3c4b5a".to_owned(),
         flow_id: "guest-sync".to_owned(),
         revision: 3,
-        status: "running".to_owned(),
+        status: RunStatus::Running,
         trigger: r#"{"kind":"entity","action":"create"}"#.to_owned(),
         entity: Some("guest".to_owned()),
         entity_id: Some("42".to_owned()),
@@ -173,7 +175,7 @@ async fn step_runs_round_trip() {
         step_index: 1,
         step_id: "push".to_owned(),
         kind: "http".to_owned(),
-        status: "failed".to_owned(),
+        status: StepStatus::Failed,
         output: Some(r#"{"status":500}"#.to_owned()),
         error: Some("HTTP 500".to_owned()),
         attempts: 12,
@@ -275,7 +277,7 @@ async fn unset_columns_get_their_defaults() {
             step_index: Set(0),
             step_id: Set("s".to_owned()),
             kind: Set("map".to_owned()),
-            status: Set("pending".to_owned()),
+            status: Set(StepStatus::Pending),
             ..Default::default()
         };
         let stored = new_step.insert(db.store.writer()).await.unwrap();

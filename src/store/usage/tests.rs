@@ -4,6 +4,7 @@
 use sea_orm::{ActiveModelTrait, IntoActiveModel};
 
 use super::*;
+use crate::core::status::StepStatus;
 use crate::store::entity::{attempts, runs, step_runs};
 use crate::store::testing::TestDb;
 
@@ -25,7 +26,7 @@ async fn insert(conn: &impl ConnectionTrait, spec: RunSpec<'_>) {
         id: id.into(),
         flow_id: flow.into(),
         revision: 1,
-        status: status.into(),
+        status: status.parse().unwrap(),
         trigger: "{}".into(),
         entity: None,
         entity_id: None,
@@ -66,7 +67,7 @@ async fn insert_step(
         step_index: index,
         step_id: format!("s{index}"),
         kind: kind.into(),
-        status: "succeeded".into(),
+        status: StepStatus::Succeeded,
         output: None,
         error: None,
         attempts: tries,
