@@ -68,8 +68,10 @@ pub async fn list_notifications(
 ) -> Result<Json<Page<NotificationOut>>, ApiError> {
     let limit = page_limit(q.limit);
     let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
+    let store = engine.store();
     let rows = notifications::list(
-        engine.store(),
+        store.reader(),
+        store.backend(),
         q.unread.unwrap_or(false),
         after.as_ref(),
         limit + 1,
@@ -90,7 +92,8 @@ pub async fn mark_read(
     ApiPath(NotificationId { id }): ApiPath<NotificationId>,
 ) -> Result<Json<MarkedRead>, ApiError> {
     let now = Utc::now().timestamp_millis();
-    if !notifications::mark_read(engine.store(), &id, now).await? {
+    let store = engine.store();
+    if !notifications::mark_read(store.writer(), store.backend(), &id, now).await? {
         return Err(ApiError::NotFound(format!("no notification `{id}`")));
     }
     Ok(Json(MarkedRead { id, read: true }))

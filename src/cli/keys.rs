@@ -44,7 +44,7 @@ pub fn run(args: &Args) -> ExitCode {
         let now = Utc::now().timestamp_millis();
         match &args.command {
             KeysCommand::Create { name } => {
-                let (row, key) = api_keys::create(&store, name, now).await?;
+                let (row, key) = api_keys::create(store.writer(), name, now).await?;
                 println!("{key}");
                 eprintln!(
                     "Created API key `{}` ({}). It is shown only now: store it somewhere safe. \
@@ -53,7 +53,7 @@ pub fn run(args: &Args) -> ExitCode {
                 );
             }
             KeysCommand::List => {
-                let keys = api_keys::list(&store).await?;
+                let keys = api_keys::list(store.reader()).await?;
                 if keys.is_empty() {
                     eprintln!("No API keys. Create one with `flowd keys create <name>`.");
                 }
@@ -70,7 +70,7 @@ pub fn run(args: &Args) -> ExitCode {
                 }
             }
             KeysCommand::Revoke { id } => {
-                if !api_keys::revoke(&store, id, now).await? {
+                if !api_keys::revoke(store.writer(), id, now).await? {
                     anyhow::bail!("no active key with id or prefix `{id}`");
                 }
                 eprintln!("Revoked. Running servers stop accepting it within a second.");

@@ -23,7 +23,7 @@ impl Engine {
     /// Reloads the stored keys.
     pub async fn refresh_api_keys(&self) -> Result<(), EngineError> {
         let mut keys = env_key_hashes();
-        let stored = list(self.store()).await?;
+        let stored = list(self.store().reader()).await?;
         let required = !keys.is_empty() || !stored.is_empty();
         keys.extend(
             stored

@@ -1,11 +1,13 @@
 //! API keys created with `flowd keys create`: stored as SHA-256 hashes (a key is shown once,
 //! at creation), with a short prefix so a person can tell keys apart in a listing.
 
-use sea_orm::{ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter, QueryOrder, Set};
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
+};
 use sha2::{Digest, Sha256};
 
+use crate::store::StoreError;
 use crate::store::entity::api_keys::{ActiveModel, Column, Entity, Model};
-use crate::store::{Store, StoreError};
 
 /// A key as listed: never the key itself.
 pub type ApiKey = Model;
@@ -28,7 +30,11 @@ pub fn generate_key() -> String {
 }
 
 /// Stores a new key under `name` and returns the stored row with the key itself.
-pub async fn create(store: &Store, name: &str, now: i64) -> Result<(ApiKey, String), StoreError> {
+pub async fn create(
+    conn: &impl ConnectionTrait,
+    name: &str,
+    now: i64,
+) -> Result<(ApiKey, String), StoreError> {
     let key = generate_key();
     let row = ActiveModel {
         id: Set(uuid::Uuid::now_v7().to_string()),
@@ -39,21 +45,25 @@ pub async fn create(store: &Store, name: &str, now: i64) -> Result<(ApiKey, Stri
         last_used_at: Set(None),
         revoked_at: Set(None),
     }
-    .insert(store.writer())
+    .insert(conn)
     .await?;
     Ok((row, key))
 }
 
 /// Every key, oldest first, revoked ones included.
-pub async fn list(store: &Store) -> Result<Vec<ApiKey>, StoreError> {
+pub async fn list(conn: &impl ConnectionTrait) -> Result<Vec<ApiKey>, StoreError> {
     Ok(Entity::find()
         .order_by_asc(Column::CreatedAt)
-        .all(store.reader())
+        .all(conn)
         .await?)
 }
 
 /// Revokes the key with this id or prefix; false when none matches.
-pub async fn revoke(store: &Store, id_or_prefix: &str, now: i64) -> Result<bool, StoreError> {
+pub async fn revoke(
+    conn: &impl ConnectionTrait,
+    id_or_prefix: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
     let result = Entity::update_many()
         .col_expr(Column::RevokedAt, sea_orm::sea_query::Expr::value(now))
         .filter(
@@ -62,7 +72,7 @@ pub async fn revoke(store: &Store, id_or_prefix: &str, now: i64) -> Result<bool,
                 .add(Column::Prefix.eq(id_or_prefix)),
         )
         .filter(Column::RevokedAt.is_null())
-        .exec(store.writer())
+        .exec(conn)
         .await?;
     Ok(result.rows_affected > 0)
 }

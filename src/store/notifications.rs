@@ -1,10 +1,10 @@
 //! The notification inbox: what `notify` steps with `channel: inbox` store for people to read
 //! through the API.
 
-use sea_orm::Value;
+use sea_orm::{ConnectionTrait, Value};
 
 use crate::store::sql::{get, stmt};
-use crate::store::{Store, StoreError};
+use crate::store::{Backend, StoreError};
 
 #[derive(Debug, Clone)]
 pub struct NewNotification {
@@ -19,8 +19,11 @@ pub struct NewNotification {
 }
 
 /// Stores a notification; storing the same id again (a retried step) changes nothing.
-pub async fn insert(store: &Store, n: &NewNotification) -> Result<(), StoreError> {
-    use sea_orm::ConnectionTrait;
+pub async fn insert(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    n: &NewNotification,
+) -> Result<(), StoreError> {
     let sql = "INSERT INTO notifications (id, flow_id, run_id, step_id, title, text, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
                ON CONFLICT (id) DO NOTHING";
     let values: Vec<Value> = vec![
@@ -32,10 +35,7 @@ pub async fn insert(store: &Store, n: &NewNotification) -> Result<(), StoreError
         n.text.clone().into(),
         n.created_at.into(),
     ];
-    store
-        .writer()
-        .execute_raw(stmt(store.backend(), sql, values))
-        .await?;
+    conn.execute_raw(stmt(backend, sql, values)).await?;
     Ok(())
 }
 
@@ -51,12 +51,12 @@ pub struct Cursor {
 
 /// Notifications newest first, at most `limit`, only unread ones when asked.
 pub async fn list(
-    store: &Store,
+    conn: &impl ConnectionTrait,
+    backend: Backend,
     unread_only: bool,
     after: Option<&Cursor>,
     limit: u64,
 ) -> Result<Vec<Notification>, StoreError> {
-    use sea_orm::ConnectionTrait;
     let mut sql = String::from(
         "SELECT id, flow_id, run_id, step_id, title, text, created_at, read_at FROM notifications WHERE 1 = 1",
     );
@@ -74,10 +74,7 @@ pub async fn list(
     }
     sql.push_str(" ORDER BY created_at DESC, id DESC LIMIT ?");
     values.push((limit as i64).into());
-    let rows = store
-        .reader()
-        .query_all_raw(stmt(store.backend(), &sql, values))
-        .await?;
+    let rows = conn.query_all_raw(stmt(backend, &sql, values)).await?;
     rows.iter()
         .map(|row| {
             Ok(Notification {
@@ -95,16 +92,15 @@ pub async fn list(
 }
 
 /// Marks a notification read (once: the first read time stays). False when it does not exist.
-pub async fn mark_read(store: &Store, id: &str, now: i64) -> Result<bool, StoreError> {
-    use sea_orm::ConnectionTrait;
+pub async fn mark_read(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    id: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
     let sql = "UPDATE notifications SET read_at = COALESCE(read_at, ?) WHERE id = ?";
-    let result = store
-        .writer()
-        .execute_raw(stmt(
-            store.backend(),
-            sql,
-            vec![now.into(), id.to_string().into()],
-        ))
+    let result = conn
+        .execute_raw(stmt(backend, sql, vec![now.into(), id.to_string().into()]))
         .await?;
     Ok(result.rows_affected() > 0)
 }

@@ -152,7 +152,8 @@ async fn inbox(
         return finished(outcome, started, Some(request));
     }
     let outcome = match crate::store::notifications::insert(
-        &env.store,
+        env.store.writer(),
+        env.store.backend(),
         &crate::store::notifications::NewNotification {
             id: id.clone(),
             flow_id: call.flow_id.to_string(),
