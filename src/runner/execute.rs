@@ -19,7 +19,7 @@ use crate::core::trigger_data::TriggerData;
 use crate::flow::compiled::CompiledFlow;
 use crate::runner::context::{RunContext, RunInfo};
 use crate::runner::{Runner, revision};
-use crate::step::http::retry::backoff;
+use crate::runner::backoff::backoff;
 use crate::step::retry::Retry;
 use crate::step::{Attempt, StepCall, StepOutcome};
 use crate::step::{CompiledStep, OnError, Plan};

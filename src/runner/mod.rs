@@ -3,6 +3,7 @@
 //! retry backoff). Each transition is committed before the next side effect starts; a node
 //! holds a lease on the runs it executes and every write is conditional on still holding it.
 
+pub mod backoff;
 pub mod claim;
 pub mod context;
 pub mod control;
