@@ -9,6 +9,8 @@ pub mod context;
 pub mod control;
 pub mod execute;
 pub mod revision;
+pub mod transition;
+pub mod view;
 pub mod worker;
 
 use std::ops::Deref;
