@@ -5,7 +5,7 @@
 
 use crate::flow::registry::FlowLimits;
 use crate::runner::Runner;
-use crate::runner::execute::ExecError;
+use crate::runner::driver::ExecError;
 use crate::store::limits::{defer_new_runs, flow_load, lock_flow};
 use crate::store::runs::{self, Claim, ClaimedRun};
 use crate::store::{Backend, StoreError};

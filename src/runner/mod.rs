@@ -2,16 +2,24 @@
 //! `pending` → `running` → `succeeded` | `failed` | `cancelled` (with `waiting` for delays and
 //! retry backoff). Each transition is committed before the next side effect starts; a node
 //! holds a lease on the runs it executes and every write is conditional on still holding it.
+//!
+//! The decisions are pure functions in `transition` (one file per event) over a run's `view`,
+//! with the backoff maths in `backoff`; the `driver` commits what they decide and does the rest
+//! (attempts, wake-ups, metrics, the log); `worker` claims runs and hands each to the driver.
 
+pub mod backoff;
 pub mod claim;
 pub mod context;
 pub mod control;
-pub mod execute;
+pub mod driver;
 pub mod revision;
+pub mod transition;
+pub mod view;
 pub mod worker;
 
 use std::ops::Deref;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::core::clock::SharedClock;
 use crate::core::jitter::Jitter;
@@ -56,6 +64,16 @@ impl Runner {
 
     pub fn now_ms(&self) -> i64 {
         self.parts.clock.now_ms()
+    }
+
+    /// Wakes the runner when a parked run of this node becomes due, instead of polling for it.
+    pub fn schedule_wake(&self, due_at: i64) {
+        let runner = self.clone();
+        tokio::spawn(async move {
+            let wait = (due_at - runner.now_ms()).max(0) as u64;
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            runner.wake.new_runs();
+        });
     }
 }
 

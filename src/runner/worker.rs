@@ -13,7 +13,7 @@ use tracing::{error, info, warn};
 
 use crate::runner::Runner;
 use crate::runner::claim::claim_due;
-use crate::runner::execute::{Ended, ExecError, LeaseSettings, execute};
+use crate::runner::driver::{ExecError, LeaseSettings, execute};
 use crate::store::nodes;
 use crate::store::runs::{self, ClaimedRun};
 
@@ -92,7 +92,7 @@ async fn claim_and_start(
         claimed
             .wake_at
             .iter()
-            .for_each(|&at| schedule_wake(runner.clone(), at));
+            .for_each(|&at| runner.schedule_wake(at));
         let full_batch = claimed.runs.len() == free;
         backlog.store(full_batch || claimed.held_back, Ordering::Relaxed);
         start_runs(runner, config, permits, tasks, backlog, claimed.runs).await?;
@@ -148,23 +148,9 @@ async fn execute_one(
     lease: LeaseSettings,
 ) {
     let run_id = run.id.clone();
-    match execute(runner, run, rows, lease).await {
-        Ok(Ended::Waiting(due_at)) => schedule_wake(runner.clone(), due_at),
-        Ok(Ended::Finished(_)) => runner.wake.run_ended(),
-        Err(ExecError::LeaseLost) => {}
-        Err(e) => {
-            error!(%run_id, error = %e, "Run execution stopped; it will be retried after its lease expires.")
-        }
+    if let Err(e) = execute(runner, run, rows, lease).await {
+        error!(%run_id, error = %e, "Run execution stopped; it will be retried after its lease expires.")
     }
-}
-
-/// Wakes the runner when a waiting run of this node becomes due, instead of polling for it.
-fn schedule_wake(runner: Runner, due_at: i64) {
-    tokio::spawn(async move {
-        let wait = (due_at - runner.now_ms()).max(0) as u64;
-        tokio::time::sleep(Duration::from_millis(wait)).await;
-        runner.wake.new_runs();
-    });
 }
 
 /// Renews this node's leases every third of the lease, so a live node never loses them.

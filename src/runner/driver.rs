@@ -1,0 +1,191 @@
+//! The driver of one claimed run: it feeds events to the transitions (`runner::transition`),
+//! commits the writes they return through the group commit, on condition of the lease, runs
+//! their effects once committed, and turns what it learns into the next event, until the run
+//! ends, parks, or its lease is lost. Everything that touches the world lives here: the clock
+//! and the jitter (read and handed to the transitions), the database, the step kinds' work
+//! (mappings rendered, attempts made, both timed for the metrics), the wake-ups and the log.
+
+use std::time::{Duration, Instant};
+
+use tracing::{debug, info, warn};
+
+use crate::core::trigger_data::TriggerData;
+use crate::runner::transition::{
+    self, Answer, AttemptEnded, Effect, Event, InFlight, Log, Output, TransitionError,
+};
+use crate::runner::view::{Node, RunView, new_context};
+use crate::runner::{Runner, revision};
+use crate::step::{StepCall, StepOutcome};
+use crate::store::StoreError;
+use crate::store::runs::{ClaimedRun, RunWrite, StepRow};
+use crate::store::transitions::Transition;
+
+/// How long a lease lasts, and so how often the runner must renew it.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseSettings {
+    pub lease: Duration,
+}
+
+/// Why an execution stopped before the run reached a terminal state or a wait. The run's lease
+/// then expires and a worker takes it up again.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("{0}")]
+    Flow(String),
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    #[error("a transition asked for a commit and for a step's work at once")]
+    Tangled,
+}
+
+/// Executes a claimed run until it finishes, parks, or its lease is lost.
+pub async fn execute(
+    runner: &Runner,
+    run: ClaimedRun,
+    rows: Vec<StepRow>,
+    lease: LeaseSettings,
+) -> Result<(), ExecError> {
+    let flow = revision::compiled(&runner.catalog, &runner.store, &run.flow_id, run.revision)
+        .await
+        .map_err(|e| ExecError::Flow(e.to_string()))?;
+    let trigger: TriggerData = serde_json::from_str(&run.trigger)
+        .map_err(|e| ExecError::Flow(format!("stored trigger: {e}")))?;
+    let context = new_context(&run, &flow, &trigger, &runner.secrets, runner.clock.now());
+    let node = Node {
+        id: &runner.node_id,
+        redactor: &runner.step_env.redactor,
+    };
+    let mut view = RunView::new(run, flow, context, rows, node);
+    let mut event = Event::Advance;
+    loop {
+        let now = runner.now_ms();
+        let Output { write, effects } = transition::apply(&mut view, event, now)?;
+        let committed = match write {
+            Some(write) => Some((write.then, commit(runner, write.run, now, lease).await?)),
+            None => None,
+        };
+        let mut next = None;
+        // Effects follow a commit; a write refused for a lost lease takes them with it.
+        if !matches!(committed, Some((_, Answer::LeaseLost))) {
+            for effect in effects {
+                if let Some(event) = run_effect(runner, &view, effect).await? {
+                    next = Some(event);
+                }
+            }
+        }
+        event = match (committed, next) {
+            (Some((then, answer)), None) => Event::Committed { then, answer },
+            (None, Some(event)) => event,
+            (None, None) => return Ok(()),
+            (Some(_), Some(_)) => return Err(ExecError::Tangled),
+        };
+    }
+}
+
+/// Commits a write with the run's lease renewed; shared with other runs' writes (group
+/// commit) but answered only once durable.
+async fn commit(
+    runner: &Runner,
+    write: RunWrite,
+    now: i64,
+    lease: LeaseSettings,
+) -> Result<Answer, ExecError> {
+    let transition = Transition {
+        write,
+        lease_expires_at: now + lease.lease.as_millis() as i64,
+    };
+    match runner.writes.transition(transition).await {
+        Ok(applied) => Ok(Answer::Applied {
+            cancel_requested: applied.cancel_requested,
+        }),
+        Err(StoreError::LeaseLost) => Ok(Answer::LeaseLost),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs one effect; the work of a step answers with the event it leads to.
+async fn run_effect(
+    runner: &Runner,
+    view: &RunView<'_>,
+    effect: Effect,
+) -> Result<Option<Event>, ExecError> {
+    match effect {
+        Effect::Map => {
+            let started = Instant::now();
+            let output = view
+                .render_map()
+                .ok_or_else(|| ExecError::Flow("not a map step".into()))?;
+            runner
+                .metrics()
+                .step_executed(&view.flow.id, "map", started);
+            Ok(Some(Event::Mapped(output)))
+        }
+        Effect::Attempt(in_flight) => attempt(runner, view, in_flight).await.map(Some),
+        Effect::WakeAt(due_at) => {
+            runner.schedule_wake(due_at);
+            Ok(None)
+        }
+        Effect::RunEnded(status) => {
+            runner.metrics().run_finished(&view.flow.id, status);
+            runner.wake.run_ended();
+            Ok(None)
+        }
+        Effect::Log(entry) => {
+            log(view, entry);
+            Ok(None)
+        }
+    }
+}
+
+/// Makes one attempt of the run's next step.
+async fn attempt(
+    runner: &Runner,
+    view: &RunView<'_>,
+    in_flight: InFlight,
+) -> Result<Event, ExecError> {
+    let step = view
+        .step()
+        .ok_or_else(|| ExecError::Flow("no step to attempt".into()))?;
+    let call = StepCall {
+        run_id: &view.run.id,
+        flow_id: &view.flow.id,
+        step_id: &step.id,
+        context: view.context.value(),
+    };
+    let started = Instant::now();
+    let Some(attempt) = step.action.perform(&runner.step_env, &call).await else {
+        return Err(ExecError::Flow("not a side-effect step".into()));
+    };
+    runner
+        .metrics()
+        .step_executed(&view.flow.id, step.action.kind(), started);
+    // Drawn only for a retry: the generator is shared by every run behind a lock.
+    let jitter = match attempt.outcome {
+        StepOutcome::Retry { .. } => runner.jitter.next(),
+        StepOutcome::Succeeded(_) | StepOutcome::Fail { .. } => 0.0,
+    };
+    Ok(Event::AttemptEnded(AttemptEnded {
+        in_flight,
+        attempt,
+        jitter,
+    }))
+}
+
+fn log(view: &RunView<'_>, entry: Log) {
+    let (run_id, flow) = (&view.run.id, &view.flow.id);
+    match entry {
+        Log::RunSucceeded => debug!(%run_id, %flow, "Run succeeded."),
+        Log::RunEnded { status, error } => {
+            info!(%run_id, %flow, %status, error = error.as_deref().unwrap_or(""), "Run ended.")
+        }
+        Log::RetryScheduled {
+            step,
+            attempt,
+            wait_ms,
+            error,
+        } => debug!(%run_id, %step, attempt, wait_ms, %error, "Step will be retried."),
+        Log::LeaseLost => warn!(%run_id, "Lease lost; another worker owns the run now."),
+    }
+}
