@@ -16,9 +16,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::metrics::Metrics;
+pub use crate::outbound::Delivery;
+use crate::outbound::client::HttpClient;
+use crate::outbound::record::Redactor;
 use crate::step::delay::DelayConfig;
-use crate::step::http::client::HttpClient;
-use crate::step::http::record::Redactor;
 use crate::step::http::{HttpConfig, HttpStep};
 use crate::step::map::{MapConfig, MapStep};
 use crate::step::notify::email::Mailer;
@@ -40,17 +41,6 @@ pub struct StepEnv {
     pub delivery: Delivery,
     /// The engine's metrics, which steps count their attempts in.
     pub metrics: Metrics,
-}
-
-/// Whether steps with side effects act (`Send`, always in `flowd serve`) or only render what
-/// they would send and succeed without sending (`DryRun`, for `flowd run --dry-run`). A dry run
-/// goes through the same rendering, checks, encoding and redaction as a real attempt, so what it
-/// shows is what would go out.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Delivery {
-    #[default]
-    Send,
-    DryRun,
 }
 
 /// One execution of a step with side effects: which run and step, and the rendered context.

@@ -1,12 +1,7 @@
 //! The `http` step: one HTTP request per attempt, retried with backoff until the target answers
 //! 2xx. Output: `{status, headers, body}`.
 
-pub mod body;
-pub mod client;
-pub mod guard;
-pub mod record;
 pub mod retry;
-pub mod sign;
 
 use std::collections::BTreeMap;
 
@@ -14,6 +9,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::core::duration::Duration;
+use crate::outbound::client;
+pub use crate::outbound::{DEFAULT_TIMEOUT, Format, Method};
 use crate::step::retry::RetryPolicy;
 use crate::template::TemplateStr;
 
@@ -51,29 +48,6 @@ pub struct HttpConfig {
     pub sign: Option<Sign>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Method {
-    Get,
-    #[default]
-    Post,
-    Put,
-    Patch,
-    Delete,
-}
-
-impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Patch => "PATCH",
-            Method::Delete => "DELETE",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum Auth {
@@ -93,25 +67,12 @@ pub struct BasicAuth {
 /// The body: any value; strings may hold templates.
 pub type Body = crate::step::map::MapConfig;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    #[default]
-    Json,
-    Form,
-    Xml,
-    Text,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sign {
     /// A `whsec_…` secret, usually `{{secrets.NAME}}`.
     pub secret: TemplateStr,
 }
-
-/// Default per-attempt timeout.
-pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// An `http` step compiled once per flow revision.
 #[derive(Debug)]

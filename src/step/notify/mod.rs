@@ -106,15 +106,15 @@ impl NotifyStep {
                     Channel::Slack => chat::slack_payload(subject.as_deref(), text.as_deref()),
                     _ => chat::discord_payload(subject.as_deref(), text.as_deref()),
                 };
-                let request = crate::step::http::client::RenderedRequest {
-                    method: crate::step::http::Method::Post,
+                let request = crate::outbound::client::RenderedRequest {
+                    method: crate::outbound::Method::Post,
                     url: render(&self.url).unwrap_or_default(),
                     headers: Vec::new(),
                     query: Vec::new(),
                     auth: None,
                     body: Some(payload),
-                    format: crate::step::http::Format::Json,
-                    timeout: crate::step::http::DEFAULT_TIMEOUT,
+                    format: crate::outbound::Format::Json,
+                    timeout: crate::outbound::DEFAULT_TIMEOUT,
                     idempotency_key: call.idempotency_key(),
                     sign_secret: None,
                 };

@@ -37,11 +37,10 @@ use super::guard::{self, GuardedResolver, NetPolicy};
 use super::record::{
     AttemptRecord, BODY_LIMIT, RecordedRequest, RecordedResponse, Redactor, truncate_body,
 };
-use super::retry::{self, StatusClass};
 use super::sign;
-use super::{Format, Method};
+use super::status::{self, StatusClass};
+use super::{Delivery, Format, Method};
 use crate::metrics::HttpOutcome;
-use crate::step::Delivery;
 
 /// Redirects followed before an attempt fails.
 pub const MAX_REDIRECTS: usize = 5;
@@ -502,7 +501,7 @@ fn classify_response(
         truncated,
     };
     let error = status_error(received.status);
-    let outcome = match retry::classify_status(status) {
+    let outcome = match status::classify_status(status) {
         StatusClass::Success => Outcome::Succeeded {
             output: output_value(&recorded),
         },
@@ -523,13 +522,13 @@ fn status_error(status: StatusCode) -> String {
 }
 
 fn retry_after(status: u16, headers: &[(String, String)]) -> Option<Duration> {
-    if !retry::honours_retry_after(status) {
+    if !status::honours_retry_after(status) {
         return None;
     }
     let (_, value) = headers
         .iter()
         .find(|(name, _)| name.as_str() == RETRY_AFTER.as_str())?;
-    retry::parse_retry_after(value, Utc::now())
+    status::parse_retry_after(value, Utc::now())
 }
 
 /// The output of an `http` step in a dry run: the usual `{status, headers, body}` shape, empty,
