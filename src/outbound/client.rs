@@ -18,7 +18,6 @@
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,68 +38,13 @@ use super::record::{
 };
 use super::sign;
 use super::status::{self, StatusClass};
-use super::{Delivery, Format, Method};
+use super::{Credentials, Delivery, Method, OutboundRequest};
 use crate::metrics::HttpOutcome;
 
 /// Redirects followed before an attempt fails.
 pub const MAX_REDIRECTS: usize = 5;
 
 const USER_AGENT_VALUE: &str = concat!("flowd/", env!("CARGO_PKG_VERSION"));
-
-/// An `http` step with its templates rendered: what one attempt sends.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RenderedRequest {
-    pub method: Method,
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    /// Appended to the URL's query (an existing query is kept).
-    pub query: Vec<(String, String)>,
-    pub auth: Option<RenderedAuth>,
-    pub body: Option<Value>,
-    pub format: Format,
-    /// Per attempt, from connecting to the end of the response.
-    pub timeout: Duration,
-    /// `<run_id>_<step_id>`: the same on every retry.
-    pub idempotency_key: String,
-    /// A `whsec_…` secret: sign with Standard Webhooks.
-    pub sign_secret: Option<String>,
-}
-
-#[derive(Clone, PartialEq, Eq)]
-pub enum RenderedAuth {
-    Basic { username: String, password: String },
-    Bearer(String),
-}
-
-// Debug output ends up in logs: credentials print as `***`.
-impl fmt::Debug for RenderedAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RenderedAuth::Basic { username, .. } => f
-                .debug_struct("Basic")
-                .field("username", username)
-                .field("password", &"***")
-                .finish(),
-            RenderedAuth::Bearer(_) => f.write_str("Bearer(***)"),
-        }
-    }
-}
-
-impl fmt::Debug for RenderedRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RenderedRequest")
-            .field("method", &self.method)
-            .field("url", &self.url)
-            .field("headers", &self.headers.len())
-            .field("query", &self.query.len())
-            .field("auth", &self.auth)
-            .field("format", &self.format)
-            .field("timeout", &self.timeout)
-            .field("idempotency_key", &self.idempotency_key)
-            .field("signed", &self.sign_secret.is_some())
-            .finish_non_exhaustive()
-    }
-}
 
 /// The shared client: cheap to clone, connections are pooled and reused.
 #[derive(Debug, Clone)]
@@ -190,7 +134,7 @@ impl HttpClient {
     }
 
     /// Sends `req` once. Never panics; every problem becomes a `Fail` or `Retry` outcome.
-    pub async fn attempt(&self, req: &RenderedRequest, redactor: &Redactor) -> Attempt {
+    pub async fn attempt(&self, req: &OutboundRequest, redactor: &Redactor) -> Attempt {
         self.attempt_in(Delivery::Send, req, redactor).await
     }
 
@@ -200,7 +144,7 @@ impl HttpClient {
     pub async fn attempt_in(
         &self,
         delivery: Delivery,
-        req: &RenderedRequest,
+        req: &OutboundRequest,
         redactor: &Redactor,
     ) -> Attempt {
         let started_at = Utc::now();
@@ -252,7 +196,7 @@ impl HttpClient {
         }
     }
 
-    fn prepare(&self, req: &RenderedRequest, timestamp: i64) -> Result<Prepared, String> {
+    fn prepare(&self, req: &OutboundRequest, timestamp: i64) -> Result<Prepared, String> {
         let url = self.target_url(req)?;
         let body = match &req.body {
             Some(value) => body::encode(req.format, value).map_err(|e| e.to_string())?,
@@ -268,7 +212,7 @@ impl HttpClient {
     }
 
     /// Parses the URL, applies the policy's pre-connect checks and appends the query.
-    fn target_url(&self, req: &RenderedRequest) -> Result<Url, String> {
+    fn target_url(&self, req: &OutboundRequest) -> Result<Url, String> {
         let raw = req.url.trim();
         let mut url = Url::parse(raw).map_err(|e| format!("invalid URL \"{raw}\": {e}"))?;
         self.policy.check_url(&url).map_err(|e| e.to_string())?;
@@ -350,7 +294,7 @@ fn reqwest_method(method: Method) -> reqwest::Method {
 }
 
 fn build_headers(
-    req: &RenderedRequest,
+    req: &OutboundRequest,
     body: Option<&EncodedBody>,
     timestamp: i64,
 ) -> Result<HeaderMap, String> {
@@ -396,15 +340,15 @@ fn header_value(name: &str, value: &str) -> Result<HeaderValue, String> {
     })
 }
 
-fn auth_value(auth: &RenderedAuth) -> Result<HeaderValue, String> {
+fn auth_value(auth: &Credentials) -> Result<HeaderValue, String> {
     let text = match auth {
-        RenderedAuth::Basic { username, password } => {
+        Credentials::Basic { username, password } => {
             format!(
                 "Basic {}",
                 STANDARD.encode(format!("{username}:{password}"))
             )
         }
-        RenderedAuth::Bearer(token) => format!("Bearer {token}"),
+        Credentials::Bearer(token) => format!("Bearer {token}"),
     };
     let mut value = header_value("authorization", &text)?;
     value.set_sensitive(true);
@@ -456,7 +400,7 @@ fn sent_record(method: Method, prepared: &Prepared, redactor: &Redactor) -> Reco
 }
 
 /// The record of a request that failed before it could be built: what the flow asked for.
-fn unsent_record(req: &RenderedRequest, redactor: &Redactor) -> RecordedRequest {
+fn unsent_record(req: &OutboundRequest, redactor: &Redactor) -> RecordedRequest {
     RecordedRequest {
         method: req.method,
         url: Url::parse(&req.url)

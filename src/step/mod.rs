@@ -17,8 +17,8 @@ use serde_json::Value;
 
 use crate::metrics::Metrics;
 pub use crate::outbound::Delivery;
-use crate::outbound::client::HttpClient;
 use crate::outbound::record::Redactor;
+use crate::outbound::{self, HttpClient, OutboundRequest, Outcome};
 use crate::step::delay::DelayConfig;
 use crate::step::http::{HttpConfig, HttpStep};
 use crate::step::map::{MapConfig, MapStep};
@@ -41,6 +41,16 @@ pub struct StepEnv {
     pub delivery: Delivery,
     /// The engine's metrics, which steps count their attempts in.
     pub metrics: Metrics,
+}
+
+impl StepEnv {
+    /// Sends one request through the guarded client, or in a dry run only prepares and records
+    /// it; redacted with the engine's secrets either way.
+    pub async fn send(&self, request: &OutboundRequest) -> outbound::Attempt {
+        self.http
+            .attempt_in(self.delivery, request, &self.redactor)
+            .await
+    }
 }
 
 /// One execution of a step with side effects: which run and step, and the rendered context.
@@ -83,6 +93,31 @@ pub struct Attempt {
     pub response: Option<Value>,
     pub started_at: DateTime<Utc>,
     pub duration_ms: u64,
+}
+
+impl From<outbound::Attempt> for Attempt {
+    /// An attempt of the HTTP client in the runner's terms.
+    fn from(attempt: outbound::Attempt) -> Attempt {
+        let outcome = match attempt.outcome {
+            Outcome::Succeeded { output } => StepOutcome::Succeeded(output),
+            Outcome::Retry { error, retry_after } => StepOutcome::Retry {
+                error,
+                after: retry_after,
+            },
+            Outcome::Fail { error, output } => StepOutcome::Fail { error, output },
+        };
+        let record = attempt.record;
+        Attempt {
+            outcome,
+            request: serde_json::to_value(&record.request).ok(),
+            response: record
+                .response
+                .as_ref()
+                .and_then(|r| serde_json::to_value(r).ok()),
+            started_at: record.started_at,
+            duration_ms: record.duration_ms,
+        }
+    }
 }
 
 /// The kind of a step with its configuration.

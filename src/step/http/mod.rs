@@ -9,10 +9,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::core::duration::Duration;
-use crate::outbound::client;
-pub use crate::outbound::{DEFAULT_TIMEOUT, Format, Method};
-use crate::step::retry::RetryPolicy;
-use crate::template::TemplateStr;
+use crate::outbound::{Credentials, DEFAULT_TIMEOUT, OutboundRequest};
+pub use crate::outbound::{Format, Method};
+use crate::step::retry::{Retry, RetryPolicy};
+use crate::step::{Attempt, StepCall, StepEnv};
+use crate::template::{CompiledValue, Template, TemplateStr, compile_text};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -78,21 +79,21 @@ pub struct Sign {
 #[derive(Debug)]
 pub struct HttpStep {
     method: Method,
-    url: crate::template::Template,
-    headers: Vec<(String, crate::template::Template)>,
-    query: Vec<(String, crate::template::Template)>,
+    url: Template,
+    headers: Vec<(String, Template)>,
+    query: Vec<(String, Template)>,
     auth: Option<CompiledAuth>,
-    body: Option<crate::template::CompiledValue>,
+    body: Option<CompiledValue>,
     format: Format,
     timeout: std::time::Duration,
-    sign: Option<crate::template::Template>,
-    pub retry: crate::step::retry::Retry,
+    sign: Option<Template>,
+    pub retry: Retry,
 }
 
 #[derive(Debug)]
 enum CompiledAuth {
-    Basic(crate::template::Template, crate::template::Template),
-    Bearer(crate::template::Template),
+    Basic(Template, Template),
+    Bearer(Template),
 }
 
 impl HttpStep {
@@ -100,7 +101,6 @@ impl HttpStep {
         config: &HttpConfig,
         flow_retry: Option<&RetryPolicy>,
     ) -> Result<HttpStep, String> {
-        use crate::template::compile_text;
         let pairs = |map: &Option<BTreeMap<String, TemplateStr>>| {
             map.iter()
                 .flatten()
@@ -118,7 +118,7 @@ impl HttpStep {
         let body = config
             .body
             .as_ref()
-            .map(|b| crate::template::CompiledValue::compile(&b.0).map_err(|e| format!("{e:?}")))
+            .map(|b| CompiledValue::compile(&b.0).map_err(|e| format!("{e:?}")))
             .transpose()?;
         Ok(HttpStep {
             method: config.method.unwrap_or_default(),
@@ -134,15 +134,15 @@ impl HttpStep {
                 .as_ref()
                 .map(|s| compile_text(s.secret.as_str()))
                 .transpose()?,
-            retry: crate::step::retry::Retry::resolve(config.retry.as_ref(), flow_retry),
+            retry: Retry::resolve(config.retry.as_ref(), flow_retry),
         })
     }
 
     /// The request of one attempt, templates rendered against the run context.
-    pub fn render(&self, call: &crate::step::StepCall<'_>) -> client::RenderedRequest {
+    pub fn render(&self, call: &StepCall<'_>) -> OutboundRequest {
         let cx = call.context;
-        let text = |t: &crate::template::Template| t.render_text(cx);
-        client::RenderedRequest {
+        let text = |t: &Template| t.render_text(cx);
+        OutboundRequest {
             method: self.method,
             url: text(&self.url),
             headers: self
@@ -156,11 +156,11 @@ impl HttpStep {
                 .map(|(k, v)| (k.clone(), text(v)))
                 .collect(),
             auth: self.auth.as_ref().map(|a| match a {
-                CompiledAuth::Basic(u, p) => client::RenderedAuth::Basic {
+                CompiledAuth::Basic(u, p) => Credentials::Basic {
                     username: text(u),
                     password: text(p),
                 },
-                CompiledAuth::Bearer(t) => client::RenderedAuth::Bearer(text(t)),
+                CompiledAuth::Bearer(t) => Credentials::Bearer(text(t)),
             }),
             body: self.body.as_ref().map(|b| b.render(cx)),
             format: self.format,
@@ -171,41 +171,9 @@ impl HttpStep {
     }
 
     /// Sends one attempt.
-    pub async fn execute(
-        &self,
-        env: &crate::step::StepEnv,
-        call: &crate::step::StepCall<'_>,
-    ) -> crate::step::Attempt {
-        let request = self.render(call);
-        let attempt = env
-            .http
-            .attempt_in(env.delivery, &request, &env.redactor)
-            .await;
+    pub async fn execute(&self, env: &StepEnv, call: &StepCall<'_>) -> Attempt {
+        let attempt = env.send(&self.render(call)).await;
         env.metrics.http_attempt(call.flow_id, attempt.delivery);
-        into_step_attempt(attempt)
-    }
-}
-
-/// Converts the client's attempt into the runner's terms.
-pub fn into_step_attempt(attempt: client::Attempt) -> crate::step::Attempt {
-    use crate::step::StepOutcome;
-    let outcome = match attempt.outcome {
-        client::Outcome::Succeeded { output } => StepOutcome::Succeeded(output),
-        client::Outcome::Retry { error, retry_after } => StepOutcome::Retry {
-            error,
-            after: retry_after,
-        },
-        client::Outcome::Fail { error, output } => StepOutcome::Fail { error, output },
-    };
-    let record = attempt.record;
-    crate::step::Attempt {
-        outcome,
-        request: serde_json::to_value(&record.request).ok(),
-        response: record
-            .response
-            .as_ref()
-            .and_then(|r| serde_json::to_value(r).ok()),
-        started_at: record.started_at,
-        duration_ms: record.duration_ms,
+        Attempt::from(attempt)
     }
 }

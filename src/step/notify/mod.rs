@@ -8,6 +8,7 @@ pub mod email;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::outbound::{Method, OutboundRequest};
 use crate::template::TemplateStr;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -106,23 +107,15 @@ impl NotifyStep {
                     Channel::Slack => chat::slack_payload(subject.as_deref(), text.as_deref()),
                     _ => chat::discord_payload(subject.as_deref(), text.as_deref()),
                 };
-                let request = crate::outbound::client::RenderedRequest {
-                    method: crate::outbound::Method::Post,
-                    url: render(&self.url).unwrap_or_default(),
-                    headers: Vec::new(),
-                    query: Vec::new(),
-                    auth: None,
+                let request = OutboundRequest {
                     body: Some(payload),
-                    format: crate::outbound::Format::Json,
-                    timeout: crate::outbound::DEFAULT_TIMEOUT,
-                    idempotency_key: call.idempotency_key(),
-                    sign_secret: None,
+                    ..OutboundRequest::new(
+                        Method::Post,
+                        render(&self.url).unwrap_or_default(),
+                        call.idempotency_key(),
+                    )
                 };
-                let mut attempt = crate::step::http::into_step_attempt(
-                    env.http
-                        .attempt_in(env.delivery, &request, &env.redactor)
-                        .await,
-                );
+                let mut attempt = crate::step::Attempt::from(env.send(&request).await);
                 if let crate::step::StepOutcome::Succeeded(_) = attempt.outcome {
                     attempt.outcome = crate::step::StepOutcome::Succeeded(output(
                         env,
