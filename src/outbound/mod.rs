@@ -14,7 +14,9 @@
 pub mod body;
 pub mod client;
 pub mod guard;
+mod headers;
 pub mod record;
+mod response;
 pub mod sign;
 pub mod status;
 
