@@ -67,6 +67,17 @@ pub enum Format {
     Text,
 }
 
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Json => "json",
+            Format::Form => "form",
+            Format::Xml => "xml",
+            Format::Text => "text",
+        }
+    }
+}
+
 /// Whether requests are sent (`Send`, always in `flowd serve`) or only prepared and recorded as
 /// they would be sent, then not sent (`DryRun`, for `flowd run --dry-run`). A dry run goes
 /// through the same rendering, checks, encoding and redaction as a real attempt, so what it

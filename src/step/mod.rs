@@ -2,6 +2,7 @@
 //! `delay`) and holds its configuration type (part of the flow format) and, as the runner grows,
 //! its execution. [`StepKind`] is a closed enum: an exhaustive `match` reads best for a few kinds.
 
+pub mod check;
 pub mod delay;
 pub mod http;
 pub mod map;
@@ -15,10 +16,12 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::core::diagnostic::{Diagnostic, FlowPath};
 use crate::metrics::Metrics;
 pub use crate::outbound::Delivery;
 use crate::outbound::record::Redactor;
 use crate::outbound::{self, HttpClient, OutboundRequest, Outcome};
+use crate::step::check::{Context, Findings, Secret};
 use crate::step::delay::DelayConfig;
 use crate::step::http::{HttpConfig, HttpStep};
 use crate::step::map::{MapConfig, MapStep};
@@ -138,6 +141,44 @@ impl StepKind<'_> {
             StepKind::Delay(_) => "delay",
         }
     }
+}
+
+impl StepKind<'_> {
+    /// Checks the kind's configuration at `path` (`steps[i].<kind>`).
+    pub fn validate(&self, path: &FlowPath, cx: &Context<'_>) -> Vec<Diagnostic> {
+        match self {
+            StepKind::Map(c) => map::validate(c, path, cx),
+            StepKind::Http(c) => http::validate(c, path, cx),
+            StepKind::Notify(c) => notify::validate(c, path, cx),
+            StepKind::Delay(c) => delay::validate(c, path, cx),
+        }
+    }
+}
+
+/// Validates one step at `path` (`steps[i]`): its `if`, that it sets exactly one kind, and that
+/// kind's own rules. The one entry point of step validation, called by `flow::validate` with
+/// the flow's [`Context`] (which earlier steps the templates may use, the options, positions).
+pub fn validate(step: &StepDef, path: &FlowPath, cx: &Context<'_>) -> Vec<Diagnostic> {
+    let mut found = Findings::new(cx);
+    if let Some(condition) = &step.condition {
+        found.template(condition, path.key("if"), Secret::No);
+    }
+    match step.kinds().as_slice() {
+        [] => found.error(
+            path.clone(),
+            "a step needs one of `map`, `http`, `notify` or `delay`",
+        ),
+        [kind] => found.extend(kind.validate(&path.key(kind.name()), cx)),
+        [first, second, ..] => found.error(
+            path.key(second.name()),
+            format!(
+                "a step does one thing: it has both `{}` and `{}`; split it into two steps",
+                first.name(),
+                second.name()
+            ),
+        ),
+    }
+    found.finish()
 }
 
 impl StepDef {

@@ -7,10 +7,13 @@ use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use crate::core::diagnostic::{Diagnostic, FlowPath};
 use crate::core::duration::Duration;
 use crate::outbound::{Credentials, DEFAULT_TIMEOUT, OutboundRequest};
 pub use crate::outbound::{Format, Method};
+use crate::step::check::{Context, Findings, Secret};
 use crate::step::retry::{Retry, RetryPolicy};
 use crate::step::{Attempt, StepCall, StepEnv};
 use crate::template::{CompiledValue, Template, TemplateStr, compile_text};
@@ -73,6 +76,113 @@ pub type Body = crate::step::map::MapConfig;
 pub struct Sign {
     /// A `whsec_…` secret, usually `{{secrets.NAME}}`.
     pub secret: TemplateStr,
+}
+
+/// Checks an `http` step at `path` (`steps[i].http`): its templates, that the URL can be one,
+/// header names, that a literal body fits its format, the timeout and the retry policy.
+pub fn validate(http: &HttpConfig, path: &FlowPath, cx: &Context<'_>) -> Vec<Diagnostic> {
+    let mut found = Findings::new(cx);
+    if found.template(&http.url, path.key("url"), Secret::No) {
+        check_url(&mut found, &http.url, path.key("url"), cx.require_https);
+    }
+    for (map, key) in [(&http.headers, "headers"), (&http.query, "query")] {
+        for (name, value) in map.iter().flatten() {
+            found.template(value, path.key(key).key(name), Secret::No);
+        }
+    }
+    for name in http.headers.iter().flat_map(|h| h.keys()) {
+        if name.is_empty() || !name.bytes().all(is_header_name_byte) {
+            found.error(
+                path.key("headers").key(name),
+                format!("`{name}` is not a valid header name"),
+            );
+        }
+    }
+    match &http.auth {
+        Some(Auth::Basic(basic)) => {
+            let auth = path.key("auth").key("basic");
+            found.template(&basic.username, auth.key("username"), Secret::No);
+            found.template(&basic.password, auth.key("password"), Secret::Yes);
+        }
+        Some(Auth::Bearer(token)) => {
+            found.template(token, path.key("auth").key("bearer"), Secret::Yes);
+        }
+        None => {}
+    }
+    if let Some(body) = &http.body {
+        found.value(&body.0, path.key("body"));
+        check_body_format(&mut found, &body.0, http.format.unwrap_or_default(), path);
+    }
+    if let Some(sign) = &http.sign {
+        found.template(&sign.secret, path.key("sign").key("secret"), Secret::Yes);
+    }
+    if http.timeout.is_some_and(|t| t.as_millis() == 0) {
+        found.error(
+            path.key("timeout"),
+            "the attempt timeout must be longer than 0",
+        );
+    }
+    if let Some(retry) = &http.retry {
+        found.extend(retry.validate(&path.key("retry"), cx));
+    }
+    found.finish()
+}
+
+/// Checks what can be known of a URL before templates render: its scheme.
+fn check_url(found: &mut Findings<'_>, url: &TemplateStr, path: FlowPath, require_https: bool) {
+    let text = url.as_str();
+    let literal = text.split("{{").next().unwrap_or_default();
+    let Some((scheme, _)) = literal.split_once("://") else {
+        if !text.contains("{{") {
+            found.error(
+                path,
+                format!("`{text}` is not a URL: it must start with `https://` or `http://`"),
+            );
+        }
+        return;
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => {}
+        "http" if require_https => found.error(
+            path,
+            format!("`{text}` uses http, but FLOWD_HTTP_REQUIRE_HTTPS is set: use an https:// URL"),
+        ),
+        "http" => {}
+        other => found.error(
+            path,
+            format!("`{other}` URLs are not supported: use https:// or http://"),
+        ),
+    }
+}
+
+/// Form bodies are flat key/value pairs and text bodies are strings; catch literal misfits.
+fn check_body_format(found: &mut Findings<'_>, body: &Value, format: Format, path: &FlowPath) {
+    match (format, body) {
+        (Format::Form, Value::Object(fields)) => {
+            for (key, value) in fields {
+                if value.is_object() || value.is_array() {
+                    found.error(
+                        path.key("body").key(key),
+                        "`format: form` sends flat key/value pairs: this value is a mapping or a list",
+                    );
+                }
+            }
+        }
+        (Format::Form | Format::Xml, Value::Array(_) | Value::Number(_) | Value::Bool(_)) => found
+            .error(
+                path.key("body"),
+                format!("`format: {}` needs a mapping as the body", format.as_str()),
+            ),
+        (Format::Text, Value::Object(_) | Value::Array(_)) => found.error(
+            path.key("body"),
+            "`format: text` sends the body as it is: write it as a string (or use `format: json`)",
+        ),
+        _ => {}
+    }
+}
+
+fn is_header_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 /// An `http` step compiled once per flow revision.

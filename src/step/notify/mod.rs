@@ -8,7 +8,9 @@ pub mod email;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::core::diagnostic::{Diagnostic, FlowPath};
 use crate::outbound::{Method, OutboundRequest};
+use crate::step::check::{Context, Findings, Secret};
 use crate::template::TemplateStr;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -48,6 +50,51 @@ impl Channel {
             Channel::Discord => "discord",
         }
     }
+}
+
+/// Checks a `notify` step at `path` (`steps[i].notify`): the fields its channel needs and
+/// uses, that it says something, and its templates.
+pub fn validate(notify: &NotifyConfig, path: &FlowPath, cx: &Context<'_>) -> Vec<Diagnostic> {
+    let mut found = Findings::new(cx);
+    let channel = notify.channel.as_str();
+    match (notify.channel, &notify.to, &notify.url) {
+        (Channel::Email, None, _) => {
+            found.error(path.clone(), "`to` is required for `channel: email`")
+        }
+        (Channel::Slack | Channel::Discord, _, None) => found.error(
+            path.clone(),
+            format!("`url` (the incoming-webhook URL) is required for `channel: {channel}`"),
+        ),
+        _ => {}
+    }
+    if notify.to.is_some() && notify.channel != Channel::Email {
+        found.error(
+            path.key("to"),
+            format!("`to` is for email only; `channel: {channel}` does not use it"),
+        );
+    }
+    if notify.url.is_some() && !matches!(notify.channel, Channel::Slack | Channel::Discord) {
+        found.error(
+            path.key("url"),
+            format!("`url` is for slack and discord only; `channel: {channel}` does not use it"),
+        );
+    }
+    if notify.subject.is_none() && notify.text.is_none() {
+        found.error(path.clone(), "a notification needs a `subject` or a `text`");
+    }
+    for (value, key) in [
+        (&notify.to, "to"),
+        (&notify.subject, "subject"),
+        (&notify.text, "text"),
+    ] {
+        if let Some(value) = value {
+            found.template(value, path.key(key), Secret::No);
+        }
+    }
+    if let Some(url) = &notify.url {
+        found.template(url, path.key("url"), Secret::Yes);
+    }
+    found.finish()
 }
 
 /// A `notify` step compiled once per flow revision.
