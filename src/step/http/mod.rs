@@ -1,5 +1,7 @@
 //! The `http` step: one HTTP request per attempt, retried with backoff until the target answers
-//! 2xx. Output: `{status, headers, body}`.
+//! 2xx. Output: `{status, headers, body}`. Here: the configuration, its rules (`validate`), its
+//! compilation, and rendering one attempt into an `OutboundRequest` that `crate::outbound` sends
+//! (guard, signing, encoding and recording live there).
 
 pub mod retry;
 
