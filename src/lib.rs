@@ -8,6 +8,7 @@ pub mod core;
 pub mod engine;
 pub mod flow;
 pub mod metrics;
+pub mod outbound;
 pub mod runner;
 pub mod secrets;
 pub mod step;

@@ -10,6 +10,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("vocabulary", &["core"]),
     ("leaves", &["template", "secrets", "store"]),
     ("observability", &["metrics"]),
+    ("outbound HTTP", &["outbound"]),
     ("step kinds", &["step"]),
     ("flow format", &["flow"]),
     ("triggers and runner", &["trigger", "runner"]),

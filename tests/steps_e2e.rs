@@ -537,7 +537,7 @@ async fn retries_of_a_first_step_are_counted() {
 // ---------------------------------------------------------------------------------------------
 
 /// `json` (default), `form`, `xml` and `text` bodies arrive with the Content-Type and the bytes
-/// SPEC §4 and `src/step/http/body.rs` describe. Keys are written in sorted order, so the bytes
+/// SPEC §4 and `src/outbound/body.rs` describe. Keys are written in sorted order, so the bytes
 /// do not depend on whether maps keep insertion order.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_body_formats_arrive_as_specified() {

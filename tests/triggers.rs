@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use flowd::step::http::sign::sign;
+use flowd::outbound::sign::sign;
 use flowd::store::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};

@@ -16,8 +16,8 @@ use crate::api::page::{Page, page_limit};
 use crate::core::status::{RunStatus, StepStatus};
 use crate::core::time::rfc3339;
 use crate::engine::Engine;
+use crate::outbound::record::{RecordedRequest, curl_command};
 use crate::runner::control::Cancelled;
-use crate::step::http::record::{RecordedRequest, curl_command};
 use crate::store::run_log::{self, AttemptDetail, RunFilter, RunRow, StepDetail};
 
 /// A run as lists show it. Times are RFC 3339 UTC.

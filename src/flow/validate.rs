@@ -1,27 +1,23 @@
 //! Validation of one flow: parse the YAML, check its shape against the schema, then check the
-//! rules a schema cannot express (ids, step references, templates, cron, URLs, how fields fit
-//! together). Every problem is collected, not only the first, each with its position.
+//! rules a schema cannot express. The flow-level rules live here (ids, triggers, settings, step
+//! ids and their order); each step's own rules live with its kind under `crate::step`, reached
+//! through `step::validate` with a `step::check::Context`: which earlier steps its templates may
+//! use, the options, and where a path sits in this source. Every problem is collected, not only
+//! the first, each with its position.
 
 use std::collections::{HashMap, HashSet};
 
-use crate::core::diagnostic::{Diagnostic, FlowPath, Pos, Seg, suggest};
+use crate::core::diagnostic::{Diagnostic, FlowPath, Pos, Seg};
 use crate::flow::cron::{CronError, CronSchedule};
 use crate::flow::model::{EntityAction, FLOW_ID_PATTERN, FlowDef, ScheduleTrigger, Trigger};
 use crate::flow::schema::check_shape;
 use crate::flow::yaml::{self, Node, NodeValue};
-use crate::step::http::{Auth, Format, HttpConfig};
-use crate::step::notify::{Channel, NotifyConfig};
-use crate::step::{StepDef, StepKind};
+use crate::step::StepDef;
+use crate::step::check::{Context, Findings, Scope, Secret, StepScope};
 use crate::template::TemplateStr;
-use crate::template::{Template, TemplateError};
 
 /// Largest flow source accepted, from a file or the API.
 pub const MAX_FLOW_BYTES: usize = 1 << 20;
-
-/// The names a template may start with: the run context of a flow.
-pub const CONTEXT_ROOTS: [&str; 10] = [
-    "event", "entity", "previous", "changed", "input", "steps", "flow", "run", "secrets", "now",
-];
 
 /// Settings that tighten validation, read from the environment by callers.
 #[derive(Debug, Clone, Default)]
@@ -226,19 +222,7 @@ struct Cx<'a> {
 impl Cx<'_> {
     /// The position of the value at `path`, or of the deepest part of it that exists.
     fn pos(&self, path: &FlowPath) -> Pos {
-        let mut node = self.node;
-        for seg in &path.0 {
-            let next = match (seg, &node.value) {
-                (Seg::Key(k), _) => node.get(k),
-                (Seg::Index(i), NodeValue::Seq(items)) => items.get(*i),
-                (Seg::Index(i), _) => node.get(&i.to_string()),
-            };
-            match next {
-                Some(n) => node = n,
-                None => break,
-            }
-        }
-        node.pos
+        position(self.node, path)
     }
 
     /// Whether the source has `key: []`; other shapes were reported by the shape check.
@@ -251,10 +235,31 @@ impl Cx<'_> {
         self.diagnostics.push(Diagnostic::error(path, pos, message));
     }
 
-    fn warning(&mut self, path: FlowPath, message: impl Into<String>) {
-        let pos = self.pos(&path);
-        self.diagnostics
-            .push(Diagnostic::warning(path, pos, message));
+    /// Runs a check of the step layer with this flow's context: `scope` for its templates, the
+    /// options, and positions in this source.
+    fn step_check(
+        &mut self,
+        scope: Scope<'_>,
+        check: impl FnOnce(&Context<'_>) -> Vec<Diagnostic>,
+    ) {
+        let node = self.node;
+        let locate = move |path: &FlowPath| position(node, path);
+        let cx = Context {
+            scope,
+            require_https: self.options.require_https,
+            locate: &locate,
+        };
+        let found = check(&cx);
+        self.diagnostics.extend(found);
+    }
+
+    /// Checks a template evaluated before any step (a trigger's `if`, a webhook secret).
+    fn check_template(&mut self, text: &TemplateStr, path: FlowPath, secret: Secret) {
+        self.step_check(Scope::BeforeSteps, |cx| {
+            let mut found = Findings::new(cx);
+            found.template(text, path, secret);
+            found.finish()
+        });
     }
 
     fn flow_id(&mut self, def: &FlowDef, default_id: Option<&str>) -> (String, Pos) {
@@ -321,12 +326,7 @@ impl Cx<'_> {
                         );
                     }
                     if let Some(condition) = &t.condition {
-                        self.check_template(
-                            condition,
-                            path.key("if"),
-                            TemplateUse::Trigger,
-                            Secret::No,
-                        );
+                        self.check_template(condition, path.key("if"), Secret::No);
                     }
                 }
                 Trigger::Manual(m) => {
@@ -355,7 +355,7 @@ impl Cx<'_> {
                 Trigger::Webhook(w) => {
                     if let Some(secret) = &w.webhook.secret {
                         let secret_path = path.key("webhook").key("secret");
-                        self.check_template(secret, secret_path, TemplateUse::Trigger, Secret::Yes);
+                        self.check_template(secret, secret_path, Secret::Yes);
                     }
                 }
             }
@@ -406,18 +406,8 @@ impl Cx<'_> {
             self.error(path.key("timeout"), "the run timeout must be longer than 0");
         }
         if let Some(retry) = &settings.retry {
-            self.check_retry(retry, path.key("retry"));
-        }
-    }
-
-    fn check_retry(&mut self, retry: &crate::step::retry::RetryPolicy, path: FlowPath) {
-        if let (Some(delay), Some(max)) = (retry.delay, retry.max_delay)
-            && delay > max
-        {
-            self.error(
-                path.key("delay"),
-                format!("`delay` {delay} is longer than `max_delay` {max}"),
-            );
+            let path = path.key("retry");
+            self.step_check(Scope::BeforeSteps, |cx| retry.validate(&path, cx));
         }
     }
 
@@ -443,366 +433,30 @@ impl Cx<'_> {
         }
         let step_index = self.step_index.clone();
         for (step, &i) in steps.iter().zip(&step_index) {
-            let scope = StepScope {
+            let scope = Scope::Step(StepScope {
                 earlier: &all_ids[..i],
                 all: &all_ids,
                 current: &step.id,
-            };
-            self.check_step(step, &path.index(i), &scope);
+            });
+            let path = path.index(i);
+            self.step_check(scope, |cx| crate::step::validate(step, &path, cx));
         }
     }
+}
 
-    fn check_step(&mut self, step: &StepDef, path: &FlowPath, scope: &StepScope<'_>) {
-        if let Some(condition) = &step.condition {
-            self.check_template(
-                condition,
-                path.key("if"),
-                TemplateUse::Step(scope),
-                Secret::No,
-            );
-        }
-        let kinds = step.kinds();
-        match kinds.as_slice() {
-            [] => self.error(
-                path.clone(),
-                "a step needs one of `map`, `http`, `notify` or `delay`",
-            ),
-            [kind] => self.check_kind(*kind, path, scope),
-            [first, second, ..] => self.error(
-                path.key(second.name()),
-                format!(
-                    "a step does one thing: it has both `{}` and `{}`; split it into two steps",
-                    first.name(),
-                    second.name()
-                ),
-            ),
-        }
-    }
-
-    fn check_kind(&mut self, kind: StepKind<'_>, path: &FlowPath, scope: &StepScope<'_>) {
-        match kind {
-            StepKind::Map(map) => self.check_value(&map.0, path.key("map"), scope),
-            StepKind::Http(http) => self.check_http(http, &path.key("http"), scope),
-            StepKind::Notify(notify) => self.check_notify(notify, &path.key("notify"), scope),
-            StepKind::Delay(_) => {}
-        }
-    }
-
-    fn check_http(&mut self, http: &HttpConfig, path: &FlowPath, scope: &StepScope<'_>) {
-        let used = TemplateUse::Step(scope);
-        if self.check_template(&http.url, path.key("url"), used, Secret::No) {
-            self.check_url(&http.url, path.key("url"));
-        }
-        for (map, key) in [(&http.headers, "headers"), (&http.query, "query")] {
-            for (name, value) in map.iter().flatten() {
-                self.check_template(value, path.key(key).key(name), used, Secret::No);
-            }
-        }
-        for name in http.headers.iter().flat_map(|h| h.keys()) {
-            if name.is_empty() || !name.bytes().all(is_header_name_byte) {
-                self.error(
-                    path.key("headers").key(name),
-                    format!("`{name}` is not a valid header name"),
-                );
-            }
-        }
-        match &http.auth {
-            Some(Auth::Basic(basic)) => {
-                let auth = path.key("auth").key("basic");
-                self.check_template(&basic.username, auth.key("username"), used, Secret::No);
-                self.check_template(&basic.password, auth.key("password"), used, Secret::Yes);
-            }
-            Some(Auth::Bearer(token)) => {
-                self.check_template(token, path.key("auth").key("bearer"), used, Secret::Yes);
-            }
-            None => {}
-        }
-        if let Some(body) = &http.body {
-            self.check_value(&body.0, path.key("body"), scope);
-            self.check_body_format(&body.0, http.format.unwrap_or_default(), path);
-        }
-        if let Some(sign) = &http.sign {
-            self.check_template(
-                &sign.secret,
-                path.key("sign").key("secret"),
-                used,
-                Secret::Yes,
-            );
-        }
-        if http.timeout.is_some_and(|t| t.as_millis() == 0) {
-            self.error(
-                path.key("timeout"),
-                "the attempt timeout must be longer than 0",
-            );
-        }
-        if let Some(retry) = &http.retry {
-            self.check_retry(retry, path.key("retry"));
-        }
-    }
-
-    /// Checks what can be known of a URL before templates render: its scheme.
-    fn check_url(&mut self, url: &TemplateStr, path: FlowPath) {
-        let text = url.as_str();
-        let literal = text.split("{{").next().unwrap_or_default();
-        let Some((scheme, _)) = literal.split_once("://") else {
-            if !text.contains("{{") {
-                self.error(
-                    path,
-                    format!("`{text}` is not a URL: it must start with `https://` or `http://`"),
-                );
-            }
-            return;
+/// The position of the value at `path` in the tree, or of the deepest part of it that exists.
+fn position(node: &Node, path: &FlowPath) -> Pos {
+    let mut node = node;
+    for seg in &path.0 {
+        let next = match (seg, &node.value) {
+            (Seg::Key(k), _) => node.get(k),
+            (Seg::Index(i), NodeValue::Seq(items)) => items.get(*i),
+            (Seg::Index(i), _) => node.get(&i.to_string()),
         };
-        match scheme.to_ascii_lowercase().as_str() {
-            "https" => {}
-            "http" if self.options.require_https => self.error(
-                path,
-                format!(
-                    "`{text}` uses http, but FLOWD_HTTP_REQUIRE_HTTPS is set: use an https:// URL"
-                ),
-            ),
-            "http" => {}
-            other => self.error(
-                path,
-                format!("`{other}` URLs are not supported: use https:// or http://"),
-            ),
+        match next {
+            Some(n) => node = n,
+            None => break,
         }
     }
-
-    /// Form bodies are flat key/value pairs and text bodies are strings; catch literal misfits.
-    fn check_body_format(&mut self, body: &serde_json::Value, format: Format, path: &FlowPath) {
-        use serde_json::Value;
-        match (format, body) {
-            (Format::Form, Value::Object(fields)) => {
-                for (key, value) in fields {
-                    if value.is_object() || value.is_array() {
-                        self.error(
-                            path.key("body").key(key),
-                            "`format: form` sends flat key/value pairs: this value is a mapping or a list",
-                        );
-                    }
-                }
-            }
-            (Format::Form | Format::Xml, Value::Array(_) | Value::Number(_) | Value::Bool(_)) => self.error(
-                path.key("body"),
-                format!("`format: {}` needs a mapping as the body", format_name(format)),
-            ),
-            (Format::Text, Value::Object(_) | Value::Array(_)) => self.error(
-                path.key("body"),
-                "`format: text` sends the body as it is: write it as a string (or use `format: json`)",
-            ),
-            _ => {}
-        }
-    }
-
-    fn check_notify(&mut self, notify: &NotifyConfig, path: &FlowPath, scope: &StepScope<'_>) {
-        let used = TemplateUse::Step(scope);
-        let channel = notify.channel.as_str();
-        match (notify.channel, &notify.to, &notify.url) {
-            (Channel::Email, None, _) => {
-                self.error(path.clone(), "`to` is required for `channel: email`")
-            }
-            (Channel::Slack | Channel::Discord, _, None) => self.error(
-                path.clone(),
-                format!("`url` (the incoming-webhook URL) is required for `channel: {channel}`"),
-            ),
-            _ => {}
-        }
-        if notify.to.is_some() && notify.channel != Channel::Email {
-            self.error(
-                path.key("to"),
-                format!("`to` is for email only; `channel: {channel}` does not use it"),
-            );
-        }
-        if notify.url.is_some() && !matches!(notify.channel, Channel::Slack | Channel::Discord) {
-            self.error(
-                path.key("url"),
-                format!(
-                    "`url` is for slack and discord only; `channel: {channel}` does not use it"
-                ),
-            );
-        }
-        if notify.subject.is_none() && notify.text.is_none() {
-            self.error(path.clone(), "a notification needs a `subject` or a `text`");
-        }
-        for (value, key) in [
-            (&notify.to, "to"),
-            (&notify.subject, "subject"),
-            (&notify.text, "text"),
-        ] {
-            if let Some(value) = value {
-                self.check_template(value, path.key(key), used, Secret::No);
-            }
-        }
-        if let Some(url) = &notify.url {
-            self.check_template(url, path.key("url"), used, Secret::Yes);
-        }
-    }
-
-    /// Checks a mapping value (map or body): every template inside it compiles and refers to
-    /// what exists, each reported at its own place in the value.
-    fn check_value(&mut self, value: &serde_json::Value, path: FlowPath, scope: &StepScope<'_>) {
-        match value {
-            serde_json::Value::String(text) if text.contains("{{") => {
-                self.check_template(
-                    &TemplateStr(text.clone()),
-                    path,
-                    TemplateUse::Step(scope),
-                    Secret::No,
-                );
-            }
-            serde_json::Value::Array(items) => {
-                for (i, item) in items.iter().enumerate() {
-                    self.check_value(item, path.index(i), scope);
-                }
-            }
-            serde_json::Value::Object(fields) => {
-                for (key, item) in fields {
-                    self.check_value(item, path.key(key), scope);
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Compiles one template and checks its references; returns whether it compiled.
-    fn check_template(
-        &mut self,
-        text: &TemplateStr,
-        path: FlowPath,
-        used: TemplateUse<'_>,
-        secret: Secret,
-    ) -> bool {
-        match Template::compile(text.as_str()) {
-            Ok(template) => {
-                self.check_references(&template.references(), &path, used);
-                if secret == Secret::Yes
-                    && !text.as_str().contains("{{")
-                    && !text.as_str().is_empty()
-                {
-                    self.warning(
-                        path,
-                        "this secret is written in the flow file; put it in the environment as FLOWD_SECRET_<NAME> and write `{{secrets.NAME}}`",
-                    );
-                }
-                true
-            }
-            Err(error) => {
-                self.template_error(path, &error);
-                false
-            }
-        }
-    }
-
-    fn template_error(&mut self, path: FlowPath, error: &TemplateError) {
-        let message = if error.line > 1 {
-            format!(
-                "template error at line {}, column {} of the template: {}",
-                error.line, error.column, error.message
-            )
-        } else {
-            format!(
-                "template error at column {} of the template: {}",
-                error.column, error.message
-            )
-        };
-        self.error(path, message);
-    }
-
-    fn check_references(
-        &mut self,
-        references: &[Vec<String>],
-        path: &FlowPath,
-        used: TemplateUse<'_>,
-    ) {
-        for reference in references {
-            let Some(root) = reference.first() else {
-                continue;
-            };
-            if !CONTEXT_ROOTS.contains(&root.as_str()) {
-                let mut message =
-                    format!("`{}` is not part of the run context", reference.join("."));
-                match suggest(root, CONTEXT_ROOTS) {
-                    Some(close) => message.push_str(&format!("; did you mean `{close}`?")),
-                    None => message.push_str(&format!(" ({})", CONTEXT_ROOTS.join(", "))),
-                }
-                self.warning(path.clone(), message);
-                continue;
-            }
-            if root == "steps"
-                && let Some(step) = reference.get(1)
-            {
-                self.check_step_reference(step, path, used);
-            }
-        }
-    }
-
-    fn check_step_reference(&mut self, step: &str, path: &FlowPath, used: TemplateUse<'_>) {
-        let scope = match used {
-            TemplateUse::Step(scope) => scope,
-            TemplateUse::Trigger => {
-                self.error(
-                    path.clone(),
-                    format!("`steps.{step}` is not available here: no step has run when this is evaluated"),
-                );
-                return;
-            }
-        };
-        if scope.earlier.contains(&step) {
-            return;
-        }
-        let message = if step == scope.current {
-            format!(
-                "`steps.{step}` refers to this step itself; a step can only use the output of earlier steps"
-            )
-        } else if scope.all.contains(&step) {
-            format!(
-                "`steps.{step}` refers to a step that runs later; a step can only use the output of earlier steps"
-            )
-        } else {
-            let mut m = format!("`steps.{step}` refers to a step that does not exist");
-            if let Some(close) = suggest(step, scope.earlier.iter().copied()) {
-                m.push_str(&format!("; did you mean `steps.{close}`?"));
-            }
-            m
-        };
-        self.error(path.clone(), message);
-    }
-}
-
-/// Which step a template belongs to, for checking `steps.X` references.
-struct StepScope<'a> {
-    earlier: &'a [&'a str],
-    all: &'a [&'a str],
-    current: &'a str,
-}
-
-/// Where a template is used, which decides what it may refer to.
-#[derive(Clone, Copy)]
-enum TemplateUse<'a> {
-    /// Inside a step: may use earlier steps.
-    Step(&'a StepScope<'a>),
-    /// A trigger's `if` or a webhook secret: evaluated before any step.
-    Trigger,
-}
-
-/// Whether a value is secret-like (tokens, passwords, signing secrets): those written literally
-/// in a flow file end up in git, so validation warns about them.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Secret {
-    Yes,
-    No,
-}
-
-fn is_header_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-fn format_name(format: Format) -> &'static str {
-    match format {
-        Format::Json => "json",
-        Format::Form => "form",
-        Format::Xml => "xml",
-        Format::Text => "text",
-    }
+    node.pos
 }

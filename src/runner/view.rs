@@ -15,7 +15,7 @@ use crate::core::trigger_data::TriggerData;
 use crate::flow::compiled::CompiledFlow;
 use crate::runner::context::{RunContext, RunInfo};
 use crate::secrets::Secrets;
-use crate::step::http::record::Redactor;
+use crate::outbound::record::Redactor;
 use crate::step::{Attempt, CompiledStep, Plan, StepOutcome};
 use crate::store::runs::{AttemptWrite, ClaimedRun, RunState, RunWrite, StepRow, StepWrite};
 

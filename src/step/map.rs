@@ -5,6 +5,8 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::core::diagnostic::{Diagnostic, FlowPath};
+use crate::step::check::{Context, Findings};
 use crate::template::CompiledValue;
 
 /// The mapping: any value; strings may hold templates.
@@ -20,6 +22,14 @@ impl JsonSchema for MapConfig {
     fn json_schema(_: &mut SchemaGenerator) -> Schema {
         json_schema!({"description": "Any value: mappings, lists and scalars; strings may hold templates, and a string that is exactly one `{{expression}}` keeps the expression's JSON type."})
     }
+}
+
+/// Checks a `map` step at `path` (`steps[i].map`): every template in the mapping compiles and
+/// refers to what exists, each reported at its own place.
+pub fn validate(map: &MapConfig, path: &FlowPath, cx: &Context<'_>) -> Vec<Diagnostic> {
+    let mut found = Findings::new(cx);
+    found.value(&map.0, path.clone());
+    found.finish()
 }
 
 /// A map step compiled once per flow revision.

@@ -1,147 +1,104 @@
-//! Step kinds. Each kind lives in one file named after its YAML key (`map`, `http`, `notify`,
-//! `delay`) and holds its configuration type (part of the flow format) and, as the runner grows,
-//! its execution. [`StepKind`] is a closed enum: an exhaustive `match` reads best for a few kinds.
+//! Step kinds, as components: each kind is one module under `step/`, named after its YAML key
+//! (`map`, `http`, `notify`, `delay`), with its configuration (part of the flow format, so
+//! `///` docs feed `flowd schema`), its `validate` returning diagnostics, its compilation and its
+//! execution. This file is the floor plan that ties them together: the list of kinds
+//! ([`StepKind`] and its compiled twin [`Action`], declared once by `step_kinds!`), the raw
+//! [`StepDef`] that serde reads, the one entry point of step validation ([`validate`]) and
+//! compilation ([`CompiledStep::compile`]).
+//!
+//! Adding a kind: a module here, a line in `step_kinds!`, its key in [`StepDef`], and one arm in
+//! each `match` the compiler then points at, all in this file. Nothing outside `step/` changes.
+//! The kinds are a closed enum, not a registry: an exhaustive `match` reads best for a few.
 
+pub mod check;
 pub mod delay;
+mod execute;
 pub mod http;
 pub mod map;
 pub mod notify;
 pub mod retry;
 
-use std::time::Duration;
-
-use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::metrics::Metrics;
+use crate::core::diagnostic::{Diagnostic, FlowPath};
+pub use crate::outbound::Delivery;
+use crate::step::check::{Context, Findings, Secret};
 use crate::step::delay::DelayConfig;
-use crate::step::http::client::HttpClient;
-use crate::step::http::record::Redactor;
+pub use crate::step::execute::{Attempt, StepCall, StepEnv, StepOutcome};
 use crate::step::http::{HttpConfig, HttpStep};
 use crate::step::map::{MapConfig, MapStep};
-use crate::step::notify::email::Mailer;
 use crate::step::notify::{NotifyConfig, NotifyStep};
 use crate::step::retry::RetryPolicy;
-use crate::store::Store;
 use crate::template::{Template, TemplateStr, compile_text};
 
-/// What a step's execution needs from the engine, shared by every run.
-#[derive(Clone)]
-pub struct StepEnv {
-    pub http: HttpClient,
-    pub mailer: Option<Mailer>,
-    pub redactor: Redactor,
-    pub store: Store,
-    /// This node's name, recorded with each attempt.
-    pub node: String,
-    /// Whether steps act or only render what they would do.
-    pub delivery: Delivery,
-    /// The engine's metrics, which steps count their attempts in.
-    pub metrics: Metrics,
-}
-
-/// Whether steps with side effects act (`Send`, always in `flowd serve`) or only render what
-/// they would send and succeed without sending (`DryRun`, for `flowd run --dry-run`). A dry run
-/// goes through the same rendering, checks, encoding and redaction as a real attempt, so what it
-/// shows is what would go out.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum Delivery {
-    #[default]
-    Send,
-    DryRun,
-}
-
-/// One execution of a step with side effects: which run and step, and the rendered context.
-pub struct StepCall<'a> {
-    pub run_id: &'a str,
-    pub flow_id: &'a str,
-    pub step_id: &'a str,
-    pub context: &'a Value,
-}
-
-impl StepCall<'_> {
-    /// `<run_id>_<step_id>`: the same on every retry of the step.
-    pub fn idempotency_key(&self) -> String {
-        format!("{}_{}", self.run_id, self.step_id)
-    }
-}
-
-/// How an attempt of a step ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StepOutcome {
-    Succeeded(Value),
-    /// Worth another attempt (connection errors, timeouts, 408, 429, 5xx), after `after` if the
-    /// target said so.
-    Retry {
-        error: String,
-        after: Option<Duration>,
-    },
-    /// Retrying cannot help (other 4xx, bad configuration).
-    Fail {
-        error: String,
-        output: Option<Value>,
-    },
-}
-
-/// One attempt of a step with side effects, as recorded for people.
-#[derive(Debug, Clone)]
-pub struct Attempt {
-    pub outcome: StepOutcome,
-    pub request: Option<Value>,
-    pub response: Option<Value>,
-    pub started_at: DateTime<Utc>,
-    pub duration_ms: u64,
-}
-
-/// The kind of a step with its configuration.
-#[derive(Debug, Clone, Copy)]
-pub enum StepKind<'a> {
-    Map(&'a map::MapConfig),
-    Http(&'a http::HttpConfig),
-    Notify(&'a notify::NotifyConfig),
-    Delay(&'a delay::DelayConfig),
-}
-
-impl StepKind<'_> {
-    pub fn name(&self) -> &'static str {
-        match self {
-            StepKind::Map(_) => "map",
-            StepKind::Http(_) => "http",
-            StepKind::Notify(_) => "notify",
-            StepKind::Delay(_) => "delay",
+/// Declares the step kinds from one list, `key: Variant(Config) => Compiled`: [`StepKind`] (a
+/// kind with its configuration as written), [`Action`] (the same kind compiled), their YAML
+/// keys ([`StepKind::key`], [`Action::kind`], [`STEP_KINDS`]) and [`StepDef::kinds`], which
+/// reads the key of the same name in [`StepDef`].
+macro_rules! step_kinds {
+    ($($key:ident: $variant:ident($config:ty) => $compiled:ty),+ $(,)?) => {
+        /// The kind of a step with its configuration as written.
+        #[derive(Debug, Clone, Copy)]
+        pub enum StepKind<'a> {
+            $($variant(&'a $config),)+
         }
-    }
+
+        /// The kind of a step, compiled once per flow revision: what the runner executes.
+        #[derive(Debug)]
+        pub enum Action {
+            $($variant($compiled),)+
+        }
+
+        /// Step kind keys, in the order they are documented.
+        pub const STEP_KINDS: [&str; [$(stringify!($key)),+].len()] = [$(stringify!($key)),+];
+
+        impl StepKind<'_> {
+            /// The kind's key in YAML.
+            pub fn key(&self) -> &'static str {
+                match self {
+                    $(StepKind::$variant(_) => stringify!($key),)+
+                }
+            }
+        }
+
+        impl Action {
+            /// The kind's key in YAML, as recorded with each step of a run.
+            pub fn kind(&self) -> &'static str {
+                match self {
+                    $(Action::$variant(_) => stringify!($key),)+
+                }
+            }
+        }
+
+        impl StepDef {
+            /// Every kind key set on this step, in the order of [`STEP_KINDS`]; a valid step
+            /// has exactly one.
+            pub fn kinds(&self) -> Vec<StepKind<'_>> {
+                let mut kinds = Vec::with_capacity(1);
+                $(
+                    if let Some(config) = &self.$key {
+                        kinds.push(StepKind::$variant(config));
+                    }
+                )+
+                kinds
+            }
+        }
+    };
 }
 
-impl StepDef {
-    /// Every kind key set on this step; a valid step has exactly one.
-    pub fn kinds(&self) -> Vec<StepKind<'_>> {
-        let mut kinds = Vec::with_capacity(1);
-        if let Some(c) = &self.map {
-            kinds.push(StepKind::Map(c));
-        }
-        if let Some(c) = &self.http {
-            kinds.push(StepKind::Http(c));
-        }
-        if let Some(c) = &self.notify {
-            kinds.push(StepKind::Notify(c));
-        }
-        if let Some(c) = &self.delay {
-            kinds.push(StepKind::Delay(c));
-        }
-        kinds
-    }
-
-    /// The step's kind; `None` only for a step that failed validation.
-    pub fn kind(&self) -> Option<StepKind<'_>> {
-        self.kinds().into_iter().next()
-    }
+step_kinds! {
+    map: Map(MapConfig) => MapStep,
+    http: Http(HttpConfig) => Box<HttpStep>,
+    notify: Notify(NotifyConfig) => Box<NotifyStep>,
+    delay: Delay(DelayConfig) => DelayConfig,
 }
 
 pub const STEP_ID_PATTERN: &str = "^[a-z0-9_]+$";
 
+// The raw form serde reads: the common fields and one optional key per kind, converted to a
+// `StepKind` by `kinds()`. Not `#[serde(flatten)]` over an enum, which would silently turn
+// `deny_unknown_fields` off (STYLE.md). Its `///` docs are part of `flowd schema`.
 /// One step: common fields plus exactly one kind (`map`, `http`, `notify` or `delay`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -169,8 +126,12 @@ pub struct StepDef {
     pub delay: Option<DelayConfig>,
 }
 
-/// Step kind keys, in the order they are documented.
-pub const STEP_KINDS: [&str; 4] = ["map", "http", "notify", "delay"];
+impl StepDef {
+    /// The step's kind; `None` only for a step that failed validation.
+    pub fn kind(&self) -> Option<StepKind<'_>> {
+        self.kinds().into_iter().next()
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
@@ -180,20 +141,70 @@ pub enum OnError {
     Continue,
 }
 
+/// Validates one step at `path` (`steps[i]`): its `if`, that it sets exactly one kind, and that
+/// kind's own rules. The one entry point of step validation, called by `flow::validate` with
+/// the flow's [`Context`] (which earlier steps the templates may use, the options, positions).
+pub fn validate(step: &StepDef, path: &FlowPath, cx: &Context<'_>) -> Vec<Diagnostic> {
+    let mut found = Findings::new(cx);
+    if let Some(condition) = &step.condition {
+        found.template(condition, path.key("if"), Secret::No);
+    }
+    match step.kinds().as_slice() {
+        [] => found.error(
+            path.clone(),
+            format!("a step needs one of {}", one_of(&STEP_KINDS)),
+        ),
+        [kind] => found.extend(kind.validate(&path.key(kind.key()), cx)),
+        [first, second, ..] => found.error(
+            path.key(second.key()),
+            format!(
+                "a step does one thing: it has both `{}` and `{}`; split it into two steps",
+                first.key(),
+                second.key()
+            ),
+        ),
+    }
+    found.finish()
+}
+
+/// `` `a`, `b` or `c` ``.
+fn one_of(keys: &[&str]) -> String {
+    let quoted: Vec<String> = keys.iter().map(|k| format!("`{k}`")).collect();
+    match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    }
+}
+
+impl StepKind<'_> {
+    /// Checks the kind's configuration at `path` (`steps[i].<kind>`).
+    pub fn validate(&self, path: &FlowPath, cx: &Context<'_>) -> Vec<Diagnostic> {
+        match self {
+            StepKind::Map(c) => map::validate(c, path, cx),
+            StepKind::Http(c) => http::validate(c, path, cx),
+            StepKind::Notify(c) => notify::validate(c, path, cx),
+            StepKind::Delay(c) => delay::validate(c, path, cx),
+        }
+    }
+
+    /// Compiles the kind's configuration, with the flow's default retry policy.
+    pub fn compile(&self, flow_retry: Option<&RetryPolicy>) -> Result<Action, String> {
+        Ok(match self {
+            StepKind::Map(c) => Action::Map(MapStep::compile(c)?),
+            StepKind::Http(c) => Action::Http(Box::new(HttpStep::compile(c, flow_retry)?)),
+            StepKind::Notify(c) => Action::Notify(Box::new(NotifyStep::compile(c, flow_retry)?)),
+            StepKind::Delay(d) => Action::Delay(**d),
+        })
+    }
+}
+
 #[derive(Debug)]
 pub struct CompiledStep {
     pub id: String,
     pub condition: Option<Template>,
     pub on_error: OnError,
     pub action: Action,
-}
-
-#[derive(Debug)]
-pub enum Action {
-    Map(MapStep),
-    Http(Box<HttpStep>),
-    Notify(Box<NotifyStep>),
-    Delay(DelayConfig),
 }
 
 /// What the runner does with a step, by kind: evaluate it in place (`map`), wait (`delay`), or
@@ -206,15 +217,6 @@ pub enum Plan<'a> {
 }
 
 impl Action {
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Action::Map(_) => "map",
-            Action::Http(_) => "http",
-            Action::Notify(_) => "notify",
-            Action::Delay(_) => "delay",
-        }
-    }
-
     /// How the runner treats this step.
     pub fn plan(&self) -> Plan<'_> {
         match self {
@@ -241,14 +243,8 @@ impl CompiledStep {
         step: &StepDef,
         flow_retry: Option<&RetryPolicy>,
     ) -> Result<CompiledStep, String> {
-        let action = match step.kind() {
-            Some(StepKind::Map(c)) => Action::Map(MapStep::compile(c)?),
-            Some(StepKind::Http(c)) => Action::Http(Box::new(HttpStep::compile(c, flow_retry)?)),
-            Some(StepKind::Notify(c)) => {
-                Action::Notify(Box::new(NotifyStep::compile(c, flow_retry)?))
-            }
-            Some(StepKind::Delay(d)) => Action::Delay(*d),
-            None => return Err(format!("step `{}` has no kind", step.id)),
+        let Some(kind) = step.kind() else {
+            return Err(format!("step `{}` has no kind", step.id));
         };
         Ok(CompiledStep {
             id: step.id.clone(),
@@ -258,7 +254,33 @@ impl CompiledStep {
                 .map(|t| compile_text(t.as_str()))
                 .transpose()?,
             on_error: step.on_error.unwrap_or_default(),
-            action,
+            action: kind.compile(flow_retry)?,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_are_listed_once_in_documented_order() {
+        assert_eq!(STEP_KINDS, ["map", "http", "notify", "delay"]);
+        assert_eq!(one_of(&STEP_KINDS), "`map`, `http`, `notify` or `delay`");
+        assert_eq!(one_of(&["map"]), "`map`");
+    }
+
+    #[test]
+    fn a_step_converts_to_the_kinds_it_sets() {
+        let step: StepDef =
+            serde_json::from_value(serde_json::json!({"id": "wait", "delay": "10m"}))
+                .expect("a delay step");
+        let kinds = step.kinds();
+        assert_eq!(
+            kinds.iter().map(StepKind::key).collect::<Vec<_>>(),
+            ["delay"]
+        );
+        let compiled = CompiledStep::compile(&step, None).expect("compiles");
+        assert_eq!(compiled.action.kind(), "delay");
     }
 }

@@ -1,12 +1,14 @@
 //! Retry policies of steps with side effects: the `retry` of a step or of the flow's settings
-//! as written, and the policy resolved from both over the defaults of SPEC §4.
+//! as written, its validation, and the policy resolved from both over the defaults of SPEC §4.
 
 use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::core::diagnostic::{Diagnostic, FlowPath};
 use crate::core::duration::Duration as FlowDuration;
+use crate::step::check::{Context, Findings};
 
 /// How often and how patiently a failing step is retried.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -22,6 +24,23 @@ pub struct RetryPolicy {
     /// Longest wait between two attempts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_delay: Option<FlowDuration>,
+}
+
+impl RetryPolicy {
+    /// Checks a policy written at `path` (a step's or the flow's `retry`): `delay` is at most
+    /// `max_delay`.
+    pub fn validate(&self, path: &FlowPath, cx: &Context<'_>) -> Vec<Diagnostic> {
+        let mut found = Findings::new(cx);
+        if let (Some(delay), Some(max)) = (self.delay, self.max_delay)
+            && delay > max
+        {
+            found.error(
+                path.key("delay"),
+                format!("`delay` {delay} is longer than `max_delay` {max}"),
+            );
+        }
+        found.finish()
+    }
 }
 
 /// Default retry policy of steps with side effects (SPEC §4): 12 attempts, 10 s, at most 2 h.

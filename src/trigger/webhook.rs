@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use crate::core::new_run::{NewRun, TriggerRecord};
 use crate::core::trigger_data::TriggerData;
-use crate::step::http::sign::{SignatureHeaders, verify};
+use crate::outbound::sign::{SignatureHeaders, verify};
 use crate::store::starts::{OnceKey, RunStart, Started};
 use crate::trigger::{Intake, IntakeError};
 

@@ -16,7 +16,7 @@ use crate::flow::validate::{Options, validate_source};
 use crate::runner::transition::{Effect, InFlight, Output, on_mapped};
 use crate::runner::view::{Node, RunView, new_context};
 use crate::secrets::Secrets;
-use crate::step::http::record::Redactor;
+use crate::outbound::record::Redactor;
 use crate::step::retry::Retry;
 use crate::step::{Attempt, StepOutcome};
 use crate::store::runs::{ClaimedRun, RunWrite, StepRow};

@@ -1,21 +1,23 @@
 //! The `http` step: one HTTP request per attempt, retried with backoff until the target answers
-//! 2xx. Output: `{status, headers, body}`.
+//! 2xx. Output: `{status, headers, body}`. Here: the configuration, its rules (`validate`), its
+//! compilation, and rendering one attempt into an `OutboundRequest` that `crate::outbound` sends
+//! (guard, signing, encoding and recording live there).
 
-pub mod body;
-pub mod client;
-pub mod guard;
-pub mod record;
-pub mod retry;
-pub mod sign;
 
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
+use crate::core::diagnostic::{Diagnostic, FlowPath};
 use crate::core::duration::Duration;
-use crate::step::retry::RetryPolicy;
-use crate::template::TemplateStr;
+use crate::outbound::{Credentials, DEFAULT_TIMEOUT, OutboundRequest};
+pub use crate::outbound::{Format, Method};
+use crate::step::check::{Context, Findings, Secret};
+use crate::step::retry::{Retry, RetryPolicy};
+use crate::step::{Attempt, StepCall, StepEnv};
+use crate::template::{CompiledValue, Template, TemplateStr, compile_text};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -51,29 +53,6 @@ pub struct HttpConfig {
     pub sign: Option<Sign>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "UPPERCASE")]
-pub enum Method {
-    Get,
-    #[default]
-    Post,
-    Put,
-    Patch,
-    Delete,
-}
-
-impl Method {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Method::Get => "GET",
-            Method::Post => "POST",
-            Method::Put => "PUT",
-            Method::Patch => "PATCH",
-            Method::Delete => "DELETE",
-        }
-    }
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase", deny_unknown_fields)]
 pub enum Auth {
@@ -93,16 +72,6 @@ pub struct BasicAuth {
 /// The body: any value; strings may hold templates.
 pub type Body = crate::step::map::MapConfig;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Format {
-    #[default]
-    Json,
-    Form,
-    Xml,
-    Text,
-}
-
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sign {
@@ -110,28 +79,132 @@ pub struct Sign {
     pub secret: TemplateStr,
 }
 
-/// Default per-attempt timeout.
-pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// Checks an `http` step at `path` (`steps[i].http`): its templates, that the URL can be one,
+/// header names, that a literal body fits its format, the timeout and the retry policy.
+pub fn validate(http: &HttpConfig, path: &FlowPath, cx: &Context<'_>) -> Vec<Diagnostic> {
+    let mut found = Findings::new(cx);
+    if found.template(&http.url, path.key("url"), Secret::No) {
+        check_url(&mut found, &http.url, path.key("url"), cx.require_https);
+    }
+    for (map, key) in [(&http.headers, "headers"), (&http.query, "query")] {
+        for (name, value) in map.iter().flatten() {
+            found.template(value, path.key(key).key(name), Secret::No);
+        }
+    }
+    for name in http.headers.iter().flat_map(|h| h.keys()) {
+        if name.is_empty() || !name.bytes().all(is_header_name_byte) {
+            found.error(
+                path.key("headers").key(name),
+                format!("`{name}` is not a valid header name"),
+            );
+        }
+    }
+    match &http.auth {
+        Some(Auth::Basic(basic)) => {
+            let auth = path.key("auth").key("basic");
+            found.template(&basic.username, auth.key("username"), Secret::No);
+            found.template(&basic.password, auth.key("password"), Secret::Yes);
+        }
+        Some(Auth::Bearer(token)) => {
+            found.template(token, path.key("auth").key("bearer"), Secret::Yes);
+        }
+        None => {}
+    }
+    if let Some(body) = &http.body {
+        found.value(&body.0, path.key("body"));
+        check_body_format(&mut found, &body.0, http.format.unwrap_or_default(), path);
+    }
+    if let Some(sign) = &http.sign {
+        found.template(&sign.secret, path.key("sign").key("secret"), Secret::Yes);
+    }
+    if http.timeout.is_some_and(|t| t.as_millis() == 0) {
+        found.error(
+            path.key("timeout"),
+            "the attempt timeout must be longer than 0",
+        );
+    }
+    if let Some(retry) = &http.retry {
+        found.extend(retry.validate(&path.key("retry"), cx));
+    }
+    found.finish()
+}
+
+/// Checks what can be known of a URL before templates render: its scheme.
+fn check_url(found: &mut Findings<'_>, url: &TemplateStr, path: FlowPath, require_https: bool) {
+    let text = url.as_str();
+    let literal = text.split("{{").next().unwrap_or_default();
+    let Some((scheme, _)) = literal.split_once("://") else {
+        if !text.contains("{{") {
+            found.error(
+                path,
+                format!("`{text}` is not a URL: it must start with `https://` or `http://`"),
+            );
+        }
+        return;
+    };
+    match scheme.to_ascii_lowercase().as_str() {
+        "https" => {}
+        "http" if require_https => found.error(
+            path,
+            format!("`{text}` uses http, but FLOWD_HTTP_REQUIRE_HTTPS is set: use an https:// URL"),
+        ),
+        "http" => {}
+        other => found.error(
+            path,
+            format!("`{other}` URLs are not supported: use https:// or http://"),
+        ),
+    }
+}
+
+/// Form bodies are flat key/value pairs and text bodies are strings; catch literal misfits.
+fn check_body_format(found: &mut Findings<'_>, body: &Value, format: Format, path: &FlowPath) {
+    match (format, body) {
+        (Format::Form, Value::Object(fields)) => {
+            for (key, value) in fields {
+                if value.is_object() || value.is_array() {
+                    found.error(
+                        path.key("body").key(key),
+                        "`format: form` sends flat key/value pairs: this value is a mapping or a list",
+                    );
+                }
+            }
+        }
+        (Format::Form | Format::Xml, Value::Array(_) | Value::Number(_) | Value::Bool(_)) => found
+            .error(
+                path.key("body"),
+                format!("`format: {}` needs a mapping as the body", format.as_str()),
+            ),
+        (Format::Text, Value::Object(_) | Value::Array(_)) => found.error(
+            path.key("body"),
+            "`format: text` sends the body as it is: write it as a string (or use `format: json`)",
+        ),
+        _ => {}
+    }
+}
+
+fn is_header_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
 
 /// An `http` step compiled once per flow revision.
 #[derive(Debug)]
 pub struct HttpStep {
     method: Method,
-    url: crate::template::Template,
-    headers: Vec<(String, crate::template::Template)>,
-    query: Vec<(String, crate::template::Template)>,
+    url: Template,
+    headers: Vec<(String, Template)>,
+    query: Vec<(String, Template)>,
     auth: Option<CompiledAuth>,
-    body: Option<crate::template::CompiledValue>,
+    body: Option<CompiledValue>,
     format: Format,
     timeout: std::time::Duration,
-    sign: Option<crate::template::Template>,
-    pub retry: crate::step::retry::Retry,
+    sign: Option<Template>,
+    pub retry: Retry,
 }
 
 #[derive(Debug)]
 enum CompiledAuth {
-    Basic(crate::template::Template, crate::template::Template),
-    Bearer(crate::template::Template),
+    Basic(Template, Template),
+    Bearer(Template),
 }
 
 impl HttpStep {
@@ -139,7 +212,6 @@ impl HttpStep {
         config: &HttpConfig,
         flow_retry: Option<&RetryPolicy>,
     ) -> Result<HttpStep, String> {
-        use crate::template::compile_text;
         let pairs = |map: &Option<BTreeMap<String, TemplateStr>>| {
             map.iter()
                 .flatten()
@@ -157,7 +229,7 @@ impl HttpStep {
         let body = config
             .body
             .as_ref()
-            .map(|b| crate::template::CompiledValue::compile(&b.0).map_err(|e| format!("{e:?}")))
+            .map(|b| CompiledValue::compile(&b.0).map_err(|e| format!("{e:?}")))
             .transpose()?;
         Ok(HttpStep {
             method: config.method.unwrap_or_default(),
@@ -173,15 +245,15 @@ impl HttpStep {
                 .as_ref()
                 .map(|s| compile_text(s.secret.as_str()))
                 .transpose()?,
-            retry: crate::step::retry::Retry::resolve(config.retry.as_ref(), flow_retry),
+            retry: Retry::resolve(config.retry.as_ref(), flow_retry),
         })
     }
 
     /// The request of one attempt, templates rendered against the run context.
-    pub fn render(&self, call: &crate::step::StepCall<'_>) -> client::RenderedRequest {
+    pub fn render(&self, call: &StepCall<'_>) -> OutboundRequest {
         let cx = call.context;
-        let text = |t: &crate::template::Template| t.render_text(cx);
-        client::RenderedRequest {
+        let text = |t: &Template| t.render_text(cx);
+        OutboundRequest {
             method: self.method,
             url: text(&self.url),
             headers: self
@@ -195,11 +267,11 @@ impl HttpStep {
                 .map(|(k, v)| (k.clone(), text(v)))
                 .collect(),
             auth: self.auth.as_ref().map(|a| match a {
-                CompiledAuth::Basic(u, p) => client::RenderedAuth::Basic {
+                CompiledAuth::Basic(u, p) => Credentials::Basic {
                     username: text(u),
                     password: text(p),
                 },
-                CompiledAuth::Bearer(t) => client::RenderedAuth::Bearer(text(t)),
+                CompiledAuth::Bearer(t) => Credentials::Bearer(text(t)),
             }),
             body: self.body.as_ref().map(|b| b.render(cx)),
             format: self.format,
@@ -210,41 +282,9 @@ impl HttpStep {
     }
 
     /// Sends one attempt.
-    pub async fn execute(
-        &self,
-        env: &crate::step::StepEnv,
-        call: &crate::step::StepCall<'_>,
-    ) -> crate::step::Attempt {
-        let request = self.render(call);
-        let attempt = env
-            .http
-            .attempt_in(env.delivery, &request, &env.redactor)
-            .await;
+    pub async fn execute(&self, env: &StepEnv, call: &StepCall<'_>) -> Attempt {
+        let attempt = env.send(&self.render(call)).await;
         env.metrics.http_attempt(call.flow_id, attempt.delivery);
-        into_step_attempt(attempt)
-    }
-}
-
-/// Converts the client's attempt into the runner's terms.
-pub fn into_step_attempt(attempt: client::Attempt) -> crate::step::Attempt {
-    use crate::step::StepOutcome;
-    let outcome = match attempt.outcome {
-        client::Outcome::Succeeded { output } => StepOutcome::Succeeded(output),
-        client::Outcome::Retry { error, retry_after } => StepOutcome::Retry {
-            error,
-            after: retry_after,
-        },
-        client::Outcome::Fail { error, output } => StepOutcome::Fail { error, output },
-    };
-    let record = attempt.record;
-    crate::step::Attempt {
-        outcome,
-        request: serde_json::to_value(&record.request).ok(),
-        response: record
-            .response
-            .as_ref()
-            .and_then(|r| serde_json::to_value(r).ok()),
-        started_at: record.started_at,
-        duration_ms: record.duration_ms,
+        Attempt::from(attempt)
     }
 }

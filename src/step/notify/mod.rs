@@ -1,6 +1,8 @@
 //! The `notify` step: tells people. `inbox` stores a notification readable through the API,
-//! `email` sends through SMTP (`FLOWD_SMTP_URL`), `slack` and `discord` post to an incoming
-//! webhook URL. Output: `{channel, id}`.
+//! `email` sends through SMTP (`FLOWD_SMTP_URL`, see `email.rs`), `slack` and `discord` post a
+//! payload (see `chat.rs`) to an incoming-webhook URL through `crate::outbound`, with the same
+//! address checks, redaction and recorded attempts as an `http` step. Output: `{channel, id}`.
+//! Here: the configuration, its rules (`validate`), its compilation and one attempt.
 
 pub mod chat;
 pub mod email;
@@ -8,7 +10,13 @@ pub mod email;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::template::TemplateStr;
+use crate::core::diagnostic::{Diagnostic, FlowPath};
+use crate::outbound::{Delivery, Method, OutboundRequest};
+use crate::step::check::{Context, Findings, Secret};
+use crate::step::retry::{Retry, RetryPolicy};
+use crate::step::{Attempt, StepCall, StepEnv, StepOutcome};
+use crate::store::notifications;
+use crate::template::{Template, TemplateStr, compile_text};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -49,45 +57,82 @@ impl Channel {
     }
 }
 
+/// Checks a `notify` step at `path` (`steps[i].notify`): the fields its channel needs and
+/// uses, that it says something, and its templates.
+pub fn validate(notify: &NotifyConfig, path: &FlowPath, cx: &Context<'_>) -> Vec<Diagnostic> {
+    let mut found = Findings::new(cx);
+    let channel = notify.channel.as_str();
+    match (notify.channel, &notify.to, &notify.url) {
+        (Channel::Email, None, _) => {
+            found.error(path.clone(), "`to` is required for `channel: email`")
+        }
+        (Channel::Slack | Channel::Discord, _, None) => found.error(
+            path.clone(),
+            format!("`url` (the incoming-webhook URL) is required for `channel: {channel}`"),
+        ),
+        _ => {}
+    }
+    if notify.to.is_some() && notify.channel != Channel::Email {
+        found.error(
+            path.key("to"),
+            format!("`to` is for email only; `channel: {channel}` does not use it"),
+        );
+    }
+    if notify.url.is_some() && !matches!(notify.channel, Channel::Slack | Channel::Discord) {
+        found.error(
+            path.key("url"),
+            format!("`url` is for slack and discord only; `channel: {channel}` does not use it"),
+        );
+    }
+    if notify.subject.is_none() && notify.text.is_none() {
+        found.error(path.clone(), "a notification needs a `subject` or a `text`");
+    }
+    for (value, key) in [
+        (&notify.to, "to"),
+        (&notify.subject, "subject"),
+        (&notify.text, "text"),
+    ] {
+        if let Some(value) = value {
+            found.template(value, path.key(key), Secret::No);
+        }
+    }
+    if let Some(url) = &notify.url {
+        found.template(url, path.key("url"), Secret::Yes);
+    }
+    found.finish()
+}
+
 /// A `notify` step compiled once per flow revision.
 #[derive(Debug)]
 pub struct NotifyStep {
     channel: Channel,
-    to: Option<crate::template::Template>,
-    url: Option<crate::template::Template>,
-    subject: Option<crate::template::Template>,
-    text: Option<crate::template::Template>,
-    pub retry: crate::step::retry::Retry,
+    to: Option<Template>,
+    url: Option<Template>,
+    subject: Option<Template>,
+    text: Option<Template>,
+    pub retry: Retry,
 }
 
 impl NotifyStep {
     pub fn compile(
         config: &NotifyConfig,
-        flow_retry: Option<&crate::step::retry::RetryPolicy>,
+        flow_retry: Option<&RetryPolicy>,
     ) -> Result<NotifyStep, String> {
-        let compile = |t: &Option<TemplateStr>| {
-            t.as_ref()
-                .map(|t| crate::template::compile_text(t.as_str()))
-                .transpose()
-        };
+        let compile =
+            |t: &Option<TemplateStr>| t.as_ref().map(|t| compile_text(t.as_str())).transpose();
         Ok(NotifyStep {
             channel: config.channel,
             to: compile(&config.to)?,
             url: compile(&config.url)?,
             subject: compile(&config.subject)?,
             text: compile(&config.text)?,
-            retry: crate::step::retry::Retry::resolve(None, flow_retry),
+            retry: Retry::resolve(None, flow_retry),
         })
     }
 
     /// Sends one attempt of the notification.
-    pub async fn execute(
-        &self,
-        env: &crate::step::StepEnv,
-        call: &crate::step::StepCall<'_>,
-    ) -> crate::step::Attempt {
-        let render =
-            |t: &Option<crate::template::Template>| t.as_ref().map(|t| t.render_text(call.context));
+    pub async fn execute(&self, env: &StepEnv, call: &StepCall<'_>) -> Attempt {
+        let render = |t: &Option<Template>| t.as_ref().map(|t| t.render_text(call.context));
         let (subject, text) = (render(&self.subject), render(&self.text));
         match self.channel {
             Channel::Inbox => inbox(env, call, subject, text).await,
@@ -106,29 +151,18 @@ impl NotifyStep {
                     Channel::Slack => chat::slack_payload(subject.as_deref(), text.as_deref()),
                     _ => chat::discord_payload(subject.as_deref(), text.as_deref()),
                 };
-                let request = crate::step::http::client::RenderedRequest {
-                    method: crate::step::http::Method::Post,
-                    url: render(&self.url).unwrap_or_default(),
-                    headers: Vec::new(),
-                    query: Vec::new(),
-                    auth: None,
+                let request = OutboundRequest {
                     body: Some(payload),
-                    format: crate::step::http::Format::Json,
-                    timeout: crate::step::http::DEFAULT_TIMEOUT,
-                    idempotency_key: call.idempotency_key(),
-                    sign_secret: None,
-                };
-                let mut attempt = crate::step::http::into_step_attempt(
-                    env.http
-                        .attempt_in(env.delivery, &request, &env.redactor)
-                        .await,
-                );
-                if let crate::step::StepOutcome::Succeeded(_) = attempt.outcome {
-                    attempt.outcome = crate::step::StepOutcome::Succeeded(output(
-                        env,
-                        self.channel,
+                    ..OutboundRequest::new(
+                        Method::Post,
+                        render(&self.url).unwrap_or_default(),
                         call.idempotency_key(),
-                    ));
+                    )
+                };
+                let mut attempt = Attempt::from(env.send(&request).await);
+                if let StepOutcome::Succeeded(_) = attempt.outcome {
+                    attempt.outcome =
+                        StepOutcome::Succeeded(output(env, self.channel, call.idempotency_key()));
                 }
                 attempt
             }
@@ -137,24 +171,24 @@ impl NotifyStep {
 }
 
 async fn inbox(
-    env: &crate::step::StepEnv,
-    call: &crate::step::StepCall<'_>,
+    env: &StepEnv,
+    call: &StepCall<'_>,
     subject: Option<String>,
     text: Option<String>,
-) -> crate::step::Attempt {
+) -> Attempt {
     let started = chrono::Utc::now();
     let id = call.idempotency_key();
-    if env.delivery == crate::step::Delivery::DryRun {
+    if env.delivery == Delivery::DryRun {
         let request = env.redactor.redact_value(
             &serde_json::json!({"channel": "inbox", "subject": subject, "text": text}),
         );
-        let outcome = crate::step::StepOutcome::Succeeded(output(env, Channel::Inbox, id));
+        let outcome = StepOutcome::Succeeded(output(env, Channel::Inbox, id));
         return finished(outcome, started, Some(request));
     }
-    let outcome = match crate::store::notifications::insert(
+    let outcome = match notifications::insert(
         env.store.writer(),
         env.store.backend(),
-        &crate::store::notifications::NewNotification {
+        &notifications::NewNotification {
             id: id.clone(),
             flow_id: call.flow_id.to_string(),
             run_id: call.run_id.to_string(),
@@ -167,10 +201,8 @@ async fn inbox(
     )
     .await
     {
-        Ok(()) => {
-            crate::step::StepOutcome::Succeeded(serde_json::json!({"channel": "inbox", "id": id}))
-        }
-        Err(e) => crate::step::StepOutcome::Retry {
+        Ok(()) => StepOutcome::Succeeded(serde_json::json!({"channel": "inbox", "id": id})),
+        Err(e) => StepOutcome::Retry {
             error: format!("could not store the notification: {e}"),
             after: None,
         },
@@ -179,20 +211,19 @@ async fn inbox(
 }
 
 async fn email(
-    env: &crate::step::StepEnv,
-    call: &crate::step::StepCall<'_>,
+    env: &StepEnv,
+    call: &StepCall<'_>,
     to: String,
     subject: Option<String>,
     text: Option<String>,
-) -> crate::step::Attempt {
-    use crate::step::StepOutcome;
+) -> Attempt {
     let started = chrono::Utc::now();
     // The record of the attempt is stored and shown: secrets in it become `***` (SPEC §2);
     // the message itself is sent as rendered.
     let request = env
         .redactor
         .redact_value(&serde_json::json!({"to": to, "subject": subject, "text": text}));
-    if env.delivery == crate::step::Delivery::DryRun {
+    if env.delivery == Delivery::DryRun {
         let outcome = StepOutcome::Succeeded(output(env, Channel::Email, call.idempotency_key()));
         return finished(outcome, started, Some(request));
     }
@@ -230,21 +261,21 @@ async fn email(
 }
 
 /// `{channel, id}`, and `dry_run: true` when nothing was sent.
-fn output(env: &crate::step::StepEnv, channel: Channel, id: String) -> serde_json::Value {
+fn output(env: &StepEnv, channel: Channel, id: String) -> serde_json::Value {
     let mut output = serde_json::json!({"channel": channel.as_str(), "id": id});
-    if env.delivery == crate::step::Delivery::DryRun {
+    if env.delivery == Delivery::DryRun {
         output["dry_run"] = serde_json::Value::Bool(true);
     }
     output
 }
 
 fn finished(
-    outcome: crate::step::StepOutcome,
+    outcome: StepOutcome,
     started: chrono::DateTime<chrono::Utc>,
     request: Option<serde_json::Value>,
-) -> crate::step::Attempt {
+) -> Attempt {
     let duration = (chrono::Utc::now() - started).num_milliseconds().max(0) as u64;
-    crate::step::Attempt {
+    Attempt {
         outcome,
         request,
         response: None,

@@ -1,5 +1,5 @@
-//! The network policy of the `http` step: which addresses flowd may connect to, and the DNS
-//! resolver that enforces it.
+//! The network policy of outbound HTTP (the `http` step, chat notifications): which addresses
+//! flowd may connect to, and the DNS resolver that enforces it.
 //!
 //! Flows are written by people who should not be able to read the cloud metadata service or poke
 //! at link-local devices through flowd (server-side request forgery). So these targets are
@@ -36,7 +36,7 @@ pub const ALWAYS_REFUSED: [&str; 4] = [
     "100.100.100.200/32",
 ];
 
-/// Which addresses the `http` step may connect to, and whether plain `http://` is allowed.
+/// Which addresses outbound requests may connect to, and whether plain `http://` is allowed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct NetPolicy {
     deny: Vec<IpNet>,

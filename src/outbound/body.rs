@@ -1,4 +1,4 @@
-//! Encodes the `http` step's body value for the wire, one function per `format:`.
+//! Encodes a request's body value for the wire, one function per `format:` of the `http` step.
 //!
 //! - `json` (default): the value serialised, `application/json`.
 //! - `form`: `application/x-www-form-urlencoded` of a flat object. Scalars are sent as text,

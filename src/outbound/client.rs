@@ -1,107 +1,41 @@
-//! The guarded HTTP client of the `http` step and one delivery attempt.
+//! The guarded HTTP client and one delivery attempt.
 //!
 //! One [`HttpClient`] (one reqwest client, one connection pool) serves every run; it is built
 //! once with the [`NetPolicy`], the policy-enforcing resolver and a redirect policy that checks
 //! each hop, and with proxies turned off (a proxy would resolve and connect on our behalf, out of
 //! the guard's sight). [`HttpClient::attempt`] sends one rendered request and returns an
-//! [`Outcome`] for the runner (which does the retry loop and the waiting) and an
+//! [`Outcome`] for the caller (which does the retry loop and the waiting) and an
 //! [`AttemptRecord`] for people.
 //!
 //! Every attempt carries `Idempotency-Key`, and with a signing secret the Standard Webhooks
-//! headers. Headers set by flowd win over the flow's headers of the same name (`Idempotency-Key`,
-//! `webhook-*`, and `Authorization` when `auth:` is given); the flow's `Content-Type` wins over
-//! the format's. A GET or DELETE with a body sends the body anyway: some APIs expect it and
-//! flowd does not second-guess the flow. The per-attempt timeout covers connecting, sending and
-//! reading the whole response. At most 64 KiB of a response body are read; the rest is not
-//! downloaded. The response kept in the record and the step output are redacted like the
-//! request, because an echoing endpoint would otherwise put a secret into stored output.
+//! headers (see `headers.rs` for which header wins). A GET or DELETE with a body sends the body
+//! anyway: some APIs expect it and flowd does not second-guess the flow. The per-attempt timeout
+//! covers connecting, sending and reading the whole response. At most 64 KiB of a response body
+//! are read; the rest is not downloaded (see `response.rs`). The response kept in the record and
+//! the output are redacted like the request, because an echoing endpoint would otherwise put a
+//! secret into stored output.
 
 use std::collections::HashMap;
 use std::error::Error as StdError;
-use std::fmt;
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use chrono::Utc;
-use reqwest::header::{
-    AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT,
-};
-use reqwest::{StatusCode, Url, redirect};
-use serde_json::{Map, Value, json};
+use reqwest::header::HeaderMap;
+use reqwest::{Url, redirect};
+use serde_json::Value;
 
-use super::body::{self, EncodedBody};
+use super::body;
 use super::guard::{self, GuardedResolver, NetPolicy};
-use super::record::{
-    AttemptRecord, BODY_LIMIT, RecordedRequest, RecordedResponse, Redactor, truncate_body,
-};
-use super::retry::{self, StatusClass};
-use super::sign;
-use super::{Format, Method};
+use super::headers::{build_headers, header_pairs};
+use super::record::{AttemptRecord, RecordedRequest, RecordedResponse, Redactor, truncate_body};
+use super::response::{classify_response, dry_run_output, read_response};
+use super::{Delivery, Method, OutboundRequest};
 use crate::metrics::HttpOutcome;
-use crate::step::Delivery;
 
 /// Redirects followed before an attempt fails.
 pub const MAX_REDIRECTS: usize = 5;
-
-const USER_AGENT_VALUE: &str = concat!("flowd/", env!("CARGO_PKG_VERSION"));
-
-/// An `http` step with its templates rendered: what one attempt sends.
-#[derive(Clone, PartialEq, Eq)]
-pub struct RenderedRequest {
-    pub method: Method,
-    pub url: String,
-    pub headers: Vec<(String, String)>,
-    /// Appended to the URL's query (an existing query is kept).
-    pub query: Vec<(String, String)>,
-    pub auth: Option<RenderedAuth>,
-    pub body: Option<Value>,
-    pub format: Format,
-    /// Per attempt, from connecting to the end of the response.
-    pub timeout: Duration,
-    /// `<run_id>_<step_id>`: the same on every retry.
-    pub idempotency_key: String,
-    /// A `whsec_…` secret: sign with Standard Webhooks.
-    pub sign_secret: Option<String>,
-}
-
-#[derive(Clone, PartialEq, Eq)]
-pub enum RenderedAuth {
-    Basic { username: String, password: String },
-    Bearer(String),
-}
-
-// Debug output ends up in logs: credentials print as `***`.
-impl fmt::Debug for RenderedAuth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RenderedAuth::Basic { username, .. } => f
-                .debug_struct("Basic")
-                .field("username", username)
-                .field("password", &"***")
-                .finish(),
-            RenderedAuth::Bearer(_) => f.write_str("Bearer(***)"),
-        }
-    }
-}
-
-impl fmt::Debug for RenderedRequest {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RenderedRequest")
-            .field("method", &self.method)
-            .field("url", &self.url)
-            .field("headers", &self.headers.len())
-            .field("query", &self.query.len())
-            .field("auth", &self.auth)
-            .field("format", &self.format)
-            .field("timeout", &self.timeout)
-            .field("idempotency_key", &self.idempotency_key)
-            .field("signed", &self.sign_secret.is_some())
-            .finish_non_exhaustive()
-    }
-}
 
 /// The shared client: cheap to clone, connections are pooled and reused.
 #[derive(Debug, Clone)]
@@ -154,13 +88,6 @@ struct Prepared {
     body: Option<String>,
 }
 
-/// A response read up to the body limit.
-struct Received {
-    status: StatusCode,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
 impl HttpClient {
     pub fn new(policy: NetPolicy) -> Result<HttpClient, ClientError> {
         HttpClient::with_hosts(policy, HashMap::new())
@@ -191,7 +118,7 @@ impl HttpClient {
     }
 
     /// Sends `req` once. Never panics; every problem becomes a `Fail` or `Retry` outcome.
-    pub async fn attempt(&self, req: &RenderedRequest, redactor: &Redactor) -> Attempt {
+    pub async fn attempt(&self, req: &OutboundRequest, redactor: &Redactor) -> Attempt {
         self.attempt_in(Delivery::Send, req, redactor).await
     }
 
@@ -201,7 +128,7 @@ impl HttpClient {
     pub async fn attempt_in(
         &self,
         delivery: Delivery,
-        req: &RenderedRequest,
+        req: &OutboundRequest,
         redactor: &Redactor,
     ) -> Attempt {
         let started_at = Utc::now();
@@ -253,7 +180,7 @@ impl HttpClient {
         }
     }
 
-    fn prepare(&self, req: &RenderedRequest, timestamp: i64) -> Result<Prepared, String> {
+    fn prepare(&self, req: &OutboundRequest, timestamp: i64) -> Result<Prepared, String> {
         let url = self.target_url(req)?;
         let body = match &req.body {
             Some(value) => body::encode(req.format, value).map_err(|e| e.to_string())?,
@@ -269,7 +196,7 @@ impl HttpClient {
     }
 
     /// Parses the URL, applies the policy's pre-connect checks and appends the query.
-    fn target_url(&self, req: &RenderedRequest) -> Result<Url, String> {
+    fn target_url(&self, req: &OutboundRequest) -> Result<Url, String> {
         let raw = req.url.trim();
         let mut url = Url::parse(raw).map_err(|e| format!("invalid URL \"{raw}\": {e}"))?;
         self.policy.check_url(&url).map_err(|e| e.to_string())?;
@@ -350,98 +277,6 @@ fn reqwest_method(method: Method) -> reqwest::Method {
     }
 }
 
-fn build_headers(
-    req: &RenderedRequest,
-    body: Option<&EncodedBody>,
-    timestamp: i64,
-) -> Result<HeaderMap, String> {
-    let mut headers = HeaderMap::new();
-    for (name, value) in &req.headers {
-        headers.append(header_name(name)?, header_value(name, value)?);
-    }
-    if let Some(body) = body
-        && !headers.contains_key(CONTENT_TYPE)
-    {
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static(body.content_type));
-    }
-    if !headers.contains_key(USER_AGENT) {
-        headers.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
-    }
-    if let Some(auth) = &req.auth {
-        headers.insert(AUTHORIZATION, auth_value(auth)?);
-    }
-    let key = header_value("idempotency-key", &req.idempotency_key)?;
-    headers.insert(HeaderName::from_static("idempotency-key"), key);
-    if let Some(secret) = &req.sign_secret {
-        let payload = body.map(|b| b.text.as_bytes()).unwrap_or_default();
-        add_signature(
-            &mut headers,
-            secret,
-            &req.idempotency_key,
-            timestamp,
-            payload,
-        )?;
-    }
-    Ok(headers)
-}
-
-fn header_name(name: &str) -> Result<HeaderName, String> {
-    HeaderName::from_bytes(name.trim().as_bytes())
-        .map_err(|_| format!("invalid header name \"{name}\""))
-}
-
-/// Names the header, never the value: the value may be a secret.
-fn header_value(name: &str, value: &str) -> Result<HeaderValue, String> {
-    HeaderValue::from_str(value).map_err(|_| {
-        format!("invalid value for header \"{name}\" (control characters or line breaks)")
-    })
-}
-
-fn auth_value(auth: &RenderedAuth) -> Result<HeaderValue, String> {
-    let text = match auth {
-        RenderedAuth::Basic { username, password } => {
-            format!(
-                "Basic {}",
-                STANDARD.encode(format!("{username}:{password}"))
-            )
-        }
-        RenderedAuth::Bearer(token) => format!("Bearer {token}"),
-    };
-    let mut value = header_value("authorization", &text)?;
-    value.set_sensitive(true);
-    Ok(value)
-}
-
-fn add_signature(
-    headers: &mut HeaderMap,
-    secret: &str,
-    id: &str,
-    timestamp: i64,
-    body: &[u8],
-) -> Result<(), String> {
-    let signature = sign::sign(secret, id, timestamp, body)
-        .map_err(|e| format!("cannot sign the request: {e}"))?;
-    let pairs = [
-        ("webhook-id", id.to_owned()),
-        ("webhook-timestamp", timestamp.to_string()),
-        ("webhook-signature", signature),
-    ];
-    for (name, value) in pairs {
-        headers.insert(HeaderName::from_static(name), header_value(name, &value)?);
-    }
-    Ok(())
-}
-
-fn header_pairs(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .map(|(name, value)| {
-            let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-            (name.as_str().to_owned(), value)
-        })
-        .collect()
-}
-
 fn sent_record(method: Method, prepared: &Prepared, redactor: &Redactor) -> RecordedRequest {
     let body = prepared
         .body
@@ -457,7 +292,7 @@ fn sent_record(method: Method, prepared: &Prepared, redactor: &Redactor) -> Reco
 }
 
 /// The record of a request that failed before it could be built: what the flow asked for.
-fn unsent_record(req: &RenderedRequest, redactor: &Redactor) -> RecordedRequest {
+fn unsent_record(req: &OutboundRequest, redactor: &Redactor) -> RecordedRequest {
     RecordedRequest {
         method: req.method,
         url: Url::parse(&req.url)
@@ -467,121 +302,6 @@ fn unsent_record(req: &RenderedRequest, redactor: &Redactor) -> RecordedRequest 
         body: None,
         truncated: false,
     }
-}
-
-/// Reads the status, the headers and at most [`BODY_LIMIT`] + 1 bytes of body (the extra byte
-/// tells that there was more); the rest is never downloaded.
-async fn read_response(mut response: reqwest::Response) -> Result<Received, reqwest::Error> {
-    let status = response.status();
-    let headers = header_pairs(response.headers());
-    let mut body = Vec::new();
-    while body.len() <= BODY_LIMIT {
-        match response.chunk().await? {
-            Some(chunk) => body.extend_from_slice(&chunk),
-            None => break,
-        }
-    }
-    body.truncate(BODY_LIMIT + 1);
-    Ok(Received {
-        status,
-        headers,
-        body,
-    })
-}
-
-fn classify_response(
-    received: Received,
-    redactor: &Redactor,
-) -> (Outcome, Option<RecordedResponse>) {
-    let status = received.status.as_u16();
-    let (text, truncated) = truncate_body(&received.body);
-    let recorded = RecordedResponse {
-        status,
-        headers: redactor.redact_headers(&received.headers),
-        body: redactor.redact(&text),
-        truncated,
-    };
-    let error = status_error(received.status);
-    let outcome = match retry::classify_status(status) {
-        StatusClass::Success => Outcome::Succeeded {
-            output: output_value(&recorded),
-        },
-        StatusClass::Retry => retry(error, retry_after(status, &received.headers)),
-        StatusClass::Fail => Outcome::Fail {
-            error,
-            output: Some(output_value(&recorded)),
-        },
-    };
-    (outcome, Some(recorded))
-}
-
-fn status_error(status: StatusCode) -> String {
-    match status.canonical_reason() {
-        Some(reason) => format!("HTTP {} {reason}", status.as_u16()),
-        None => format!("HTTP {}", status.as_u16()),
-    }
-}
-
-fn retry_after(status: u16, headers: &[(String, String)]) -> Option<Duration> {
-    if !retry::honours_retry_after(status) {
-        return None;
-    }
-    let (_, value) = headers
-        .iter()
-        .find(|(name, _)| name.as_str() == RETRY_AFTER.as_str())?;
-    retry::parse_retry_after(value, Utc::now())
-}
-
-/// The output of an `http` step in a dry run: the usual `{status, headers, body}` shape, empty,
-/// so later templates render (to empty text), and `dry_run: true`.
-pub fn dry_run_output() -> Value {
-    json!({"status": null, "headers": {}, "body": null, "dry_run": true})
-}
-
-/// `{status, headers, body}`: headers as an object (repeated names joined with ", "), body as
-/// JSON when the response says JSON and parses, else text.
-fn output_value(response: &RecordedResponse) -> Value {
-    let mut headers = Map::new();
-    for (name, value) in &response.headers {
-        match headers.get_mut(name) {
-            Some(Value::String(joined)) => {
-                joined.push_str(", ");
-                joined.push_str(value);
-            }
-            _ => {
-                headers.insert(name.clone(), Value::String(value.clone()));
-            }
-        }
-    }
-    json!({
-        "status": response.status,
-        "headers": headers,
-        "body": body_value(response),
-    })
-}
-
-fn body_value(response: &RecordedResponse) -> Value {
-    let says_json = response
-        .headers
-        .iter()
-        .any(|(name, value)| name == "content-type" && is_json_media_type(value));
-    if says_json
-        && !response.truncated
-        && let Ok(parsed) = serde_json::from_str(&response.body)
-    {
-        return parsed;
-    }
-    Value::String(response.body.clone())
-}
-
-fn is_json_media_type(content_type: &str) -> bool {
-    let media = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    media == "application/json" || media == "text/json" || media.ends_with("+json")
 }
 
 /// Transport errors: a policy refusal or a redirect problem fails; everything else (refused or

@@ -1,12 +1,12 @@
-//! Retry decisions of the `http` step as pure functions: which statuses are retried and how to
-//! read `Retry-After`. No clock inside: the caller passes `now`. How long to back off is the
-//! runner's business (`runner::backoff`).
+//! What a response says about the next attempt, as pure functions: which statuses succeed, are
+//! worth retrying or fail for good, and how long a `Retry-After` header asks the sender to wait.
+//! No clock inside: the caller passes `now`, so the decisions stay deterministic under test.
 
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 
-/// What a final response status means for the step.
+/// What a final response status means for the caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StatusClass {
     /// 2xx.

@@ -1,6 +1,6 @@
-//! What an `http` attempt leaves behind for people: the request as sent, the response (the first
-//! 64 KiB of its body), the error and the timing, with secrets redacted, plus the attempt as a
-//! copy-and-paste `curl` command line.
+//! What an outbound attempt leaves behind for people: the request as sent, the response (the
+//! first 64 KiB of its body), the error and the timing, with secrets redacted, plus the attempt
+//! as a copy-and-paste `curl` command line.
 //!
 //! Secrets reach a request through templates (`{{secrets.X}}`), often transformed on the way: a
 //! token in a query string is URL-encoded, a password in a JSON body is JSON-escaped, a key may

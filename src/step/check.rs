@@ -1,0 +1,208 @@
+//! What validating a step needs from the flow around it, and the checks every kind shares.
+//!
+//! Step rules live with their kind (`http::validate`, `notify::validate`, …), but a diagnostic
+//! needs things only the flow knows: which step ids a template may refer to (the steps that run
+//! earlier), the options that tighten validation (`FLOWD_HTTP_REQUIRE_HTTPS`), and the line and
+//! column of a path in the source. `flow::validate` passes them down in a [`Context`]; the step
+//! layer never sees the YAML tree (the dependency rule keeps `step` below `flow`). [`Findings`]
+//! collects one step's diagnostics in the order they are found, with the shared checks: a
+//! template compiles and refers only to what exists, a mapping's templates each in their place,
+//! a secret is not written into the file.
+
+use serde_json::Value;
+
+use crate::core::diagnostic::{Diagnostic, FlowPath, Pos, suggest};
+use crate::template::{Template, TemplateError, TemplateStr};
+
+/// The names a template may start with: the run context of a flow.
+pub const CONTEXT_ROOTS: [&str; 10] = [
+    "event", "entity", "previous", "changed", "input", "steps", "flow", "run", "secrets", "now",
+];
+
+/// What validating a step (or a trigger's template) needs from the flow.
+#[derive(Clone, Copy)]
+pub struct Context<'a> {
+    /// Where the templates being checked are evaluated.
+    pub scope: Scope<'a>,
+    /// `FLOWD_HTTP_REQUIRE_HTTPS=true`: literal `http://` URLs are errors.
+    pub require_https: bool,
+    /// The line and column of a path in the source (or of the deepest part of it that exists).
+    pub locate: &'a dyn Fn(&FlowPath) -> Pos,
+}
+
+/// Where a template is evaluated, which decides what `steps.X` it may refer to.
+#[derive(Clone, Copy)]
+pub enum Scope<'a> {
+    /// Inside a step: may use earlier steps.
+    Step(StepScope<'a>),
+    /// A trigger's `if`, a webhook secret: evaluated before any step has run.
+    BeforeSteps,
+}
+
+/// Which step a template belongs to, for checking `steps.X` references.
+#[derive(Clone, Copy)]
+pub struct StepScope<'a> {
+    /// The ids of the steps before this one, in order.
+    pub earlier: &'a [&'a str],
+    /// Every step id of the flow, in order.
+    pub all: &'a [&'a str],
+    /// This step's id.
+    pub current: &'a str,
+}
+
+/// Whether a value is secret-like (tokens, passwords, signing secrets): those written literally
+/// in a flow file end up in git, so validation warns about them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Secret {
+    Yes,
+    No,
+}
+
+/// The diagnostics found so far, each placed in the source through the [`Context`].
+pub struct Findings<'a> {
+    cx: &'a Context<'a>,
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl<'a> Findings<'a> {
+    pub fn new(cx: &'a Context<'a>) -> Findings<'a> {
+        Findings {
+            cx,
+            diagnostics: Vec::new(),
+        }
+    }
+
+    pub fn error(&mut self, path: FlowPath, message: impl Into<String>) {
+        let pos = (self.cx.locate)(&path);
+        self.diagnostics.push(Diagnostic::error(path, pos, message));
+    }
+
+    pub fn warning(&mut self, path: FlowPath, message: impl Into<String>) {
+        let pos = (self.cx.locate)(&path);
+        self.diagnostics
+            .push(Diagnostic::warning(path, pos, message));
+    }
+
+    /// Adds diagnostics found by another check, after those found so far.
+    pub fn extend(&mut self, diagnostics: Vec<Diagnostic>) {
+        self.diagnostics.extend(diagnostics);
+    }
+
+    pub fn finish(self) -> Vec<Diagnostic> {
+        self.diagnostics
+    }
+
+    /// Checks a mapping value (map or body): every template inside it compiles and refers to
+    /// what exists, each reported at its own place in the value.
+    pub fn value(&mut self, value: &Value, path: FlowPath) {
+        match value {
+            Value::String(text) if text.contains("{{") => {
+                self.template(&TemplateStr(text.clone()), path, Secret::No);
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.value(item, path.index(i));
+                }
+            }
+            Value::Object(fields) => {
+                for (key, item) in fields {
+                    self.value(item, path.key(key));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Compiles one template and checks its references; returns whether it compiled.
+    pub fn template(&mut self, text: &TemplateStr, path: FlowPath, secret: Secret) -> bool {
+        match Template::compile(text.as_str()) {
+            Ok(template) => {
+                self.references(&template.references(), &path);
+                if secret == Secret::Yes
+                    && !text.as_str().contains("{{")
+                    && !text.as_str().is_empty()
+                {
+                    self.warning(
+                        path,
+                        "this secret is written in the flow file; put it in the environment as FLOWD_SECRET_<NAME> and write `{{secrets.NAME}}`",
+                    );
+                }
+                true
+            }
+            Err(error) => {
+                self.template_error(path, &error);
+                false
+            }
+        }
+    }
+
+    fn template_error(&mut self, path: FlowPath, error: &TemplateError) {
+        let message = if error.line > 1 {
+            format!(
+                "template error at line {}, column {} of the template: {}",
+                error.line, error.column, error.message
+            )
+        } else {
+            format!(
+                "template error at column {} of the template: {}",
+                error.column, error.message
+            )
+        };
+        self.error(path, message);
+    }
+
+    fn references(&mut self, references: &[Vec<String>], path: &FlowPath) {
+        for reference in references {
+            let Some(root) = reference.first() else {
+                continue;
+            };
+            if !CONTEXT_ROOTS.contains(&root.as_str()) {
+                let mut message =
+                    format!("`{}` is not part of the run context", reference.join("."));
+                match suggest(root, CONTEXT_ROOTS) {
+                    Some(close) => message.push_str(&format!("; did you mean `{close}`?")),
+                    None => message.push_str(&format!(" ({})", CONTEXT_ROOTS.join(", "))),
+                }
+                self.warning(path.clone(), message);
+                continue;
+            }
+            if root == "steps"
+                && let Some(step) = reference.get(1)
+            {
+                self.step_reference(step, path);
+            }
+        }
+    }
+
+    fn step_reference(&mut self, step: &str, path: &FlowPath) {
+        let scope = match self.cx.scope {
+            Scope::Step(scope) => scope,
+            Scope::BeforeSteps => {
+                self.error(
+                    path.clone(),
+                    format!("`steps.{step}` is not available here: no step has run when this is evaluated"),
+                );
+                return;
+            }
+        };
+        if scope.earlier.contains(&step) {
+            return;
+        }
+        let message = if step == scope.current {
+            format!(
+                "`steps.{step}` refers to this step itself; a step can only use the output of earlier steps"
+            )
+        } else if scope.all.contains(&step) {
+            format!(
+                "`steps.{step}` refers to a step that runs later; a step can only use the output of earlier steps"
+            )
+        } else {
+            let mut m = format!("`steps.{step}` refers to a step that does not exist");
+            if let Some(close) = suggest(step, scope.earlier.iter().copied()) {
+                m.push_str(&format!("; did you mean `steps.{close}`?"));
+            }
+            m
+        };
+        self.error(path.clone(), message);
+    }
+}
