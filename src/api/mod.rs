@@ -45,6 +45,10 @@ pub fn app(engine: Engine, max_body: usize) -> Router {
             max_body,
             body::read_whole,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            engine.clone(),
+            error::log_server_errors,
+        ))
         .with_state(engine)
 }
 
