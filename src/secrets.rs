@@ -1,13 +1,15 @@
 //! Secrets: values of the environment variables `FLOWD_SECRET_<NAME>`, available to templates as
-//! `{{secrets.NAME}}`. They are read once at start. The type never prints a value (`***`), and
-//! every stored request, error and log line passes through redaction of these values.
+//! `{{secrets.NAME}}`. The command line's `Config` reads them once at start and hands them down.
+//! The type never prints a value (`***`), and every stored request, error and log line passes
+//! through redaction of these values.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde_json::{Map, Value};
 
-const PREFIX: &str = "FLOWD_SECRET_";
+/// What an environment variable's name starts with when it holds a secret.
+pub const ENV_PREFIX: &str = "FLOWD_SECRET_";
 
 #[derive(Clone, Default)]
 pub struct Secrets {
@@ -15,10 +17,13 @@ pub struct Secrets {
 }
 
 impl Secrets {
-    /// Every `FLOWD_SECRET_<NAME>` variable of the process environment.
-    pub fn from_env() -> Secrets {
+    /// The `FLOWD_SECRET_<NAME>` variables among `vars` (name, value), by `NAME`; the others
+    /// are left out.
+    pub fn from_env_vars(vars: impl IntoIterator<Item = (String, String)>) -> Secrets {
         Secrets::from_pairs(
-            std::env::vars().filter_map(|(k, v)| Some((k.strip_prefix(PREFIX)?.to_string(), v))),
+            vars.into_iter().filter_map(|(name, value)| {
+                Some((name.strip_prefix(ENV_PREFIX)?.to_string(), value))
+            }),
         )
     }
 
@@ -73,5 +78,18 @@ mod tests {
         let shown = format!("{secrets:?}");
         assert!(shown.contains("TOKEN") && shown.contains("***") && !shown.contains("s3cr3t"));
         assert_eq!(secrets.to_context()["TOKEN"], "s3cr3t");
+    }
+
+    #[test]
+    fn only_prefixed_variables_are_secrets() {
+        let vars = [
+            ("FLOWD_SECRET_TOKEN", "t"),
+            ("FLOWD_SECRET_", "nameless"),
+            ("FLOWD_LISTEN", "127.0.0.1:8080"),
+            ("HOME", "/root"),
+        ]
+        .map(|(k, v)| (k.to_string(), v.to_string()));
+        let secrets = Secrets::from_env_vars(vars);
+        assert_eq!(secrets.names().collect::<Vec<_>>(), ["TOKEN"]);
     }
 }

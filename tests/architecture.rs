@@ -174,3 +174,71 @@ fn the_reference_scanner_sees_paths_and_grouped_imports() {
             .collect()
     );
 }
+
+/// Files that may read the process environment: the configuration, parsed once at start, and
+/// the test helper that finds the PostgreSQL test database.
+const ENV_READERS: &[&str] = &["cli/config.rs", "store/testing.rs"];
+
+/// What reading the environment looks like in source: `std::env::var`, `env::vars_os` and the
+/// like, imports of them, and tracing's filter reading `RUST_LOG` by itself.
+const ENV_READS: &[&str] = &["env::var", "std::env::{", "from_default_env", "from_env("];
+
+/// The lines of `source` (comments left out) that read the environment, as `line: text`.
+fn env_reads(source: &str) -> Vec<String> {
+    source
+        .lines()
+        .enumerate()
+        .map(|(i, line)| (i + 1, line.split("//").next().unwrap_or("")))
+        .filter(|(_, code)| ENV_READS.iter().any(|pattern| code.contains(pattern)))
+        .map(|(n, code)| format!("{n}: {}", code.trim()))
+        .collect()
+}
+
+/// Settings are flags with environment variables, parsed once into the `Config` and handed
+/// down; a module that reads the environment itself escapes the checks and the warnings there.
+#[test]
+fn only_the_config_reads_the_environment() {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut readers = Vec::new();
+    for file in files {
+        let relative = file
+            .strip_prefix(src())
+            .unwrap()
+            .to_string_lossy()
+            .replace('\\', "/");
+        if ENV_READERS.contains(&relative.as_str()) {
+            continue;
+        }
+        for read in env_reads(&std::fs::read_to_string(&file).unwrap()) {
+            readers.push(format!("src/{relative}:{read}"));
+        }
+    }
+    assert!(
+        readers.is_empty(),
+        "only src/cli/config.rs reads the environment; add a flag with `env = \"FLOWD_…\"` to its \
+         ConfigArgs and hand the value down instead:\n{}",
+        readers.join("\n")
+    );
+}
+
+#[test]
+fn the_environment_scanner_sees_each_form() {
+    for read in [
+        "let v = std::env::var(\"FLOWD_X\");",
+        "for (k, v) in env::vars() {}",
+        "let v = env::var_os(\"HOME\");",
+        "use std::env::{self, var};",
+        "let f = EnvFilter::try_from_default_env();",
+        "let p = NetPolicy::from_env()?;",
+    ] {
+        assert_eq!(env_reads(read).len(), 1, "{read}");
+    }
+    for fine in [
+        "let v = env!(\"CARGO_PKG_VERSION\");",
+        "// std::env::var is only mentioned in a comment",
+        "#[arg(long, env = \"FLOWD_LISTEN\")]",
+    ] {
+        assert_eq!(env_reads(fine), Vec::<String>::new(), "{fine}");
+    }
+}

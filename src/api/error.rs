@@ -1,19 +1,28 @@
 //! API errors: each variant has one status and one snake_case code, answered as
-//! `{"error": {"code", "message", "details"}}`. Server errors hide internals from the client;
-//! they are logged here, once, with the detail.
+//! `{"error": {"code", "message", "details"}}`. Server errors hide internals from the client:
+//! the answer says only `internal`, and carries the [`InternalError`] in a response extension
+//! for [`log_server_errors`], the middleware that logs every 5xx answer once, with the error's
+//! chain of sources and secrets redacted.
+
+use std::sync::Arc;
 
 use axum::Json;
+use axum::extract::{Request, State};
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
 use tracing::error;
 use utoipa::ToSchema;
 
-use crate::engine::EngineError;
+use crate::core::error::Chain;
 use crate::engine::flows::FlowError;
+use crate::engine::{Engine, EngineError};
+use crate::metrics::MetricsError;
 use crate::runner::control::ControlError;
 use crate::store::StoreError;
+use crate::trigger::IntakeError;
 use crate::trigger::manual::ManualError;
 use crate::trigger::webhook::WebhookError;
 
@@ -39,9 +48,32 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("the request body is larger than FLOWD_MAX_BODY allows")]
     PayloadTooLarge,
-    #[error("internal error: {0}")]
-    Internal(String),
+    #[error("internal error")]
+    Internal(#[from] InternalError),
 }
+
+/// A failure of the server, not of the request: answered 500 `internal` without detail.
+#[derive(Debug, thiserror::Error)]
+pub enum InternalError {
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("the database does not answer")]
+    Unreachable(#[source] StoreError),
+    #[error(transparent)]
+    Engine(EngineError),
+    #[error(transparent)]
+    Intake(IntakeError),
+    #[error(transparent)]
+    Control(ControlError),
+    #[error("a run cannot be shown as JSON")]
+    RunJson(#[source] serde_json::Error),
+    #[error("the metrics cannot be rendered")]
+    Metrics(#[source] MetricsError),
+}
+
+/// The error behind a 5xx answer, from [`ApiError::into_response`] to [`log_server_errors`].
+#[derive(Clone)]
+struct Failure(Arc<InternalError>);
 
 /// The body of every error answer: `{"error": {"code", "message", "details"}}`.
 #[derive(Debug, Serialize, ToSchema)]
@@ -82,9 +114,10 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, code) = self.status_and_code();
+        let mut failure = None;
         let (message, details) = match self {
-            ApiError::Internal(detail) => {
-                error!(error = %detail, "Request failed.");
+            ApiError::Internal(error) => {
+                failure = Some(Failure(Arc::new(error)));
                 ("internal error; see the server log".to_string(), Vec::new())
             }
             ApiError::Unprocessable {
@@ -99,8 +132,39 @@ impl IntoResponse for ApiError {
                 details,
             },
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if let Some(failure) = failure {
+            response.extensions_mut().insert(failure);
+        }
+        response
     }
+}
+
+/// Logs each 5xx answer once: method, path, status and, when an [`ApiError`] made it, the
+/// error with its sources. Secret values are redacted from the line, as from run records.
+pub async fn log_server_errors(
+    State(engine): State<Engine>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if !status.is_server_error() {
+        return response;
+    }
+    let redactor = &engine.step_env().redactor;
+    let path = redactor.redact(&path);
+    let status = status.as_u16();
+    match response.extensions_mut().remove::<Failure>() {
+        Some(Failure(failure)) => {
+            let error = redactor.redact(&Chain(&*failure).to_string());
+            error!(%method, %path, status, %error, "Request failed.");
+        }
+        None => error!(%method, %path, status, "Request failed."),
+    }
+    response
 }
 
 impl From<StoreError> for ApiError {
@@ -111,7 +175,7 @@ impl From<StoreError> for ApiError {
                 message: format!("already exists: {what}"),
             },
             StoreError::NotFound { what } => ApiError::NotFound(format!("{what} not found")),
-            other => ApiError::Internal(other.to_string()),
+            other => InternalError::Store(other).into(),
         }
     }
 }
@@ -133,7 +197,7 @@ impl From<ControlError> for ApiError {
                 code: "flow_gone",
                 message,
             },
-            ControlError::BrokenTrigger(..) => ApiError::Internal(message),
+            ControlError::BrokenTrigger(..) => InternalError::Control(e).into(),
             ControlError::Store(e) => e.into(),
         }
     }
@@ -217,16 +281,119 @@ impl From<EngineError> for ApiError {
         match e {
             EngineError::Store(s) => s.into(),
             EngineError::Intake(e) => e.into(),
-            other => ApiError::Internal(other.to_string()),
+            other => InternalError::Engine(other).into(),
         }
     }
 }
 
-impl From<crate::trigger::IntakeError> for ApiError {
-    fn from(e: crate::trigger::IntakeError) -> ApiError {
+impl From<IntakeError> for ApiError {
+    fn from(e: IntakeError) -> ApiError {
         match e {
-            crate::trigger::IntakeError::Store(s) => s.into(),
-            other => ApiError::Internal(other.to_string()),
+            IntakeError::Store(s) => s.into(),
+            other => InternalError::Intake(other).into(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    use axum::Router;
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::engine::EngineConfig;
+    use crate::secrets::Secrets;
+
+    /// Log lines, as the test's subscriber writes them.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Lines {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    async fn get_path(addr: std::net::SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    /// A 5xx is logged once, by the middleware, with the error's sources and no secret; the
+    /// client sees only `internal`. A 4xx is not logged.
+    #[tokio::test]
+    async fn server_errors_are_logged_once_with_their_chain_and_without_secrets() {
+        let lines = Lines::default();
+        let writer = lines.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let _default = tracing::subscriber::set_default(subscriber);
+
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("flowd.db").display());
+        let engine = Engine::open(EngineConfig {
+            secrets: Secrets::from_pairs([("TOKEN".into(), "s3cr3t-value".into())]),
+            ..EngineConfig::new(url, "test")
+        })
+        .await
+        .unwrap();
+        async fn broken() -> Result<(), ApiError> {
+            let stored = StoreError::UnknownValue {
+                column: "status".into(),
+                value: "s3cr3t-value".into(),
+            };
+            Err(InternalError::Store(stored).into())
+        }
+        async fn missing() -> Result<(), ApiError> {
+            Err(ApiError::NotFound("no such thing".into()))
+        }
+        let app = Router::new()
+            .route("/broken", get(broken))
+            .route("/missing", get(missing))
+            .layer(axum::middleware::from_fn_with_state(
+                engine.clone(),
+                log_server_errors,
+            ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+        let answer = get_path(addr, "/broken").await;
+        assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+        assert!(answer.contains(r#""code":"internal""#), "{answer}");
+        assert!(
+            !answer.contains("status") && !answer.contains("s3cr3t"),
+            "{answer}"
+        );
+        assert!(get_path(addr, "/missing").await.starts_with("HTTP/1.1 404"));
+
+        let logged = String::from_utf8(lines.0.lock().unwrap().clone()).unwrap();
+        let failures: Vec<&str> = logged
+            .lines()
+            .filter(|l| l.contains("Request failed."))
+            .collect();
+        assert_eq!(failures.len(), 1, "{logged}");
+        assert!(failures[0].contains("path=/broken"), "{logged}");
+        assert!(
+            failures[0].contains("column `status` holds an unknown value `***`"),
+            "{logged}"
+        );
+        assert!(!logged.contains("s3cr3t"), "{logged}");
+        server.abort();
+        engine.store().clone().close().await;
     }
 }

@@ -7,7 +7,7 @@ use chrono::Utc;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::api::error::{ApiError, ErrorBody};
+use crate::api::error::{ApiError, ErrorBody, InternalError};
 use crate::api::nodes::time;
 use crate::engine::Engine;
 use crate::store::nodes;
@@ -50,7 +50,7 @@ pub async fn readyz(State(engine): State<Engine>) -> Result<Json<Ready>, ApiErro
     let now = Utc::now().timestamp_millis();
     let node = nodes::get_node(store.reader(), store.backend(), engine.node_id(), now)
         .await
-        .map_err(|e| ApiError::Internal(format!("database unreachable: {e}")))?;
+        .map_err(InternalError::Unreachable)?;
     Ok(Json(Ready {
         status: "ready",
         node: engine.node_id().to_string(),

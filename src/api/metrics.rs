@@ -8,7 +8,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use tracing::warn;
 
-use crate::api::error::ApiError;
+use crate::api::error::{ApiError, InternalError};
 use crate::engine::Engine;
 use crate::metrics::CONTENT_TYPE;
 use crate::store::usage;
@@ -29,6 +29,6 @@ pub async fn metrics(State(engine): State<Engine>) -> Result<Response, ApiError>
     let text = engine
         .metrics()
         .render(active.as_ref())
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+        .map_err(InternalError::Metrics)?;
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
 }

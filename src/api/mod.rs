@@ -45,6 +45,10 @@ pub fn app(engine: Engine, max_body: usize) -> Router {
             max_body,
             body::read_whole,
         ))
+        .layer(axum::middleware::from_fn_with_state(
+            engine.clone(),
+            error::log_server_errors,
+        ))
         .with_state(engine)
 }
 
@@ -115,7 +119,6 @@ mod tests {
 
     use super::*;
     use crate::engine::EngineConfig;
-    use crate::store::StoreOptions;
 
     /// `(method, path)` of every route `router` serves, paths as OpenAPI writes them. axum offers
     /// no way to list routes but its `Debug` output, which shows each route's path and, per
@@ -160,13 +163,8 @@ mod tests {
     #[tokio::test]
     async fn the_document_describes_exactly_the_routes_the_app_serves() {
         let dir = tempfile::tempdir().unwrap();
-        let engine = Engine::open(EngineConfig {
-            database_url: format!("sqlite://{}", dir.path().join("flowd.db").display()),
-            store: StoreOptions::default(),
-            node_id: "test".into(),
-        })
-        .await
-        .unwrap();
+        let url = format!("sqlite://{}", dir.path().join("flowd.db").display());
+        let engine = Engine::open(EngineConfig::new(url, "test")).await.unwrap();
         let served = served(&app(engine.clone(), DEFAULT_MAX_BODY));
         let documented = documented();
         assert_eq!(

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
-use crate::api::error::{ApiError, ErrorBody};
+use crate::api::error::{ApiError, ErrorBody, InternalError};
 use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::page::{Page, page_limit};
 use crate::core::status::{RunStatus, StepStatus};
@@ -224,8 +224,7 @@ pub async fn run_detail(engine: &Engine, id: &str) -> Result<Option<Value>, ApiE
 /// The answer as JSON with secrets shown as `***`: outputs and trigger data may hold a secret a
 /// step copied (SPEC §2).
 fn redacted(engine: &Engine, answer: &impl Serialize) -> Result<Value, ApiError> {
-    let value = serde_json::to_value(answer)
-        .map_err(|e| ApiError::Internal(format!("a run cannot be shown as JSON: {e}")))?;
+    let value = serde_json::to_value(answer).map_err(InternalError::RunJson)?;
     Ok(engine.step_env().redactor.redact_value(&value))
 }
 

@@ -13,6 +13,7 @@ use std::process::ExitCode;
 
 use serde_json::Value;
 
+use crate::cli::config::Config;
 use crate::flow::load::{find_flow_files, load_files};
 use crate::flow::model::FlowDef;
 use crate::flow::validate::{Options, validate_source};
@@ -51,9 +52,9 @@ enum Outcome {
     Failed(String),
 }
 
-pub fn run(args: &Args) -> ExitCode {
+pub fn run(args: &Args, config: &Config) -> ExitCode {
     crate::cli::block_on_with("export", async {
-        match export(args).await {
+        match export(args, &config.store).await {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => ExitCode::FAILURE,
             Err(ExportError::Database(message)) => {
@@ -69,8 +70,8 @@ pub fn run(args: &Args) -> ExitCode {
 }
 
 /// Exports every API flow; true when all of them are on disk as stored.
-async fn export(args: &Args) -> Result<bool, ExportError> {
-    let flows = api_flows(&args.database_url).await?;
+async fn export(args: &Args, options: &StoreOptions) -> Result<bool, ExportError> {
+    let flows = api_flows(&args.database_url, options).await?;
     if flows.is_empty() {
         eprintln!("No flows are managed through the API; nothing to export.");
         return Ok(true);
@@ -115,7 +116,7 @@ fn describe(outcome: &Outcome, id: &str, target: &Path) -> (&'static str, String
 
 /// The API flows of the database, by id. A database that is missing or behind on migrations is
 /// refused rather than created or changed: export only reads.
-async fn api_flows(url: &str) -> Result<Vec<FlowRow>, ExportError> {
+async fn api_flows(url: &str, options: &StoreOptions) -> Result<Vec<FlowRow>, ExportError> {
     if let Some(path) = sqlite_path(url)
         && !path.exists()
     {
@@ -124,7 +125,7 @@ async fn api_flows(url: &str) -> Result<Vec<FlowRow>, ExportError> {
             path.display()
         )));
     }
-    let store = Store::connect(url, &StoreOptions::from_env().map_err(anyhow::Error::from)?)
+    let store = Store::connect(url, options)
         .await
         .map_err(|e| ExportError::Database(format!("cannot open the database: {e}")))?;
     let pending = store

@@ -6,9 +6,10 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 
 use crate::cli::block_on;
+use crate::cli::config::Config;
 use crate::core::time::rfc3339;
+use crate::store::Store;
 use crate::store::api_keys;
-use crate::store::{Store, StoreOptions};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -37,9 +38,9 @@ enum KeysCommand {
     Revoke { id: String },
 }
 
-pub fn run(args: &Args) -> ExitCode {
+pub fn run(args: &Args, config: &Config) -> ExitCode {
     block_on("keys", async {
-        let store = Store::connect(&args.database_url, &StoreOptions::from_env()?).await?;
+        let store = Store::connect(&args.database_url, &config.store).await?;
         store.migrate().await?;
         let now = Utc::now().timestamp_millis();
         match &args.command {

@@ -4,7 +4,8 @@
 use std::process::ExitCode;
 
 use crate::cli::block_on;
-use crate::store::{Store, StoreOptions};
+use crate::cli::config::Config;
+use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -13,9 +14,9 @@ pub struct Args {
     database_url: String,
 }
 
-pub fn run(args: &Args) -> ExitCode {
+pub fn run(args: &Args, config: &Config) -> ExitCode {
     block_on("migrate", async {
-        let store = Store::connect(&args.database_url, &StoreOptions::from_env()?).await?;
+        let store = Store::connect(&args.database_url, &config.store).await?;
         let applied = store.pending_migrations().await?;
         store.migrate().await?;
         match applied.as_slice() {

@@ -1,7 +1,9 @@
-//! The `flowd` command line: one file per subcommand. `main` parses arguments, sets up logging
-//! and turns each command's outcome into an exit code scripts can rely on: 0 success, 1 the
-//! command ran and found problems (e.g. invalid flows, a failed run), 2 usage or input errors.
+//! The `flowd` command line: one file per subcommand. `main` parses arguments and the
+//! configuration ([`config`]), sets up logging and turns each command's outcome into an exit code
+//! scripts can rely on: 0 success, 1 the command ran and found problems (e.g. invalid flows, a
+//! failed run), 2 usage or input errors (a bad flag or setting among them).
 
+pub mod config;
 mod export;
 mod keys;
 mod migrate;
@@ -13,6 +15,10 @@ mod validate;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use tracing::warn;
+
+use crate::cli::config::{Config, ConfigArgs, LogFormat, LogSettings};
+use crate::core::error::Chain;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -21,6 +27,8 @@ use clap::{Parser, Subcommand};
     about = "Self-hosted workflow automation: YAML flows in git, a persisted runner, one binary."
 )]
 pub struct Cli {
+    #[command(flatten)]
+    config: ConfigArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -45,17 +53,27 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    let config = match Config::load(&cli.config) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("flowd: {}", Chain(&e));
+            return ExitCode::from(2);
+        }
+    };
     // Commands that report on stdout keep the engine's routine logs out of the way.
     let quiet = matches!(cli.command, Command::Run(_) | Command::Export(_));
-    init_logging(if quiet { "warn" } else { "info" });
+    init_logging(&config.log, if quiet { "warn" } else { "info" });
+    for warning in &config.warnings {
+        warn!(setting = %warning.setting, "{}", warning.message);
+    }
     match cli.command {
-        Command::Validate(args) => validate::run(&args),
+        Command::Validate(args) => validate::run(&args, &config),
         Command::Schema(args) => schema::run(&args),
-        Command::Serve(args) => serve::run(&args),
-        Command::Run(args) => run::run(&args),
-        Command::Migrate(args) => migrate::run(&args),
-        Command::Keys(args) => keys::run(&args),
-        Command::Export(args) => export::run(&args),
+        Command::Serve(args) => serve::run(&args, &config),
+        Command::Run(args) => run::run(&args, &config),
+        Command::Migrate(args) => migrate::run(&args, &config),
+        Command::Keys(args) => keys::run(&args, &config),
+        Command::Export(args) => export::run(&args, &config),
     }
 }
 
@@ -93,17 +111,30 @@ pub(crate) fn block_on_with(
     }
 }
 
-/// Human-readable logs by default, JSON with `FLOWD_LOG_FORMAT=json`; level from `RUST_LOG`,
-/// else `default_level`.
-fn init_logging(default_level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level));
+/// Human-readable logs by default, JSON with `FLOWD_LOG_FORMAT=json`; the filter from `RUST_LOG`
+/// (`--log-filter`), else `default_level`. A filter that does not parse is reported and replaced
+/// by `default_level`.
+fn init_logging(log: &LogSettings, default_level: &str) {
+    let given = log
+        .filter
+        .as_deref()
+        .map(|text| tracing_subscriber::EnvFilter::try_new(text).map_err(|e| (text, e)));
+    let (filter, rejected) = match given {
+        Some(Ok(filter)) => (filter, None),
+        Some(Err(rejected)) => (
+            tracing_subscriber::EnvFilter::new(default_level),
+            Some(rejected),
+        ),
+        None => (tracing_subscriber::EnvFilter::new(default_level), None),
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
-    if std::env::var("FLOWD_LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json")) {
-        builder.json().init();
-    } else {
-        builder.init();
+    match log.format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+    if let Some((text, error)) = rejected {
+        warn!(setting = "RUST_LOG", filter = text, %error, "The log filter does not parse; using {default_level}.");
     }
 }

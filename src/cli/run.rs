@@ -20,6 +20,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 use tokio::sync::watch;
 
+use crate::cli::config::Config;
 use crate::cli::validate::Format;
 use crate::core::duration::Duration as FlowDuration;
 use crate::core::status::RunStatus;
@@ -88,9 +89,9 @@ fn input(message: impl Into<String>) -> RunError {
     RunError::Input(message.into())
 }
 
-pub fn run(args: &Args) -> ExitCode {
+pub fn run(args: &Args, config: &Config) -> ExitCode {
     crate::cli::block_on_with("run", async {
-        match run_flow(args).await {
+        match run_flow(args, config).await {
             Ok(RunStatus::Succeeded) => ExitCode::SUCCESS,
             Ok(_) => ExitCode::FAILURE,
             Err(RunError::Input(message)) => {
@@ -109,8 +110,8 @@ pub fn run(args: &Args) -> ExitCode {
     })
 }
 
-async fn run_flow(args: &Args) -> Result<RunStatus, RunError> {
-    let (path, flow) = find_flow(args)?;
+async fn run_flow(args: &Args, config: &Config) -> Result<RunStatus, RunError> {
+    let (path, flow) = find_flow(args, &config.validation)?;
     let trigger = read_trigger(args)?;
     let (def, notes) = one_shot(flow.def.clone(), args);
     let dir = tempfile::tempdir().map_err(anyhow::Error::from)?;
@@ -119,11 +120,12 @@ async fn run_flow(args: &Args) -> Result<RunStatus, RunError> {
     } else {
         Delivery::Send
     };
+    let database_url = format!("sqlite://{}", dir.path().join("run.db").display());
     let engine = Engine::open_with(
         EngineConfig {
-            database_url: format!("sqlite://{}", dir.path().join("run.db").display()),
+            // A throw-away store: the durability and pool settings of the real one do not apply.
             store: StoreOptions::default(),
-            node_id: "flowd-run".to_string(),
+            ..config.engine(database_url, "flowd-run")
         },
         delivery,
     )
@@ -144,16 +146,16 @@ async fn run_flow(args: &Args) -> Result<RunStatus, RunError> {
 
 /// The flow named by FLOW: a file, or the flow with that id in the flows folder. Problems in
 /// the flow are printed as `path:line:column: message`.
-fn find_flow(args: &Args) -> Result<(PathBuf, ValidFlow), RunError> {
+fn find_flow(args: &Args, options: &Options) -> Result<(PathBuf, ValidFlow), RunError> {
     let given = Path::new(&args.flow);
     let is_path = is_flow_file(given) || args.flow.contains(std::path::MAIN_SEPARATOR);
     let report = if is_path || given.is_file() {
         if !given.is_file() {
             return Err(input(format!("no flow file `{}`", given.display())));
         }
-        load_file(given, &Options::from_env())
+        load_file(given, options)
     } else {
-        flow_in_folder(&args.flows, &args.flow)?
+        flow_in_folder(&args.flows, &args.flow, options)?
     };
     print_diagnostics(&report);
     match report.report.flow {
@@ -165,7 +167,7 @@ fn find_flow(args: &Args) -> Result<(PathBuf, ValidFlow), RunError> {
     }
 }
 
-fn flow_in_folder(dir: &Path, id: &str) -> Result<FileReport, RunError> {
+fn flow_in_folder(dir: &Path, id: &str, options: &Options) -> Result<FileReport, RunError> {
     if !dir.is_dir() {
         return Err(input(format!(
             "no flows folder `{}`: pass --flows DIR, or the path of a flow file",
@@ -173,7 +175,7 @@ fn flow_in_folder(dir: &Path, id: &str) -> Result<FileReport, RunError> {
         )));
     }
     let files = find_flow_files(&[dir.to_path_buf()]).map_err(|e| input(e.to_string()))?;
-    let reports = load_files(&files, &Options::from_env());
+    let reports = load_files(&files, options);
     let stem = |r: &FileReport| r.path.file_stem().map(|s| s.to_string_lossy().into_owned());
     let found = reports
         .iter()

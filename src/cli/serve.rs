@@ -11,10 +11,11 @@ use tokio::sync::watch;
 use tracing::{error, info, warn};
 
 use crate::api;
+use crate::cli::config::Config;
 use crate::core::duration::Duration as FlowDuration;
-use crate::engine::{Engine, EngineConfig, follow};
+use crate::core::error::CanFail;
+use crate::engine::{Engine, follow};
 use crate::runner::worker::{self, RunnerConfig};
-use crate::store::StoreOptions;
 use crate::store::nodes::{self, NodeInfo};
 use crate::trigger::schedule;
 
@@ -38,27 +39,32 @@ pub struct Args {
     /// Largest accepted request body in bytes.
     #[arg(long, env = "FLOWD_MAX_BODY", default_value_t = api::DEFAULT_MAX_BODY)]
     max_body: usize,
+    /// This machine's name in the node registry [default: the contents of /etc/hostname, else
+    /// `node`].
+    #[arg(long, env = "HOSTNAME", value_name = "NAME")]
+    hostname: Option<String>,
 }
 
-pub fn run(args: &Args) -> ExitCode {
+pub fn run(args: &Args, config: &Config) -> ExitCode {
     crate::cli::block_on("serve", async {
-        serve(args)
+        serve(args, config)
             .await
-            .inspect_err(|e| error!(error = %e, "flowd serve stopped."))
+            .inspect_err(|e| error!(error = format!("{e:#}"), "flowd serve stopped."))
     })
 }
 
-async fn serve(args: &Args) -> anyhow::Result<()> {
+async fn serve(args: &Args, config: &Config) -> anyhow::Result<()> {
     if args.lease.as_millis() < 1000 {
         anyhow::bail!("--lease must be at least 1s, got {}", args.lease);
     }
-    let host = hostname();
-    let engine = Engine::open(EngineConfig {
-        database_url: args.database_url.clone(),
-        store: StoreOptions::from_env()?,
-        node_id: node_id(&host),
-    })
-    .await?;
+    if config.store.sqlite_sync_full && !args.database_url.starts_with("sqlite:") {
+        warn!(
+            setting = "FLOWD_SQLITE_SYNC",
+            "The setting is for SQLite; it has no effect on this database."
+        );
+    }
+    let host = hostname(args.hostname.as_deref());
+    let engine = Engine::open(config.engine(&args.database_url, node_id(&host))).await?;
     if !engine.auth_required() && !args.listen.ip().is_loopback() {
         anyhow::bail!(
             "refusing to listen on {} without API keys: anyone could reach the API. Create a key with \
@@ -93,7 +99,10 @@ async fn serve(args: &Args) -> anyhow::Result<()> {
     let app = api::app(engine.clone(), args.max_body);
     let mut server_stop = stop_rx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
-        let _ = server_stop.wait_for(|stop| *stop).await;
+        server_stop
+            .wait_for(|stop| *stop)
+            .await
+            .can_fail("The stop signal is gone; the API server stops.");
     });
     let server = tokio::spawn(async move { server.await });
     shutdown_signal().await;
@@ -118,10 +127,11 @@ async fn serve(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The machine's name, as containers and hosts set it.
-fn hostname() -> String {
-    std::env::var("HOSTNAME")
-        .ok()
+/// The machine's name: as given (`HOSTNAME`, as containers set it), else as the host sets it.
+fn hostname(given: Option<&str>) -> String {
+    given
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
         .or_else(|| {
             std::fs::read_to_string("/etc/hostname")
                 .ok()

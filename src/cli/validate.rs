@@ -7,9 +7,9 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
+use crate::cli::config::Config;
 use crate::core::diagnostic::Diagnostic;
 use crate::flow::load::{FileReport, find_flow_files, load_files};
-use crate::flow::validate::Options;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -28,7 +28,7 @@ pub(crate) enum Format {
     Json,
 }
 
-pub fn run(args: &Args) -> ExitCode {
+pub fn run(args: &Args, config: &Config) -> ExitCode {
     let files = match find_flow_files(&args.paths) {
         Ok(files) => files,
         Err(e) => {
@@ -36,7 +36,7 @@ pub fn run(args: &Args) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let reports = load_files(&files, &Options::from_env());
+    let reports = load_files(&files, &config.validation);
     match args.format {
         Format::Text => print_text(&reports),
         Format::Json => print_json(&reports),

@@ -4,25 +4,65 @@
 //! asks for one for good: revoking the last key locks the API rather than opening it.
 
 use std::collections::HashSet;
+use std::fmt;
 
 use crate::engine::{Engine, EngineError};
 use crate::store::api_keys::{hash_key, list};
 
-/// Hashes of the keys in `FLOWD_API_KEYS`.
-pub fn env_key_hashes() -> HashSet<String> {
-    std::env::var("FLOWD_API_KEYS")
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|k| !k.is_empty())
-        .map(hash_key)
-        .collect()
+/// Keys shorter than this are easy to guess; the configuration warns about them. Keys made by
+/// `flowd keys create` have 67 characters.
+pub const MIN_KEY_LEN: usize = 16;
+
+/// The keys given in the configuration (`FLOWD_API_KEYS`), held only as hashes from the moment
+/// they are parsed. Prints as a count.
+#[derive(Clone, Default)]
+pub struct ApiKeys {
+    hashes: HashSet<String>,
+    /// How many of the keys are shorter than [`MIN_KEY_LEN`].
+    short: usize,
+}
+
+impl ApiKeys {
+    /// The keys of a comma-separated list; blanks around keys and empty items are ignored.
+    pub fn parse(list: &str) -> ApiKeys {
+        let keys: Vec<&str> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .collect();
+        ApiKeys {
+            hashes: keys.iter().map(|k| hash_key(k)).collect(),
+            short: keys
+                .iter()
+                .filter(|k| k.chars().count() < MIN_KEY_LEN)
+                .count(),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.hashes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.hashes.is_empty()
+    }
+
+    /// How many keys are shorter than [`MIN_KEY_LEN`].
+    pub fn short(&self) -> usize {
+        self.short
+    }
+}
+
+impl fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKeys({} keys)", self.hashes.len())
+    }
 }
 
 impl Engine {
     /// Reloads the stored keys.
     pub async fn refresh_api_keys(&self) -> Result<(), EngineError> {
-        let mut keys = env_key_hashes();
+        let mut keys = self.inner.config_keys.hashes.clone();
         let stored = list(self.store().reader()).await?;
         let required = !keys.is_empty() || !stored.is_empty();
         keys.extend(
@@ -54,5 +94,19 @@ impl Engine {
             Ok(k) => f(&k),
             Err(poisoned) => f(&poisoned.into_inner()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_kept_as_hashes_and_never_printed() {
+        let keys = ApiKeys::parse(" alpha-key, ,fk_0123456789abcdef0123 ,");
+        assert_eq!((keys.len(), keys.short()), (2, 1));
+        assert!(keys.hashes.contains(&hash_key("alpha-key")));
+        assert_eq!(format!("{keys:?}"), "ApiKeys(2 keys)");
+        assert!(ApiKeys::parse(" , ").is_empty());
     }
 }

@@ -18,14 +18,15 @@ use tracing::{info, warn};
 use crate::core::clock::{SharedClock, SystemClock};
 use crate::core::jitter::Jitter;
 use crate::core::wake::Wake;
+use crate::engine::auth::ApiKeys;
 use crate::flow::catalog::Catalog;
 use crate::flow::compiled::{BrokenRevision, CompiledFlow};
-use crate::flow::load::{find_flow_files, load_files};
+use crate::flow::load::{LoadError, find_flow_files, load_files};
 use crate::flow::model::FlowDef;
 use crate::flow::registry::{FlowEntry, Registry};
 use crate::flow::validate::Options;
-use crate::metrics::Metrics;
-use crate::outbound::client::HttpClient;
+use crate::metrics::{Metrics, MetricsError};
+use crate::outbound::client::{ClientError, HttpClient};
 use crate::outbound::guard::NetPolicy;
 use crate::outbound::record::Redactor;
 use crate::runner::revision::RevisionError;
@@ -48,8 +49,14 @@ pub enum EngineError {
     Intake(#[from] IntakeError),
     #[error(transparent)]
     BrokenRevision(#[from] BrokenRevision),
-    #[error("{0}")]
-    Config(String),
+    #[error(transparent)]
+    HttpClient(#[from] ClientError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error("cannot list the flow files")]
+    FlowFiles(#[from] LoadError),
+    #[error("the flow definition cannot be stored as JSON")]
+    Definition(#[source] serde_json::Error),
 }
 
 impl From<RevisionError> for EngineError {
@@ -61,13 +68,41 @@ impl From<RevisionError> for EngineError {
     }
 }
 
-/// How an engine is set up.
+/// How an engine is set up. `flowd` builds it from its `Config` (flags and environment, parsed
+/// once at start); the engine reads no environment of its own.
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
     pub database_url: String,
     pub store: StoreOptions,
     /// This node's name: lease owner and attempt records.
     pub node_id: String,
+    /// Which addresses the `http` step may reach, and whether it must use https.
+    pub net: NetPolicy,
+    /// How flows from files and from the API are validated.
+    pub validation: Options,
+    /// The SMTP server of the `notify` step's `email` channel; `None`: email is not set up.
+    pub mailer: Option<Mailer>,
+    /// `{{secrets.NAME}}`, and what redaction hides.
+    pub secrets: Secrets,
+    /// Keys that open the API besides the stored ones (`FLOWD_API_KEYS`).
+    pub api_keys: ApiKeys,
+}
+
+impl EngineConfig {
+    /// An engine on `database_url` with everything else at its default: default store options,
+    /// the default network policy, no email, no secrets, no configured keys.
+    pub fn new(database_url: impl Into<String>, node_id: impl Into<String>) -> EngineConfig {
+        EngineConfig {
+            database_url: database_url.into(),
+            store: StoreOptions::default(),
+            node_id: node_id.into(),
+            net: NetPolicy::default(),
+            validation: Options::default(),
+            mailer: None,
+            secrets: Secrets::default(),
+            api_keys: ApiKeys::default(),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -82,6 +117,10 @@ struct Inner {
     runner: Runner,
     /// Whether the API asks for a key, and the SHA-256 hashes of the valid keys.
     api_keys: RwLock<(bool, std::collections::HashSet<String>)>,
+    /// The keys of the configuration, merged with the stored ones on every refresh.
+    config_keys: ApiKeys,
+    /// How flows are validated, fixed at start.
+    validation: Options,
 }
 
 impl Engine {
@@ -98,11 +137,10 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         let store = Store::connect(&config.database_url, &config.store).await?;
         store.migrate().await?;
-        let secrets = Secrets::from_env();
-        let policy = NetPolicy::from_env().map_err(|e| EngineError::Config(e.to_string()))?;
-        let http = HttpClient::new(policy).map_err(|e| EngineError::Config(e.to_string()))?;
-        let mailer = Mailer::from_env().map_err(|e| EngineError::Config(e.to_string()))?;
-        let metrics = Metrics::new().map_err(|e| EngineError::Config(e.to_string()))?;
+        let secrets = config.secrets;
+        let http = HttpClient::new(config.net)?;
+        let mailer = config.mailer;
+        let metrics = Metrics::new()?;
         let clock: SharedClock = SystemClock::shared();
         let catalog = Arc::new(Catalog::default());
         let writes = GroupCommit::start(store.clone());
@@ -143,6 +181,8 @@ impl Engine {
                 intake,
                 runner,
                 api_keys: RwLock::new((false, std::collections::HashSet::new())),
+                config_keys: config.api_keys,
+                validation: config.validation,
             }),
         };
         engine.reload_registry().await?;
@@ -181,6 +221,11 @@ impl Engine {
         &self.inner.runner.node_id
     }
 
+    /// How this engine validates flows.
+    pub fn validation(&self) -> &Options {
+        &self.inner.validation
+    }
+
     /// The flows as of the last reload.
     pub fn registry(&self) -> Arc<Registry> {
         self.inner.catalog.registry()
@@ -203,9 +248,8 @@ impl Engine {
     /// (`load_error`), whose last good revision keeps running. Flows whose file under `dir` is
     /// gone are removed (their runs stay).
     pub async fn load_flow_files(&self, dir: &Path) -> Result<usize, EngineError> {
-        let files = find_flow_files(&[dir.to_path_buf()])
-            .map_err(|e| EngineError::Config(e.to_string()))?;
-        let reports = load_files(&files, &Options::from_env());
+        let files = find_flow_files(&[dir.to_path_buf()])?;
+        let reports = load_files(&files, self.validation());
         let now = chrono::Utc::now().timestamp_millis();
         let store = &self.inner.store;
         let stored = crate::store::flows::list(store.reader(), store.backend()).await?;
@@ -322,7 +366,7 @@ pub fn flow_input(
     source: FlowSource,
     path: Option<&Path>,
 ) -> Result<FlowInput, EngineError> {
-    let definition = serde_json::to_string(def).map_err(|e| EngineError::Config(e.to_string()))?;
+    let definition = serde_json::to_string(def).map_err(EngineError::Definition)?;
     let sha256 = Sha256::digest(definition.as_bytes())
         .iter()
         .map(|b| format!("{b:02x}"))
@@ -345,13 +389,7 @@ mod tests {
     use crate::store::testing::TestDb;
 
     async fn open(url: &str, node: &str) -> Engine {
-        Engine::open(EngineConfig {
-            database_url: url.to_string(),
-            store: StoreOptions::default(),
-            node_id: node.to_string(),
-        })
-        .await
-        .unwrap()
+        Engine::open(EngineConfig::new(url, node)).await.unwrap()
     }
 
     const FLOW: &str =

@@ -19,19 +19,12 @@ use crate::template::TemplateStr;
 /// Largest flow source accepted, from a file or the API.
 pub const MAX_FLOW_BYTES: usize = 1 << 20;
 
-/// Settings that tighten validation, read from the environment by callers.
+/// Settings that tighten validation. The command line's `Config` makes them once at start (the
+/// engine keeps them); they follow the same settings as the `http` step's network policy.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
     /// `FLOWD_HTTP_REQUIRE_HTTPS=true`: literal `http://` URLs are errors.
     pub require_https: bool,
-}
-
-impl Options {
-    pub fn from_env() -> Options {
-        let require_https = std::env::var("FLOWD_HTTP_REQUIRE_HTTPS")
-            .is_ok_and(|v| matches!(v.trim().to_ascii_lowercase().as_str(), "1" | "true" | "yes"));
-        Options { require_https }
-    }
 }
 
 /// A flow that passed validation, with what cross-flow checks need.

@@ -77,12 +77,9 @@ impl NetPolicy {
         }
     }
 
-    /// Reads `FLOWD_HTTP_DENY`, `FLOWD_HTTP_ALLOW` and `FLOWD_HTTP_REQUIRE_HTTPS`.
-    pub fn from_env() -> Result<NetPolicy, PolicyError> {
-        NetPolicy::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Like [`NetPolicy::from_env`], reading variables through `get` (tests, config files).
+    /// Reads `FLOWD_HTTP_DENY`, `FLOWD_HTTP_ALLOW` and `FLOWD_HTTP_REQUIRE_HTTPS` through `get`
+    /// (the command line's `Config`, tests). `FLOWD_HTTP_REQUIRE_HTTPS` takes `true`, `1`,
+    /// `yes`, `on` or `false`, `0`, `no`, `off`, empty (any case); anything else is an error.
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<NetPolicy, PolicyError> {
         let deny = parse_ranges("FLOWD_HTTP_DENY", get("FLOWD_HTTP_DENY").as_deref())?;
         let allow = parse_ranges("FLOWD_HTTP_ALLOW", get("FLOWD_HTTP_ALLOW").as_deref())?;

@@ -1,6 +1,7 @@
-//! `StoreOptions`: the few knobs of the store, read from the environment (`FLOWD_SQLITE_SYNC`,
-//! `FLOWD_DATABASE_MAX_CONNECTIONS`) or set by the CLI's `Config`. A misspelt value is an error,
-//! not a silent default: `FLOWD_SQLITE_SYNC=ful` must not quietly drop power-cut safety.
+//! `StoreOptions`: the few knobs of the store (`FLOWD_SQLITE_SYNC`,
+//! `FLOWD_DATABASE_MAX_CONNECTIONS`), parsed by [`StoreOptions::from_lookup`] from the values the
+//! command line's `Config` gathered. A misspelt value is an error, not a silent default:
+//! `FLOWD_SQLITE_SYNC=ful` must not quietly drop power-cut safety.
 
 use crate::store::StoreError;
 
@@ -27,12 +28,8 @@ impl Default for StoreOptions {
 }
 
 impl StoreOptions {
-    /// Options from the process environment; unset or empty variables keep their defaults.
-    pub fn from_env() -> Result<StoreOptions, StoreError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// Options from any variable lookup, so tests need not touch the process environment.
+    /// Options from a lookup of the variables by name (the `Config` passes its flags and
+    /// environment this way, tests a list); unset or empty variables keep their defaults.
     pub fn from_lookup(
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<StoreOptions, StoreError> {

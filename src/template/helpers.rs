@@ -19,6 +19,8 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC};
 use serde_json::{Number, Value};
 use sha2::{Digest as _, Sha256};
 
+use crate::core::error::CanFail;
+
 /// Signature shared by all helpers; arguments are borrowed from the context
 /// whenever possible so a helper call never clones the data it only reads.
 pub(super) type HelperFn = fn(&[Cow<'_, Value>]) -> Value;
@@ -132,10 +134,9 @@ pub(super) fn write_text(out: &mut String, v: &Value) {
         Value::String(s) => out.push_str(s),
         Value::Null => {}
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        // Writing to a String cannot fail and Value's Display never errors.
-        other => {
-            let _ = write!(out, "{other}");
-        }
+        // Writing to a String cannot fail and Value's Display never errors; were it to, the
+        // value would render short, which is no reason to fail the step.
+        other => write!(out, "{other}").can_fail("A value cannot be written as text."),
     }
 }
 
@@ -440,7 +441,7 @@ fn sha256(args: &[Cow<'_, Value>]) -> Value {
         let digest = Sha256::digest(s.as_bytes());
         let mut hex = String::with_capacity(digest.len() * 2);
         for byte in digest {
-            let _ = write!(hex, "{byte:02x}");
+            write!(hex, "{byte:02x}").can_fail("A hash cannot be written as hex.");
         }
         hex
     })

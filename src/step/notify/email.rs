@@ -79,9 +79,10 @@ impl fmt::Debug for Mailer {
 impl Mailer {
     /// Reads `FLOWD_SMTP_URL` (unset or blank: email is not configured, `Ok(None)`),
     /// `FLOWD_SMTP_FROM` (default [`DEFAULT_FROM`]) and `FLOWD_SMTP_TIMEOUT` (`30s`, `500ms`,
-    /// `2m` or plain seconds; default [`DEFAULT_TIMEOUT`]).
-    pub fn from_env() -> Result<Option<Mailer>, EmailError> {
-        from_vars(|name| std::env::var(name).ok())
+    /// `2m` or plain seconds; default [`DEFAULT_TIMEOUT`]) through `get` (the command line's
+    /// `Config`, tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Option<Mailer>, EmailError> {
+        from_vars(get)
     }
 
     /// A mailer for `url` sending as `from`, with the default timeout.
