@@ -8,16 +8,15 @@
 //! a list). Examples added to the doc are picked up without touching this file, unless they need
 //! state that is not set up here: an unknown `$VARIABLE` or `<placeholder>` fails with its line.
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::flowd::{FlowdEnv, FlowdProcess};
-use support::sink::Sink;
+
+use crate::support::flowd::{FlowdEnv, FlowdProcess};
+use crate::support::sink::Sink;
 
 /// The address the examples are written against.
 const DOC_BASE: &str = "http://127.0.0.1:8080";
@@ -151,7 +150,7 @@ fn variable(
         return Err(format!("unclosed ${{{name}"));
     }
     vars.get(name.as_str()).cloned().ok_or_else(|| {
-        format!("unknown variable ${name}: set up what it stands for in tests/api_docs.rs")
+        format!("unknown variable ${name}: set up what it stands for in tests/it/api_docs.rs")
     })
 }
 

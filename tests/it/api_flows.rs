@@ -2,14 +2,13 @@
 //! flows (read-only through the API, reloaded when their file changes, a broken file keeps the
 //! last good revision running and shows its error), pause and resume.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::flowd::{Api, FlowdEnv, FlowdProcess};
+
+use crate::support::flowd::{Api, FlowdEnv, FlowdProcess};
 
 const PATIENCE: Duration = Duration::from_secs(90);
 

@@ -10,13 +10,12 @@
 //! A second test sends good requests and checks the answers against the document's response
 //! schemas, so the document stays honest in both directions.
 
-mod support;
-
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
-use support::flowd::{FlowdEnv, FlowdProcess, http_client};
 use tempfile::TempDir;
+
+use crate::support::flowd::{FlowdEnv, FlowdProcess, http_client};
 
 /// `FLOWD_MAX_BODY` of the server under test.
 const MAX_BODY: usize = 64 * 1024;

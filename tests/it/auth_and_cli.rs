@@ -1,15 +1,14 @@
 //! API keys (from `flowd keys` and `FLOWD_API_KEYS`), the refusal to run open on a public
 //! address, `flowd migrate`, and the error shape of oversized bodies and wrong methods.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::flowd::{FlowdEnv, FlowdProcess};
+
+use crate::support::flowd::{FlowdEnv, FlowdProcess};
 
 fn flowd(dir: &Path, args: &[&str]) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_flowd"))

@@ -4,16 +4,15 @@
 //! that validate, are skipped or overwritten as asked, and serve again as file flows with the
 //! same definition.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::flowd::{FlowdEnv, FlowdProcess};
-use support::sink::{Behaviour, Failure, Sink};
+
+use crate::support::flowd::{FlowdEnv, FlowdProcess};
+use crate::support::sink::{Behaviour, Failure, Sink};
 
 const SECRET: &str = "tok-9f8e7d6c5b4a";
 

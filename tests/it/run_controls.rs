@@ -2,8 +2,6 @@
 //! (excess runs wait, none is dropped; held in the database, so on PostgreSQL too), and the
 //! run API's cancel, retry and replay.
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -12,8 +10,9 @@ use chrono::{DateTime, Utc};
 use flowd::store::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::flowd::{Api, FlowdEnv, FlowdProcess};
-use support::sink::{Behaviour, Failure, Sink, most_open_at_once};
+
+use crate::support::flowd::{Api, FlowdEnv, FlowdProcess};
+use crate::support::sink::{Behaviour, Failure, Sink, most_open_at_once};
 
 /// Patience for runs on a loaded 2-core machine; conditions end the wait, not this.
 const PATIENCE: Duration = Duration::from_secs(90);

@@ -2,8 +2,6 @@
 //! duplicates; manual actions with `?wait=`; cron schedules (also two engines on one
 //! database); inbound webhooks with Standard Webhooks signatures.
 
-mod support;
-
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,8 +11,9 @@ use flowd::step::http::sign::sign;
 use flowd::store::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::flowd::{Api, FlowdEnv, FlowdProcess};
-use support::sink::Sink;
+
+use crate::support::flowd::{Api, FlowdEnv, FlowdProcess};
+use crate::support::sink::Sink;
 
 const PATIENCE: Duration = Duration::from_secs(90);
 const HOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

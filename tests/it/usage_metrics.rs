@@ -4,8 +4,6 @@
 //! usage, a rate-limited flow whose waits are counted, a webhook), usage filters and refuses bad
 //! parameters, the metrics text parses, and `/metrics` stays public when the API needs a key.
 
-mod support;
-
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,8 +15,9 @@ use flowd::store::{Store, StoreOptions};
 use reqwest::StatusCode;
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
-use support::flowd::{Api, FlowdEnv, FlowdProcess};
-use support::sink::Sink;
+
+use crate::support::flowd::{Api, FlowdEnv, FlowdProcess};
+use crate::support::sink::Sink;
 
 /// Patience for runs on a loaded 2-core machine; conditions end the wait, not this.
 const PATIENCE: Duration = Duration::from_secs(90);

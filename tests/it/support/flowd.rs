@@ -11,9 +11,6 @@
 //! shared by every request of one test: a process-wide client would outlive the test's tokio
 //! runtime, and reqwest's pooled connections must not be reused from another runtime.
 
-// Each test binary that includes the support modules uses a different part of them.
-#![allow(dead_code)]
-
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;

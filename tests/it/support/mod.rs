@@ -1,8 +1,7 @@
-//! Helpers shared by the end-to-end tests: `flowd` runs the real binary and talks to its API,
-//! `sink` is the local HTTP receiver its flows deliver to. Use them with `mod support;`.
-//!
-//! `smtp.rs` lives beside them but is not declared here: `src/step/notify/email.rs` and tests
-//! include it by path, and declaring it twice would compile it into binaries that do not use it.
+//! Helpers shared by the integration tests: `flowd` runs the real binary and talks to its API,
+//! `sink` is the local HTTP receiver flows deliver to, `smtp` a local SMTP server. The unit tests
+//! of `src/step/notify/email.rs` include `smtp.rs` by path as well.
 
 pub mod flowd;
 pub mod sink;
+pub mod smtp;

@@ -7,9 +7,6 @@
 //! It stands in for "the CRM" of a flow's `http` step, as svix's `tests/it/utils` receiver does,
 //! so delivery guarantees are checked over a real socket and counted where they land.
 
-// Each test binary that includes the support modules uses a different part of them.
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -135,10 +132,6 @@ impl Sink {
             shared,
             server,
         }
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
     }
 
     /// `http://127.0.0.1:PORT<path>`; `path` starts with `/`.
