@@ -8,7 +8,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::flowd::{Api, FlowdEnv, FlowdProcess};
+use crate::support::api::Api;
+use crate::support::flowd::{FlowdEnv, FlowdProcess};
 
 const PATIENCE: Duration = Duration::from_secs(90);
 
@@ -351,37 +352,16 @@ async fn send(
     path: &str,
     body: Option<(&str, &str)>,
 ) -> (StatusCode, Value) {
-    let client = reqwest::Client::new();
-    let url = format!("{}{path}", api.base_url);
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut request = client.request(method, url);
-    if let Some((content_type, body)) = body {
-        request = request
-            .header("content-type", content_type)
-            .body(body.to_string());
-    }
-    let response = request.send().await.expect("the server answers");
-    let status = response.status();
-    let bytes = response.bytes().await.expect("the body");
-    if bytes.is_empty() {
-        return (status, Value::Null);
-    }
-    let value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-        panic!(
-            "{path}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    });
-    (status, value)
+    api.request(method, path, body)
+        .await
+        .unwrap_or_else(|e| panic!("the server answers with JSON: {e}"))
 }
 
 async fn raw(api: &Api, path: &str, accept: &str) -> String {
-    let response = reqwest::Client::new()
-        .get(format!("{}{path}", api.base_url))
-        .header("accept", accept)
-        .send()
+    let answer = api
+        .call("GET", path, None, &[("accept", accept)])
         .await
         .expect("the server answers");
-    assert_eq!(response.status(), StatusCode::OK);
-    String::from_utf8(response.bytes().await.unwrap().to_vec()).unwrap()
+    assert_eq!(answer.status, StatusCode::OK);
+    String::from_utf8(answer.body.to_vec()).unwrap()
 }

@@ -15,7 +15,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
 use tempfile::TempDir;
 
-use crate::support::flowd::{FlowdEnv, FlowdProcess, http_client};
+use crate::support::api::http_client;
+use crate::support::flowd::{FlowdEnv, FlowdProcess};
 
 /// `FLOWD_MAX_BODY` of the server under test.
 const MAX_BODY: usize = 64 * 1024;

@@ -11,6 +11,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::support::api::Api;
 use crate::support::flowd::{FlowdEnv, FlowdProcess};
 use crate::support::sink::{Behaviour, Failure, Sink};
 
@@ -408,23 +409,19 @@ fn json_flow() -> Value {
 }
 
 async fn send(
-    base: &str,
+    api: &Api,
     method: &str,
     path: &str,
     body: Option<(&str, String)>,
 ) -> (StatusCode, Value) {
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut request = client.request(method, format!("{base}{path}"));
-    if let Some((content_type, body)) = body {
-        request = request.header("content-type", content_type).body(body);
-    }
-    let response = request.send().await.expect("the server answers");
-    let status = response.status();
-    let bytes = response.bytes().await.unwrap();
+    let body = body.as_ref().map(|(t, b)| (*t, b.as_bytes()));
+    let answer = api
+        .call(method, path, body, &[])
+        .await
+        .expect("the server answers");
     (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        answer.status,
+        serde_json::from_slice(&answer.body).unwrap_or(Value::Null),
     )
 }
 
@@ -443,9 +440,9 @@ async fn export_writes_files_that_validate_and_serve_as_the_same_flows() {
         dir.path().join("flows"),
     ))
     .await;
-    let base = server.base_url.clone();
+    let api = server.api();
     let (status, body) = send(
-        &base,
+        &api,
         "POST",
         "/api/v1/flows",
         Some(("application/yaml", YAML_FLOW.into())),
@@ -453,7 +450,7 @@ async fn export_writes_files_that_validate_and_serve_as_the_same_flows() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, body) = send(
-        &base,
+        &api,
         "POST",
         "/api/v1/flows",
         Some(("application/json", json_flow().to_string())),
@@ -462,7 +459,7 @@ async fn export_writes_files_that_validate_and_serve_as_the_same_flows() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let mut definitions = Vec::new();
     for id in ["greet", "from-json"] {
-        let (status, flow) = send(&base, "GET", &format!("/api/v1/flows/{id}"), None).await;
+        let (status, flow) = send(&api, "GET", &format!("/api/v1/flows/{id}"), None).await;
         assert_eq!(status, StatusCode::OK, "{flow}");
         definitions.push(flow["definition"].clone());
     }
@@ -525,13 +522,7 @@ async fn export_writes_files_that_validate_and_serve_as_the_same_flows() {
     let served =
         FlowdProcess::start(&FlowdEnv::new(sqlite_url(second.path()), exported.clone())).await;
     for (id, definition) in ["greet", "from-json"].iter().zip(&definitions) {
-        let (status, flow) = send(
-            &served.base_url,
-            "GET",
-            &format!("/api/v1/flows/{id}"),
-            None,
-        )
-        .await;
+        let (status, flow) = send(&served.api(), "GET", &format!("/api/v1/flows/{id}"), None).await;
         assert_eq!(status, StatusCode::OK, "{flow}");
         assert_eq!(
             (flow["source"].as_str(), &flow["definition"]),

@@ -20,7 +20,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use crate::support::flowd::{Api, EventAck, FlowdEnv, FlowdProcess};
+use crate::support::api::{Api, EventAck};
+use crate::support::flowd::{FlowdEnv, FlowdProcess};
 use crate::support::sink::{Behaviour, Failure, Sink};
 
 const EVENTS: usize = 500;

@@ -21,7 +21,8 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use crate::support::flowd::{Api, FlowdEnv, FlowdProcess};
+use crate::support::api::Api;
+use crate::support::flowd::{FlowdEnv, FlowdProcess};
 use crate::support::sink::{Behaviour, Sink, most_open_at_once};
 
 const EVENTS: usize = 2_000;

@@ -11,7 +11,8 @@ use flowd::store::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::flowd::{Api, FlowdEnv, FlowdProcess};
+use crate::support::api::Api;
+use crate::support::flowd::{FlowdEnv, FlowdProcess};
 use crate::support::sink::{Behaviour, Failure, Sink, most_open_at_once};
 
 /// Patience for runs on a loaded 2-core machine; conditions end the wait, not this.
@@ -338,20 +339,14 @@ async fn post_event(api: &Api, event: Value) -> String {
 }
 
 async fn post(api: &Api, path: &str) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}{path}", api.base_url))
-        .send()
+    let answer = api
+        .call("POST", path, None, &[])
         .await
         .expect("the server answers");
-    let status = response.status();
-    let bytes = response.bytes().await.expect("the answer's body");
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-        panic!(
-            "{path}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    });
-    (status, body)
+    let body = answer
+        .json_strict()
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    (answer.status, body)
 }
 
 fn time(value: &Value) -> DateTime<Utc> {

@@ -6,13 +6,15 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use axum::http::Request;
 use chrono::{DateTime, Utc};
 use flowd::step::http::sign::sign;
 use flowd::store::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
-use crate::support::flowd::{Api, FlowdEnv, FlowdProcess};
+use crate::support::api::Api;
+use crate::support::flowd::{FlowdEnv, FlowdProcess};
 use crate::support::sink::Sink;
 
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -324,27 +326,31 @@ async fn webhooks_verify_signatures_and_run_once() {
         .push(("FLOWD_SECRET_HOOK".into(), HOOK_SECRET.into()));
     let flowd = FlowdProcess::start(&env).await;
     let api = flowd.api();
-    let client = reqwest::Client::new();
-    let url = format!("{}/hooks/shop/orders", api.base_url);
     let body = br#"{"order":"A-17"}"#;
     let now = Utc::now().timestamp();
+    let hook = |headers: &[(&str, String)]| {
+        let mut request =
+            Request::post("/hooks/shop/orders").header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        request.body(body.to_vec()).expect("a request")
+    };
     let signed = |id: &str, timestamp: i64, secret: &str| {
         let signature = sign(secret, id, timestamp, body).expect("sign");
-        client
-            .post(&url)
-            .header("content-type", "application/json")
-            .header("webhook-id", id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(body.to_vec())
+        hook(&[
+            ("webhook-id", id.to_owned()),
+            ("webhook-timestamp", timestamp.to_string()),
+            ("webhook-signature", signature),
+        ])
     };
 
-    let first = signed("msg_1", now, HOOK_SECRET)
-        .send()
+    let first = api
+        .send(signed("msg_1", now, HOOK_SECRET))
         .await
         .expect("sent");
-    assert_eq!(first.status(), StatusCode::ACCEPTED);
-    let first: Value = serde_json::from_slice(&first.bytes().await.unwrap()).unwrap();
+    assert_eq!(first.status, StatusCode::ACCEPTED);
+    let first: Value = first.json_strict().unwrap();
     let run_id = first["run_id"].as_str().expect("run id").to_owned();
     let run = api
         .wait_for_run(&run_id, |r| r["status"] == "succeeded", PATIENCE)
@@ -352,30 +358,24 @@ async fn webhooks_verify_signatures_and_run_once() {
         .expect("the webhook run completes");
     assert_eq!(run["steps"][0]["output"], json!({"order": "A-17"}));
 
-    let again = signed("msg_1", now, HOOK_SECRET)
-        .send()
+    let again = api
+        .send(signed("msg_1", now, HOOK_SECRET))
         .await
         .expect("sent");
-    assert_eq!(again.status(), StatusCode::ACCEPTED);
-    let again: Value = serde_json::from_slice(&again.bytes().await.unwrap()).unwrap();
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    let again: Value = again.json_strict().unwrap();
     assert_eq!(again, first, "a repeated webhook-id gets the first answer");
 
     let other_secret = "whsec_dGhpcyBpcyBub3QgdGhlIHNlY3JldA==";
     let rejected = [
         ("wrong secret", signed("msg_2", now, other_secret)),
         ("old timestamp", signed("msg_3", now - 600, HOOK_SECRET)),
-        (
-            "no signature",
-            client
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(body.to_vec()),
-        ),
+        ("no signature", hook(&[])),
     ];
     for (why, request) in rejected {
-        let response = request.send().await.expect("sent");
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{why}");
-        let answer: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        let response = api.send(request).await.expect("sent");
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{why}");
+        let answer: Value = response.json_strict().unwrap();
         assert_eq!(answer["error"]["code"], "invalid_signature", "{why}");
     }
     let runs = api.list_runs(None).await.expect("runs");
@@ -386,15 +386,20 @@ async fn webhooks_verify_signatures_and_run_once() {
     );
 
     // Unsigned hooks take form and text bodies as input; an unknown path is 404.
-    let form = client
-        .post(format!("{}/hooks/inbox", api.base_url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("name=Ada+L&tag=vip")
-        .send()
+    let form = api
+        .call(
+            "POST",
+            "/hooks/inbox",
+            Some((
+                "application/x-www-form-urlencoded",
+                "name=Ada+L&tag=vip".as_bytes(),
+            )),
+            &[],
+        )
         .await
         .expect("sent");
-    assert_eq!(form.status(), StatusCode::ACCEPTED);
-    let form: Value = serde_json::from_slice(&form.bytes().await.unwrap()).unwrap();
+    assert_eq!(form.status, StatusCode::ACCEPTED);
+    let form: Value = form.json_strict().unwrap();
     let run = api
         .wait_for_run(
             form["run_id"].as_str().unwrap(),
@@ -407,14 +412,16 @@ async fn webhooks_verify_signatures_and_run_once() {
         run["trigger"]["input"],
         json!({"name": "Ada L", "tag": "vip"})
     );
-    let text = client
-        .post(format!("{}/hooks/inbox", api.base_url))
-        .header("content-type", "text/plain")
-        .body("hello {{there}}")
-        .send()
+    let text = api
+        .call(
+            "POST",
+            "/hooks/inbox",
+            Some(("text/plain", "hello {{there}}".as_bytes())),
+            &[],
+        )
         .await
         .expect("sent");
-    let text: Value = serde_json::from_slice(&text.bytes().await.unwrap()).unwrap();
+    let text: Value = text.json_strict().unwrap();
     let run = api
         .wait_for_run(
             text["run_id"].as_str().unwrap(),
@@ -512,25 +519,14 @@ fn write_flows(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
 }
 
 async fn request(api: &Api, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let client = reqwest::Client::new();
-    let url = format!("{}{path}", api.base_url);
-    let mut request = match method {
-        "GET" => client.get(url),
-        _ => client.post(url),
-    };
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/json")
-            .body(body.to_string());
-    }
-    let response = request.send().await.expect("the server answers");
-    let status = response.status();
-    let bytes = response.bytes().await.expect("the body");
-    let value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-        panic!(
-            "{path}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    });
-    (status, value)
+    let body = body.map(|body| body.to_string());
+    let body = body.as_deref().map(|b| ("application/json", b.as_bytes()));
+    let answer = api
+        .call(method, path, body, &[])
+        .await
+        .expect("the server answers");
+    let value = answer
+        .json_strict()
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    (answer.status, value)
 }

@@ -1,4 +1,6 @@
-//! Runs the real `flowd serve` binary for end-to-end tests and talks to its REST API.
+//! Runs the real `flowd serve` binary, for the tests that need a process of their own: a crash,
+//! several nodes, signals, logs, the refusal to listen. Tests of API behaviour use an engine in
+//! the test process (`support::engine`) instead.
 //!
 //! `FlowdProcess::start` spawns the binary built by cargo with a test's database and flows folder,
 //! waits for the `flowd listening on http://…` line on stderr and exposes the address. Its output
@@ -7,11 +9,9 @@
 //! `terminate` end it the way a crash and an orderly stop do; dropping it kills it, so a failed
 //! test leaves no process behind.
 //!
-//! `Api` is a small client for the endpoints the tests need. It holds one `reqwest::Client`
-//! shared by every request of one test: a process-wide client would outlive the test's tokio
-//! runtime, and reqwest's pooled connections must not be reused from another runtime.
+//! `api()` is a client of its REST API (`support::api`).
 
-use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -19,10 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
-use reqwest::header::CONTENT_TYPE;
-use serde_json::Value;
-use tokio::task::JoinSet;
+use crate::support::api::Api;
 
 /// How long a start may take: migrations and flow loading on a loaded CI machine.
 const START_TIMEOUT: Duration = Duration::from_secs(60);
@@ -30,17 +27,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const KEPT_LINES: usize = 400;
 /// How many of the kept lines a failure message shows.
 const SHOWN_LINES: usize = 80;
-/// Per request: generous, because a loaded engine answers slowly but must still answer.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
-/// Pause between polling rounds; short, since the deadline, not the pause, bounds the wait.
-const POLL: Duration = Duration::from_millis(100);
-/// Run lookups in flight at once while polling many runs.
-const POLL_CONCURRENCY: usize = 16;
 /// The text `flowd serve` prints once it accepts connections.
 const LISTENING: &str = "flowd listening on ";
-
-/// Run statuses after which nothing changes any more.
-pub const TERMINAL: [&str; 3] = ["succeeded", "failed", "cancelled"];
 
 /// The configuration of one engine; several processes started from it share the database.
 #[derive(Clone, Debug)]
@@ -339,337 +327,6 @@ fn strip_ansi(line: &str) -> String {
         }
     }
     out
-}
-
-/// What `POST /api/v1/events` answered for one event.
-#[derive(Clone, Debug)]
-pub struct EventAck {
-    pub event_id: String,
-    pub runs: Vec<String>,
-}
-
-/// A client for one engine's REST API. Errors are `String`s ready for a failure message.
-#[derive(Clone)]
-pub struct Api {
-    client: reqwest::Client,
-    pub base_url: String,
-}
-
-impl Api {
-    pub fn new(base_url: String) -> Api {
-        Api {
-            client: http_client(),
-            base_url,
-        }
-    }
-
-    /// Posts events (a JSON array) and returns one acknowledgement per event, in order.
-    /// `Err` for anything but a 202 with the documented body, including a connection that broke
-    /// because the process died: such events count as not acknowledged.
-    pub async fn post_events(&self, events: &[Value]) -> Result<Vec<EventAck>, String> {
-        let body = serde_json::to_vec(events).map_err(|e| e.to_string())?;
-        let response = self
-            .client
-            .post(format!("{}/api/v1/events", self.base_url))
-            .header(CONTENT_TYPE, "application/json")
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| format!("POST /api/v1/events: {}", error_chain(&e)))?;
-        let status = response.status();
-        let answer = read_json(response).await?;
-        if status != StatusCode::ACCEPTED {
-            return Err(format!("POST /api/v1/events answered {status}: {answer}"));
-        }
-        let items = answer["items"]
-            .as_array()
-            .ok_or_else(|| format!("POST /api/v1/events: no items in {answer}"))?;
-        if items.len() != events.len() {
-            return Err(format!(
-                "POST /api/v1/events: {} items for {} events: {answer}",
-                items.len(),
-                events.len()
-            ));
-        }
-        items
-            .iter()
-            .map(|item| {
-                let event_id = item["event_id"].as_str();
-                let runs = item["runs"].as_array().map(|runs| {
-                    runs.iter()
-                        .map(|r| r.as_str().map(str::to_owned))
-                        .collect::<Option<Vec<_>>>()
-                });
-                match (event_id, runs) {
-                    (Some(event_id), Some(Some(runs))) => Ok(EventAck {
-                        event_id: event_id.to_owned(),
-                        runs,
-                    }),
-                    _ => Err(format!("POST /api/v1/events: malformed item {item}")),
-                }
-            })
-            .collect()
-    }
-
-    /// Any request: `body` is `(content type, text)`. Answers the status and the JSON body
-    /// (`Null` when empty); `Err` when the server cannot be reached or the body is not JSON.
-    pub async fn request(
-        &self,
-        method: &str,
-        path: &str,
-        body: Option<(&str, &str)>,
-    ) -> Result<(StatusCode, Value), String> {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
-        let mut request = self
-            .client
-            .request(method.clone(), format!("{}{path}", self.base_url));
-        if let Some((content_type, body)) = body {
-            request = request
-                .header(CONTENT_TYPE, content_type)
-                .body(body.to_owned());
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| format!("{method} {path}: {}", error_chain(&e)))?;
-        let status = response.status();
-        Ok((status, read_json(response).await?))
-    }
-
-    /// `GET path`, which must answer 200 with JSON.
-    pub async fn get_json(&self, path: &str) -> Result<Value, String> {
-        match self.request("GET", path, None).await? {
-            (StatusCode::OK, body) => Ok(body),
-            (status, body) => Err(format!("GET {path} answered {status}: {body}")),
-        }
-    }
-
-    /// The run with its steps, or `None` for a 404.
-    pub async fn get_run(&self, id: &str) -> Result<Option<Value>, String> {
-        let response = self
-            .client
-            .get(format!("{}/api/v1/runs/{id}", self.base_url))
-            .send()
-            .await
-            .map_err(|e| format!("GET /api/v1/runs/{id}: {}", error_chain(&e)))?;
-        let status = response.status();
-        let answer = read_json(response).await?;
-        match status {
-            StatusCode::OK => Ok(Some(answer)),
-            StatusCode::NOT_FOUND => Ok(None),
-            _ => Err(format!("GET /api/v1/runs/{id} answered {status}: {answer}")),
-        }
-    }
-
-    /// Every run (all pages of `GET /api/v1/runs`), optionally with a `status` filter.
-    pub async fn list_runs(&self, status: Option<&str>) -> Result<Vec<Value>, String> {
-        let mut runs = Vec::new();
-        let mut cursor: Option<String> = None;
-        loop {
-            let mut url = url::Url::parse(&format!("{}/api/v1/runs", self.base_url))
-                .map_err(|e| e.to_string())?;
-            {
-                let mut query = url.query_pairs_mut();
-                query.append_pair("limit", "500");
-                if let Some(status) = status {
-                    query.append_pair("status", status);
-                }
-                if let Some(cursor) = &cursor {
-                    query.append_pair("cursor", cursor);
-                }
-            }
-            let response = self
-                .client
-                .get(url.as_str())
-                .send()
-                .await
-                .map_err(|e| format!("GET {url}: {}", error_chain(&e)))?;
-            let code = response.status();
-            let answer = read_json(response).await?;
-            if code != StatusCode::OK {
-                return Err(format!("GET {url} answered {code}: {answer}"));
-            }
-            let items = answer["items"]
-                .as_array()
-                .ok_or_else(|| format!("GET {url}: no items in {answer}"))?;
-            runs.extend(items.iter().cloned());
-            match answer["next_cursor"].as_str() {
-                Some(next) if !items.is_empty() => cursor = Some(next.to_owned()),
-                _ => return Ok(runs),
-            }
-        }
-    }
-
-    /// Polls one run until `predicate` holds for it; returns that snapshot.
-    pub async fn wait_for_run(
-        &self,
-        id: &str,
-        predicate: impl Fn(&Value) -> bool,
-        timeout: Duration,
-    ) -> Result<Value, String> {
-        let deadline = Instant::now() + timeout;
-        let mut last = None;
-        loop {
-            if let Some(run) = self.get_run(id).await? {
-                if predicate(&run) {
-                    return Ok(run);
-                }
-                last = Some(run);
-            }
-            if Instant::now() >= deadline {
-                return Err(format!(
-                    "run {id} did not reach the expected state within {timeout:?}; last seen: {}",
-                    last.map_or_else(|| "404".to_owned(), |r| r.to_string())
-                ));
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-
-    /// Polls until every run in `ids` is terminal and returns each one's terminal snapshot
-    /// (final, since a terminal run does not change). Only runs not yet seen terminal are asked
-    /// for again, so the polling load shrinks as runs finish.
-    pub async fn wait_until_all_terminal(
-        &self,
-        ids: &[String],
-        timeout: Duration,
-    ) -> Result<HashMap<String, Value>, String> {
-        let deadline = Instant::now() + timeout;
-        let mut done: HashMap<String, Value> = HashMap::new();
-        let mut open: Vec<String> = ids
-            .iter()
-            .collect::<HashSet<_>>()
-            .into_iter()
-            .cloned()
-            .collect();
-        let mut last_seen: HashMap<String, Value> = HashMap::new();
-        loop {
-            let mut still_open = Vec::new();
-            for chunk in open.chunks(POLL_CONCURRENCY) {
-                let mut lookups = JoinSet::new();
-                for id in chunk {
-                    let api = self.clone();
-                    let id = id.clone();
-                    lookups.spawn(async move {
-                        let run = api.get_run(&id).await;
-                        (id, run)
-                    });
-                }
-                while let Some(joined) = lookups.join_next().await {
-                    let (id, run) = joined.map_err(|e| format!("a run lookup panicked: {e}"))?;
-                    match run? {
-                        Some(run) if is_terminal(&run) => {
-                            done.insert(id, run);
-                        }
-                        Some(run) => {
-                            last_seen.insert(id.clone(), run);
-                            still_open.push(id);
-                        }
-                        None => still_open.push(id),
-                    }
-                }
-            }
-            open = still_open;
-            if open.is_empty() {
-                return Ok(done);
-            }
-            if Instant::now() >= deadline {
-                return Err(describe_open(&open, &last_seen, done.len(), timeout));
-            }
-            tokio::time::sleep(POLL).await;
-        }
-    }
-}
-
-pub fn is_terminal(run: &Value) -> bool {
-    run["status"]
-        .as_str()
-        .is_some_and(|s| TERMINAL.contains(&s))
-}
-
-/// Counts of the runs that are still open by status, and a few examples with their steps.
-fn describe_open(
-    open: &[String],
-    last_seen: &HashMap<String, Value>,
-    finished: usize,
-    timeout: Duration,
-) -> String {
-    let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
-    for id in open {
-        let status = last_seen
-            .get(id)
-            .and_then(|r| r["status"].as_str())
-            .unwrap_or("404 (not found)");
-        *by_status.entry(status.to_owned()).or_insert(0) += 1;
-    }
-    let mut text = format!(
-        "{} of {} runs still not terminal after {timeout:?}; by status: {by_status:?}",
-        open.len(),
-        open.len() + finished
-    );
-    for id in open.iter().take(5) {
-        let steps = last_seen.get(id).map_or_else(String::new, |run| {
-            run["steps"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|s| format!("{}={}", s["id"], s["status"]))
-                .collect::<Vec<_>>()
-                .join(" ")
-        });
-        let status = last_seen
-            .get(id)
-            .map_or("?", |r| r["status"].as_str().unwrap_or("?"));
-        text.push_str(&format!("\n  run {id}: {status}; steps: {steps}"));
-    }
-    text
-}
-
-/// One client per `Api` family: no proxy (the engine is on loopback) and a timeout per
-/// request, so a hung engine fails the test instead of hanging it.
-pub fn http_client() -> reqwest::Client {
-    // reqwest is built without a default rustls provider (flowd ships ring); the tests speak
-    // plain HTTP, but building a client still needs one installed.
-    if rustls::crypto::CryptoProvider::get_default().is_none()
-        && let Err(_lost_race) = rustls::crypto::ring::default_provider().install_default()
-    {
-        eprintln!("another thread installed a rustls crypto provider first; using that one");
-    }
-    reqwest::Client::builder()
-        .no_proxy()
-        .timeout(REQUEST_TIMEOUT)
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .expect("build the test HTTP client")
-}
-
-async fn read_json(response: reqwest::Response) -> Result<Value, String> {
-    let status = response.status();
-    let bytes = response
-        .bytes()
-        .await
-        .map_err(|e| format!("reading a {status} answer: {}", error_chain(&e)))?;
-    if bytes.is_empty() {
-        return Ok(Value::Null);
-    }
-    serde_json::from_slice(&bytes).map_err(|e| {
-        format!(
-            "a {status} answer is not JSON ({e}): {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    })
-}
-
-/// reqwest's top-level message ("error sending request") hides the cause; show the chain.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -286,15 +286,6 @@ fn json(status: StatusCode, body: &'static str) -> Response {
 mod tests {
     use super::*;
 
-    fn client() -> reqwest::Client {
-        if rustls::crypto::CryptoProvider::get_default().is_none()
-            && let Err(_lost_race) = rustls::crypto::ring::default_provider().install_default()
-        {
-            eprintln!("another thread installed a rustls crypto provider first");
-        }
-        reqwest::Client::builder().no_proxy().build().unwrap()
-    }
-
     #[tokio::test]
     async fn fails_the_first_requests_then_accepts_and_counts_keys() {
         let sink = Sink::start_with(Behaviour {
@@ -305,7 +296,7 @@ mod tests {
             delay: Duration::ZERO,
         })
         .await;
-        let client = client();
+        let client = crate::support::api::http_client();
         let mut answers = Vec::new();
         for key in ["a", "a", "a", "b"] {
             let response = client
