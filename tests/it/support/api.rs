@@ -1,5 +1,7 @@
 //! A client for one engine's REST API, used by every integration test that talks to an engine:
-//! over HTTP to a `flowd serve` process ([`Api::new`]).
+//! over HTTP to a `flowd serve` process or a live server in this process ([`Api::new`]), or
+//! through an in-process engine's router with `oneshot`, without a socket ([`Api::in_process`]).
+//! The same calls and the same answers either way, so a test reads alike on both.
 //!
 //! Every request has a deadline ([`REQUEST_TIMEOUT`]): a regression that hangs the engine fails
 //! the test instead of hanging it. Errors are `String`s ready for a failure message. One `Api`
@@ -9,11 +11,13 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
+use axum::Router;
+use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, Method, Request, StatusCode};
 use reqwest::header::CONTENT_TYPE;
 use serde_json::Value;
 use tokio::task::JoinSet;
+use tower::ServiceExt;
 
 /// Per request: generous, because a loaded engine answers slowly but must still answer.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
@@ -79,6 +83,8 @@ enum Target {
         client: reqwest::Client,
         base_url: String,
     },
+    /// The router of an engine in this process.
+    Router(Router),
 }
 
 /// A client for one engine's REST API; cheap to clone into tasks.
@@ -95,6 +101,13 @@ impl Api {
                 client: http_client(),
                 base_url,
             },
+        }
+    }
+
+    /// A client that calls `router` directly, as `tower::ServiceExt::oneshot` does.
+    pub fn in_process(router: Router) -> Api {
+        Api {
+            target: Target::Router(router),
         }
     }
 
@@ -123,6 +136,27 @@ impl Api {
                     headers,
                     body,
                 }
+            }
+            Target::Router(router) => {
+                let call = async {
+                    let response = router
+                        .clone()
+                        .oneshot(request.map(Body::from))
+                        .await
+                        .map_err(|e| format!("{what}: {e}"))?;
+                    let (parts, body) = response.into_parts();
+                    let body = axum::body::to_bytes(body, usize::MAX)
+                        .await
+                        .map_err(|e| format!("{what}: reading a {} answer: {e}", parts.status))?;
+                    Ok::<_, String>(Answer {
+                        status: parts.status,
+                        headers: parts.headers,
+                        body,
+                    })
+                };
+                tokio::time::timeout(REQUEST_TIMEOUT, call)
+                    .await
+                    .map_err(|_| format!("{what}: no answer within {REQUEST_TIMEOUT:?}"))??
             }
         };
         Ok(answer)
