@@ -1,7 +1,8 @@
 //! An engine in the test's own process, wired the way `flowd serve` wires it (`src/cli/serve.rs`):
 //! flow files loaded, the node registered, then the runner, the scheduler and the flow-file
 //! follower as tasks of the test's runtime. Tests reach its API through the router itself with
-//! `oneshot` ([`TestEngine::api`]).
+//! `oneshot` ([`TestEngine::api`]), or through a live server on `127.0.0.1:0`
+//! ([`TestEngine::serve`]) where the HTTP connection is part of what they check.
 //!
 //! No binary is spawned and no port is needed for the API, so such a test starts in milliseconds
 //! and fails with a plain assertion. Tests of what only a real process shows (a crash, several
@@ -10,19 +11,23 @@
 //! The engine reads part of its configuration from the environment (secrets, HTTP policy, SMTP,
 //! API keys), which in this process is shared by every test; a `FLOWD_*` variable there would
 //! reach every engine, so `start` refuses to run with one (the process tests remove them from
-//! the child's environment).
+//! the child's environment). A test that needs an API key stores one ([`TestEngine::add_api_key`]).
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, Once, PoisonError};
 use std::time::Duration;
 
 use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
 use flowd::api;
 use flowd::engine::{Engine, EngineConfig};
 use flowd::runner::worker::{self, RunnerConfig};
 use flowd::store::StoreOptions;
 use flowd::store::nodes::{self, NodeInfo};
 use flowd::trigger::schedule;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -147,6 +152,43 @@ impl TestEngine {
         Api::in_process(self.app.clone())
     }
 
+    /// Serves the API on `127.0.0.1:0` until the engine stops or is dropped, and returns a client
+    /// of that server. A panic in a handler drops the connection, as it does in `flowd serve`,
+    /// and is also recorded for [`TestEngine::panics`].
+    pub async fn serve(&mut self) -> Api {
+        let (base_url, server) =
+            serve_app(self.app.clone(), self.panics.clone(), self.stop.subscribe()).await;
+        self.tasks.push(("server", server));
+        Api::new(base_url)
+    }
+
+    /// Stores a new API key, so from now on the API asks for one; returns the key.
+    pub async fn add_api_key(&self, name: &str) -> String {
+        let now = chrono::Utc::now().timestamp_millis();
+        let (_, key) = flowd::store::api_keys::create(self.engine.store(), name, now)
+            .await
+            .unwrap_or_else(|e| panic!("create an API key: {e}"));
+        self.engine
+            .refresh_api_keys()
+            .await
+            .unwrap_or_else(|e| panic!("reload the API keys: {e}"));
+        key
+    }
+
+    /// Panics so far: in request handlers of the live server, and in the engine's tasks.
+    pub async fn panics(&mut self) -> Vec<String> {
+        let mut running = Vec::new();
+        for (name, task) in self.tasks.drain(..) {
+            if task.is_finished() {
+                record_end(&self.panics, name, task.await);
+            } else {
+                running.push((name, task));
+            }
+        }
+        self.tasks = running;
+        lock(&self.panics).clone()
+    }
+
     /// Stops taking work, lets the runner hand back its runs and closes the store, as
     /// `flowd serve` does on SIGTERM; panics if a task of the engine panicked.
     pub async fn stop(mut self) {
@@ -178,12 +220,53 @@ impl Drop for TestEngine {
     }
 }
 
+/// Serves `app` on `127.0.0.1:0` until `stopped` turns true, recording handler panics in
+/// `panics`; returns its base URL and the server's task.
+async fn serve_app(
+    app: Router,
+    panics: Panics,
+    mut stopped: watch::Receiver<bool>,
+) -> (String, JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the API on 127.0.0.1:0");
+    let addr = listener.local_addr().expect("the API's address");
+    let app = app.layer(axum::middleware::from_fn_with_state(panics, record_panics));
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        if stopped.wait_for(|stop| *stop).await.is_err() {
+            eprintln!("the engine went away before its server stopped");
+        }
+    });
+    let task = tokio::spawn(async move {
+        if let Err(error) = server.await {
+            eprintln!("the API server on {addr} stopped: {error}");
+        }
+    });
+    (format!("http://{addr}"), task)
+}
+
 /// Notes how a task ended when that was a panic; an abort is how `stop` ends some of them.
 fn record_end(panics: &Panics, name: &str, ended: Result<(), tokio::task::JoinError>) {
     if let Err(error) = ended
         && error.is_panic()
     {
         lock(panics).push(format!("the {name} task panicked: {error}"));
+    }
+}
+
+/// Runs each request in a task of its own, so a panic in a handler is seen and recorded before
+/// it is passed on (and drops the connection, as without this layer).
+async fn record_panics(State(panics): State<Panics>, request: Request, next: Next) -> Response {
+    let target = format!("{} {}", request.method(), request.uri());
+    match tokio::spawn(next.run(request)).await {
+        Ok(response) => response,
+        Err(error) => {
+            lock(&panics).push(format!("{target}: {error}"));
+            match error.try_into_panic() {
+                Ok(payload) => std::panic::resume_unwind(payload),
+                Err(error) => panic!("{target}: the handler was cancelled: {error}"),
+            }
+        }
     }
 }
 
@@ -221,4 +304,40 @@ fn init_logging() {
             eprintln!("a tracing subscriber was already installed; engine logs go there");
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::routing::get;
+
+    use super::*;
+
+    async fn boom() -> &'static str {
+        panic!("boom")
+    }
+
+    #[tokio::test]
+    async fn a_panicking_handler_drops_the_connection_and_is_recorded() {
+        let panics = Panics::default();
+        let (_stop, stopped) = watch::channel(false);
+        let app = Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "fine" }));
+        let (base_url, server) = serve_app(app, panics.clone(), stopped).await;
+        let api = Api::new(base_url);
+        let fine = api
+            .call("GET", "/fine", None, &[])
+            .await
+            .expect("an answer");
+        assert_eq!(fine.text(), "fine");
+        assert!(lock(&panics).is_empty());
+        let boom = api.call("GET", "/boom", None, &[]).await;
+        assert!(boom.is_err(), "a panic answers nothing: {boom:?}");
+        let recorded = lock(&panics).clone();
+        assert!(
+            recorded.len() == 1 && recorded[0].starts_with("GET /boom"),
+            "{recorded:?}"
+        );
+        server.abort();
+    }
 }
