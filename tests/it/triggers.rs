@@ -1,6 +1,7 @@
-//! How runs begin, through the real `flowd serve`: entity events with their filters, batches and
-//! duplicates; manual actions with `?wait=`; cron schedules (also two engines on one
-//! database); inbound webhooks with Standard Webhooks signatures.
+//! How runs begin, through the API of an engine in the test process: entity events with their
+//! filters, batches and duplicates; manual actions with `?wait=`; cron schedules (also two
+//! engines on one database). Inbound webhooks with Standard Webhooks signatures run against the
+//! real `flowd serve`, since their secret is configured through the environment.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::api::Api;
+use crate::support::engine::{EngineSetup, TestEngine};
 use crate::support::flowd::{FlowdEnv, FlowdProcess};
 use crate::support::sink::Sink;
 
@@ -44,8 +46,8 @@ steps:
 "#,
         )],
     );
-    let flowd = FlowdProcess::start(&FlowdEnv::new(sqlite_url(dir.path()), flows)).await;
-    let api = flowd.api();
+    let engine = TestEngine::start(&EngineSetup::new(sqlite_url(dir.path()), flows)).await;
+    let api = engine.api();
     let cases = [
         (
             json!({"entity": "guest", "action": "create", "id": 7}),
@@ -110,6 +112,7 @@ steps:
             );
         }
     }
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -122,8 +125,8 @@ async fn batches_duplicates_and_bad_events() {
             "id: count\ntriggers:\n  - entity: guest\n    on: create\nsteps:\n  - id: m\n    map: {id: \"{{entity.id}}\"}\n",
         )],
     );
-    let flowd = FlowdProcess::start(&FlowdEnv::new(sqlite_url(dir.path()), flows)).await;
-    let api = flowd.api();
+    let engine = TestEngine::start(&EngineSetup::new(sqlite_url(dir.path()), flows)).await;
+    let api = engine.api();
 
     // 1,000 events in one request: 1,000 runs, every one completes.
     let batch: Vec<Value> = (0..1000)
@@ -179,6 +182,7 @@ async fn batches_duplicates_and_bad_events() {
         1000,
         "nothing stored"
     );
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,8 +216,8 @@ steps:
             ),
         ],
     );
-    let flowd = FlowdProcess::start(&FlowdEnv::new(sqlite_url(dir.path()), flows)).await;
-    let api = flowd.api();
+    let engine = TestEngine::start(&EngineSetup::new(sqlite_url(dir.path()), flows)).await;
+    let api = engine.api();
 
     let (status, run) = request(
         &api,
@@ -303,6 +307,7 @@ steps:
     );
     let (_, none) = request(&api, "GET", "/api/v1/actions?entity=guest", None).await;
     assert_eq!(none, json!({"items": []}));
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -461,9 +466,8 @@ async fn schedule_fires_once_per_second(database_url: &str, dir: &Path) {
             "id: tick\ntriggers:\n  - schedule: {cron: \"* * * * * *\"}\nsteps:\n  - id: m\n    map: {at: \"{{event.occurred_at}}\"}\n",
         )],
     );
-    let env = FlowdEnv::new(database_url, flows);
-    let one = FlowdProcess::start(&env).await;
-    let _two = FlowdProcess::start(&env).await;
+    let one = TestEngine::start(&EngineSetup::new(database_url, &flows)).await;
+    let two = TestEngine::start(&EngineSetup::new(database_url, &flows)).await;
     let api = one.api();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let runs = loop {
@@ -503,6 +507,8 @@ async fn schedule_fires_once_per_second(database_url: &str, dir: &Path) {
         .filter(|w| (w[1] - w[0]).num_seconds() > 1)
         .count();
     assert!(gaps <= 1, "fire times skip seconds: {fires:?}");
+    one.stop().await;
+    two.stop().await;
 }
 
 fn sqlite_url(dir: &Path) -> String {
