@@ -1,4 +1,4 @@
-//! `GET /api/v1/usage` and `GET /metrics` through the real `flowd serve`, on SQLite and on
+//! `GET /api/v1/usage` and `GET /metrics` of an engine in the test process, on SQLite and on
 //! PostgreSQL: the usage counts and the Prometheus counters match the runs a test made (runs
 //! that succeed, one that fails after two refused connections, a notify step that is not HTTP
 //! usage, a rate-limited flow whose waits are counted, a webhook), usage filters and refuses bad
@@ -17,7 +17,7 @@ use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 use crate::support::api::{Answer, Api};
-use crate::support::flowd::{FlowdEnv, FlowdProcess};
+use crate::support::engine::{EngineSetup, TestEngine};
 use crate::support::sink::Sink;
 
 /// Patience for runs on a loaded 2-core machine; conditions end the wait, not this.
@@ -43,8 +43,8 @@ async fn usage_and_metrics_follow_runs_on_postgres() {
 async fn usage_and_metrics_follow_runs(database_url: &str, dir: &Path) {
     let sink = Sink::start().await;
     let flows = write_flows(dir, &sink);
-    let flowd = FlowdProcess::start(&FlowdEnv::new(database_url, flows)).await;
-    let api = flowd.api();
+    let engine = TestEngine::start(&EngineSetup::new(database_url, flows)).await;
+    let api = engine.api();
 
     let before = scrape(&api).await;
     assert_eq!(before.get("flowd_queue_depth"), Some(&0.0), "{before:?}");
@@ -99,6 +99,7 @@ flowd_runs_active{status="running"} 0
     );
     // The notify step posts to Slack over HTTP: an attempt of a notify step, not of an http step.
     assert_eq!(sink.requests().len(), 6, "3 pushes and 3 Slack messages");
+    engine.stop().await;
 }
 
 /// Flows: `push` maps a guest, POSTs it to the URL the event names (retrying once) and tells
@@ -426,11 +427,9 @@ async fn metrics_stay_public_when_the_api_needs_a_key() {
     let flows = dir.path().join("flows");
     std::fs::create_dir_all(&flows).expect("create the flows folder");
     let url = format!("sqlite://{}", dir.path().join("flowd.db").display());
-    let mut env = FlowdEnv::new(url, flows);
-    env.extra
-        .push(("FLOWD_API_KEYS".into(), "fk_usage_test_key".into()));
-    let flowd = FlowdProcess::start(&env).await;
-    let api = flowd.api();
+    let engine = TestEngine::start(&EngineSetup::new(url, flows)).await;
+    let key = engine.add_api_key("usage").await;
+    let api = engine.api();
     let response = api
         .call("GET", "/api/v1/usage", None, &[])
         .await
@@ -441,7 +440,7 @@ async fn metrics_stay_public_when_the_api_needs_a_key() {
             "GET",
             "/api/v1/usage",
             None,
-            &[("authorization", "Bearer fk_usage_test_key")],
+            &[("authorization", &format!("Bearer {key}"))],
         )
         .await
         .expect("an answer");
@@ -450,4 +449,5 @@ async fn metrics_stay_public_when_the_api_needs_a_key() {
     assert_eq!(body, json!({"items": []}));
     let metrics = scrape(&api).await;
     assert_eq!(metrics.get("flowd_queue_depth"), Some(&0.0), "{metrics:?}");
+    engine.stop().await;
 }
