@@ -116,7 +116,7 @@ impl Server {
         setup.max_body = MAX_BODY;
         let mut engine = TestEngine::start(&setup).await;
         let key = engine.add_api_key("sweep").await;
-        let api = engine.serve().await;
+        let api = Api::new(engine.serve().await);
         let mut server = Server {
             engine,
             api,

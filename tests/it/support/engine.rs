@@ -152,14 +152,14 @@ impl TestEngine {
         Api::in_process(self.app.clone())
     }
 
-    /// Serves the API on `127.0.0.1:0` until the engine stops or is dropped, and returns a client
-    /// of that server. A panic in a handler drops the connection, as it does in `flowd serve`,
-    /// and is also recorded for [`TestEngine::panics`].
-    pub async fn serve(&mut self) -> Api {
+    /// Serves the API on `127.0.0.1:0` until the engine stops or is dropped, and returns its base
+    /// URL (`http://127.0.0.1:PORT`, for `Api::new`). A panic in a handler drops the connection,
+    /// as it does in `flowd serve`, and is also recorded for [`TestEngine::panics`].
+    pub async fn serve(&mut self) -> String {
         let (base_url, server) =
             serve_app(self.app.clone(), self.panics.clone(), self.stop.subscribe()).await;
         self.tasks.push(("server", server));
-        Api::new(base_url)
+        base_url
     }
 
     /// Stores a new API key, so from now on the API asks for one; returns the key.
