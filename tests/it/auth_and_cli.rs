@@ -9,17 +9,18 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::support::api::Api;
-use crate::support::flowd::{FlowdEnv, FlowdProcess};
+use crate::support::flowd::{FlowdEnv, FlowdProcess, output_within};
 
 fn flowd(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_flowd"))
-        .args(args)
-        .env("FLOWD_DATABASE_URL", sqlite_url(dir))
-        .env_remove("FLOWD_API_KEYS")
-        .env("RUST_LOG", "warn")
-        .current_dir(dir)
-        .output()
-        .expect("run flowd");
+    let output = output_within(
+        Command::new(env!("CARGO_BIN_EXE_flowd"))
+            .args(args)
+            .env("FLOWD_DATABASE_URL", sqlite_url(dir))
+            .env_remove("FLOWD_API_KEYS")
+            .env("RUST_LOG", "warn")
+            .current_dir(dir),
+        None,
+    );
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),

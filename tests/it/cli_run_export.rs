@@ -12,7 +12,7 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::api::Api;
-use crate::support::flowd::{FlowdEnv, FlowdProcess};
+use crate::support::flowd::{FlowdEnv, FlowdProcess, output_within, wait_within};
 use crate::support::sink::{Behaviour, Failure, Sink};
 
 const SECRET: &str = "tok-9f8e7d6c5b4a";
@@ -75,25 +75,10 @@ fn workspace(files: &[(&str, &str)]) -> tempfile::TempDir {
 /// (the sink answers on it meanwhile).
 async fn flowd(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut command = command(dir, args);
-    command
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
     let stdin = stdin.map(str::to_owned);
-    tokio::task::spawn_blocking(move || {
-        let mut child = command.spawn().expect("spawn flowd");
-        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            use std::io::Write;
-            pipe.write_all(text.as_bytes()).expect("write stdin");
-        }
-        child.wait_with_output().expect("flowd runs")
-    })
-    .await
-    .expect("the blocking task ends")
+    tokio::task::spawn_blocking(move || output_within(&mut command, stdin.as_deref()))
+        .await
+        .expect("the blocking task ends")
 }
 
 /// `flowd ARGS` in `dir`, with the test's secret and none of the developer's `FLOWD_*` settings.
@@ -614,7 +599,7 @@ async fn ctrl_c_cancels_a_waiting_run() {
         .status()
         .expect("run kill");
     assert!(sent.success());
-    let status = tokio::task::spawn_blocking(move || child.wait().expect("flowd run ends"))
+    let status = tokio::task::spawn_blocking(move || wait_within(&mut child))
         .await
         .unwrap();
     reader.join().expect("the reader ends at EOF");

@@ -10,9 +10,13 @@
 //! test leaves no process behind.
 //!
 //! `api()` is a client of its REST API (`support::api`).
+//!
+//! `output_within` and `wait_within` run the other commands (`flowd run`, `validate`, `keys`, …)
+//! with a deadline, so a command that should exit but hangs fails its test instead of hanging
+//! the suite.
 
 use std::collections::VecDeque;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -27,6 +31,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(60);
 const KEPT_LINES: usize = 400;
 /// How many of the kept lines a failure message shows.
 const SHOWN_LINES: usize = 80;
+/// How long a command other than `serve` may take to exit by itself.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
 /// The text `flowd serve` prints once it accepts connections.
 const LISTENING: &str = "flowd listening on ";
 
@@ -298,6 +304,75 @@ fn drain(
             output.lines.push_back(line);
         }
     })
+}
+
+/// Like `command.output()` (stdout and stderr captured, stdin empty unless given), but kills the
+/// command and panics when it has not exited within `COMMAND_TIMEOUT`.
+pub fn output_within(command: &mut Command, stdin: Option<&str>) -> std::process::Output {
+    command
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("spawn flowd");
+    let read_all = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe
+                && let Err(error) = pipe.read_to_end(&mut bytes)
+            {
+                bytes.extend(format!("[reading the output failed: {error}]").into_bytes());
+            }
+            bytes
+        })
+    };
+    let stdout = read_all(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let stderr = read_all(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(text.as_bytes()).expect("write stdin");
+    }
+    let status = wait_within(&mut child);
+    std::process::Output {
+        status,
+        stdout: stdout.join().expect("the stdout reader ends"),
+        stderr: stderr.join().expect("the stderr reader ends"),
+    }
+}
+
+/// Waits for `child` to exit; kills it and panics when it has not within `COMMAND_TIMEOUT`.
+pub fn wait_within(child: &mut Child) -> ExitStatus {
+    let deadline = Instant::now() + COMMAND_TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().expect("poll flowd") {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            if let Err(error) = child.kill() {
+                eprintln!("kill flowd (pid {}): {error}", child.id());
+            }
+            if let Err(error) = child.wait() {
+                eprintln!("reap flowd (pid {}): {error}", child.id());
+            }
+            panic!(
+                "flowd (pid {}) did not exit within {COMMAND_TIMEOUT:?}; killed it",
+                child.id()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// `http://127.0.0.1:PORT` from a line containing `flowd listening on http://127.0.0.1:PORT`.
