@@ -23,6 +23,9 @@ pub mod runs;
 pub mod schedules;
 pub mod sql;
 pub mod starts;
+/// Fresh databases for tests; compiled for the unit tests and, through the `test-support`
+/// feature, for the integration tests, never into a build that ships.
+#[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod transitions;
 pub mod usage;

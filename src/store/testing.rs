@@ -1,6 +1,8 @@
 //! Fresh databases for tests: `TestDb::sqlite()` always, `TestDb::postgres()` when
 //! `FLOWD_TEST_DATABASE_URL` points at a server (e.g. `postgres://postgres@127.0.0.1:5432/test`),
-//! and `TestDb::all()` for suites that run once per backend.
+//! and `TestDb::all()` for suites that run once per backend. Without the variable a test says on
+//! stderr that it skipped PostgreSQL, unless `CI` is `true` (or `1`): there it fails, so a CI
+//! that lost its server does not pass on SQLite alone.
 //!
 //! Every test gets its own database (a file in a temporary directory, or a database named
 //! `flowd_test_<uuid>` on the server), so tests run in parallel and on a server that earlier runs
@@ -9,6 +11,7 @@
 //!
 //! Test support, so failures panic with a message instead of returning errors.
 
+use std::io::Write;
 use std::time::Duration;
 
 use sea_orm::sqlx::postgres::PgPoolOptions;
@@ -21,6 +24,8 @@ use crate::store::{Backend, Store, StoreError, StoreOptions};
 
 /// The variable naming the PostgreSQL server for tests; its database is used only to connect.
 pub const DATABASE_URL_VAR: &str = "FLOWD_TEST_DATABASE_URL";
+/// Set to `true` by CI services (GitHub Actions, GitLab CI, …).
+const CI_VAR: &str = "CI";
 
 /// A database for one test, dropped by `cleanup`.
 pub struct TestDb {
@@ -63,7 +68,7 @@ impl TestDb {
     }
 
     /// A migrated database on the `FLOWD_TEST_DATABASE_URL` server, or `None` (after saying so)
-    /// when the variable is not set.
+    /// when the variable is not set; panics instead when `CI` says this is CI.
     pub async fn postgres() -> Option<TestDb> {
         Self::new_postgres(true).await
     }
@@ -116,7 +121,7 @@ impl TestDb {
             .ok()
             .filter(|u| !u.is_empty())
         else {
-            println!("skipped: {DATABASE_URL_VAR} not set");
+            skip_postgres();
             return None;
         };
         let name = format!("flowd_test_{}", Uuid::now_v7().simple());
@@ -150,6 +155,32 @@ impl Drop for TestDb {
         {
             drop_database_blocking(admin_url.clone(), name.clone());
         }
+    }
+}
+
+/// Says that the current test skips PostgreSQL, or fails it under CI. The note goes to the
+/// process's stderr itself: libtest captures `println!` and `eprintln!` of a passing test and
+/// shows them only when it fails, which would hide the skip.
+fn skip_postgres() {
+    if let Err(problem) = missing_postgres(std::env::var(CI_VAR).ok().as_deref()) {
+        panic!("{problem}");
+    }
+    let thread = std::thread::current();
+    let test = thread.name().unwrap_or("a test");
+    let note = format!("{test}: skipped on PostgreSQL: {DATABASE_URL_VAR} not set\n");
+    if let Err(error) = std::io::stderr().write_all(note.as_bytes()) {
+        eprintln!("could not say that PostgreSQL was skipped: {error}");
+    }
+}
+
+/// Whether running without PostgreSQL is allowed, given the value of `CI`.
+fn missing_postgres(ci: Option<&str>) -> Result<(), String> {
+    match ci.map(str::trim) {
+        Some(ci) if ci.eq_ignore_ascii_case("true") || ci == "1" => Err(format!(
+            "{DATABASE_URL_VAR} is not set, but {CI_VAR}={ci}: in CI the PostgreSQL tests must \
+             run. Point it at a server, e.g. postgres://postgres@127.0.0.1:5432/test"
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -264,6 +295,17 @@ mod tests {
             with_database("postgres://h?sslmode=disable", "x"),
             "postgres://h/x?sslmode=disable"
         );
+    }
+
+    #[test]
+    fn a_missing_postgres_fails_only_in_ci() {
+        for ci in [None, Some(""), Some("false"), Some("0")] {
+            assert_eq!(missing_postgres(ci), Ok(()), "CI={ci:?}");
+        }
+        for ci in ["true", "TRUE", "1"] {
+            let problem = missing_postgres(Some(ci)).unwrap_err();
+            assert!(problem.contains(DATABASE_URL_VAR), "{problem}");
+        }
     }
 
     #[tokio::test]

@@ -407,7 +407,7 @@ fn describe(error: &SmtpError) -> String {
 }
 
 #[cfg(test)]
-#[path = "../../../tests/support/smtp.rs"]
+#[path = "../../../tests/it/support/smtp.rs"]
 mod smtp_sink;
 
 #[cfg(test)]

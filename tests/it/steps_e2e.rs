@@ -7,11 +7,6 @@
 //! generous deadline, since a loaded 2-core machine is slow; the timing assertions only compare
 //! gaps that the retry policy makes hundreds of milliseconds apart.
 
-mod support;
-
-#[path = "support/smtp.rs"]
-mod smtp;
-
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,9 +19,9 @@ use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-use smtp::SmtpSink;
-use support::flowd::{FlowdEnv, FlowdProcess};
-use support::sink::{Behaviour, Failure, Recorded, Sink};
+use crate::support::flowd::{FlowdEnv, FlowdProcess};
+use crate::support::sink::{Behaviour, Failure, Recorded, Sink};
+use crate::support::smtp::SmtpSink;
 
 /// How long a run may take to end; the slowest flow here needs a few seconds.
 const RUN_DEADLINE: Duration = Duration::from_secs(120);

@@ -1,4 +1,5 @@
-//! The malformed-input sweep, against the real `flowd serve` on SQLite. Every operation of the
+//! The malformed-input sweep, against a live server (an engine of the test process serving on
+//! `127.0.0.1:0`, so connections are real) on SQLite. Every operation of the
 //! OpenAPI document the server itself serves gets malformed JSON, bodies its own schema rejects
 //! (wrong types, nulls, unknown fields), unknown and hostile ids, bad query parameters, wrong
 //! content types, a body over `FLOWD_MAX_BODY`, missing or bad API keys and methods it does not
@@ -10,17 +11,17 @@
 //! A second test sends good requests and checks the answers against the document's response
 //! schemas, so the document stays honest in both directions.
 
-mod support;
-
+use axum::http::Request;
 use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::{Map, Value, json};
-use support::flowd::{FlowdEnv, FlowdProcess, http_client};
 use tempfile::TempDir;
+
+use crate::support::api::Api;
+use crate::support::engine::{EngineSetup, TestEngine};
 
 /// `FLOWD_MAX_BODY` of the server under test.
 const MAX_BODY: usize = 64 * 1024;
-const KEY: &str = "sweep-key-0123456789abcdef";
 /// A flow every kind of trigger reaches, so requests on known ids get past the lookup.
 const SWEEP_FLOW: &str = "id: sweep\ntriggers:\n  - manual: {label: Sweep}\n  - webhook: {path: sweep}\n  - entity: guest\n    on: create\nsteps:\n  - id: m\n    map: {x: 1}\n";
 /// Methods tried on every path; the ones a path does not document must answer 405.
@@ -93,9 +94,12 @@ impl Operation {
 
 /// The server under test and what the sweep knows about it.
 struct Server {
-    flowd: FlowdProcess,
+    engine: TestEngine,
+    /// A client of the live server.
+    api: Api,
     _dir: TempDir,
-    client: reqwest::Client,
+    /// The API key the server asks for.
+    key: String,
     doc: Value,
     /// A run of the sweep flow, for paths that take a run id.
     run_id: String,
@@ -108,16 +112,16 @@ impl Server {
         std::fs::create_dir_all(&flows).unwrap();
         std::fs::write(flows.join("sweep.yaml"), SWEEP_FLOW).unwrap();
         let url = format!("sqlite://{}", dir.path().join("flowd.db").display());
-        let mut env = FlowdEnv::new(url, flows);
-        env.extra = vec![
-            ("FLOWD_MAX_BODY".into(), MAX_BODY.to_string()),
-            ("FLOWD_API_KEYS".into(), KEY.into()),
-        ];
-        let flowd = FlowdProcess::start(&env).await;
+        let mut setup = EngineSetup::new(url, flows);
+        setup.max_body = MAX_BODY;
+        let mut engine = TestEngine::start(&setup).await;
+        let key = engine.add_api_key("sweep").await;
+        let api = Api::new(engine.serve().await);
         let mut server = Server {
-            flowd,
+            engine,
+            api,
             _dir: dir,
-            client: http_client(),
+            key,
             doc: Value::Null,
             run_id: String::new(),
         };
@@ -132,23 +136,32 @@ impl Server {
         server
     }
 
+    /// `Authorization: Bearer <the key>`.
+    fn bearer(&self) -> Option<HeaderValue> {
+        Some(HeaderValue::from_str(&format!("Bearer {}", self.key)).unwrap())
+    }
+
     /// A well-formed request with the key; the answer as JSON.
     async fn call(&self, method: Method, target: &str, body: Option<Value>) -> (u16, Value) {
-        let mut request = self
-            .client
-            .request(method, format!("{}{target}", self.flowd.base_url))
-            .header(AUTHORIZATION, format!("Bearer {KEY}"));
-        if let Some(body) = body {
-            request = request
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.to_string());
-        }
-        let response = request.send().await.expect("the request is answered");
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await.expect("the answer is read");
-        let value = serde_json::from_slice(&bytes)
-            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        (status, value)
+        let mut request = Request::builder()
+            .method(method)
+            .uri(target)
+            .header(AUTHORIZATION, format!("Bearer {}", self.key));
+        let body = match body {
+            Some(body) => {
+                request = request.header(CONTENT_TYPE, "application/json");
+                body.to_string().into_bytes()
+            }
+            None => Vec::new(),
+        };
+        let answer = self
+            .api
+            .send(request.body(body).expect("a request"))
+            .await
+            .expect("the request is answered");
+        let value =
+            serde_json::from_slice(&answer.body).unwrap_or_else(|_| Value::String(answer.text()));
+        (answer.status.as_u16(), value)
     }
 
     fn operations(&self) -> Vec<Operation> {
@@ -197,29 +210,25 @@ impl Server {
         probe: &Probe,
         error_shape: &jsonschema::Validator,
     ) -> Result<(), String> {
-        let mut request = self
-            .client
-            .request(
-                probe.method.clone(),
-                format!("{}{}", self.flowd.base_url, probe.target),
-            )
-            .body(probe.body.clone());
+        let mut request = Request::builder()
+            .method(probe.method.clone())
+            .uri(&probe.target);
         if let Some(content_type) = probe.content_type {
             request = request.header(CONTENT_TYPE, content_type);
         }
         if let Some(authorization) = &probe.authorization {
             request = request.header(AUTHORIZATION, authorization.clone());
         }
-        let response = request
-            .send()
+        let request = request
+            .body(probe.body.clone())
+            .map_err(|e| format!("the probe is not a request: {e}"))?;
+        let answer = self
+            .api
+            .send(request)
             .await
-            .map_err(|e| format!("no answer (connection dropped?): {e:?}"))?;
-        let status = response.status();
-        let bytes = response
-            .bytes()
-            .await
-            .map_err(|e| format!("{status}, body not read: {e:?}"))?;
-        let text = String::from_utf8_lossy(&bytes);
+            .map_err(|e| format!("no answer (connection dropped?) or body not read: {e}"))?;
+        let (status, bytes) = (answer.status, &answer.body);
+        let text = String::from_utf8_lossy(bytes);
         let ok = match probe.expect {
             Expect::Status(code) => status.as_u16() == code,
             Expect::ClientError => status.is_client_error(),
@@ -232,7 +241,7 @@ impl Server {
             ));
         }
         if status.is_client_error() {
-            let body: Value = serde_json::from_slice(&bytes)
+            let body: Value = serde_json::from_slice(bytes)
                 .map_err(|e| format!("{status} answer is not JSON ({e}): {text:.300}"))?;
             let problems: Vec<String> = error_shape
                 .iter_errors(&body)
@@ -252,20 +261,15 @@ impl Server {
 
     async fn healthy(&self) -> Result<(), String> {
         let response = self
-            .client
-            .get(format!("{}/healthz", self.flowd.base_url))
-            .send()
+            .api
+            .call("GET", "/healthz", None, &[])
             .await
-            .map_err(|e| format!("/healthz does not answer: {e:?}"))?;
-        match response.status() {
+            .map_err(|e| format!("/healthz does not answer: {e}"))?;
+        match response.status {
             StatusCode::OK => Ok(()),
             other => Err(format!("/healthz answered {other}")),
         }
     }
-}
-
-fn bearer() -> Option<HeaderValue> {
-    Some(HeaderValue::from_str(&format!("Bearer {KEY}")).unwrap())
 }
 
 /// `path` with each `{…}` replaced by `id` (already percent-encoded).
@@ -479,7 +483,11 @@ impl<'a> Prober<'a> {
             target,
             content_type,
             body,
-            authorization: if self.op.secured() { bearer() } else { None },
+            authorization: if self.op.secured() {
+                self.server.bearer()
+            } else {
+                None
+            },
             expect,
         });
     }
@@ -661,7 +669,7 @@ const MALFORMED_JSON: [&[u8]; 6] = [
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_malformed_input_with_a_4xx_in_the_error_shape() {
-    let server = Server::start().await;
+    let mut server = Server::start().await;
     let error_shape = server.validator(&json!({"$ref": "#/components/schemas/ErrorBody"}));
     let operations = server.operations();
     let mut failures = Vec::new();
@@ -674,11 +682,7 @@ async fn every_route_answers_malformed_input_with_a_4xx_in_the_error_shape() {
             }
         }
         if let Err(problem) = server.healthy().await {
-            panic!(
-                "after {}: {problem}\n{}",
-                op.name(),
-                server.flowd.stderr_tail()
-            );
+            panic!("after {}: {problem}", op.name());
         }
     }
     // Methods a path does not take answer 405, in our shape.
@@ -698,7 +702,7 @@ async fn every_route_answers_malformed_input_with_a_4xx_in_the_error_shape() {
                 target: fill(path, &server.known_id(path)),
                 content_type: None,
                 body: Vec::new(),
-                authorization: bearer(),
+                authorization: server.bearer(),
                 expect: Expect::Status(405),
             };
             sent += 1;
@@ -708,17 +712,16 @@ async fn every_route_answers_malformed_input_with_a_4xx_in_the_error_shape() {
         }
     }
     server.healthy().await.expect("the server still answers");
-    let (lines, _) = server.flowd.output_lines();
-    let panics: Vec<&String> = lines.iter().filter(|l| l.contains("panicked")).collect();
+    let panics = server.engine.panics().await;
     assert!(panics.is_empty(), "the server panicked: {panics:#?}");
     assert!(
         failures.is_empty(),
-        "{} of {sent} probes failed:\n{}\n{}",
+        "{} of {sent} probes failed:\n{}",
         failures.len(),
         failures.join("\n"),
-        server.flowd.stderr_tail()
     );
     assert!(sent > 500, "only {sent} probes");
+    server.engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -786,4 +789,5 @@ async fn good_requests_get_the_answers_the_document_describes() {
             "{method} {target} → {status}: {problems:#?}\n{answer}"
         );
     }
+    server.engine.stop().await;
 }

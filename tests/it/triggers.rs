@@ -1,20 +1,23 @@
-//! How runs begin, through the real `flowd serve`: entity events with their filters, batches and
-//! duplicates; manual actions with `?wait=`; cron schedules (also two engines on one
-//! database); inbound webhooks with Standard Webhooks signatures.
-
-mod support;
+//! How runs begin, through the API of an engine in the test process: entity events with their
+//! filters, batches and duplicates; manual actions with `?wait=`; cron schedules (also two
+//! engines on one database). Inbound webhooks with Standard Webhooks signatures run against the
+//! real `flowd serve`, since their secret is configured through the environment.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use axum::http::Request;
 use chrono::{DateTime, Utc};
 use flowd::outbound::sign::sign;
 use flowd::store::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::flowd::{Api, FlowdEnv, FlowdProcess};
-use support::sink::Sink;
+
+use crate::support::api::Api;
+use crate::support::engine::{EngineSetup, TestEngine};
+use crate::support::flowd::{FlowdEnv, FlowdProcess};
+use crate::support::sink::Sink;
 
 const PATIENCE: Duration = Duration::from_secs(90);
 const HOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -43,8 +46,8 @@ steps:
 "#,
         )],
     );
-    let flowd = FlowdProcess::start(&FlowdEnv::new(sqlite_url(dir.path()), flows)).await;
-    let api = flowd.api();
+    let engine = TestEngine::start(&EngineSetup::new(sqlite_url(dir.path()), flows)).await;
+    let api = engine.api();
     let cases = [
         (
             json!({"entity": "guest", "action": "create", "id": 7}),
@@ -109,6 +112,7 @@ steps:
             );
         }
     }
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -121,8 +125,8 @@ async fn batches_duplicates_and_bad_events() {
             "id: count\ntriggers:\n  - entity: guest\n    on: create\nsteps:\n  - id: m\n    map: {id: \"{{entity.id}}\"}\n",
         )],
     );
-    let flowd = FlowdProcess::start(&FlowdEnv::new(sqlite_url(dir.path()), flows)).await;
-    let api = flowd.api();
+    let engine = TestEngine::start(&EngineSetup::new(sqlite_url(dir.path()), flows)).await;
+    let api = engine.api();
 
     // 1,000 events in one request: 1,000 runs, every one completes.
     let batch: Vec<Value> = (0..1000)
@@ -178,6 +182,7 @@ async fn batches_duplicates_and_bad_events() {
         1000,
         "nothing stored"
     );
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -211,8 +216,8 @@ steps:
             ),
         ],
     );
-    let flowd = FlowdProcess::start(&FlowdEnv::new(sqlite_url(dir.path()), flows)).await;
-    let api = flowd.api();
+    let engine = TestEngine::start(&EngineSetup::new(sqlite_url(dir.path()), flows)).await;
+    let api = engine.api();
 
     let (status, run) = request(
         &api,
@@ -302,6 +307,7 @@ steps:
     );
     let (_, none) = request(&api, "GET", "/api/v1/actions?entity=guest", None).await;
     assert_eq!(none, json!({"items": []}));
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -325,27 +331,31 @@ async fn webhooks_verify_signatures_and_run_once() {
         .push(("FLOWD_SECRET_HOOK".into(), HOOK_SECRET.into()));
     let flowd = FlowdProcess::start(&env).await;
     let api = flowd.api();
-    let client = reqwest::Client::new();
-    let url = format!("{}/hooks/shop/orders", api.base_url);
     let body = br#"{"order":"A-17"}"#;
     let now = Utc::now().timestamp();
+    let hook = |headers: &[(&str, String)]| {
+        let mut request =
+            Request::post("/hooks/shop/orders").header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, value);
+        }
+        request.body(body.to_vec()).expect("a request")
+    };
     let signed = |id: &str, timestamp: i64, secret: &str| {
         let signature = sign(secret, id, timestamp, body).expect("sign");
-        client
-            .post(&url)
-            .header("content-type", "application/json")
-            .header("webhook-id", id)
-            .header("webhook-timestamp", timestamp.to_string())
-            .header("webhook-signature", signature)
-            .body(body.to_vec())
+        hook(&[
+            ("webhook-id", id.to_owned()),
+            ("webhook-timestamp", timestamp.to_string()),
+            ("webhook-signature", signature),
+        ])
     };
 
-    let first = signed("msg_1", now, HOOK_SECRET)
-        .send()
+    let first = api
+        .send(signed("msg_1", now, HOOK_SECRET))
         .await
         .expect("sent");
-    assert_eq!(first.status(), StatusCode::ACCEPTED);
-    let first: Value = serde_json::from_slice(&first.bytes().await.unwrap()).unwrap();
+    assert_eq!(first.status, StatusCode::ACCEPTED);
+    let first: Value = first.json_strict().unwrap();
     let run_id = first["run_id"].as_str().expect("run id").to_owned();
     let run = api
         .wait_for_run(&run_id, |r| r["status"] == "succeeded", PATIENCE)
@@ -353,30 +363,24 @@ async fn webhooks_verify_signatures_and_run_once() {
         .expect("the webhook run completes");
     assert_eq!(run["steps"][0]["output"], json!({"order": "A-17"}));
 
-    let again = signed("msg_1", now, HOOK_SECRET)
-        .send()
+    let again = api
+        .send(signed("msg_1", now, HOOK_SECRET))
         .await
         .expect("sent");
-    assert_eq!(again.status(), StatusCode::ACCEPTED);
-    let again: Value = serde_json::from_slice(&again.bytes().await.unwrap()).unwrap();
+    assert_eq!(again.status, StatusCode::ACCEPTED);
+    let again: Value = again.json_strict().unwrap();
     assert_eq!(again, first, "a repeated webhook-id gets the first answer");
 
     let other_secret = "whsec_dGhpcyBpcyBub3QgdGhlIHNlY3JldA==";
     let rejected = [
         ("wrong secret", signed("msg_2", now, other_secret)),
         ("old timestamp", signed("msg_3", now - 600, HOOK_SECRET)),
-        (
-            "no signature",
-            client
-                .post(&url)
-                .header("content-type", "application/json")
-                .body(body.to_vec()),
-        ),
+        ("no signature", hook(&[])),
     ];
     for (why, request) in rejected {
-        let response = request.send().await.expect("sent");
-        assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{why}");
-        let answer: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+        let response = api.send(request).await.expect("sent");
+        assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{why}");
+        let answer: Value = response.json_strict().unwrap();
         assert_eq!(answer["error"]["code"], "invalid_signature", "{why}");
     }
     let runs = api.list_runs(None).await.expect("runs");
@@ -387,15 +391,20 @@ async fn webhooks_verify_signatures_and_run_once() {
     );
 
     // Unsigned hooks take form and text bodies as input; an unknown path is 404.
-    let form = client
-        .post(format!("{}/hooks/inbox", api.base_url))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body("name=Ada+L&tag=vip")
-        .send()
+    let form = api
+        .call(
+            "POST",
+            "/hooks/inbox",
+            Some((
+                "application/x-www-form-urlencoded",
+                "name=Ada+L&tag=vip".as_bytes(),
+            )),
+            &[],
+        )
         .await
         .expect("sent");
-    assert_eq!(form.status(), StatusCode::ACCEPTED);
-    let form: Value = serde_json::from_slice(&form.bytes().await.unwrap()).unwrap();
+    assert_eq!(form.status, StatusCode::ACCEPTED);
+    let form: Value = form.json_strict().unwrap();
     let run = api
         .wait_for_run(
             form["run_id"].as_str().unwrap(),
@@ -408,14 +417,16 @@ async fn webhooks_verify_signatures_and_run_once() {
         run["trigger"]["input"],
         json!({"name": "Ada L", "tag": "vip"})
     );
-    let text = client
-        .post(format!("{}/hooks/inbox", api.base_url))
-        .header("content-type", "text/plain")
-        .body("hello {{there}}")
-        .send()
+    let text = api
+        .call(
+            "POST",
+            "/hooks/inbox",
+            Some(("text/plain", "hello {{there}}".as_bytes())),
+            &[],
+        )
         .await
         .expect("sent");
-    let text: Value = serde_json::from_slice(&text.bytes().await.unwrap()).unwrap();
+    let text: Value = text.json_strict().unwrap();
     let run = api
         .wait_for_run(
             text["run_id"].as_str().unwrap(),
@@ -455,9 +466,8 @@ async fn schedule_fires_once_per_second(database_url: &str, dir: &Path) {
             "id: tick\ntriggers:\n  - schedule: {cron: \"* * * * * *\"}\nsteps:\n  - id: m\n    map: {at: \"{{event.occurred_at}}\"}\n",
         )],
     );
-    let env = FlowdEnv::new(database_url, flows);
-    let one = FlowdProcess::start(&env).await;
-    let _two = FlowdProcess::start(&env).await;
+    let one = TestEngine::start(&EngineSetup::new(database_url, &flows)).await;
+    let two = TestEngine::start(&EngineSetup::new(database_url, &flows)).await;
     let api = one.api();
     let deadline = tokio::time::Instant::now() + PATIENCE;
     let runs = loop {
@@ -497,6 +507,8 @@ async fn schedule_fires_once_per_second(database_url: &str, dir: &Path) {
         .filter(|w| (w[1] - w[0]).num_seconds() > 1)
         .count();
     assert!(gaps <= 1, "fire times skip seconds: {fires:?}");
+    one.stop().await;
+    two.stop().await;
 }
 
 fn sqlite_url(dir: &Path) -> String {
@@ -513,25 +525,14 @@ fn write_flows(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
 }
 
 async fn request(api: &Api, method: &str, path: &str, body: Option<Value>) -> (StatusCode, Value) {
-    let client = reqwest::Client::new();
-    let url = format!("{}{path}", api.base_url);
-    let mut request = match method {
-        "GET" => client.get(url),
-        _ => client.post(url),
-    };
-    if let Some(body) = body {
-        request = request
-            .header("content-type", "application/json")
-            .body(body.to_string());
-    }
-    let response = request.send().await.expect("the server answers");
-    let status = response.status();
-    let bytes = response.bytes().await.expect("the body");
-    let value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-        panic!(
-            "{path}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    });
-    (status, value)
+    let body = body.map(|body| body.to_string());
+    let body = body.as_deref().map(|b| ("application/json", b.as_bytes()));
+    let answer = api
+        .call(method, path, body, &[])
+        .await
+        .expect("the server answers");
+    let value = answer
+        .json_strict()
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    (answer.status, value)
 }

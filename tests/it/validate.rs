@@ -16,6 +16,8 @@ use flowd::flow::schema::flow_schema;
 use flowd::flow::validate::{Options, validate_source};
 use flowd::flow::yaml;
 
+use crate::support::flowd::output_within;
+
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/flows")
 }
@@ -186,11 +188,12 @@ fn require_https_rejects_literal_http_urls() {
 }
 
 fn flowd(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_flowd"))
-        .args(args)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run flowd")
+    output_within(
+        Command::new(env!("CARGO_BIN_EXE_flowd"))
+            .args(args)
+            .current_dir(env!("CARGO_MANIFEST_DIR")),
+        None,
+    )
 }
 
 #[test]

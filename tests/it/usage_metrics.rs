@@ -1,10 +1,8 @@
-//! `GET /api/v1/usage` and `GET /metrics` through the real `flowd serve`, on SQLite and on
+//! `GET /api/v1/usage` and `GET /metrics` of an engine in the test process, on SQLite and on
 //! PostgreSQL: the usage counts and the Prometheus counters match the runs a test made (runs
 //! that succeed, one that fails after two refused connections, a notify step that is not HTTP
 //! usage, a rate-limited flow whose waits are counted, a webhook), usage filters and refuses bad
 //! parameters, the metrics text parses, and `/metrics` stays public when the API needs a key.
-
-mod support;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -17,8 +15,10 @@ use flowd::store::{Store, StoreOptions};
 use reqwest::StatusCode;
 use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
-use support::flowd::{Api, FlowdEnv, FlowdProcess};
-use support::sink::Sink;
+
+use crate::support::api::{Answer, Api};
+use crate::support::engine::{EngineSetup, TestEngine};
+use crate::support::sink::Sink;
 
 /// Patience for runs on a loaded 2-core machine; conditions end the wait, not this.
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -43,11 +43,10 @@ async fn usage_and_metrics_follow_runs_on_postgres() {
 async fn usage_and_metrics_follow_runs(database_url: &str, dir: &Path) {
     let sink = Sink::start().await;
     let flows = write_flows(dir, &sink);
-    let flowd = FlowdProcess::start(&FlowdEnv::new(database_url, flows)).await;
-    let api = flowd.api();
-    let client = reqwest::Client::new();
+    let engine = TestEngine::start(&EngineSetup::new(database_url, flows)).await;
+    let api = engine.api();
 
-    let before = scrape(&client, &api).await;
+    let before = scrape(&api).await;
     assert_eq!(before.get("flowd_queue_depth"), Some(&0.0), "{before:?}");
     assert!(
         !before
@@ -56,7 +55,7 @@ async fn usage_and_metrics_follow_runs(database_url: &str, dir: &Path) {
         "no run finished yet: {before:?}"
     );
 
-    let run_ids = start_runs(&client, &api, &sink).await;
+    let run_ids = start_runs(&api, &sink).await;
     let runs = api
         .wait_until_all_terminal(&run_ids, PATIENCE)
         .await
@@ -66,11 +65,11 @@ async fn usage_and_metrics_follow_runs(database_url: &str, dir: &Path) {
 
     let waits = rate_limited_waits(database_url).await;
     assert!(waits > 0, "6 starts at 2/s hold some runs back");
-    check_usage(&client, &api, &runs, waits).await;
-    check_usage_filters(&client, &api, &runs).await;
-    check_bad_usage_queries(&client, &api).await;
+    check_usage(&api, &runs, waits).await;
+    check_usage_filters(&api, &runs).await;
+    check_bad_usage_queries(&api).await;
 
-    let after = scrape(&client, &api).await;
+    let after = scrape(&api).await;
     let expected = parse_metrics(
         r#"flowd_events_ingested_total{entity="guest"} 4
 flowd_events_ingested_total{entity="member"} 6
@@ -100,6 +99,7 @@ flowd_runs_active{status="running"} 0
     );
     // The notify step posts to Slack over HTTP: an attempt of a notify step, not of an http step.
     assert_eq!(sink.requests().len(), 6, "3 pushes and 3 Slack messages");
+    engine.stop().await;
 }
 
 /// Flows: `push` maps a guest, POSTs it to the URL the event names (retrying once) and tells
@@ -154,7 +154,7 @@ steps:
 
 /// Four guests (the last one's target refuses connections), six members, an event no flow
 /// listens to, and a webhook request; returns the ids of the runs they started.
-async fn start_runs(client: &reqwest::Client, api: &Api, sink: &Sink) -> Vec<String> {
+async fn start_runs(api: &Api, sink: &Sink) -> Vec<String> {
     let dead = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a port");
         let addr = listener.local_addr().expect("its address");
@@ -178,15 +178,18 @@ async fn start_runs(client: &reqwest::Client, api: &Api, sink: &Sink) -> Vec<Str
     let mut run_ids: Vec<String> = acks.into_iter().flat_map(|a| a.runs).collect();
     assert_eq!(run_ids.len(), 10, "one run per guest and member");
 
-    let response = client
-        .post(format!("{}/hooks/in", api.base_url))
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(json!({"order": "A-17"}).to_string())
-        .send()
+    let order = json!({"order": "A-17"}).to_string();
+    let response = api
+        .call(
+            "POST",
+            "/hooks/in",
+            Some(("application/json", order.as_bytes())),
+            &[],
+        )
         .await
         .expect("the webhook is answered");
-    assert_eq!(response.status(), StatusCode::ACCEPTED);
-    let answer = json_body(response).await;
+    assert_eq!(response.status, StatusCode::ACCEPTED);
+    let answer = json_body(&response);
     run_ids.push(answer["run_id"].as_str().expect("a run id").to_owned());
     run_ids
 }
@@ -210,29 +213,20 @@ async fn rate_limited_waits(database_url: &str) -> i64 {
 }
 
 /// GET `path_and_query` and its status and JSON body.
-async fn get_json(
-    client: &reqwest::Client,
-    api: &Api,
-    path_and_query: &str,
-) -> (StatusCode, Value) {
-    let response = client
-        .get(format!("{}{path_and_query}", api.base_url))
-        .send()
+async fn get_json(api: &Api, path_and_query: &str) -> (StatusCode, Value) {
+    let response = api
+        .call("GET", path_and_query, None, &[])
         .await
         .expect("the server answers");
-    let status = response.status();
-    let body = json_body(response).await;
-    (status, body)
+    (response.status, json_body(&response))
 }
 
-async fn json_body(response: reqwest::Response) -> Value {
-    let bytes = response.bytes().await.expect("the answer's body");
-    serde_json::from_slice(&bytes)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(&bytes)))
+fn json_body(response: &Answer) -> Value {
+    response.json_strict().unwrap_or_else(|e| panic!("{e}"))
 }
 
-async fn usage(client: &reqwest::Client, api: &Api, query: &str) -> Vec<Value> {
-    let (status, body) = get_json(client, api, &format!("/api/v1/usage{query}")).await;
+async fn usage(api: &Api, query: &str) -> Vec<Value> {
+    let (status, body) = get_json(api, &format!("/api/v1/usage{query}")).await;
     assert_eq!(status, StatusCode::OK, "{query}: {body}");
     body["items"].as_array().expect("items").clone()
 }
@@ -278,14 +272,9 @@ fn totals(items: &[Value], days: &BTreeSet<String>) -> HashMap<String, [i64; 5]>
     totals
 }
 
-async fn check_usage(
-    client: &reqwest::Client,
-    api: &Api,
-    runs: &HashMap<String, Value>,
-    waits: i64,
-) {
+async fn check_usage(api: &Api, runs: &HashMap<String, Value>, waits: i64) {
     let days = creation_days(runs);
-    let items = usage(client, api, "").await;
+    let items = usage(api, "").await;
     let totals = totals(&items, &days);
     assert_eq!(totals.len(), 3, "{items:?}");
     // 3 + 1 runs; 3 delivered at once, 2 refused tries of the failed one; Slack is not counted.
@@ -306,15 +295,15 @@ async fn check_usage(
     assert_eq!(order, sorted, "newest day first, then by flow");
 }
 
-async fn check_usage_filters(client: &reqwest::Client, api: &Api, runs: &HashMap<String, Value>) {
+async fn check_usage_filters(api: &Api, runs: &HashMap<String, Value>) {
     let days = creation_days(runs);
     let (first, last) = (days.first().expect("a day"), days.last().expect("a day"));
-    let push = usage(client, api, "?flow=push").await;
+    let push = usage(api, "?flow=push").await;
     assert!(
         !push.is_empty() && push.iter().all(|i| i["flow"] == "push"),
         "{push:?}"
     );
-    let both = usage(client, api, &format!("?since={first}&until={last}")).await;
+    let both = usage(api, &format!("?since={first}&until={last}")).await;
     assert_eq!(
         totals(&both, &days).len(),
         3,
@@ -327,23 +316,20 @@ async fn check_usage_filters(client: &reqwest::Client, api: &Api, runs: &HashMap
         .expect("a run");
     let after = (newest + chrono::Duration::milliseconds(1)).to_rfc3339();
     let query = format!("?since={}", urlencode(&after));
-    assert!(
-        usage(client, api, &query).await.is_empty(),
-        "no run after {after}"
-    );
+    assert!(usage(api, &query).await.is_empty(), "no run after {after}");
     let before_first = format!("?until={}", urlencode(&format!("{first}T00:00:00Z")));
-    assert!(usage(client, api, &before_first).await.is_empty());
-    assert!(usage(client, api, "?flow=nope").await.is_empty());
+    assert!(usage(api, &before_first).await.is_empty());
+    assert!(usage(api, "?flow=nope").await.is_empty());
 }
 
-async fn check_bad_usage_queries(client: &reqwest::Client, api: &Api) {
+async fn check_bad_usage_queries(api: &Api) {
     for (query, named) in [
         ("?since=yesterday", "since"),
         ("?until=2026-02-30", "until"),
         ("?since=2026-11-24&until=2026-11-23", "since"),
         ("?flow=push&day=2026-11-23", "day"),
     ] {
-        let (status, body) = get_json(client, api, &format!("/api/v1/usage{query}")).await;
+        let (status, body) = get_json(api, &format!("/api/v1/usage{query}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
         assert_eq!(body["error"]["code"], "bad_request", "{query}: {body}");
         let message = body["error"]["message"].as_str().unwrap_or_default();
@@ -357,19 +343,18 @@ fn urlencode(text: &str) -> String {
 
 /// Scrapes `/metrics`, checks the content type and that every line is a comment or
 /// `name{labels} value`, and returns the samples by series (`name{labels}`).
-async fn scrape(client: &reqwest::Client, api: &Api) -> HashMap<String, f64> {
-    let response = client
-        .get(format!("{}/metrics", api.base_url))
-        .send()
+async fn scrape(api: &Api) -> HashMap<String, f64> {
+    let response = api
+        .call("GET", "/metrics", None, &[])
         .await
         .expect("the server answers");
-    assert_eq!(response.status(), StatusCode::OK);
-    let content_type = response.headers()[reqwest::header::CONTENT_TYPE]
+    assert_eq!(response.status, StatusCode::OK);
+    let content_type = response.headers[reqwest::header::CONTENT_TYPE]
         .to_str()
         .unwrap_or_default()
         .to_owned();
     assert_eq!(content_type, "text/plain; version=0.0.4");
-    let text = response.text().await.expect("the metrics text");
+    let text = String::from_utf8(response.body.to_vec()).expect("the metrics text");
     parse_metrics(&text)
 }
 
@@ -442,23 +427,27 @@ async fn metrics_stay_public_when_the_api_needs_a_key() {
     let flows = dir.path().join("flows");
     std::fs::create_dir_all(&flows).expect("create the flows folder");
     let url = format!("sqlite://{}", dir.path().join("flowd.db").display());
-    let mut env = FlowdEnv::new(url, flows);
-    env.extra
-        .push(("FLOWD_API_KEYS".into(), "fk_usage_test_key".into()));
-    let flowd = FlowdProcess::start(&env).await;
-    let client = reqwest::Client::new();
-    let usage_url = format!("{}/api/v1/usage", flowd.base_url);
-    let response = client.get(&usage_url).send().await.expect("an answer");
-    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
-    let response = client
-        .get(&usage_url)
-        .bearer_auth("fk_usage_test_key")
-        .send()
+    let engine = TestEngine::start(&EngineSetup::new(url, flows)).await;
+    let key = engine.add_api_key("usage").await;
+    let api = engine.api();
+    let response = api
+        .call("GET", "/api/v1/usage", None, &[])
         .await
         .expect("an answer");
-    assert_eq!(response.status(), StatusCode::OK);
-    let body = json_body(response).await;
+    assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+    let response = api
+        .call(
+            "GET",
+            "/api/v1/usage",
+            None,
+            &[("authorization", &format!("Bearer {key}"))],
+        )
+        .await
+        .expect("an answer");
+    assert_eq!(response.status, StatusCode::OK);
+    let body = json_body(&response);
     assert_eq!(body, json!({"items": []}));
-    let metrics = scrape(&client, &flowd.api()).await;
+    let metrics = scrape(&api).await;
     assert_eq!(metrics.get("flowd_queue_depth"), Some(&0.0), "{metrics:?}");
+    engine.stop().await;
 }

@@ -1,8 +1,6 @@
-//! Run-level controls through the real `flowd serve`: per-flow `concurrency` and `rate_limit`
+//! Run-level controls, through the API of an engine in the test process: per-flow `concurrency` and `rate_limit`
 //! (excess runs wait, none is dropped; held in the database, so on PostgreSQL too), and the
 //! run API's cancel, retry and replay.
-
-mod support;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -12,8 +10,10 @@ use chrono::{DateTime, Utc};
 use flowd::store::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::flowd::{Api, FlowdEnv, FlowdProcess};
-use support::sink::{Behaviour, Failure, Sink, most_open_at_once};
+
+use crate::support::api::Api;
+use crate::support::engine::{EngineSetup, TestEngine};
+use crate::support::sink::{Behaviour, Failure, Sink, most_open_at_once};
 
 /// Patience for runs on a loaded 2-core machine; conditions end the wait, not this.
 const PATIENCE: Duration = Duration::from_secs(90);
@@ -121,8 +121,8 @@ steps:
             url = sink.url("/slow")
         ),
     );
-    let flowd = FlowdProcess::start(&FlowdEnv::new(sqlite_url(dir.path()), flows)).await;
-    let api = flowd.api();
+    let engine = TestEngine::start(&EngineSetup::new(sqlite_url(dir.path()), flows)).await;
+    let api = engine.api();
 
     // A run in its hour-long delay is cancelled at once.
     let waiting = post_event(
@@ -179,6 +179,7 @@ steps:
         "no step runs after a cancel: {run}"
     );
     assert_eq!(sink.count(), 1, "nothing is sent after the cancel");
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -207,8 +208,8 @@ steps:
             sink.url("/push")
         ),
     );
-    let flowd = FlowdProcess::start(&FlowdEnv::new(sqlite_url(dir.path()), flows)).await;
-    let api = flowd.api();
+    let engine = TestEngine::start(&EngineSetup::new(sqlite_url(dir.path()), flows)).await;
+    let api = engine.api();
     let run_id = post_event(
         &api,
         json!({"entity": "guest", "action": "create", "id": "7"}),
@@ -270,9 +271,10 @@ steps:
         requests[2].json().map(|b| b["guest"].clone()),
         Some(json!("7"))
     );
+    engine.stop().await;
 }
 
-/// Starts flowd with one flow under `setting` that POSTs each guest to `sink`, posts `n` guest
+/// Starts an engine with one flow under `setting` that POSTs each guest to `sink`, posts `n` guest
 /// events and returns the runs once they all ended, each checked to have succeeded.
 async fn run_limited_flow(
     database_url: &str,
@@ -295,8 +297,8 @@ steps:
         sink.url("/limited")
     );
     let flows = write_flow(dir, "limited.yaml", &flow);
-    let flowd = FlowdProcess::start(&FlowdEnv::new(database_url, flows)).await;
-    let api = flowd.api();
+    let engine = TestEngine::start(&EngineSetup::new(database_url, flows)).await;
+    let api = engine.api();
     let run_ids = post_guests(&api, n).await;
     let runs = api
         .wait_until_all_terminal(&run_ids, PATIENCE)
@@ -306,6 +308,7 @@ steps:
         runs.values().all(|r| r["status"] == "succeeded"),
         "{runs:?}"
     );
+    engine.stop().await;
     runs
 }
 
@@ -339,20 +342,14 @@ async fn post_event(api: &Api, event: Value) -> String {
 }
 
 async fn post(api: &Api, path: &str) -> (StatusCode, Value) {
-    let response = reqwest::Client::new()
-        .post(format!("{}{path}", api.base_url))
-        .send()
+    let answer = api
+        .call("POST", path, None, &[])
         .await
         .expect("the server answers");
-    let status = response.status();
-    let bytes = response.bytes().await.expect("the answer's body");
-    let body = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-        panic!(
-            "{path}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    });
-    (status, body)
+    let body = answer
+        .json_strict()
+        .unwrap_or_else(|e| panic!("{path}: {e}"));
+    (answer.status, body)
 }
 
 fn time(value: &Value) -> DateTime<Utc> {

@@ -4,9 +4,10 @@
 //! and decoded body. Tests can make it refuse a recipient, greet with `421`, or answer `451` to
 //! DATA, to exercise the retry decisions end to end over a real socket rather than a mock.
 //!
-//! Include it from an integration test with `#[path = "support/smtp.rs"] mod smtp;`.
+//! The integration tests reach it as `support::smtp`; the unit tests of `src/step/notify/email.rs`
+//! include it by path.
 
-// Each test binary that includes this file uses a different part of it.
+// The integration tests and the unit tests of `email.rs` each use a different part of it.
 #![allow(dead_code)]
 
 use std::collections::HashMap;

@@ -4,16 +4,16 @@
 //! that validate, are skipped or overwritten as asked, and serve again as file flows with the
 //! same definition.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::flowd::{FlowdEnv, FlowdProcess};
-use support::sink::{Behaviour, Failure, Sink};
+
+use crate::support::api::Api;
+use crate::support::flowd::{FlowdEnv, FlowdProcess, output_within, wait_within};
+use crate::support::sink::{Behaviour, Failure, Sink};
 
 const SECRET: &str = "tok-9f8e7d6c5b4a";
 
@@ -75,25 +75,10 @@ fn workspace(files: &[(&str, &str)]) -> tempfile::TempDir {
 /// (the sink answers on it meanwhile).
 async fn flowd(dir: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut command = command(dir, args);
-    command
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
     let stdin = stdin.map(str::to_owned);
-    tokio::task::spawn_blocking(move || {
-        let mut child = command.spawn().expect("spawn flowd");
-        if let (Some(text), Some(mut pipe)) = (stdin, child.stdin.take()) {
-            use std::io::Write;
-            pipe.write_all(text.as_bytes()).expect("write stdin");
-        }
-        child.wait_with_output().expect("flowd runs")
-    })
-    .await
-    .expect("the blocking task ends")
+    tokio::task::spawn_blocking(move || output_within(&mut command, stdin.as_deref()))
+        .await
+        .expect("the blocking task ends")
 }
 
 /// `flowd ARGS` in `dir`, with the test's secret and none of the developer's `FLOWD_*` settings.
@@ -409,23 +394,19 @@ fn json_flow() -> Value {
 }
 
 async fn send(
-    base: &str,
+    api: &Api,
     method: &str,
     path: &str,
     body: Option<(&str, String)>,
 ) -> (StatusCode, Value) {
-    let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut request = client.request(method, format!("{base}{path}"));
-    if let Some((content_type, body)) = body {
-        request = request.header("content-type", content_type).body(body);
-    }
-    let response = request.send().await.expect("the server answers");
-    let status = response.status();
-    let bytes = response.bytes().await.unwrap();
+    let body = body.as_ref().map(|(t, b)| (*t, b.as_bytes()));
+    let answer = api
+        .call(method, path, body, &[])
+        .await
+        .expect("the server answers");
     (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        answer.status,
+        serde_json::from_slice(&answer.body).unwrap_or(Value::Null),
     )
 }
 
@@ -444,9 +425,9 @@ async fn export_writes_files_that_validate_and_serve_as_the_same_flows() {
         dir.path().join("flows"),
     ))
     .await;
-    let base = server.base_url.clone();
+    let api = server.api();
     let (status, body) = send(
-        &base,
+        &api,
         "POST",
         "/api/v1/flows",
         Some(("application/yaml", YAML_FLOW.into())),
@@ -454,7 +435,7 @@ async fn export_writes_files_that_validate_and_serve_as_the_same_flows() {
     .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let (status, body) = send(
-        &base,
+        &api,
         "POST",
         "/api/v1/flows",
         Some(("application/json", json_flow().to_string())),
@@ -463,7 +444,7 @@ async fn export_writes_files_that_validate_and_serve_as_the_same_flows() {
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let mut definitions = Vec::new();
     for id in ["greet", "from-json"] {
-        let (status, flow) = send(&base, "GET", &format!("/api/v1/flows/{id}"), None).await;
+        let (status, flow) = send(&api, "GET", &format!("/api/v1/flows/{id}"), None).await;
         assert_eq!(status, StatusCode::OK, "{flow}");
         definitions.push(flow["definition"].clone());
     }
@@ -526,13 +507,7 @@ async fn export_writes_files_that_validate_and_serve_as_the_same_flows() {
     let served =
         FlowdProcess::start(&FlowdEnv::new(sqlite_url(second.path()), exported.clone())).await;
     for (id, definition) in ["greet", "from-json"].iter().zip(&definitions) {
-        let (status, flow) = send(
-            &served.base_url,
-            "GET",
-            &format!("/api/v1/flows/{id}"),
-            None,
-        )
-        .await;
+        let (status, flow) = send(&served.api(), "GET", &format!("/api/v1/flows/{id}"), None).await;
         assert_eq!(status, StatusCode::OK, "{flow}");
         assert_eq!(
             (flow["source"].as_str(), &flow["definition"]),
@@ -624,7 +599,7 @@ async fn ctrl_c_cancels_a_waiting_run() {
         .status()
         .expect("run kill");
     assert!(sent.success());
-    let status = tokio::task::spawn_blocking(move || child.wait().expect("flowd run ends"))
+    let status = tokio::task::spawn_blocking(move || wait_within(&mut child))
         .await
         .unwrap();
     reader.join().expect("the reader ends at EOF");

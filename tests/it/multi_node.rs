@@ -9,8 +9,6 @@
 //! then one node is killed with SIGKILL in the middle of a batch, and the other takes over every
 //! run it held once the lease expired, recording no step as succeeded twice.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,8 +21,9 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
-use support::flowd::{Api, FlowdEnv, FlowdProcess};
-use support::sink::{Behaviour, Sink, most_open_at_once};
+use crate::support::api::Api;
+use crate::support::flowd::{FlowdEnv, FlowdProcess};
+use crate::support::sink::{Behaviour, Sink, most_open_at_once};
 
 const EVENTS: usize = 2_000;
 const BATCH: usize = 50;

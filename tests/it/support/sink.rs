@@ -7,9 +7,6 @@
 //! It stands in for "the CRM" of a flow's `http` step, as svix's `tests/it/utils` receiver does,
 //! so delivery guarantees are checked over a real socket and counted where they land.
 
-// Each test binary that includes the support modules uses a different part of them.
-#![allow(dead_code)]
-
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -135,10 +132,6 @@ impl Sink {
             shared,
             server,
         }
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
     }
 
     /// `http://127.0.0.1:PORT<path>`; `path` starts with `/`.
@@ -293,15 +286,6 @@ fn json(status: StatusCode, body: &'static str) -> Response {
 mod tests {
     use super::*;
 
-    fn client() -> reqwest::Client {
-        if rustls::crypto::CryptoProvider::get_default().is_none()
-            && let Err(_lost_race) = rustls::crypto::ring::default_provider().install_default()
-        {
-            eprintln!("another thread installed a rustls crypto provider first");
-        }
-        reqwest::Client::builder().no_proxy().build().unwrap()
-    }
-
     #[tokio::test]
     async fn fails_the_first_requests_then_accepts_and_counts_keys() {
         let sink = Sink::start_with(Behaviour {
@@ -312,7 +296,7 @@ mod tests {
             delay: Duration::ZERO,
         })
         .await;
-        let client = client();
+        let client = crate::support::api::http_client();
         let mut answers = Vec::new();
         for key in ["a", "a", "a", "b"] {
             let response = client

@@ -1,25 +1,26 @@
 //! API keys (from `flowd keys` and `FLOWD_API_KEYS`), the refusal to run open on a public
 //! address, `flowd migrate`, and the error shape of oversized bodies and wrong methods.
 
-mod support;
-
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::flowd::{FlowdEnv, FlowdProcess};
+
+use crate::support::api::Api;
+use crate::support::flowd::{FlowdEnv, FlowdProcess, output_within};
 
 fn flowd(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_flowd"))
-        .args(args)
-        .env("FLOWD_DATABASE_URL", sqlite_url(dir))
-        .env_remove("FLOWD_API_KEYS")
-        .env("RUST_LOG", "warn")
-        .current_dir(dir)
-        .output()
-        .expect("run flowd");
+    let output = output_within(
+        Command::new(env!("CARGO_BIN_EXE_flowd"))
+            .args(args)
+            .env("FLOWD_DATABASE_URL", sqlite_url(dir))
+            .env_remove("FLOWD_API_KEYS")
+            .env("RUST_LOG", "warn")
+            .current_dir(dir),
+        None,
+    );
     (
         output.status.success(),
         String::from_utf8_lossy(&output.stdout).into_owned(),
@@ -31,17 +32,19 @@ fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("flowd.db").display())
 }
 
-async fn get(base: &str, path: &str, key: Option<&str>) -> (StatusCode, Value) {
-    let mut request = reqwest::Client::new().get(format!("{base}{path}"));
-    if let Some(key) = key {
-        request = request.bearer_auth(key);
-    }
-    let response = request.send().await.expect("the server answers");
-    let status = response.status();
-    let bytes = response.bytes().await.unwrap();
+async fn get(api: &Api, path: &str, key: Option<&str>) -> (StatusCode, Value) {
+    let bearer = key.map(|key| format!("Bearer {key}"));
+    let headers: Vec<(&str, &str)> = bearer
+        .iter()
+        .map(|b| ("authorization", b.as_str()))
+        .collect();
+    let answer = api
+        .call("GET", path, None, &headers)
+        .await
+        .expect("the server answers");
     (
-        status,
-        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        answer.status,
+        serde_json::from_slice(&answer.body).unwrap_or(Value::Null),
     )
 }
 
@@ -73,23 +76,23 @@ async fn stored_keys_open_the_api_until_revoked() {
     let flows = dir.path().join("flows");
     std::fs::create_dir_all(&flows).unwrap();
     let server = FlowdProcess::start(&FlowdEnv::new(sqlite_url(dir.path()), flows)).await;
-    let base = server.base_url.clone();
-    let (status, body) = get(&base, "/api/v1/runs", None).await;
+    let api = server.api();
+    let (status, body) = get(&api, "/api/v1/runs", None).await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (StatusCode::UNAUTHORIZED, Some("unauthorized"))
     );
-    let (status, _) = get(&base, "/api/v1/runs", Some("fk_wrong")).await;
+    let (status, _) = get(&api, "/api/v1/runs", Some("fk_wrong")).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
-    let (status, _) = get(&base, "/api/v1/runs", Some(&key)).await;
+    let (status, _) = get(&api, "/api/v1/runs", Some(&key)).await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = get(&base, "/healthz", None).await;
+    let (status, _) = get(&api, "/healthz", None).await;
     assert_eq!(status, StatusCode::OK, "health stays open");
 
     let (ok, _, err) = flowd(dir.path(), &["keys", "revoke", &key[..10]]);
     assert!(ok, "{err}");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    while get(&base, "/api/v1/runs", Some(&key)).await.0 != StatusCode::UNAUTHORIZED {
+    while get(&api, "/api/v1/runs", Some(&key)).await.0 != StatusCode::UNAUTHORIZED {
         assert!(
             tokio::time::Instant::now() < deadline,
             "a revoked key keeps working"
@@ -110,41 +113,40 @@ async fn environment_keys_body_limit_and_methods() {
         .push(("FLOWD_API_KEYS".into(), "alpha-key, beta-key".into()));
     env.extra.push(("FLOWD_MAX_BODY".into(), "2000".into()));
     let server = FlowdProcess::start(&env).await;
-    let base = server.base_url.clone();
+    let api = server.api();
     assert_eq!(
-        get(&base, "/api/v1/flows", None).await.0,
+        get(&api, "/api/v1/flows", None).await.0,
         StatusCode::UNAUTHORIZED
     );
     assert_eq!(
-        get(&base, "/api/v1/flows", Some("beta-key")).await.0,
+        get(&api, "/api/v1/flows", Some("beta-key")).await.0,
         StatusCode::OK
     );
 
-    let client = reqwest::Client::new();
+    let alpha = [("authorization", "Bearer alpha-key")];
     let huge = format!(
         "[{}]",
         vec!["{\"entity\":\"guest\",\"action\":\"create\",\"id\":\"1\"}"; 100].join(",")
     );
-    let response = client
-        .post(format!("{base}/api/v1/events"))
-        .bearer_auth("alpha-key")
-        .header("content-type", "application/json")
-        .body(huge)
-        .send()
+    let response = api
+        .call(
+            "POST",
+            "/api/v1/events",
+            Some(("application/json", huge.as_bytes())),
+            &alpha,
+        )
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
-    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(response.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let body: Value = response.json_strict().unwrap();
     assert_eq!(body["error"]["code"], "payload_too_large");
 
-    let response = client
-        .delete(format!("{base}/api/v1/runs"))
-        .bearer_auth("alpha-key")
-        .send()
+    let response = api
+        .call("DELETE", "/api/v1/runs", None, &alpha)
         .await
         .unwrap();
-    assert_eq!(response.status(), StatusCode::METHOD_NOT_ALLOWED);
-    let body: Value = serde_json::from_slice(&response.bytes().await.unwrap()).unwrap();
+    assert_eq!(response.status, StatusCode::METHOD_NOT_ALLOWED);
+    let body: Value = response.json_strict().unwrap();
     assert_eq!(body["error"]["code"], "method_not_allowed");
 }
 

@@ -1,15 +1,15 @@
-//! Flow management through the real server: API flows (YAML and JSON, revisions, errors), file
+//! Flow management through the API of an engine in the test process: API flows (YAML and JSON, revisions, errors), file
 //! flows (read-only through the API, reloaded when their file changes, a broken file keeps the
 //! last good revision running and shows its error), pause and resume.
-
-mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::flowd::{Api, FlowdEnv, FlowdProcess};
+
+use crate::support::api::Api;
+use crate::support::engine::{EngineSetup, TestEngine};
 
 const PATIENCE: Duration = Duration::from_secs(90);
 
@@ -25,8 +25,8 @@ async fn api_flows_are_created_revised_paused_and_deleted() {
         "id: filed\ntriggers:\n  - manual: {label: Go}\nsteps:\n  - id: m\n    map: {x: 1}\n",
     )
     .unwrap();
-    let flowd = FlowdProcess::start(&FlowdEnv::new(sqlite_url(dir.path()), flows)).await;
-    let api = flowd.api();
+    let engine = TestEngine::start(&EngineSetup::new(sqlite_url(dir.path()), flows)).await;
+    let api = engine.api();
 
     let (status, created) = send(
         &api,
@@ -249,6 +249,7 @@ async fn api_flows_are_created_revised_paused_and_deleted() {
         .map(|f| f["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, vec!["as-json", "filed"]);
+    engine.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -258,8 +259,8 @@ async fn file_flows_reload_and_survive_a_broken_edit() {
     std::fs::create_dir_all(&flows).unwrap();
     let file = flows.join("greet.yaml");
     std::fs::write(&file, API_FLOW).unwrap();
-    let flowd = FlowdProcess::start(&FlowdEnv::new(sqlite_url(dir.path()), flows.clone())).await;
-    let api = flowd.api();
+    let engine = TestEngine::start(&EngineSetup::new(sqlite_url(dir.path()), flows.clone())).await;
+    let api = engine.api();
     let first = one_run(
         &api,
         json!({"entity": "contact", "action": "create", "id": "1", "data": {"name": "Ada"}}),
@@ -316,6 +317,7 @@ async fn file_flows_reload_and_survive_a_broken_edit() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    engine.stop().await;
 }
 
 async fn wait_for_flow(api: &Api, id: &str, done: impl Fn(&Value) -> bool) -> Value {
@@ -352,37 +354,16 @@ async fn send(
     path: &str,
     body: Option<(&str, &str)>,
 ) -> (StatusCode, Value) {
-    let client = reqwest::Client::new();
-    let url = format!("{}{path}", api.base_url);
-    let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
-    let mut request = client.request(method, url);
-    if let Some((content_type, body)) = body {
-        request = request
-            .header("content-type", content_type)
-            .body(body.to_string());
-    }
-    let response = request.send().await.expect("the server answers");
-    let status = response.status();
-    let bytes = response.bytes().await.expect("the body");
-    if bytes.is_empty() {
-        return (status, Value::Null);
-    }
-    let value = serde_json::from_slice(&bytes).unwrap_or_else(|e| {
-        panic!(
-            "{path}: not JSON ({e}): {}",
-            String::from_utf8_lossy(&bytes)
-        )
-    });
-    (status, value)
+    api.request(method, path, body)
+        .await
+        .unwrap_or_else(|e| panic!("the server answers with JSON: {e}"))
 }
 
 async fn raw(api: &Api, path: &str, accept: &str) -> String {
-    let response = reqwest::Client::new()
-        .get(format!("{}{path}", api.base_url))
-        .header("accept", accept)
-        .send()
+    let answer = api
+        .call("GET", path, None, &[("accept", accept)])
         .await
         .expect("the server answers");
-    assert_eq!(response.status(), StatusCode::OK);
-    String::from_utf8(response.bytes().await.unwrap().to_vec()).unwrap()
+    assert_eq!(answer.status, StatusCode::OK);
+    String::from_utf8(answer.body.to_vec()).unwrap()
 }

@@ -1,4 +1,5 @@
-//! The curl examples of docs/api.md, run against a live server. Every `curl` command line of
+//! The curl examples of docs/api.md, run against a live server (an engine of the test process on
+//! `127.0.0.1:0`). Every `curl` command line of
 //! every ```sh / ```bash block is parsed (quotes, `\` continuations, `$VARIABLES`, `# comments`;
 //! the flags -X, -H, -d, --data, --data-raw, --data-binary with `@file`), pointed at the test
 //! server instead of http://127.0.0.1:8080, and sent with reqwest in document order, so the test
@@ -8,16 +9,16 @@
 //! a list). Examples added to the doc are picked up without touching this file, unless they need
 //! state that is not set up here: an unknown `$VARIABLE` or `<placeholder>` fails with its line.
 
-mod support;
-
 use std::collections::HashMap;
 use std::path::Path;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde_json::Value;
-use support::flowd::{FlowdEnv, FlowdProcess};
-use support::sink::Sink;
+
+use crate::support::api::http_client;
+use crate::support::engine::{EngineSetup, TestEngine};
+use crate::support::sink::Sink;
 
 /// The address the examples are written against.
 const DOC_BASE: &str = "http://127.0.0.1:8080";
@@ -151,7 +152,7 @@ fn variable(
         return Err(format!("unclosed ${{{name}"));
     }
     vars.get(name.as_str()).cloned().ok_or_else(|| {
-        format!("unknown variable ${name}: set up what it stands for in tests/api_docs.rs")
+        format!("unknown variable ${name}: set up what it stands for in tests/it/api_docs.rs")
     })
 }
 
@@ -448,13 +449,9 @@ async fn every_curl_example_of_the_api_doc_answers_as_documented() {
     }
     std::fs::write(dir.path().join("my-flow.yaml"), MY_FLOW).unwrap();
     let url = format!("sqlite://{}", dir.path().join("flowd.db").display());
-    let server = FlowdProcess::start(&FlowdEnv::new(url, &flows)).await;
-    let base = server.base_url.clone();
-    let client = reqwest::Client::builder()
-        .no_proxy()
-        .timeout(PATIENCE)
-        .build()
-        .unwrap();
+    let mut engine = TestEngine::start(&EngineSetup::new(url, &flows)).await;
+    let base = engine.serve().await;
+    let client = http_client();
     let vars: HashMap<&str, String> = HashMap::from([
         // The server runs without keys, so any key passes; `auth_and_cli.rs` tests keys.
         ("KEY", "fk_docs_example".to_owned()),
@@ -515,12 +512,12 @@ async fn every_curl_example_of_the_api_doc_answers_as_documented() {
     }
     assert!(
         failures.is_empty(),
-        "{} of {} examples of docs/api.md do not answer as documented:\n{}\n{}",
+        "{} of {} examples of docs/api.md do not answer as documented:\n{}",
         failures.len(),
         examples.len(),
         failures.join("\n"),
-        server.stderr_tail()
     );
+    engine.stop().await;
 }
 
 #[test]

@@ -8,8 +8,6 @@
 //! The PostgreSQL variant runs when `FLOWD_TEST_DATABASE_URL` is set, on a fresh database.
 //! The kill moment is random; set `FLOWD_CRASH_KILL_AFTER_MS` to replay a failing one.
 
-mod support;
-
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,8 +20,9 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
-use support::flowd::{Api, EventAck, FlowdEnv, FlowdProcess};
-use support::sink::{Behaviour, Failure, Sink};
+use crate::support::api::{Api, EventAck};
+use crate::support::flowd::{FlowdEnv, FlowdProcess};
+use crate::support::sink::{Behaviour, Failure, Sink};
 
 const EVENTS: usize = 500;
 const BATCH: usize = 50;
@@ -309,7 +308,7 @@ fn check_crash(
     // Deliveries: at least once per run, at most once more for a push in flight at the kill,
     // the same body on every attempt, and nothing for runs nobody knows about.
     let requests = sink.requests();
-    let mut by_key: BTreeMap<&str, Vec<&support::sink::Recorded>> = BTreeMap::new();
+    let mut by_key: BTreeMap<&str, Vec<&crate::support::sink::Recorded>> = BTreeMap::new();
     for request in &requests {
         match request.idempotency_key() {
             Some(key) => by_key.entry(key).or_default().push(request),

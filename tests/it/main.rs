@@ -1,0 +1,20 @@
+//! The integration tests, in one binary (`cargo test --test it`): one module per area, sharing
+//! the helpers of `support/`. One binary links flowd once instead of once per file, and lets the
+//! test harness run every test of the suite in parallel.
+
+mod support;
+
+mod api_docs;
+mod api_flows;
+mod api_robustness;
+mod architecture;
+mod auth_and_cli;
+mod cli_run_export;
+mod crash;
+mod hostile_input;
+mod multi_node;
+mod run_controls;
+mod steps_e2e;
+mod triggers;
+mod usage_metrics;
+mod validate;
