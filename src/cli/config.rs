@@ -20,8 +20,8 @@ use url::{Host, Url};
 use crate::engine::EngineConfig;
 use crate::engine::auth::{ApiKeys, MIN_KEY_LEN};
 use crate::flow::validate::Options;
-use crate::secrets::{ENV_PREFIX, Secrets};
 use crate::outbound::guard::{NetPolicy, PolicyError};
+use crate::secrets::{ENV_PREFIX, Secrets};
 use crate::step::notify::email::{EmailError, Mailer};
 use crate::store::{StoreError, StoreOptions};
 

@@ -13,9 +13,9 @@ use serde_json::Value;
 use crate::core::status::StepStatus;
 use crate::core::trigger_data::TriggerData;
 use crate::flow::compiled::CompiledFlow;
+use crate::outbound::record::Redactor;
 use crate::runner::context::{RunContext, RunInfo};
 use crate::secrets::Secrets;
-use crate::outbound::record::Redactor;
 use crate::step::{Attempt, CompiledStep, Plan, StepOutcome};
 use crate::store::runs::{AttemptWrite, ClaimedRun, RunState, RunWrite, StepRow, StepWrite};
 

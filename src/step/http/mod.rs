@@ -3,7 +3,6 @@
 //! compilation, and rendering one attempt into an `OutboundRequest` that `crate::outbound` sends
 //! (guard, signing, encoding and recording live there).
 
-
 use std::collections::BTreeMap;
 
 use schemars::JsonSchema;

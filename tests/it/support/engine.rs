@@ -24,7 +24,6 @@ use axum::response::Response;
 use flowd::api;
 use flowd::engine::{Engine, EngineConfig};
 use flowd::runner::worker::{self, RunnerConfig};
-use flowd::store::StoreOptions;
 use flowd::store::nodes::{self, NodeInfo};
 use flowd::trigger::schedule;
 use tokio::net::TcpListener;
@@ -84,11 +83,10 @@ impl TestEngine {
     pub async fn start(setup: &EngineSetup) -> TestEngine {
         refuse_engine_variables();
         init_logging();
-        let engine = Engine::open(EngineConfig {
-            database_url: setup.database_url.clone(),
-            store: StoreOptions::default(),
-            node_id: setup.node_id.clone(),
-        })
+        let engine = Engine::open(EngineConfig::new(
+            setup.database_url.clone(),
+            setup.node_id.clone(),
+        ))
         .await
         .unwrap_or_else(|e| panic!("open the engine on {}: {e}", setup.database_url));
         let flows_dir = setup.flows_dir.clone().filter(|dir| dir.is_dir());
@@ -165,7 +163,7 @@ impl TestEngine {
     /// Stores a new API key, so from now on the API asks for one; returns the key.
     pub async fn add_api_key(&self, name: &str) -> String {
         let now = chrono::Utc::now().timestamp_millis();
-        let (_, key) = flowd::store::api_keys::create(self.engine.store(), name, now)
+        let (_, key) = flowd::store::api_keys::create(self.engine.store().writer(), name, now)
             .await
             .unwrap_or_else(|e| panic!("create an API key: {e}"));
         self.engine
