@@ -6,7 +6,7 @@
 //! - A node that wakes up late (overloaded, suspended) fires only the latest fire time it
 //!   missed, never a burst; on start, each schedule catches up the latest fire time missed since
 //!   its last recorded fire (at most one per flow).
-//! - Daylight-saving changes follow `trigger/cron.rs`: a wall time that does not exist (spring
+//! - Daylight-saving changes follow `flow/cron.rs`: a wall time that does not exist (spring
 //!   forward) fires at the first instant after the gap; a wall time that happens twice (fall
 //!   back) fires once, at its first occurrence.
 
