@@ -127,6 +127,8 @@ fn parse_env(text: &str) -> Result<(String, String), String> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    // Without a provider the first `reqwest::Client` panics (see the note in Cargo.toml).
+    let _already_installed = rustls::crypto::ring::default_provider().install_default();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
