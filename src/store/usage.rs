@@ -37,6 +37,13 @@ pub struct DayUsage {
     pub rate_limited_waits: i64,
 }
 
+impl DayUsage {
+    /// Whether a limit made runs wait that day (`exceeded`): a rate limit put runs off.
+    pub fn exceeded(&self) -> bool {
+        self.rate_limited_waits > 0
+    }
+}
+
 /// Usage per flow and day, newest day first, then by flow id.
 pub async fn usage(
     conn: &impl ConnectionTrait,

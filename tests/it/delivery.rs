@@ -67,18 +67,35 @@ async fn pause_holds(database_url: &str) {
         .wait_for_run(&first, |r| r["status"] == "waiting", PATIENCE)
         .await
         .expect("the first attempt fails and the run waits for its retry");
+    assert_eq!(in_backoff["waiting_reason"], "backoff", "{in_backoff}");
     let (status, _) = send(&api, "POST", "/api/v1/flows/held/pause", None).await;
     assert_eq!(status, StatusCode::OK);
     let mut held = Vec::new();
     for id in ["2", "3", "4"] {
         let run = one_event(&api, id).await;
-        assert_eq!(status_of(&api, &run).await, "held");
+        let shown = api.get_run(&run).await.unwrap().unwrap();
+        assert_eq!(
+            (
+                shown["status"].clone(),
+                shown["waiting_reason"].clone(),
+                shown["wake_at"].clone()
+            ),
+            (json!("held"), json!("held"), Value::Null)
+        );
         held.push(run);
     }
     let wake_at = time(&in_backoff["wake_at"]);
     wait_until(wake_at + chrono::Duration::seconds(2)).await;
     assert_eq!(sink.count(), 1, "nothing is sent while paused");
-    assert_eq!(status_of(&api, &first).await, "waiting");
+    let first_now = api.get_run(&first).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            first_now["status"].clone(),
+            first_now["waiting_reason"].clone()
+        ),
+        (json!("waiting"), json!("held")),
+        "its retry is held while paused"
+    );
 
     let (status, resumed) = send(&api, "POST", "/api/v1/flows/held/resume", None).await;
     assert_eq!(
@@ -147,11 +164,12 @@ async fn delete_stops(database_url: &str) {
         .expect("the first attempt fails and the run waits for its retry");
     let limited = [one_event(&api, "2").await, one_event(&api, "3").await];
     for run in &limited {
-        assert_eq!(
-            status_of(&api, run).await,
-            "pending",
-            "it waits for the rate limit"
-        );
+        let run = api
+            .wait_for_run(run, |r| r["waiting_reason"] == "rate_limited", PATIENCE)
+            .await
+            .expect("the run says it waits for the rate limit");
+        assert_eq!(run["status"], "pending");
+        assert!(run["wake_at"].is_string(), "and until when: {run}");
     }
 
     let (status, _) = send(&api, "DELETE", "/api/v1/flows/doomed", None).await;
@@ -211,10 +229,6 @@ async fn one_event(api: &Api, id: &str) -> String {
         .expect("accepted");
     assert_eq!(acks[0].runs.len(), 1, "one run: {:?}", acks[0].runs);
     acks[0].runs[0].clone()
-}
-
-async fn status_of(api: &Api, run: &str) -> Value {
-    api.get_run(run).await.unwrap().expect("the run")["status"].clone()
 }
 
 /// Waits until the wall clock passes `t`: the condition is the time itself (a retry that
