@@ -241,6 +241,68 @@ pub struct Settings {
     /// held runs, sent after resume; `drop` ignores them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_pause: Option<OnPause>,
+    /// The failure breaker: the flow pauses itself after this many failed runs in a row, or
+    /// when it has failed for this long without a success (`off` to disable). On by default:
+    /// `{after_failed_runs: 50, or_failing_for: 24h}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_pause: Option<AutoPause>,
+}
+
+/// `settings.auto_pause`: limits, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum AutoPause {
+    // No `///` on these variants: schemars would wrap each in an `allOf` without a type, and
+    // validation could no longer tell the word `off` from the mapping by their kinds.
+    Off(Off),
+    Limits(AutoPauseLimits),
+}
+
+/// The word `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Off {
+    Off,
+}
+
+/// When the failure breaker trips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AutoPauseLimits {
+    /// Pause after this many failed runs with no success in between. Default 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub after_failed_runs: Option<u32>,
+    /// Or when the first of the failed runs since the last success is this old. Default 24h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub or_failing_for: Option<Duration>,
+}
+
+impl AutoPauseLimits {
+    pub const DEFAULT_FAILED_RUNS: u32 = 50;
+    pub const DEFAULT_FAILING_FOR: Duration = Duration::from_secs(24 * 3600);
+}
+
+impl Settings {
+    /// The failure breaker's limits: `(failed runs in a row, failing for)`, `None` when off.
+    pub fn auto_pause(settings: Option<&Settings>) -> Option<(u32, Duration)> {
+        let limits = match settings.and_then(|s| s.auto_pause) {
+            Some(AutoPause::Off(_)) => return None,
+            Some(AutoPause::Limits(limits)) => limits,
+            None => AutoPauseLimits {
+                after_failed_runs: None,
+                or_failing_for: None,
+            },
+        };
+        Some((
+            limits
+                .after_failed_runs
+                .unwrap_or(AutoPauseLimits::DEFAULT_FAILED_RUNS),
+            limits
+                .or_failing_for
+                .unwrap_or(AutoPauseLimits::DEFAULT_FAILING_FOR),
+        ))
+    }
 }
 
 /// What a paused flow does with events and webhooks that match it.

@@ -433,6 +433,28 @@ pub async fn set_paused(
     Ok(result.rows_affected() > 0)
 }
 
+/// Pauses a flow for the failure breaker, unless it is paused (or deleted) already: true when
+/// this call paused it, so concurrent failures trip it, and notify, once.
+pub async fn auto_pause(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    id: &str,
+    detail: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let sql = "UPDATE flows SET paused = TRUE, paused_at = ?, pause_reason = ?, pause_detail = ?, updated_at = ? \
+               WHERE id = ? AND NOT paused AND deleted_at IS NULL";
+    let values: Vec<Value> = vec![
+        now.into(),
+        PauseReason::AutoPaused.as_str().into(),
+        detail.to_string().into(),
+        now.into(),
+        id.to_string().into(),
+    ];
+    let result = conn.execute_raw(stmt(backend, sql, values)).await?;
+    Ok(result.rows_affected() > 0)
+}
+
 async fn last_revision(
     conn: &impl ConnectionTrait,
     backend: Backend,

@@ -244,6 +244,22 @@ pub async fn release_held(
     Ok(result.rows_affected())
 }
 
+/// A flow's failed runs since its last succeeded one: how many, and when the first of them
+/// ended. Read after a run fails (not on the hot path), from the `(flow_id, status)` index.
+pub async fn failing_streak(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    flow_id: &str,
+) -> Result<(i64, Option<i64>), StoreError> {
+    let sql = "SELECT COUNT(*) AS n, MIN(finished_at) AS since FROM runs WHERE flow_id = ? AND status = 'failed' \
+               AND finished_at > COALESCE((SELECT MAX(finished_at) FROM runs WHERE flow_id = ? AND status = 'succeeded'), 0)";
+    let values: Vec<Value> = vec![flow_id.to_string().into(), flow_id.to_string().into()];
+    let Some(row) = conn.query_one_raw(stmt(backend, sql, values)).await? else {
+        return Ok((0, None));
+    };
+    Ok((get(&row, "n")?, get(&row, "since")?))
+}
+
 /// Which runs of a flow [`cancel_flow_runs`] cancels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlowRuns {

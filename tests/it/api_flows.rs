@@ -455,7 +455,7 @@ async fn file_flows_reload_and_survive_a_broken_edit() {
     engine.stop().await;
 }
 
-async fn wait_for_flow(api: &Api, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+pub(crate) async fn wait_for_flow(api: &Api, id: &str, done: impl Fn(&Value) -> bool) -> Value {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     loop {
         let (_, flow) = send(api, "GET", &format!("/api/v1/flows/{id}"), None).await;

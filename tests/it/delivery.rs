@@ -12,6 +12,7 @@ use flowd::store::testing::TestDb;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
+use crate::api_flows::wait_for_flow;
 use crate::support::api::Api;
 use crate::support::engine::{EngineSetup, TestEngine};
 use crate::support::sink::{Behaviour, Failure, Sink};
@@ -49,12 +50,76 @@ async fn delete_stops_waiting_and_rate_limited_runs_on_postgres() {
     db.cleanup().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_flow_pauses_itself_and_loses_nothing_on_sqlite() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    auto_pause(&sqlite_url(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_flow_pauses_itself_and_loses_nothing_on_postgres() {
+    let Some(db) = TestDb::postgres().await else {
+        return;
+    };
+    auto_pause(&db.url).await;
+    db.cleanup().await;
+}
+
+/// A flow against an endpoint that answers 500 (to its first three requests) pauses itself
+/// after three failed runs, says so in the inbox, holds the next event, and delivers it once
+/// the endpoint works and the flow is resumed.
+async fn auto_pause(database_url: &str) {
+    let (sink, engine) = start(database_url, 3).await;
+    let api = engine.api();
+    let settings = "auto_pause: {after_failed_runs: 3}\n  retry: {attempts: 1}";
+    create_flow(&api, &flow_yaml("flaky", &sink, settings)).await;
+    for id in ["1", "2", "3"] {
+        let run = one_event(&api, id).await;
+        api.wait_for_run(&run, |r| r["status"] == "failed", PATIENCE)
+            .await
+            .expect("the run fails");
+    }
+    let flow = wait_for_flow(&api, "flaky", |f| f["paused"] == true).await;
+    assert_eq!(flow["pause_reason"], "auto_paused", "{flow}");
+    let detail = flow["pause_detail"].as_str().unwrap_or_default();
+    assert!(detail.contains("3 runs failed in a row"), "{flow}");
+    let (_, inbox) = send(&api, "GET", "/api/v1/notifications", None).await;
+    let notes: Vec<&Value> = inbox["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["flow"] == "flaky")
+        .collect();
+    assert_eq!(notes.len(), 1, "one notification for one trip: {inbox}");
+    assert!(
+        notes[0]["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("3 runs failed"),
+        "{inbox}"
+    );
+
+    let held = one_event(&api, "4").await;
+    let shown = api.get_run(&held).await.unwrap().unwrap();
+    assert_eq!(shown["status"], "held", "{shown}");
+    let (status, _) = send(&api, "POST", "/api/v1/flows/flaky/resume", None).await;
+    assert_eq!(status, StatusCode::OK);
+    api.wait_for_run(&held, |r| r["status"] == "succeeded", PATIENCE)
+        .await
+        .expect("the held run is delivered after the resume");
+    assert_eq!(
+        (sink.count(), sink.deliveries_by_idempotency_key().len()),
+        (4, 1)
+    );
+    engine.stop().await;
+}
+
 /// A flow whose endpoint fails its first answers: one run goes into backoff, the flow is
 /// paused, three more events arrive (held), the endpoint recovers. Until well past the backoff's
 /// wake-up the sink receives nothing; after the resume each run is delivered exactly once.
 /// Paused again, two held runs are discarded by the resume and never sent.
 async fn pause_holds(database_url: &str) {
-    let (sink, engine) = start(database_url).await;
+    let (sink, engine) = start(database_url, 1).await;
     let api = engine.api();
     create_flow(
         &api,
@@ -153,7 +218,7 @@ async fn pause_holds(database_url: &str) {
 /// retry, two wait for the rate limit. Deleting the flow cancels all three (`flow_deleted`) and
 /// nothing is delivered afterwards, even once the retry would have been due.
 async fn delete_stops(database_url: &str) {
-    let (sink, engine) = start(database_url).await;
+    let (sink, engine) = start(database_url, 1).await;
     let api = engine.api();
     let settings = "rate_limit: 1/min\n  retry: {attempts: 5, delay: 1s}";
     create_flow(&api, &flow_yaml("doomed", &sink, settings)).await;
@@ -187,10 +252,10 @@ async fn delete_stops(database_url: &str) {
     engine.stop().await;
 }
 
-/// A sink that fails its first request, and an engine without flow files.
-async fn start(database_url: &str) -> (Sink, TestEngine) {
+/// A sink that answers 500 to its first `failures` requests, and an engine without flow files.
+async fn start(database_url: &str, failures: usize) -> (Sink, TestEngine) {
     let sink = Sink::start_with(Behaviour {
-        fail_first: 1,
+        fail_first: failures,
         failure: Failure::Status(500),
         ..Behaviour::default()
     })

@@ -254,3 +254,42 @@ fn schema_command_prints_the_schema() {
     assert_eq!(printed, flow_schema());
     assert_eq!(printed["title"], "flowd flow");
 }
+
+/// The delivery settings: `on_pause` and `auto_pause` (`off` or limits) are read, and a wrong
+/// value is named at its line.
+#[test]
+fn delivery_settings_validate_with_positions() {
+    let flow = |settings: &str| {
+        format!(
+            "id: d\ntriggers: [{{manual: {{label: Go}}}}]\nsettings:\n  {settings}\nsteps: [{{id: m, map: {{}}}}]\n"
+        )
+    };
+    for good in [
+        "on_pause: drop",
+        "auto_pause: off",
+        "auto_pause: {after_failed_runs: 5}",
+        "auto_pause: {or_failing_for: 5d}",
+    ] {
+        let report = validate_source(&flow(good), None, &Options::default());
+        assert!(
+            report.diagnostics.is_empty(),
+            "{good}: {:?}",
+            report.diagnostics
+        );
+        assert!(report.flow.is_some(), "{good}");
+    }
+    for bad in [
+        "on_pause: keep",
+        "auto_pause: of",
+        "auto_pause: {after_failed_runs: 0}",
+        "auto_pause: {after_failures: 5}",
+    ] {
+        let report = validate_source(&flow(bad), None, &Options::default());
+        assert!(report.flow.is_none(), "{bad} is refused");
+        assert!(
+            report.diagnostics.iter().any(|d| d.line == 4),
+            "{bad}: {:?}",
+            report.diagnostics
+        );
+    }
+}
