@@ -3,6 +3,7 @@
 //! Schema that `flowd schema` prints and that validation checks files against. Step kinds keep
 //! their configuration in `crate::step::<kind>`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
@@ -71,9 +72,62 @@ pub struct EntityTrigger {
     /// Update only: fire only if one of these top-level fields changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<Vec<String>>,
+    /// Field equality without templates: `{store: [S1, S2], "customer.country": IT}`. Every
+    /// key must match; a dotted key reads nested fields of the entity; a list means any of.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matches: Option<BTreeMap<String, OneOrMany<MatchValue>>>,
     /// A template; the trigger fires only when it renders truthy.
     #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
     pub condition: Option<TemplateStr>,
+}
+
+/// One value a `match` key accepts: text, a number or a boolean.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum MatchValue {
+    // No `///` on these variants: validation tells them apart by their JSON types.
+    Text(String),
+    Number(f64),
+    Bool(bool),
+}
+
+impl MatchValue {
+    /// Whether `actual` equals this value, as a person reads them: `7` and `"7"` are equal,
+    /// and so are `true` and `"true"`.
+    pub fn equals(&self, actual: &serde_json::Value) -> bool {
+        use serde_json::Value as V;
+        let number = |text: &str| text.trim().parse::<f64>().ok();
+        match (self, actual) {
+            (MatchValue::Text(t), V::String(s)) => t == s,
+            (MatchValue::Text(t), V::Number(n)) => number(t).is_some_and(|f| n.as_f64() == Some(f)),
+            (MatchValue::Text(t), V::Bool(b)) => *t == b.to_string(),
+            (MatchValue::Number(f), V::Number(n)) => n.as_f64() == Some(*f),
+            (MatchValue::Number(f), V::String(s)) => number(s) == Some(*f),
+            (MatchValue::Bool(b), V::Bool(a)) => a == b,
+            (MatchValue::Bool(b), V::String(s)) => *s == b.to_string(),
+            _ => false,
+        }
+    }
+}
+
+/// Whether `subject` has every field of `filter` at one of its values (`match:`); a dotted key
+/// is a path into nested objects. No filter matches everything.
+pub fn fields_match(
+    filter: Option<&BTreeMap<String, OneOrMany<MatchValue>>>,
+    subject: &serde_json::Value,
+) -> bool {
+    let Some(filter) = filter else {
+        return true;
+    };
+    filter.iter().all(|(path, wanted)| {
+        let actual = path
+            .split('.')
+            .try_fold(subject, |value, key| value.get(key));
+        actual.is_some_and(|actual| match wanted {
+            OneOrMany::One(v) => v.equals(actual),
+            OneOrMany::Many(vs) => vs.iter().any(|v| v.equals(actual)),
+        })
+    })
 }
 
 #[derive(
@@ -427,5 +481,41 @@ impl EntityTrigger {
         self.on
             .as_ref()
             .map_or_else(|| EntityAction::ALL.to_vec(), OneOrMany::to_vec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn match_filters_compare_fields_by_dotted_paths() {
+        let filter: BTreeMap<String, OneOrMany<MatchValue>> = serde_json::from_value(json!({
+            "store": ["S1", "S2"],
+            "customer.country": "IT",
+            "lines": 2,
+            "vip": true,
+        }))
+        .unwrap();
+        let entity =
+            json!({"store": "S2", "customer": {"country": "IT"}, "lines": "2", "vip": true});
+        assert!(fields_match(Some(&filter), &entity));
+        for (key, value) in [
+            ("store", json!("S3")),
+            ("customer", json!({"country": "FR"})),
+            ("lines", json!(3)),
+            ("vip", json!("false")),
+        ] {
+            let mut other = entity.clone();
+            other[key] = value;
+            assert!(!fields_match(Some(&filter), &other), "{other}");
+        }
+        assert!(
+            !fields_match(Some(&filter), &json!({"store": "S1"})),
+            "missing fields"
+        );
+        assert!(fields_match(None, &json!(null)));
     }
 }

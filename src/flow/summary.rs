@@ -8,7 +8,7 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::flow::model::{EntityTrigger, FlowDef, Trigger};
+use crate::flow::model::{EntityTrigger, FlowDef, MatchValue, Trigger};
 use crate::step::notify::Channel;
 
 /// The kind of a trigger.
@@ -76,6 +76,10 @@ fn entity(t: &EntityTrigger) -> TriggerSummary {
     if let Some(fields) = &t.fields {
         filters.push(format!("fields: {}", fields.join(", ")));
     }
+    for (path, wanted) in t.matches.iter().flatten() {
+        let values: Vec<String> = wanted.to_vec().iter().map(match_text).collect();
+        filters.push(format!("match: {path} = {}", values.join(" | ")));
+    }
     if let Some(condition) = &t.condition {
         filters.push(format!("if: {}", mask_secrets(condition.as_str())));
     }
@@ -83,6 +87,14 @@ fn entity(t: &EntityTrigger) -> TriggerSummary {
         kind: TriggerKind::Entity,
         summary: format!("{}: {}", t.entity, actions.join(", ")),
         filters,
+    }
+}
+
+fn match_text(value: &MatchValue) -> String {
+    match value {
+        MatchValue::Text(t) => t.clone(),
+        MatchValue::Number(n) => n.to_string(),
+        MatchValue::Bool(b) => b.to_string(),
     }
 }
 
@@ -172,6 +184,7 @@ triggers:
     on: [create, update]
     ids: ["42", 43]
     fields: [status]
+    match: {store: [S1, S2], "customer.country": IT}
     if: "{{eq entity.token secrets.TOKEN}}"
   - entity: order
   - manual: {label: Push, entity: guest}
@@ -192,6 +205,8 @@ steps: []
                     vec![
                         "ids: 42, 43".into(),
                         "fields: status".into(),
+                        "match: customer.country = IT".into(),
+                        "match: store = S1 | S2".into(),
                         "if: ***".into()
                     ]
                 ),

@@ -15,7 +15,7 @@ use crate::core::time::rfc3339;
 use crate::core::trigger_data::{
     EventInfo, TriggerData, changed_fields, entity_with_id, text_or_number, text_or_number_schema,
 };
-use crate::flow::model::{EntityAction, EntityTrigger, Trigger};
+use crate::flow::model::{self, EntityAction, EntityTrigger, Trigger};
 use crate::flow::registry::FlowEntry;
 use crate::store::events::NewEvent;
 use crate::template::is_truthy;
@@ -174,6 +174,7 @@ fn fires(
     if !trigger.actions().contains(&event.action)
         || !ids_match(trigger, &event.id)
         || !fields_match(trigger, event)
+        || !model::fields_match(trigger.matches.as_ref(), &event.data)
     {
         return false;
     }

@@ -375,7 +375,7 @@ async fn api_flows_are_created_revised_paused_and_deleted() {
 }
 
 /// The item of flow `id` in the list at `path`.
-async fn listed_flow(api: &Api, path: &str, id: &str) -> Value {
+pub(crate) async fn listed_flow(api: &Api, path: &str, id: &str) -> Value {
     let (status, list) = send(api, "GET", path, None).await;
     assert_eq!(status, StatusCode::OK, "{list}");
     list["items"]

@@ -114,6 +114,38 @@ async fn auto_pause(database_url: &str) {
     engine.stop().await;
 }
 
+/// `match:` filters events by field values (a list means any of, dotted keys read nested
+/// fields), and the trigger summary lists it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn match_filters_pick_events_without_templates() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (_sink, engine) = start(&sqlite_url(dir.path()), 0).await;
+    let api = engine.api();
+    let yaml = "id: stores\ntriggers:\n  - entity: sale\n    match: {store: [S1, S2], \"customer.country\": IT}\nsteps:\n  - id: m\n    map: {store: \"{{entity.store}}\"}\n";
+    create_flow(&api, yaml).await;
+    let events = [
+        json!({"store": "S1", "customer": {"country": "IT"}}),
+        json!({"store": "S2", "customer": {"country": "IT"}}),
+        json!({"store": "S3", "customer": {"country": "IT"}}),
+        json!({"store": "S1", "customer": {"country": "FR"}}),
+        json!({"store": "S1"}),
+    ];
+    let mut started = Vec::new();
+    for (i, data) in events.iter().enumerate() {
+        let event =
+            json!({"entity": "sale", "action": "create", "id": i.to_string(), "data": data});
+        let acks = api.post_events(&[event]).await.expect("accepted");
+        started.push(acks[0].runs.len());
+    }
+    assert_eq!(started, vec![1, 1, 0, 0, 0]);
+    let listed = crate::api_flows::listed_flow(&api, "/api/v1/flows", "stores").await;
+    assert_eq!(
+        listed["triggers"][0]["filters"],
+        json!(["match: customer.country = IT", "match: store = S1 | S2"])
+    );
+    engine.stop().await;
+}
+
 /// A flow whose endpoint fails its first answers: one run goes into backoff, the flow is
 /// paused, three more events arrive (held), the endpoint recovers. Until well past the backoff's
 /// wake-up the sink receives nothing; after the resume each run is delivered exactly once.

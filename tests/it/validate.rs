@@ -293,3 +293,33 @@ fn delivery_settings_validate_with_positions() {
         );
     }
 }
+
+/// `match:` takes scalars or lists of them under any key; other shapes are named at their line.
+#[test]
+fn match_filters_validate() {
+    let flow = |filter: &str| {
+        format!(
+            "id: m\ntriggers:\n  - entity: guest\n    match: {filter}\nsteps: [{{id: m, map: {{}}}}]\n"
+        )
+    };
+    for good in [
+        "{store: [S1, S2], \"customer.country\": IT}",
+        "{lines: 2, vip: true}",
+    ] {
+        let report = validate_source(&flow(good), None, &Options::default());
+        assert!(
+            report.diagnostics.is_empty(),
+            "{good}: {:?}",
+            report.diagnostics
+        );
+    }
+    for bad in ["{store: {nested: map}}", "[S1]", "{store: [[S1]]}"] {
+        let report = validate_source(&flow(bad), None, &Options::default());
+        assert!(report.flow.is_none(), "{bad} is refused");
+        assert!(
+            report.diagnostics.iter().any(|d| d.line == 4),
+            "{bad}: {:?}",
+            report.diagnostics
+        );
+    }
+}
