@@ -223,6 +223,10 @@ impl From<ManualError> for ApiError {
             },
             ManualError::NoManualTrigger(_) => unprocessable("no_manual_trigger"),
             ManualError::EntityMismatch(_) => unprocessable("entity_mismatch"),
+            ManualError::NotApplicable(_) => ApiError::Conflict {
+                code: "not_applicable",
+                message,
+            },
             ManualError::BadRequest(_) => unprocessable("invalid_request"),
             ManualError::Intake(e) => e.into(),
         }

@@ -72,6 +72,7 @@ impl CompiledFlow {
             .iter()
             .map(|t| match t {
                 Trigger::Entity(e) => compile_opt(e.condition.as_ref().map(|c| c.as_str())),
+                Trigger::Manual(m) => compile_opt(m.manual.condition.as_ref().map(|c| c.as_str())),
                 _ => Ok(None),
             })
             .collect::<Result<Vec<_>, String>>()?;

@@ -237,6 +237,10 @@ pub struct ManualTrigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = ENTITY_PATTERN), extend("x-message" = "an entity type of lower-case letters, digits, `_`, `.` and `-`, starting with a letter"))]
     pub entity: Option<String>,
+    /// A template: the action applies only where it renders truthy (it sees `entity`,
+    /// `input` and `now`); elsewhere it answers 409 `not_applicable`.
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<TemplateStr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

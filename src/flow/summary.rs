@@ -45,7 +45,12 @@ fn trigger(trigger: &Trigger) -> TriggerSummary {
                 Some(entity) => format!("{} (on {entity})", m.manual.label),
                 None => m.manual.label.clone(),
             },
-            filters: Vec::new(),
+            filters: m
+                .manual
+                .condition
+                .iter()
+                .map(|c| format!("if: {}", mask_secrets(c.as_str())))
+                .collect(),
         },
         Trigger::Schedule(s) => TriggerSummary {
             kind: TriggerKind::Schedule,

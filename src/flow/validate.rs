@@ -323,6 +323,10 @@ impl Cx<'_> {
                     }
                 }
                 Trigger::Manual(m) => {
+                    if let Some(condition) = &m.manual.condition {
+                        let at = path.key("manual").key("if");
+                        self.check_template(condition, at, Secret::No);
+                    }
                     if m.manual.label.trim().is_empty() {
                         self.error(
                             path.key("manual").key("label"),

@@ -146,6 +146,50 @@ async fn match_filters_pick_events_without_templates() {
     engine.stop().await;
 }
 
+/// A manual action with an `if` runs where it holds and answers 409 `not_applicable` where it
+/// does not; an `if` that does not parse is refused when the flow is saved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manual_action_applies_only_where_its_if_holds() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (_sink, engine) = start(&sqlite_url(dir.path()), 0).await;
+    let api = engine.api();
+    let yaml = "id: resend\ntriggers:\n  - manual: {label: Resend, entity: guest, if: \"{{in entity.status 'confirmed' 'vip'}}\"}\nsteps:\n  - id: m\n    map: {id: \"{{entity.id}}\"}\n";
+    create_flow(&api, yaml).await;
+    let trigger = |status: &str| {
+        json!({"entity": {"type": "guest", "id": "9", "data": {"status": status}}}).to_string()
+    };
+    let (status, body) = send(
+        &api,
+        "POST",
+        "/api/v1/flows/resend/trigger",
+        Some(("application/json", &trigger("vip"))),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = send(
+        &api,
+        "POST",
+        "/api/v1/flows/resend/trigger",
+        Some(("application/json", &trigger("cancelled"))),
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("not_applicable")),
+        "{body}"
+    );
+    let broken = yaml.replace("{{in entity.status", "{{in entity.status}");
+    let (status, body) = send(
+        &api,
+        "POST",
+        "/api/v1/flows",
+        Some(("application/yaml", &broken)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    engine.stop().await;
+}
+
 /// A flow whose endpoint fails its first answers: one run goes into backoff, the flow is
 /// paused, three more events arrive (held), the endpoint recovers. Until well past the backoff's
 /// wake-up the sink receives nothing; after the resume each run is delivered exactly once.
