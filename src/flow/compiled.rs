@@ -73,7 +73,10 @@ impl CompiledFlow {
             .map(|t| match t {
                 Trigger::Entity(e) => compile_opt(e.condition.as_ref().map(|c| c.as_str())),
                 Trigger::Manual(m) => compile_opt(m.manual.condition.as_ref().map(|c| c.as_str())),
-                _ => Ok(None),
+                Trigger::Webhook(w) => {
+                    compile_opt(w.webhook.condition.as_ref().map(|c| c.as_str()))
+                }
+                Trigger::Schedule(_) => Ok(None),
             })
             .collect::<Result<Vec<_>, String>>()?;
         let webhook_secrets = def

@@ -276,6 +276,12 @@ pub struct WebhookTrigger {
     /// If set, requests must carry a valid Standard Webhooks signature made with this secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<TemplateStr>,
+    /// Field equality on the request body, as an entity trigger's `match`.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matches: Option<BTreeMap<String, OneOrMany<MatchValue>>>,
+    /// A template on the request (`input`, `now`): a run starts only when it is truthy.
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<TemplateStr>,
 }
 
 /// Limits and defaults for the flow's runs.

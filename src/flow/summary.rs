@@ -8,8 +8,11 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::flow::model::{EntityTrigger, FlowDef, MatchValue, Trigger};
+use std::collections::BTreeMap;
+
+use crate::flow::model::{EntityTrigger, FlowDef, MatchValue, OneOrMany, Trigger};
 use crate::step::notify::Channel;
+use crate::template::TemplateStr;
 
 /// The kind of a trigger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
@@ -45,12 +48,7 @@ fn trigger(trigger: &Trigger) -> TriggerSummary {
                 Some(entity) => format!("{} (on {entity})", m.manual.label),
                 None => m.manual.label.clone(),
             },
-            filters: m
-                .manual
-                .condition
-                .iter()
-                .map(|c| format!("if: {}", mask_secrets(c.as_str())))
-                .collect(),
+            filters: filters(None, m.manual.condition.as_ref()),
         },
         Trigger::Schedule(s) => TriggerSummary {
             kind: TriggerKind::Schedule,
@@ -66,7 +64,7 @@ fn trigger(trigger: &Trigger) -> TriggerSummary {
                 Some(_) => format!("/hooks/{} (signed)", w.webhook.path),
                 None => format!("/hooks/{}", w.webhook.path),
             },
-            filters: Vec::new(),
+            filters: filters(w.webhook.matches.as_ref(), w.webhook.condition.as_ref()),
         },
     }
 }
@@ -81,18 +79,29 @@ fn entity(t: &EntityTrigger) -> TriggerSummary {
     if let Some(fields) = &t.fields {
         filters.push(format!("fields: {}", fields.join(", ")));
     }
-    for (path, wanted) in t.matches.iter().flatten() {
-        let values: Vec<String> = wanted.to_vec().iter().map(match_text).collect();
-        filters.push(format!("match: {path} = {}", values.join(" | ")));
-    }
-    if let Some(condition) = &t.condition {
-        filters.push(format!("if: {}", mask_secrets(condition.as_str())));
-    }
+    filters.extend(self::filters(t.matches.as_ref(), t.condition.as_ref()));
     TriggerSummary {
         kind: TriggerKind::Entity,
         summary: format!("{}: {}", t.entity, actions.join(", ")),
         filters,
     }
+}
+
+/// `match: path = a | b` per key, then `if: …` (secret expressions masked).
+fn filters(
+    matches: Option<&BTreeMap<String, OneOrMany<MatchValue>>>,
+    condition: Option<&TemplateStr>,
+) -> Vec<String> {
+    let mut out: Vec<String> = matches
+        .into_iter()
+        .flatten()
+        .map(|(path, wanted)| {
+            let values: Vec<String> = wanted.to_vec().iter().map(match_text).collect();
+            format!("match: {path} = {}", values.join(" | "))
+        })
+        .collect();
+    out.extend(condition.map(|c| format!("if: {}", mask_secrets(c.as_str()))));
+    out
 }
 
 fn match_text(value: &MatchValue) -> String {

@@ -350,6 +350,10 @@ impl Cx<'_> {
                 }
                 Trigger::Schedule(s) => self.check_schedule(&s.schedule, path.key("schedule")),
                 Trigger::Webhook(w) => {
+                    if let Some(condition) = &w.webhook.condition {
+                        let at = path.key("webhook").key("if");
+                        self.check_template(condition, at, Secret::No);
+                    }
                     if let Some(secret) = &w.webhook.secret {
                         let secret_path = path.key("webhook").key("secret");
                         self.check_template(secret, secret_path, Secret::Yes);

@@ -143,6 +143,29 @@ async fn match_filters_pick_events_without_templates() {
         listed["triggers"][0]["filters"],
         json!(["match: customer.country = IT", "match: store = S1 | S2"])
     );
+
+    // A webhook trigger takes `match` (on the body) and `if` too; a request that fails them
+    // is answered 200 with no run.
+    let hook = "id: orders\ntriggers:\n  - webhook: {path: orders, match: {kind: order}, if: \"{{gt input.total 10}}\"}\nsteps:\n  - id: m\n    map: {total: \"{{input.total}}\"}\n";
+    create_flow(&api, hook).await;
+    for (body, expected) in [
+        (json!({"kind": "order", "total": 20}), StatusCode::ACCEPTED),
+        (json!({"kind": "refund", "total": 20}), StatusCode::OK),
+        (json!({"kind": "order", "total": 5}), StatusCode::OK),
+    ] {
+        let (status, answer) = send(
+            &api,
+            "POST",
+            "/hooks/orders",
+            Some(("application/json", &body.to_string())),
+        )
+        .await;
+        assert_eq!(status, expected, "{body}: {answer}");
+        assert_eq!(
+            answer["run_id"].is_string(),
+            expected == StatusCode::ACCEPTED
+        );
+    }
     engine.stop().await;
 }
 
