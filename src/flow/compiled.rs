@@ -76,7 +76,9 @@ impl CompiledFlow {
                 Trigger::Webhook(w) => {
                     compile_opt(w.webhook.condition.as_ref().map(|c| c.as_str()))
                 }
-                Trigger::Schedule(_) => Ok(None),
+                Trigger::Schedule(s) => {
+                    compile_opt(s.schedule.condition.as_ref().map(|c| c.as_str()))
+                }
             })
             .collect::<Result<Vec<_>, String>>()?;
         let webhook_secrets = def

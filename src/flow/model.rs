@@ -258,6 +258,10 @@ pub struct ScheduleTrigger {
     /// IANA time zone the expression is read in; default UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// A template on the fire time (`schedule.fire_at`, `now`): the fire starts a run only
+    /// when it is truthy.
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<TemplateStr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]

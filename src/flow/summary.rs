@@ -56,7 +56,7 @@ fn trigger(trigger: &Trigger) -> TriggerSummary {
                 Some(zone) => format!("{} ({zone})", s.schedule.cron),
                 None => format!("{} (UTC)", s.schedule.cron),
             },
-            filters: Vec::new(),
+            filters: filters(None, s.schedule.condition.as_ref()),
         },
         Trigger::Webhook(w) => TriggerSummary {
             kind: TriggerKind::Webhook,

@@ -348,7 +348,13 @@ impl Cx<'_> {
                         );
                     }
                 }
-                Trigger::Schedule(s) => self.check_schedule(&s.schedule, path.key("schedule")),
+                Trigger::Schedule(s) => {
+                    if let Some(condition) = &s.schedule.condition {
+                        let at = path.key("schedule").key("if");
+                        self.check_template(condition, at, Secret::No);
+                    }
+                    self.check_schedule(&s.schedule, path.key("schedule"));
+                }
                 Trigger::Webhook(w) => {
                     if let Some(condition) = &w.webhook.condition {
                         let at = path.key("webhook").key("if");

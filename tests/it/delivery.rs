@@ -213,6 +213,35 @@ async fn a_manual_action_applies_only_where_its_if_holds() {
     engine.stop().await;
 }
 
+/// A schedule trigger's `if` decides per fire: of two flows firing every second, the one whose
+/// `if` holds starts runs, the other none, though its fire times pass just the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_schedule_fires_only_where_its_if_holds() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (_sink, engine) = start(&sqlite_url(dir.path()), 0).await;
+    let api = engine.api();
+    for (id, condition) in [("ticks", "{{schedule.fire_at}}"), ("never", "{{eq 1 2}}")] {
+        let yaml = format!(
+            "id: {id}\ntriggers:\n  - schedule: {{cron: \"* * * * * *\", if: \"{condition}\"}}\nsteps:\n  - id: m\n    map: {{x: 1}}\n"
+        );
+        create_flow(&api, &yaml).await;
+    }
+    let runs_of = async |flow: &str| {
+        let (_, page) = send(&api, "GET", &format!("/api/v1/runs?flow={flow}"), None).await;
+        page["items"].as_array().map_or(0, Vec::len)
+    };
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while runs_of("ticks").await < 2 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the schedule never fired twice"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(runs_of("never").await, 0, "its `if` never holds");
+    engine.stop().await;
+}
+
 /// A flow whose endpoint fails its first answers: one run goes into backoff, the flow is
 /// paused, three more events arrive (held), the endpoint recovers. Until well past the backoff's
 /// wake-up the sink receives nothing; after the resume each run is delivered exactly once.
