@@ -40,7 +40,7 @@ pub struct TriggerQuery {
         (status = 202, description = "the run was stored and starts shortly", body = RunAccepted),
         (status = 400, description = "`invalid_json`, or a bad `wait`", body = ErrorBody),
         (status = 404, description = "no such flow", body = ErrorBody),
-        (status = 409, description = "`flow_paused` or `flow_disabled`", body = ErrorBody),
+        (status = 409, description = "`flow_paused`, `flow_disabled`, or `not_applicable` (the manual trigger's `if` does not hold for this entity or input)", body = ErrorBody),
         (status = 422, description = "`no_manual_trigger`, `entity_mismatch` or `invalid_request`", body = ErrorBody),
     ))]
 pub async fn trigger_flow(

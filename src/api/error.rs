@@ -223,6 +223,10 @@ impl From<ManualError> for ApiError {
             },
             ManualError::NoManualTrigger(_) => unprocessable("no_manual_trigger"),
             ManualError::EntityMismatch(_) => unprocessable("entity_mismatch"),
+            ManualError::NotApplicable(_) => ApiError::Conflict {
+                code: "not_applicable",
+                message,
+            },
             ManualError::BadRequest(_) => unprocessable("invalid_request"),
             ManualError::Intake(e) => e.into(),
         }
@@ -252,7 +256,9 @@ impl From<FlowError> for ApiError {
     fn from(e: FlowError) -> ApiError {
         let message = e.to_string();
         match e {
-            FlowError::UnknownFlow(_) => ApiError::NotFound(message),
+            FlowError::UnknownFlow(_) | FlowError::UnknownRevision { .. } => {
+                ApiError::NotFound(message)
+            }
             FlowError::Invalid(problems) => ApiError::Unprocessable {
                 code: "invalid_flow",
                 message: problems

@@ -55,8 +55,49 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Api
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<ApiQuery<T>, ApiError> {
         axum::extract::Query::<T>::try_from_uri(&parts.uri)
             .map(|q| ApiQuery(q.0))
-            .map_err(|e| ApiError::BadRequest(format!("bad query parameter: {}", e.body_text())))
+            .map_err(|e| ApiError::BadRequest(query_problem(&e.body_text())))
     }
+}
+
+/// A person's message for a query string that does not deserialize, from the rejection's text
+/// (`Failed to deserialize query string: <param>: <serde's message>`), naming the parameter and
+/// what it takes in our words: serde's own wording never reaches the client.
+fn query_problem(text: &str) -> String {
+    let text = text
+        .strip_prefix("Failed to deserialize query string: ")
+        .unwrap_or(text);
+    if let Some(name) = between(text, "duplicate field `", "`") {
+        return format!("bad query parameter: `{name}` is given more than once");
+    }
+    let (name, problem) = text.split_once(": ").unwrap_or(("", text));
+    let listed = |rest: &str| rest.split(", expected one of ").nth(1).map(str::to_string);
+    let message = if let Some(field) = between(problem, "unknown field `", "`") {
+        match listed(problem) {
+            Some(known) => {
+                format!("`{field}` is not a parameter of this request; it takes {known}")
+            }
+            None => format!("`{field}` is not a parameter of this request; it takes none"),
+        }
+    } else if let Some(value) = between(problem, "unknown variant `", "`") {
+        let known = listed(problem).unwrap_or_default();
+        format!("`{name}` cannot be `{value}`; use one of {known}")
+    } else if problem.contains("`true` or `false`") {
+        format!("`{name}` must be `true` or `false`")
+    } else if problem.contains("digit") || problem.contains("number") || problem.contains("integer")
+    {
+        format!("`{name}` must be a whole number, 0 or more")
+    } else if name.is_empty() {
+        "the query string cannot be read".to_string()
+    } else {
+        format!("`{name}` has a value this request cannot use")
+    };
+    format!("bad query parameter: {message}")
+}
+
+/// The text between `start` and the next `end` in `text`.
+fn between<'a>(text: &'a str, start: &str, end: &str) -> Option<&'a str> {
+    let rest = &text[text.find(start)? + start.len()..];
+    Some(&rest[..rest.find(end)?])
 }
 
 /// Path parameters; one that cannot be read (bad percent-encoding, not UTF-8) gets a 400
@@ -75,5 +116,49 @@ where
             .await
             .map(|p| ApiPath(p.0))
             .map_err(|e| ApiError::BadRequest(format!("bad path parameter: {}", e.body_text())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The rejection texts axum gives for common mistakes become messages in our words.
+    #[test]
+    fn query_problems_name_the_parameter_without_serde_wording() {
+        let prefix = "Failed to deserialize query string: ";
+        let cases = [
+            (
+                "exceeded: provided string was not `true` or `false`",
+                "bad query parameter: `exceeded` must be `true` or `false`",
+            ),
+            (
+                "limit: invalid digit found in string",
+                "bad query parameter: `limit` must be a whole number, 0 or more",
+            ),
+            (
+                "bogus: unknown field `bogus`, expected one of `exceeded`, `limit`",
+                "bad query parameter: `bogus` is not a parameter of this request; it takes `exceeded`, `limit`",
+            ),
+            (
+                "bogus: unknown field `bogus`, there are no fields",
+                "bad query parameter: `bogus` is not a parameter of this request; it takes none",
+            ),
+            (
+                "status: unknown variant `nope`, expected one of `pending`, `held`",
+                "bad query parameter: `status` cannot be `nope`; use one of `pending`, `held`",
+            ),
+            (
+                "duplicate field `exceeded`",
+                "bad query parameter: `exceeded` is given more than once",
+            ),
+            (
+                "since: invalid type: map, expected a string",
+                "bad query parameter: `since` has a value this request cannot use",
+            ),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(query_problem(&format!("{prefix}{text}")), expected);
+        }
     }
 }

@@ -4,8 +4,9 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
-use serde::Deserialize;
-use utoipa::IntoParams;
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{ApiPath, RawBody};
@@ -18,6 +19,13 @@ use crate::engine::Engine;
 pub struct HookPath {
     /// The webhook path a flow's trigger listens on; it may span segments (`shop/orders`).
     path: String,
+}
+
+/// The answer to a webhook request that started nothing.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct HookAnswer {
+    /// Always null: the request did not pass the trigger's filters.
+    run_id: Option<String>,
 }
 
 /// Starts a run of the flow listening on this path.
@@ -34,6 +42,7 @@ pub struct HookPath {
     )),
     responses(
         (status = 202, description = "the run (the first run's, for a repeated `webhook-id`)", body = RunAccepted),
+        (status = 200, description = "the request does not pass the trigger's `match` or `if`: nothing started, `run_id` is null", body = HookAnswer),
         (status = 400, description = "the body does not parse as what it says it is", body = ErrorBody),
         (status = 401, description = "`invalid_signature`", body = ErrorBody),
         (status = 404, description = "no flow listens on this path", body = ErrorBody),
@@ -44,8 +53,10 @@ pub async fn receive(
     ApiPath(HookPath { path }): ApiPath<HookPath>,
     headers: HeaderMap,
     RawBody(body): RawBody,
-) -> Result<(StatusCode, Json<RunAccepted>), ApiError> {
+) -> Result<Response, ApiError> {
     let received = engine.receive_webhook(&path, &headers, &body).await?;
-    let run_id = received.run_id;
-    Ok((StatusCode::ACCEPTED, Json(RunAccepted { run_id })))
+    Ok(match received.run_id {
+        Some(run_id) => (StatusCode::ACCEPTED, Json(RunAccepted { run_id })).into_response(),
+        None => (StatusCode::OK, Json(HookAnswer { run_id: None })).into_response(),
+    })
 }

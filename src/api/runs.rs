@@ -13,7 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::error::{ApiError, ErrorBody, InternalError};
 use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::page::{Page, page_limit};
-use crate::core::status::{RunStatus, StepStatus};
+use crate::core::status::{RunStatus, StepStatus, WaitingReason};
 use crate::core::time::rfc3339;
 use crate::engine::Engine;
 use crate::outbound::record::{RecordedRequest, curl_command};
@@ -29,6 +29,9 @@ pub struct RunOut {
     /// The flow revision the run executes.
     revision: i64,
     status: RunStatus,
+    /// Why a run that is not finished waits: `held` (its flow is paused), `rate_limited`,
+    /// `backoff` (a retry), `delay`; null when it executes or is about to.
+    waiting_reason: Option<WaitingReason>,
     /// What started the run (`kind`: `entity`, `manual`, `schedule` or `webhook`, and its data).
     trigger: Value,
     /// How many times the run was started (retries count).
@@ -39,7 +42,8 @@ pub struct RunOut {
     started_at: Option<String>,
     #[schema(format = DateTime)]
     finished_at: Option<String>,
-    /// When a waiting run wakes up (a delay step or a retry backoff).
+    /// When a waiting run wakes up (a delay, a retry backoff, the end of a rate-limit wait);
+    /// null when unknown (a held run waits for the resume).
     #[schema(format = DateTime)]
     wake_at: Option<String>,
     /// The node that holds, or last held, the run.
@@ -229,7 +233,9 @@ fn redacted(engine: &Engine, answer: &impl Serialize) -> Result<Value, ApiError>
 }
 
 fn run_out(run: &RunRow) -> RunOut {
+    let waiting = run.waiting_reason(chrono::Utc::now().timestamp_millis());
     RunOut {
+        waiting_reason: waiting.map(|(reason, _)| reason),
         id: run.id.clone(),
         flow: run.flow_id.clone(),
         revision: run.revision,
@@ -239,7 +245,7 @@ fn run_out(run: &RunRow) -> RunOut {
         created_at: time(Some(run.created_at)),
         started_at: time(run.started_at),
         finished_at: time(run.finished_at),
-        wake_at: time(run.wake_at),
+        wake_at: time(waiting.and_then(|(_, until)| until)),
         node: run.lease_owner.clone(),
         error: run.error.clone(),
     }

@@ -1,4 +1,4 @@
-//! `GET /api/v1/usage?flow=&since=&until=`: per flow and UTC day, the runs triggers started and
+//! `GET /api/v1/usage?flow=&since=&until=&exceeded=`: per flow and UTC day, the runs triggers started and
 //! how they went (see `store::usage` for what is counted on which day).
 //!
 //! `since` and `until` take an RFC 3339 time or a date; a date means the whole day, so
@@ -30,6 +30,8 @@ pub struct UsageQuery {
     since: Option<String>,
     /// Runs started before: an RFC 3339 time, or a date (the whole day is included).
     until: Option<String>,
+    /// `true`: only days on which a limit made runs wait; `false`: only the other days.
+    exceeded: Option<bool>,
 }
 
 /// One flow on one UTC day: the runs its triggers started that day and how they went.
@@ -45,6 +47,8 @@ pub struct DayUsageOut {
     pub http_attempts: i64,
     /// How often a `rate_limit` put one of those runs off.
     pub rate_limited_waits: i64,
+    /// A limit made runs wait that day (today: a `rate_limit` put runs off).
+    pub exceeded: bool,
 }
 
 #[utoipa::path(get, path = "/api/v1/usage", tag = "usage", params(UsageQuery), responses(
@@ -58,8 +62,9 @@ pub async fn get_usage(
     let filter = window(&q, Utc::now())?;
     let store = engine.store();
     let days = usage::usage(store.reader(), store.backend(), &filter).await?;
+    let wanted = |day: &&DayUsage| q.exceeded.is_none_or(|exceeded| day.exceeded() == exceeded);
     Ok(Json(Items {
-        items: days.iter().map(day_out).collect(),
+        items: days.iter().filter(wanted).map(day_out).collect(),
     }))
 }
 
@@ -137,6 +142,7 @@ fn day_out(d: &DayUsage) -> DayUsageOut {
         runs_failed: d.runs_failed,
         http_attempts: d.http_attempts,
         rate_limited_waits: d.rate_limited_waits,
+        exceeded: d.exceeded(),
     }
 }
 
@@ -149,6 +155,7 @@ mod tests {
             flow: None,
             since: since.map(str::to_owned),
             until: until.map(str::to_owned),
+            exceeded: None,
         }
     }
 

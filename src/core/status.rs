@@ -1,6 +1,7 @@
 //! Run and step states, stored as snake_case text (so the API and the database agree without a
 //! second enum). Run: `pending` → `running` → `succeeded` | `failed` | `cancelled`, with
-//! `waiting` for a delay step or a retry backoff. Step: `pending`, `running`, `succeeded`,
+//! `waiting` for a delay step or a retry backoff, and `held` while its flow is paused (nothing is
+//! sent until it is released). Step: `pending`, `running`, `succeeded`,
 //! `failed`, `skipped`.
 
 use std::fmt;
@@ -15,16 +16,19 @@ pub enum RunStatus {
     Pending,
     Running,
     Waiting,
+    /// Its flow is paused: kept, not claimed, released (or discarded) on resume.
+    Held,
     Succeeded,
     Failed,
     Cancelled,
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 6] = [
+    pub const ALL: [RunStatus; 7] = [
         RunStatus::Pending,
         RunStatus::Running,
         RunStatus::Waiting,
+        RunStatus::Held,
         RunStatus::Succeeded,
         RunStatus::Failed,
         RunStatus::Cancelled,
@@ -35,6 +39,7 @@ impl RunStatus {
             RunStatus::Pending => "pending",
             RunStatus::Running => "running",
             RunStatus::Waiting => "waiting",
+            RunStatus::Held => "held",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
@@ -44,7 +49,7 @@ impl RunStatus {
     pub fn is_terminal(self) -> bool {
         match self {
             RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled => true,
-            RunStatus::Pending | RunStatus::Running | RunStatus::Waiting => false,
+            RunStatus::Pending | RunStatus::Running | RunStatus::Waiting | RunStatus::Held => false,
         }
     }
 }
@@ -67,6 +72,66 @@ impl StepStatus {
             StepStatus::Succeeded => "succeeded",
             StepStatus::Failed => "failed",
             StepStatus::Skipped => "skipped",
+        }
+    }
+}
+
+/// Why a run that is not finished is not executing (SPEC §5 `waiting_reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WaitingReason {
+    /// Its flow is paused.
+    Held,
+    /// Its flow's `rate_limit` put its start off.
+    RateLimited,
+    /// Its flow runs as many runs as its `concurrency` allows.
+    Concurrency,
+    /// A run with the same `order_key` goes first.
+    Order,
+    /// A step waits for its next attempt.
+    Backoff,
+    /// A `delay` step waits.
+    Delay,
+    /// Its workspace is over its quota.
+    Quota,
+}
+
+/// What tells why a run waits, as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WaitFacts<'a> {
+    pub status: RunStatus,
+    /// When the claim may take it.
+    pub due_at: Option<i64>,
+    /// When a waiting run wakes.
+    pub wake_at: Option<i64>,
+    /// The kind of the step it is at, if that step has started.
+    pub step_kind: Option<&'a str>,
+    /// Whether its flow is paused now.
+    pub flow_paused: bool,
+}
+
+impl WaitFacts<'_> {
+    /// Why the run waits at `now`, and until when where that is known. `None` for a run that
+    /// executes, is finished, or is due and about to be claimed.
+    pub fn reason(&self, now: i64) -> Option<(WaitingReason, Option<i64>)> {
+        match self.status {
+            RunStatus::Held => Some((WaitingReason::Held, None)),
+            // A paused flow's runs are not claimed, whatever else they wait for.
+            RunStatus::Pending | RunStatus::Waiting if self.flow_paused => {
+                Some((WaitingReason::Held, None))
+            }
+            RunStatus::Waiting if self.step_kind == Some("delay") => {
+                Some((WaitingReason::Delay, self.wake_at))
+            }
+            RunStatus::Waiting => Some((WaitingReason::Backoff, self.wake_at)),
+            RunStatus::Pending => self
+                .due_at
+                .filter(|due| *due > now)
+                .map(|due| (WaitingReason::RateLimited, Some(due))),
+            RunStatus::Running
+            | RunStatus::Succeeded
+            | RunStatus::Failed
+            | RunStatus::Cancelled => None,
         }
     }
 }
@@ -127,6 +192,45 @@ mod tests {
         }
         assert!("done".parse::<RunStatus>().is_err());
         assert_eq!("skipped".parse::<StepStatus>(), Ok(StepStatus::Skipped));
+    }
+
+    #[test]
+    fn a_waiting_run_says_why_and_until_when() {
+        let facts = |status, due_at, step_kind, flow_paused| WaitFacts {
+            status,
+            due_at,
+            wake_at: Some(50),
+            step_kind,
+            flow_paused,
+        };
+        use RunStatus::*;
+        use WaitingReason as W;
+        let cases = [
+            (facts(Held, None, None, true), Some((W::Held, None))),
+            (facts(Pending, Some(5), None, true), Some((W::Held, None))),
+            (
+                facts(Waiting, Some(50), Some("http"), true),
+                Some((W::Held, None)),
+            ),
+            (
+                facts(Waiting, Some(50), Some("delay"), false),
+                Some((W::Delay, Some(50))),
+            ),
+            (
+                facts(Waiting, Some(50), Some("http"), false),
+                Some((W::Backoff, Some(50))),
+            ),
+            (
+                facts(Pending, Some(20), None, false),
+                Some((W::RateLimited, Some(20))),
+            ),
+            (facts(Pending, Some(10), None, false), None),
+            (facts(Running, Some(10), None, false), None),
+            (facts(Succeeded, None, None, false), None),
+        ];
+        for (facts, expected) in cases {
+            assert_eq!(facts.reason(10), expected, "{facts:?}");
+        }
     }
 
     #[test]

@@ -72,7 +72,13 @@ impl CompiledFlow {
             .iter()
             .map(|t| match t {
                 Trigger::Entity(e) => compile_opt(e.condition.as_ref().map(|c| c.as_str())),
-                _ => Ok(None),
+                Trigger::Manual(m) => compile_opt(m.manual.condition.as_ref().map(|c| c.as_str())),
+                Trigger::Webhook(w) => {
+                    compile_opt(w.webhook.condition.as_ref().map(|c| c.as_str()))
+                }
+                Trigger::Schedule(s) => {
+                    compile_opt(s.schedule.condition.as_ref().map(|c| c.as_str()))
+                }
             })
             .collect::<Result<Vec<_>, String>>()?;
         let webhook_secrets = def

@@ -3,6 +3,7 @@
 //! Schema that `flowd schema` prints and that validation checks files against. Step kinds keep
 //! their configuration in `crate::step::<kind>`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
@@ -71,9 +72,62 @@ pub struct EntityTrigger {
     /// Update only: fire only if one of these top-level fields changed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fields: Option<Vec<String>>,
+    /// Field equality without templates: `{store: [S1, S2], "customer.country": IT}`. Every
+    /// key must match; a dotted key reads nested fields of the entity; a list means any of.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matches: Option<BTreeMap<String, OneOrMany<MatchValue>>>,
     /// A template; the trigger fires only when it renders truthy.
     #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
     pub condition: Option<TemplateStr>,
+}
+
+/// One value a `match` key accepts: text, a number or a boolean.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum MatchValue {
+    // No `///` on these variants: validation tells them apart by their JSON types.
+    Text(String),
+    Number(f64),
+    Bool(bool),
+}
+
+impl MatchValue {
+    /// Whether `actual` equals this value, as a person reads them: `7` and `"7"` are equal,
+    /// and so are `true` and `"true"`.
+    pub fn equals(&self, actual: &serde_json::Value) -> bool {
+        use serde_json::Value as V;
+        let number = |text: &str| text.trim().parse::<f64>().ok();
+        match (self, actual) {
+            (MatchValue::Text(t), V::String(s)) => t == s,
+            (MatchValue::Text(t), V::Number(n)) => number(t).is_some_and(|f| n.as_f64() == Some(f)),
+            (MatchValue::Text(t), V::Bool(b)) => *t == b.to_string(),
+            (MatchValue::Number(f), V::Number(n)) => n.as_f64() == Some(*f),
+            (MatchValue::Number(f), V::String(s)) => number(s) == Some(*f),
+            (MatchValue::Bool(b), V::Bool(a)) => a == b,
+            (MatchValue::Bool(b), V::String(s)) => *s == b.to_string(),
+            _ => false,
+        }
+    }
+}
+
+/// Whether `subject` has every field of `filter` at one of its values (`match:`); a dotted key
+/// is a path into nested objects. No filter matches everything.
+pub fn fields_match(
+    filter: Option<&BTreeMap<String, OneOrMany<MatchValue>>>,
+    subject: &serde_json::Value,
+) -> bool {
+    let Some(filter) = filter else {
+        return true;
+    };
+    filter.iter().all(|(path, wanted)| {
+        let actual = path
+            .split('.')
+            .try_fold(subject, |value, key| value.get(key));
+        actual.is_some_and(|actual| match wanted {
+            OneOrMany::One(v) => v.equals(actual),
+            OneOrMany::Many(vs) => vs.iter().any(|v| v.equals(actual)),
+        })
+    })
 }
 
 #[derive(
@@ -183,6 +237,10 @@ pub struct ManualTrigger {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = ENTITY_PATTERN), extend("x-message" = "an entity type of lower-case letters, digits, `_`, `.` and `-`, starting with a letter"))]
     pub entity: Option<String>,
+    /// A template: the action applies only where it renders truthy (it sees `entity`,
+    /// `input` and `now`); elsewhere it answers 409 `not_applicable`.
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<TemplateStr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -200,6 +258,10 @@ pub struct ScheduleTrigger {
     /// IANA time zone the expression is read in; default UTC.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timezone: Option<String>,
+    /// A template on the fire time (`schedule.fire_at`, `now`): the fire starts a run only
+    /// when it is truthy.
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<TemplateStr>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -218,6 +280,12 @@ pub struct WebhookTrigger {
     /// If set, requests must carry a valid Standard Webhooks signature made with this secret.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<TemplateStr>,
+    /// Field equality on the request body, as an entity trigger's `match`.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matches: Option<BTreeMap<String, OneOrMany<MatchValue>>>,
+    /// A template on the request (`input`, `now`): a run starts only when it is truthy.
+    #[serde(default, rename = "if", skip_serializing_if = "Option::is_none")]
+    pub condition: Option<TemplateStr>,
 }
 
 /// Limits and defaults for the flow's runs.
@@ -237,6 +305,83 @@ pub struct Settings {
     /// Default retry policy of this flow's steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
+    /// What events and webhooks do while the flow is paused: `hold` (default) keeps them as
+    /// held runs, sent after resume; `drop` ignores them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_pause: Option<OnPause>,
+    /// The failure breaker: the flow pauses itself after this many failed runs in a row, or
+    /// when it has failed for this long without a success (`off` to disable). On by default:
+    /// `{after_failed_runs: 50, or_failing_for: 24h}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_pause: Option<AutoPause>,
+}
+
+/// `settings.auto_pause`: limits, or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum AutoPause {
+    // No `///` on these variants: schemars would wrap each in an `allOf` without a type, and
+    // validation could no longer tell the word `off` from the mapping by their kinds.
+    Off(Off),
+    Limits(AutoPauseLimits),
+}
+
+/// The word `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Off {
+    Off,
+}
+
+/// When the failure breaker trips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AutoPauseLimits {
+    /// Pause after this many failed runs with no success in between. Default 50.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub after_failed_runs: Option<u32>,
+    /// Or when the first of the failed runs since the last success is this old. Default 24h.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub or_failing_for: Option<Duration>,
+}
+
+impl AutoPauseLimits {
+    pub const DEFAULT_FAILED_RUNS: u32 = 50;
+    pub const DEFAULT_FAILING_FOR: Duration = Duration::from_secs(24 * 3600);
+}
+
+impl Settings {
+    /// The failure breaker's limits: `(failed runs in a row, failing for)`, `None` when off.
+    pub fn auto_pause(settings: Option<&Settings>) -> Option<(u32, Duration)> {
+        let limits = match settings.and_then(|s| s.auto_pause) {
+            Some(AutoPause::Off(_)) => return None,
+            Some(AutoPause::Limits(limits)) => limits,
+            None => AutoPauseLimits {
+                after_failed_runs: None,
+                or_failing_for: None,
+            },
+        };
+        Some((
+            limits
+                .after_failed_runs
+                .unwrap_or(AutoPauseLimits::DEFAULT_FAILED_RUNS),
+            limits
+                .or_failing_for
+                .unwrap_or(AutoPauseLimits::DEFAULT_FAILING_FOR),
+        ))
+    }
+}
+
+/// What a paused flow does with events and webhooks that match it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnPause {
+    /// Runs are created `held` and sent after resume.
+    #[default]
+    Hold,
+    /// Events do not match and webhooks answer 409 `flow_paused`, as if the flow were off.
+    Drop,
 }
 
 /// Runs started per period, e.g. `600/min`.
@@ -350,5 +495,41 @@ impl EntityTrigger {
         self.on
             .as_ref()
             .map_or_else(|| EntityAction::ALL.to_vec(), OneOrMany::to_vec)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn match_filters_compare_fields_by_dotted_paths() {
+        let filter: BTreeMap<String, OneOrMany<MatchValue>> = serde_json::from_value(json!({
+            "store": ["S1", "S2"],
+            "customer.country": "IT",
+            "lines": 2,
+            "vip": true,
+        }))
+        .unwrap();
+        let entity =
+            json!({"store": "S2", "customer": {"country": "IT"}, "lines": "2", "vip": true});
+        assert!(fields_match(Some(&filter), &entity));
+        for (key, value) in [
+            ("store", json!("S3")),
+            ("customer", json!({"country": "FR"})),
+            ("lines", json!(3)),
+            ("vip", json!("false")),
+        ] {
+            let mut other = entity.clone();
+            other[key] = value;
+            assert!(!fields_match(Some(&filter), &other), "{other}");
+        }
+        assert!(
+            !fields_match(Some(&filter), &json!({"store": "S1"})),
+            "missing fields"
+        );
+        assert!(fields_match(None, &json!(null)));
     }
 }

@@ -323,6 +323,10 @@ impl Cx<'_> {
                     }
                 }
                 Trigger::Manual(m) => {
+                    if let Some(condition) = &m.manual.condition {
+                        let at = path.key("manual").key("if");
+                        self.check_template(condition, at, Secret::No);
+                    }
                     if m.manual.label.trim().is_empty() {
                         self.error(
                             path.key("manual").key("label"),
@@ -344,8 +348,18 @@ impl Cx<'_> {
                         );
                     }
                 }
-                Trigger::Schedule(s) => self.check_schedule(&s.schedule, path.key("schedule")),
+                Trigger::Schedule(s) => {
+                    if let Some(condition) = &s.schedule.condition {
+                        let at = path.key("schedule").key("if");
+                        self.check_template(condition, at, Secret::No);
+                    }
+                    self.check_schedule(&s.schedule, path.key("schedule"));
+                }
                 Trigger::Webhook(w) => {
+                    if let Some(condition) = &w.webhook.condition {
+                        let at = path.key("webhook").key("if");
+                        self.check_template(condition, at, Secret::No);
+                    }
                     if let Some(secret) = &w.webhook.secret {
                         let secret_path = path.key("webhook").key("secret");
                         self.check_template(secret, secret_path, Secret::Yes);

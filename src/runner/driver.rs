@@ -9,12 +9,13 @@ use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
+use crate::core::status::RunStatus;
 use crate::core::trigger_data::TriggerData;
 use crate::runner::transition::{
     self, Answer, AttemptEnded, Effect, Event, InFlight, Log, Output, TransitionError,
 };
 use crate::runner::view::{Node, RunView, new_context};
-use crate::runner::{Runner, revision};
+use crate::runner::{Runner, breaker, revision};
 use crate::step::{StepCall, StepOutcome};
 use crate::store::StoreError;
 use crate::store::runs::{ClaimedRun, RunWrite, StepRow};
@@ -130,6 +131,9 @@ async fn run_effect(
         Effect::RunEnded(status) => {
             runner.metrics().run_finished(&view.flow.id, status);
             runner.wake.run_ended();
+            if status == RunStatus::Failed {
+                breaker::after_failed_run(runner, &view.flow, &view.run.id).await;
+            }
             Ok(None)
         }
         Effect::Log(entry) => {

@@ -8,6 +8,7 @@
 //! (attempts, wake-ups, metrics, the log); `worker` claims runs and hands each to the driver.
 
 pub mod backoff;
+pub mod breaker;
 pub mod claim;
 pub mod context;
 pub mod control;

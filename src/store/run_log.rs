@@ -4,7 +4,7 @@
 
 use sea_orm::{ConnectionTrait, QueryResult, Value};
 
-use crate::core::status::{RunStatus, StepStatus};
+use crate::core::status::{RunStatus, StepStatus, WaitFacts, WaitingReason};
 use crate::store::sql::{get, get_parsed, stmt};
 use crate::store::{Backend, StoreError};
 
@@ -37,9 +37,33 @@ pub struct RunRow {
     pub finished_at: Option<i64>,
     pub wake_at: Option<i64>,
     pub lease_owner: Option<String>,
+    /// When the claim may take it.
+    pub due_at: Option<i64>,
+    /// The kind of the step it is at, once that step started (`delay` tells a delay from a
+    /// retry backoff).
+    pub step_kind: Option<String>,
+    /// Whether its flow is paused now.
+    pub flow_paused: bool,
 }
 
-const RUN_COLUMNS: &str = "id, flow_id, revision, status, trigger, attempt, error, created_at, started_at, finished_at, wake_at, lease_owner";
+impl RunRow {
+    /// Why it waits at `now` and until when (SPEC §5 `waiting_reason`).
+    pub fn waiting_reason(&self, now: i64) -> Option<(WaitingReason, Option<i64>)> {
+        WaitFacts {
+            status: self.status,
+            due_at: self.due_at,
+            wake_at: self.wake_at,
+            step_kind: self.step_kind.as_deref(),
+            flow_paused: self.flow_paused,
+        }
+        .reason(now)
+    }
+}
+
+/// The run's own columns, and two primary-key look-ups that tell why it waits.
+const RUN_COLUMNS: &str = "id, flow_id, revision, status, trigger, attempt, error, created_at, started_at, finished_at, wake_at, lease_owner, due_at, \
+     (SELECT s.kind FROM step_runs s WHERE s.run_id = runs.id AND s.step_index = runs.next_step) AS step_kind, \
+     COALESCE((SELECT f.paused FROM flows f WHERE f.id = runs.flow_id), FALSE) AS flow_paused";
 
 fn run_row(row: &QueryResult) -> Result<RunRow, StoreError> {
     Ok(RunRow {
@@ -55,6 +79,9 @@ fn run_row(row: &QueryResult) -> Result<RunRow, StoreError> {
         finished_at: get(row, "finished_at")?,
         wake_at: get(row, "wake_at")?,
         lease_owner: get(row, "lease_owner")?,
+        due_at: get(row, "due_at")?,
+        step_kind: get(row, "step_kind")?,
+        flow_paused: get(row, "flow_paused")?,
     })
 }
 

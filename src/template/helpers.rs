@@ -84,6 +84,7 @@ pub(super) static INLINE_HELPERS: &[HelperSpec] = &[
     helper("and", "a b ...", AtLeast(1), and),
     helper("or", "a b ...", AtLeast(1), or),
     helper("not", "a", Exactly(1), not),
+    helper("in", "value a b ...", AtLeast(2), is_in),
     helper("len", "value", Exactly(1), len),
     helper("lowercase", "text", Exactly(1), lowercase),
     helper("uppercase", "text", Exactly(1), uppercase),
@@ -201,6 +202,20 @@ fn eq(args: &[Cow<'_, Value>]) -> Value {
 
 fn ne(args: &[Cow<'_, Value>]) -> Value {
     Value::Bool(!loosely_equal(arg(args, 0), arg(args, 1)))
+}
+
+/// `in v a b …`: whether `v` equals (as `eq` compares) one of the rest; a list among the rest
+/// counts as its items, so `{{in entity.store allowed_stores}}` works too.
+fn is_in(args: &[Cow<'_, Value>]) -> Value {
+    let value = arg(args, 0);
+    let found = args
+        .iter()
+        .skip(1)
+        .any(|candidate| match candidate.as_ref() {
+            Value::Array(items) => items.iter().any(|item| loosely_equal(value, item)),
+            other => loosely_equal(value, other),
+        });
+    Value::Bool(found)
 }
 
 fn ordered(args: &[Cow<'_, Value>], accept: fn(std::cmp::Ordering) -> bool) -> Value {
@@ -495,6 +510,17 @@ mod tests {
     #[test]
     fn equality_is_json_or_text_equality() {
         assert_eq!(call("eq", &[json!(42), json!("42")]), json!(true));
+        assert_eq!(
+            call("in", &[json!("S2"), json!("S1"), json!("S2")]),
+            json!(true)
+        );
+        assert_eq!(call("in", &[json!(7), json!("7")]), json!(true));
+        assert_eq!(
+            call("in", &[json!("S3"), json!("S1"), json!("S2")]),
+            json!(false)
+        );
+        assert_eq!(call("in", &[json!("b"), json!(["a", "b"])]), json!(true));
+        assert_eq!(call("in", &[Value::Null, json!("x")]), json!(false));
         assert_eq!(call("eq", &[json!(1), json!(1.0)]), json!(true));
         assert_eq!(
             call("eq", &[json!({"a": [1]}), json!({"a": [1]})]),

@@ -45,6 +45,7 @@ pub const HELPERS: &[&str] = &[
     "and",
     "or",
     "not",
+    "in",
     "len",
     "lowercase",
     "uppercase",

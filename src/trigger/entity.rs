@@ -15,7 +15,7 @@ use crate::core::time::rfc3339;
 use crate::core::trigger_data::{
     EventInfo, TriggerData, changed_fields, entity_with_id, text_or_number, text_or_number_schema,
 };
-use crate::flow::model::{EntityAction, EntityTrigger, Trigger};
+use crate::flow::model::{self, EntityAction, EntityTrigger, Trigger};
 use crate::flow::registry::FlowEntry;
 use crate::store::events::NewEvent;
 use crate::template::is_truthy;
@@ -130,7 +130,7 @@ impl Intake {
             }
             let matched: Vec<&FlowEntry> = registry
                 .entity_triggers(&event.entity)
-                .filter(|(flow, i)| flow.is_active() && fires(flow, *i, event, &event_id, now))
+                .filter(|(flow, i)| flow.takes_events() && fires(flow, *i, event, &event_id, now))
                 .map(|(flow, _)| flow)
                 .collect();
             new_events.push(new_event(event, &event_id, &dedup_flows(matched), now)?);
@@ -174,6 +174,7 @@ fn fires(
     if !trigger.actions().contains(&event.action)
         || !ids_match(trigger, &event.id)
         || !fields_match(trigger, event)
+        || !model::fields_match(trigger.matches.as_ref(), &event.data)
     {
         return false;
     }

@@ -3,12 +3,14 @@
 //! entity type (`GET /api/v1/actions?entity=`).
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use crate::core::trigger_data::{ManualEntity, TriggerData};
+use crate::core::time::rfc3339;
+use crate::core::trigger_data::{ManualEntity, TriggerData, entity_with_id};
 use crate::flow::model::{ManualTrigger, Trigger};
 use crate::flow::registry::FlowEntry;
+use crate::template::is_truthy;
 use crate::trigger::{Intake, IntakeError};
 
 /// The body of a manual trigger request.
@@ -46,6 +48,8 @@ pub enum ManualError {
     NoManualTrigger(String),
     #[error("{0}")]
     EntityMismatch(String),
+    #[error("the action of flow `{0}` does not apply here: its `if` does not hold")]
+    NotApplicable(String),
     #[error("{0}")]
     BadRequest(String),
     #[error(transparent)]
@@ -70,7 +74,10 @@ impl Intake {
         if !flow.enabled {
             return Err(ManualError::Disabled(flow_id.into()));
         }
-        fitting_trigger(flow, request.entity.as_ref())?;
+        let trigger = fitting_trigger(flow, request.entity.as_ref())?;
+        if !applies(flow, trigger, &request, self.clock.now()) {
+            return Err(ManualError::NotApplicable(flow_id.into()));
+        }
         let trigger = TriggerData::Manual {
             input: request.input,
             entity: request.entity,
@@ -138,6 +145,29 @@ fn fitting_trigger<'a>(
             quoted(&wanted)
         ),
     }))
+}
+
+/// Whether the trigger's `if` holds for this request (no `if`: always). It sees the entity
+/// (with its id), the input and the time.
+fn applies(
+    flow: &FlowEntry,
+    trigger: &ManualTrigger,
+    request: &ManualRequest,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    let index = flow.flow.def.triggers.iter().position(|t| match t {
+        Trigger::Manual(m) => std::ptr::eq(&m.manual, trigger),
+        _ => false,
+    });
+    let Some(condition) = index.and_then(|i| flow.flow.conditions.get(i)?.as_ref()) else {
+        return true;
+    };
+    let entity = request
+        .entity
+        .as_ref()
+        .map_or(Value::Null, |e| entity_with_id(&e.data, &e.id));
+    let context = json!({"entity": entity, "input": request.input, "now": rfc3339(now)});
+    is_truthy(&condition.render(&context))
 }
 
 fn quoted(names: &[&str]) -> String {

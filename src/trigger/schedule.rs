@@ -17,13 +17,17 @@ use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use serde_json::json;
+
 use crate::core::new_run::{NewRun, TriggerRecord};
+use crate::core::time::rfc3339;
 use crate::core::trigger_data::TriggerData;
 use crate::flow::cron::CronSchedule;
 use crate::flow::model::Trigger;
 use crate::flow::registry::{FlowEntry, Registry};
 use crate::store::schedules;
 use crate::store::starts::{OnceKey, RunStart, Started};
+use crate::template::is_truthy;
 use crate::trigger::{Intake, IntakeError};
 
 /// Longest single sleep: wall-clock jumps are noticed within this time.
@@ -32,6 +36,8 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 /// One schedule trigger of an active flow, with its next fire time.
 struct Planned {
     flow_id: String,
+    /// The index of the schedule trigger among the flow's triggers (for its `if`).
+    index: usize,
     cron: CronSchedule,
     next: Option<DateTime<Utc>>,
 }
@@ -79,8 +85,9 @@ fn plan(registry: &Registry, now: DateTime<Utc>) -> Vec<Planned> {
     registry
         .flows()
         .filter(|f| f.is_active())
-        .flat_map(|f| schedules_of(f).map(move |cron| (f.id.clone(), cron)))
-        .map(|(flow_id, cron)| Planned {
+        .flat_map(|f| schedules_of(f).map(move |(index, cron)| (f.id.clone(), index, cron)))
+        .map(|(flow_id, index, cron)| Planned {
+            index,
             next: cron.next_after(now),
             flow_id,
             cron,
@@ -112,8 +119,9 @@ fn key(flow_id: &str, cron: &CronSchedule) -> (String, String, String) {
     )
 }
 
-fn schedules_of(flow: &FlowEntry) -> impl Iterator<Item = CronSchedule> + '_ {
-    flow.flow.def.triggers.iter().filter_map(move |t| match t {
+fn schedules_of(flow: &FlowEntry) -> impl Iterator<Item = (usize, CronSchedule)> + '_ {
+    let triggers = flow.flow.def.triggers.iter().enumerate();
+    triggers.filter_map(move |(index, t)| match t {
         Trigger::Schedule(s) => CronSchedule::parse(
             &s.schedule.cron,
             s.schedule.timezone.as_deref(),
@@ -121,7 +129,8 @@ fn schedules_of(flow: &FlowEntry) -> impl Iterator<Item = CronSchedule> + '_ {
         .inspect_err(
             |e| warn!(flow = %flow.id, error = %e, "Schedule cannot be read; it does not fire."),
         )
-        .ok(),
+        .ok()
+        .map(|cron| (index, cron)),
         _ => None,
     })
 }
@@ -142,10 +151,20 @@ async fn fire_due(
             .cron
             .latest_between(next - TimeDelta::milliseconds(1), now)
             .unwrap_or(next);
-        fires.push((p.flow_id.clone(), fire_at));
+        fires.push((p.flow_id.clone(), p.index, fire_at));
         p.next = p.cron.next_after(now);
     }
     fire(intake, &fires).await
+}
+
+/// Whether the `if` of schedule trigger `index` holds for this fire (no `if`: it does).
+fn fire_applies(flow: &FlowEntry, index: usize, fire_at: DateTime<Utc>, now_ms: i64) -> bool {
+    let Some(condition) = flow.flow.conditions.get(index).and_then(Option::as_ref) else {
+        return true;
+    };
+    let now = DateTime::<Utc>::from_timestamp_millis(now_ms).unwrap_or(fire_at);
+    let context = json!({"schedule": {"fire_at": rfc3339(fire_at)}, "now": rfc3339(now)});
+    is_truthy(&condition.render(&context))
 }
 
 /// On start: for each schedule that fired before, the latest fire time missed since then.
@@ -163,24 +182,31 @@ async fn catch_up(intake: &Intake, planned: &[Planned]) -> Result<(), IntakeErro
         };
         if let Some(missed) = p.cron.latest_between(last, now) {
             info!(flow = %p.flow_id, fire_at = %missed, "Catching up a schedule fire missed while down.");
-            fires.push((p.flow_id.clone(), missed));
+            fires.push((p.flow_id.clone(), p.index, missed));
         }
     }
     fire(intake, &fires).await
 }
 
 /// Starts one run per (flow, fire time) not fired yet, through the group commit.
-async fn fire(intake: &Intake, fires: &[(String, DateTime<Utc>)]) -> Result<(), IntakeError> {
+async fn fire(
+    intake: &Intake,
+    fires: &[(String, usize, DateTime<Utc>)],
+) -> Result<(), IntakeError> {
     if fires.is_empty() {
         return Ok(());
     }
     let registry = intake.registry();
     let now = intake.clock.now_ms();
     let mut starts = Vec::with_capacity(fires.len());
-    for (flow_id, fire_at) in fires {
+    for (flow_id, index, fire_at) in fires {
         let Some(flow) = registry.get(flow_id).filter(|f| f.is_active()) else {
             continue;
         };
+        if !fire_applies(flow, *index, *fire_at, now) {
+            debug!(flow = %flow_id, %fire_at, "Schedule fire skipped: its `if` does not hold.");
+            continue;
+        }
         let trigger = TriggerRecord::of(&TriggerData::Schedule { fire_at: *fire_at })?;
         starts.push(RunStart {
             run: NewRun::new(flow.target(), &trigger, now),

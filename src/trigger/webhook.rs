@@ -1,15 +1,20 @@
 //! Inbound webhooks: `POST /hooks/{path}` starts a run of the flow listening there, with the
 //! body as `input`. With a `secret`, the request must carry a valid Standard Webhooks signature
 //! (timestamp within 5 minutes). A repeated `webhook-id` on the same path starts nothing new
-//! and gets the first run's id: senders retry, flowd runs once.
+//! and gets the first run's id: senders retry, flowd runs once. A request that does not pass
+//! the trigger's `match` or `if` is answered and starts nothing.
 
 use axum::http::HeaderMap;
 use serde_json::{Map, Value, json};
 
 use crate::core::new_run::{NewRun, TriggerRecord};
+use crate::core::time::rfc3339;
 use crate::core::trigger_data::TriggerData;
+use crate::flow::model::{self, Trigger};
+use crate::flow::registry::FlowEntry;
 use crate::outbound::sign::{SignatureHeaders, verify};
 use crate::store::starts::{OnceKey, RunStart, Started};
+use crate::template::is_truthy;
 use crate::trigger::{Intake, IntakeError};
 
 /// How far a signed request's timestamp may be from now.
@@ -18,7 +23,8 @@ pub const TOLERANCE_SECS: i64 = 300;
 /// What a webhook request did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Received {
-    pub run_id: String,
+    /// `None` when the request does not pass the trigger's `match` or `if`: nothing started.
+    pub run_id: Option<String>,
     /// False when the `webhook-id` was seen before and no run was started.
     pub started: bool,
 }
@@ -49,7 +55,7 @@ impl Intake {
         let (flow, index) = registry
             .webhook(path)
             .ok_or_else(|| WebhookError::UnknownPath(path.into()))?;
-        if !flow.is_active() {
+        if !flow.takes_events() {
             return Err(WebhookError::Paused(flow.id.clone()));
         }
         let signature = SignatureHeaders::from_header_map(headers);
@@ -61,6 +67,12 @@ impl Intake {
         }
         let input = parse_body(headers, body)?;
         self.metrics.webhook_received(&flow.id);
+        if !passes_filters(flow, index, &input, self.clock.now()) {
+            return Ok(Received {
+                run_id: None,
+                started: false,
+            });
+        }
         let trigger = TriggerData::Webhook {
             path: path.to_string(),
             input,
@@ -84,17 +96,40 @@ impl Intake {
             .map_err(IntakeError::from)?;
         Ok(match started.into_iter().next() {
             Some(Started::Repeat(first)) => Received {
-                run_id: first.unwrap_or(run_id),
+                run_id: Some(first.unwrap_or(run_id)),
                 started: false,
             },
             Some(Started::New(_)) | None => {
                 self.wake.new_runs();
                 Received {
-                    run_id,
+                    run_id: Some(run_id),
                     started: true,
                 }
             }
         })
+    }
+}
+
+/// Whether the request passes the trigger's `match` (on the body) and `if` (seeing `input`
+/// and `now`).
+fn passes_filters(
+    flow: &FlowEntry,
+    index: usize,
+    input: &Value,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    let Some(Trigger::Webhook(trigger)) = flow.flow.def.triggers.get(index) else {
+        return true;
+    };
+    if !model::fields_match(trigger.webhook.matches.as_ref(), input) {
+        return false;
+    }
+    match flow.flow.conditions.get(index).and_then(Option::as_ref) {
+        Some(condition) => {
+            let context = json!({"input": input, "now": rfc3339(now)});
+            is_truthy(&condition.render(&context))
+        }
+        None => true,
     }
 }
 

@@ -11,6 +11,7 @@ mod architecture;
 mod auth_and_cli;
 mod cli_run_export;
 mod crash;
+mod delivery;
 mod hostile_input;
 mod multi_node;
 mod run_controls;

@@ -320,6 +320,21 @@ async fn check_usage_filters(api: &Api, runs: &HashMap<String, Value>) {
     let before_first = format!("?until={}", urlencode(&format!("{first}T00:00:00Z")));
     assert!(usage(api, &before_first).await.is_empty());
     assert!(usage(api, "?flow=nope").await.is_empty());
+    // Only `limited` (two starts a second for six runs) had runs put off by its limit.
+    let exceeded = usage(api, "?exceeded=true").await;
+    assert!(
+        !exceeded.is_empty()
+            && exceeded
+                .iter()
+                .all(|i| i["flow"] == "limited" && i["exceeded"] == true),
+        "{exceeded:?}"
+    );
+    let calm = usage(api, "?exceeded=false").await;
+    assert!(
+        calm.iter()
+            .all(|i| i["flow"] != "limited" && i["exceeded"] == false),
+        "{calm:?}"
+    );
 }
 
 async fn check_bad_usage_queries(api: &Api) {
@@ -328,12 +343,16 @@ async fn check_bad_usage_queries(api: &Api) {
         ("?until=2026-02-30", "until"),
         ("?since=2026-11-24&until=2026-11-23", "since"),
         ("?flow=push&day=2026-11-23", "day"),
+        ("?exceeded=maybe", "`exceeded` must be `true` or `false`"),
     ] {
         let (status, body) = get_json(api, &format!("/api/v1/usage{query}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
         assert_eq!(body["error"]["code"], "bad_request", "{query}: {body}");
         let message = body["error"]["message"].as_str().unwrap_or_default();
         assert!(message.contains(named), "{query}: {message}");
+        for serde_wording in ["deserialize", "expected", "invalid type", "provided string"] {
+            assert!(!message.contains(serde_wording), "{query}: {message}");
+        }
     }
 }
 
