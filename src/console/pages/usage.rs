@@ -42,6 +42,9 @@ pub struct DayLine {
 pub struct Bar {
     pub day: String,
     pub x: u32,
+    /// Every run started that day, behind the other two (runs not finished yet show as the rest).
+    pub total_y: u32,
+    pub total_height: u32,
     pub ok_y: u32,
     pub ok_height: u32,
     pub failed_y: u32,
@@ -133,6 +136,8 @@ fn bars(usage: &[DayUsage]) -> Vec<Bar> {
             Bar {
                 day,
                 x: i as u32 * BAR_STEP + 2,
+                total_y: CHART_HEIGHT - scale(total),
+                total_height: scale(total),
                 ok_y,
                 ok_height,
                 failed_y: ok_y.saturating_sub(failed_height),
