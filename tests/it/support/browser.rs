@@ -100,11 +100,6 @@ impl Browser {
             .unwrap_or_else(|e| panic!("click `{css}`: {e}"));
     }
 
-    /// The text of the whole page.
-    pub async fn page_text(&self) -> String {
-        self.text("body").await
-    }
-
     /// Waits until the page's text passes `check`; with `reload`, reloads between looks.
     pub async fn wait_for_text(&self, what: &str, reload: bool, check: impl Fn(&str) -> bool) {
         self.wait_for(what, "body", reload, check).await;
