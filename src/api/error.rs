@@ -252,7 +252,9 @@ impl From<FlowError> for ApiError {
     fn from(e: FlowError) -> ApiError {
         let message = e.to_string();
         match e {
-            FlowError::UnknownFlow(_) => ApiError::NotFound(message),
+            FlowError::UnknownFlow(_) | FlowError::UnknownRevision { .. } => {
+                ApiError::NotFound(message)
+            }
             FlowError::Invalid(problems) => ApiError::Unprocessable {
                 code: "invalid_flow",
                 message: problems

@@ -1,5 +1,6 @@
-//! Flow management: list, create (YAML or JSON), read (JSON, or the YAML source with
-//! `Accept: application/yaml`), replace, delete, pause and resume, revisions, validate.
+//! Flow management: list (a grid row per flow), create (YAML or JSON), read (JSON, or the YAML
+//! source with `Accept: application/yaml`), replace, delete, pause and resume, revisions (list,
+//! read, restore), validate.
 
 use axum::Json;
 use axum::extract::State;
@@ -12,22 +13,25 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{ApiPath, RawBody};
+use crate::api::extract::{ApiPath, ApiQuery, RawBody};
 use crate::api::page::Page;
 use crate::core::diagnostic::Diagnostic;
 use crate::core::time::rfc3339;
 use crate::engine::Engine;
-use crate::engine::flows::body_problem;
-use crate::store::flows::{FlowRow, RevisionRow};
+use crate::engine::flows::{FlowFilter, FlowSummary, FlowView, body_problem};
+use crate::flow::summary::TriggerSummary;
+use crate::store::flows::RevisionRow;
 
-/// A flow as lists show it. Times are RFC 3339 UTC.
+/// A flow as the list shows it: a grid row. Times are RFC 3339 UTC.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FlowOut {
     id: String,
     name: String,
+    /// The flow's `description`.
+    description: Option<String>,
     /// `false` when the flow says `enabled: false`: it starts no runs.
     enabled: bool,
-    /// Paused through the API: it starts no runs until resumed.
+    /// Paused (by hand or by the failure breaker): nothing is sent until resumed.
     paused: bool,
     /// `file` (from the flows folder: change the file, not the API) or `api`.
     #[schema(example = "api")]
@@ -36,15 +40,32 @@ pub struct FlowOut {
     path: Option<String>,
     /// The current revision, from 1.
     revision: i64,
-    /// The flow's triggers as defined.
-    #[schema(value_type = Vec<Object>)]
-    triggers: Value,
+    /// One line per trigger, with its filters.
+    triggers: Vec<TriggerSummary>,
+    /// The URLs its steps send to, as written, secrets shown as `***`.
+    targets: Vec<String>,
     /// Why the flow's file does not load (the last good revision keeps running).
     load_error: Option<String>,
     #[schema(format = DateTime)]
-    created_at: Option<String>,
+    created_at: String,
     #[schema(format = DateTime)]
-    updated_at: Option<String>,
+    updated_at: String,
+    #[schema(format = DateTime)]
+    paused_at: Option<String>,
+    /// `manual`, or `auto_paused` (the failure breaker tripped; `pause_detail` says why).
+    #[schema(example = "manual")]
+    pause_reason: Option<String>,
+    pause_detail: Option<String>,
+    /// Set on deleted flows, listed with `?include_deleted=true`.
+    #[schema(format = DateTime)]
+    deleted_at: Option<String>,
+    /// When its latest run was created.
+    #[schema(format = DateTime)]
+    last_run_at: Option<String>,
+    /// Runs created in the last 24 hours.
+    runs_24h: u64,
+    /// Of those, the ones that failed.
+    failed_24h: u64,
 }
 
 /// A flow with its definition.
@@ -67,6 +88,16 @@ pub struct RevisionOut {
     created_at: Option<String>,
 }
 
+/// One revision with its definition.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RevisionDetail {
+    #[serde(flatten)]
+    revision: RevisionOut,
+    /// The definition as JSON.
+    #[schema(value_type = Object)]
+    definition: Value,
+}
+
 /// A valid flow; warnings do not stop it from being saved.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Validated {
@@ -82,15 +113,42 @@ pub struct FlowId {
     pub id: String,
 }
 
+/// The `{id}` and `{revision}` of a flow's revision.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct FlowRevision {
+    /// The flow's id.
+    pub id: String,
+    /// The revision, from 1.
+    pub revision: i64,
+}
+
+/// Which flows the list shows.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListFlows {
+    /// `true`: deleted flows too, with their `deleted_at`.
+    #[serde(default)]
+    pub include_deleted: bool,
+}
+
 /// A flow's source, as the flow endpoints take it.
 const FLOW_EXAMPLE: &str = "id: greet\ntriggers:\n  - entity: contact\n    on: create\nsteps:\n  - id: hello\n    map: {text: \"hello {{entity.name}}\"}\n";
 
-/// Every flow, whole (flows are few): `next_cursor` is always null.
-#[utoipa::path(get, path = "/api/v1/flows", tag = "flows", responses(
+/// Every flow, whole (flows are few): `next_cursor` is always null. Each with its run figures,
+/// all read in one query.
+#[utoipa::path(get, path = "/api/v1/flows", tag = "flows", params(ListFlows), responses(
     (status = 200, description = "every flow", body = Page<FlowOut>),
+    (status = 400, description = "`bad_request`: a bad query parameter", body = ErrorBody),
 ))]
-pub async fn list_flows(State(engine): State<Engine>) -> Result<Json<Page<FlowOut>>, ApiError> {
-    let flows = engine.flows().await?;
+pub async fn list_flows(
+    State(engine): State<Engine>,
+    ApiQuery(q): ApiQuery<ListFlows>,
+) -> Result<Json<Page<FlowOut>>, ApiError> {
+    let filter = FlowFilter {
+        include_deleted: q.include_deleted,
+    };
+    let flows = engine.flow_summaries(filter).await?;
     Ok(Json(Page::whole(flows).map(flow_out)))
 }
 
@@ -129,7 +187,7 @@ pub async fn get_flow(
     ApiPath(FlowId { id }): ApiPath<FlowId>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let flow = engine.flow(&id).await?;
+    let flow = engine.flow_view(&id).await?;
     if wants_yaml(&headers) {
         return Ok(([(CONTENT_TYPE, "application/yaml")], flow.yaml).into_response());
     }
@@ -160,7 +218,8 @@ pub async fn replace_flow(
     Ok(Json(flow_detail(&flow)))
 }
 
-/// Deletes an API flow; its runs stay in the log.
+/// Deletes an API flow; its runs stay in the log, and it stays listed with
+/// `?include_deleted=true`.
 #[utoipa::path(delete, path = "/api/v1/flows/{id}", tag = "flows", params(FlowId), responses(
     (status = 204, description = "deleted"),
     (status = 404, description = "no such flow", body = ErrorBody),
@@ -183,7 +242,7 @@ pub async fn pause_flow(
     State(engine): State<Engine>,
     ApiPath(FlowId { id }): ApiPath<FlowId>,
 ) -> Result<Json<FlowOut>, ApiError> {
-    Ok(Json(flow_out(&engine.set_flow_paused(&id, true).await?)))
+    Ok(Json(flow_out(&engine.pause_flow(&id).await?)))
 }
 
 /// Resumes a paused flow.
@@ -195,7 +254,7 @@ pub async fn resume_flow(
     State(engine): State<Engine>,
     ApiPath(FlowId { id }): ApiPath<FlowId>,
 ) -> Result<Json<FlowOut>, ApiError> {
-    Ok(Json(flow_out(&engine.set_flow_paused(&id, false).await?)))
+    Ok(Json(flow_out(&engine.resume_flow(&id).await?)))
 }
 
 /// A flow's revisions, newest first, whole: `next_cursor` is always null.
@@ -209,6 +268,50 @@ pub async fn list_revisions(
 ) -> Result<Json<Page<RevisionOut>>, ApiError> {
     let revisions = engine.flow_revisions(&id).await?;
     Ok(Json(Page::whole(revisions).map(revision_out)))
+}
+
+/// One revision of a flow (deleted flows' too): JSON with its definition, or with
+/// `Accept: application/yaml` its YAML source as written.
+#[utoipa::path(get, path = "/api/v1/flows/{id}/revisions/{revision}", tag = "flows", params(FlowRevision), responses(
+    (status = 200, description = "the revision", content(
+        (RevisionDetail = "application/json"),
+        (String = "application/yaml"),
+    )),
+    (status = 404, description = "no such flow or revision", body = ErrorBody),
+))]
+pub async fn get_revision(
+    State(engine): State<Engine>,
+    ApiPath(FlowRevision { id, revision }): ApiPath<FlowRevision>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let revision = engine.flow_revision(&id, revision).await?;
+    if wants_yaml(&headers) {
+        return Ok(([(CONTENT_TYPE, "application/yaml")], revision.yaml).into_response());
+    }
+    Ok(Json(RevisionDetail {
+        definition: serde_json::from_str(&revision.definition).unwrap_or(Value::Null),
+        revision: RevisionOut {
+            revision: revision.revision,
+            sha256: revision.sha256,
+            created_at: time(revision.created_at),
+        },
+    })
+    .into_response())
+}
+
+/// Makes an old revision of an API flow current again, as a new revision (history only grows).
+#[utoipa::path(post, path = "/api/v1/flows/{id}/revisions/{revision}/restore", tag = "flows", params(FlowRevision), responses(
+    (status = 200, description = "the flow at its new revision (unchanged when that revision is current)", body = FlowDetail),
+    (status = 404, description = "no such flow or revision", body = ErrorBody),
+    (status = 409, description = "`managed_by_file`: change the file instead", body = ErrorBody),
+    (status = 422, description = "`invalid_flow`: the old revision does not pass today's checks (e.g. its webhook path is taken)", body = ErrorBody),
+))]
+pub async fn restore_revision(
+    State(engine): State<Engine>,
+    ApiPath(FlowRevision { id, revision }): ApiPath<FlowRevision>,
+) -> Result<Json<FlowDetail>, ApiError> {
+    let flow = engine.restore_flow_revision(&id, revision).await?;
+    Ok(Json(flow_detail(&flow)))
 }
 
 /// Checks a flow without saving it.
@@ -270,34 +373,36 @@ fn time(millis: i64) -> Option<String> {
     DateTime::<Utc>::from_timestamp_millis(millis).map(rfc3339)
 }
 
-fn flow_out(flow: &FlowRow) -> FlowOut {
-    flow_with_definition(flow).0
-}
-
-fn flow_detail(flow: &FlowRow) -> FlowDetail {
-    let (flow, definition) = flow_with_definition(flow);
-    FlowDetail { flow, definition }
-}
-
-fn flow_with_definition(flow: &FlowRow) -> (FlowOut, Value) {
-    let definition: Value = serde_json::from_str(&flow.definition).unwrap_or(Value::Null);
-    let out = FlowOut {
+fn flow_out(flow: &FlowSummary) -> FlowOut {
+    FlowOut {
         id: flow.id.clone(),
         name: flow.name.clone(),
+        description: flow.description.clone(),
         enabled: flow.enabled,
         paused: flow.paused,
         source: flow.source.to_string(),
         path: flow.path.clone(),
         revision: flow.revision,
-        triggers: definition
-            .get("triggers")
-            .cloned()
-            .unwrap_or(Value::Array(Vec::new())),
+        triggers: flow.triggers.clone(),
+        targets: flow.targets.clone(),
         load_error: flow.load_error.clone(),
-        created_at: time(flow.created_at),
-        updated_at: time(flow.updated_at),
-    };
-    (out, definition)
+        created_at: rfc3339(flow.created_at),
+        updated_at: rfc3339(flow.updated_at),
+        paused_at: flow.paused_at.map(rfc3339),
+        pause_reason: flow.pause_reason.map(|r| r.to_string()),
+        pause_detail: flow.pause_detail.clone(),
+        deleted_at: flow.deleted_at.map(rfc3339),
+        last_run_at: flow.last_run_at.map(rfc3339),
+        runs_24h: flow.runs_24h,
+        failed_24h: flow.failed_24h,
+    }
+}
+
+fn flow_detail(flow: &FlowView) -> FlowDetail {
+    FlowDetail {
+        flow: flow_out(&flow.summary),
+        definition: serde_json::from_str(&flow.definition).unwrap_or(Value::Null),
+    }
 }
 
 fn revision_out(r: &RevisionRow) -> RevisionOut {

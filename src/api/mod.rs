@@ -87,6 +87,8 @@ impl RouteTable {
             .routes(routes!(flows::pause_flow))
             .routes(routes!(flows::resume_flow))
             .routes(routes!(flows::list_revisions))
+            .routes(routes!(flows::get_revision))
+            .routes(routes!(flows::restore_revision))
             .routes(routes!(actions::trigger_flow))
             .routes(routes!(actions::list_actions))
             .routes(routes!(nodes::list_nodes))

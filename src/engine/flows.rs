@@ -1,15 +1,22 @@
-//! Flow management for the API: create, replace, delete, pause and resume, validate. API flows
-//! get a new revision on every change; file flows belong to their files (409
-//! `managed_by_file`), except for pause and resume, which are stored for both.
+//! Flow management for the API: create, replace, delete, pause and resume, validate, read and
+//! restore revisions; and the flow list as a grid shows it ([`FlowSummary`]). API flows get a
+//! new revision on every change; file flows belong to their files (409 `managed_by_file`),
+//! except for pause and resume, which are stored for both.
 
-use chrono::Utc;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 
 use crate::core::diagnostic::Pos;
 use crate::core::diagnostic::{Diagnostic, FlowPath};
 use crate::engine::{Engine, EngineError, flow_input};
+use crate::flow::model::FlowDef;
+use crate::flow::summary::{self, TriggerSummary};
 use crate::flow::validate::{ValidFlow, validate_source};
 use crate::store::StoreError;
-use crate::store::flows::{self, FlowRow, FlowSource, RevisionRow};
+use crate::store::flows::{
+    self, FlowRow, FlowSource, PauseReason, Revision, RevisionRow, RunFigures, Which,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlowError {
@@ -21,6 +28,8 @@ pub enum FlowError {
     IdTaken(String),
     #[error("flow `{0}` comes from a file in the flows folder: change the file instead")]
     ManagedByFile(String),
+    #[error("flow `{flow}` has no revision {revision}")]
+    UnknownRevision { flow: String, revision: i64 },
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -29,6 +38,58 @@ impl From<StoreError> for FlowError {
     fn from(e: StoreError) -> FlowError {
         FlowError::Engine(e.into())
     }
+}
+
+/// A flow as the flow list (API and console grid) shows it: what it is, what starts it, where
+/// it sends, its state with dates, and its runs of the last 24 hours. Built by
+/// [`Engine::flow_summaries`] from one query, however many flows there are.
+#[derive(Debug, Clone)]
+pub struct FlowSummary {
+    pub id: String,
+    pub name: String,
+    pub description: Option<String>,
+    /// `false` when the flow says `enabled: false`.
+    pub enabled: bool,
+    pub paused: bool,
+    pub source: FlowSource,
+    /// The file of a file flow.
+    pub path: Option<String>,
+    pub revision: i64,
+    /// One line per trigger, with its filters.
+    pub triggers: Vec<TriggerSummary>,
+    /// The URLs its steps send to, secrets masked (`***`).
+    pub targets: Vec<String>,
+    /// Why the flow's file does not load (the last good revision keeps running).
+    pub load_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub paused_at: Option<DateTime<Utc>>,
+    pub pause_reason: Option<PauseReason>,
+    /// For `auto_paused`: what tripped the breaker.
+    pub pause_detail: Option<String>,
+    pub deleted_at: Option<DateTime<Utc>>,
+    /// When its latest run was created.
+    pub last_run_at: Option<DateTime<Utc>>,
+    /// Runs created in the last 24 hours, and how many of them failed.
+    pub runs_24h: u64,
+    pub failed_24h: u64,
+}
+
+/// One flow with its definition: what `GET /api/v1/flows/{id}` shows.
+#[derive(Debug, Clone)]
+pub struct FlowView {
+    pub summary: FlowSummary,
+    /// The current revision's definition as JSON.
+    pub definition: String,
+    /// The current revision's YAML as written.
+    pub yaml: String,
+}
+
+/// Which flows [`Engine::flow_summaries`] lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlowFilter {
+    /// Deleted flows too (`?include_deleted=true`).
+    pub include_deleted: bool,
 }
 
 /// A flow that passed validation, with its warnings.
@@ -83,7 +144,7 @@ impl Engine {
     }
 
     /// Creates an API flow. `source` is YAML (or JSON, which is YAML too).
-    pub async fn create_flow(&self, source: &str) -> Result<FlowRow, FlowError> {
+    pub async fn create_flow(&self, source: &str) -> Result<FlowView, FlowError> {
         let checked = self.check_flow(source, None)?;
         let store = self.store();
         if flows::get_flow(store.reader(), store.backend(), &checked.flow.id)
@@ -96,30 +157,174 @@ impl Engine {
     }
 
     /// Replaces an API flow with a new revision (a no-op when nothing changed).
-    pub async fn replace_flow(&self, id: &str, source: &str) -> Result<FlowRow, FlowError> {
+    pub async fn replace_flow(&self, id: &str, source: &str) -> Result<FlowView, FlowError> {
         self.api_flow(id).await?;
         let checked = self.check_flow(source, Some(id))?;
         self.save_api_flow(&checked.flow, source).await
     }
 
-    /// Deletes an API flow; its runs and revisions stay.
+    /// Deletes an API flow: it is marked deleted (listed with `include_deleted`); its runs and
+    /// revisions stay.
     pub async fn delete_flow(&self, id: &str) -> Result<(), FlowError> {
         self.api_flow(id).await?;
         let store = self.store();
-        flows::delete(store.writer(), store.backend(), id).await?;
+        let now = Utc::now().timestamp_millis();
+        flows::delete(store.writer(), store.backend(), id, now).await?;
         self.reload_registry().await?;
         Ok(())
     }
 
-    /// Pauses or resumes a flow (file flows too) and returns it.
-    pub async fn set_flow_paused(&self, id: &str, paused: bool) -> Result<FlowRow, FlowError> {
+    /// Pauses a flow (file flows too) by hand; pausing a paused flow keeps its first date.
+    pub async fn pause_flow(&self, id: &str) -> Result<FlowSummary, FlowError> {
+        self.set_paused(id, Some((PauseReason::Manual, None))).await
+    }
+
+    /// Resumes a paused flow.
+    pub async fn resume_flow(&self, id: &str) -> Result<FlowSummary, FlowError> {
+        self.set_paused(id, None).await
+    }
+
+    async fn set_paused(
+        &self,
+        id: &str,
+        pause: Option<(PauseReason, Option<&str>)>,
+    ) -> Result<FlowSummary, FlowError> {
         let store = self.store();
         let now = Utc::now().timestamp_millis();
-        if !flows::set_paused(store.writer(), store.backend(), id, paused, now).await? {
+        if !flows::set_paused(store.writer(), store.backend(), id, pause, now).await? {
             return Err(FlowError::UnknownFlow(id.into()));
         }
         self.reload_registry().await?;
-        self.flow(id).await
+        self.flow_summary(id).await
+    }
+
+    /// The flows as a grid shows them, by id: one query for all of them with their run
+    /// figures (never one per flow). Deleted flows only when the filter asks.
+    pub async fn flow_summaries(&self, filter: FlowFilter) -> Result<Vec<FlowSummary>, FlowError> {
+        let which = if filter.include_deleted {
+            Which::WithDeleted
+        } else {
+            Which::Live
+        };
+        self.summaries(which).await
+    }
+
+    /// One flow as [`Engine::flow_summaries`] shows it; a deleted flow is not found.
+    pub async fn flow_summary(&self, id: &str) -> Result<FlowSummary, FlowError> {
+        self.summaries(Which::One(id))
+            .await?
+            .into_iter()
+            .find(|f| f.deleted_at.is_none())
+            .ok_or_else(|| FlowError::UnknownFlow(id.into()))
+    }
+
+    async fn summaries(&self, which: Which<'_>) -> Result<Vec<FlowSummary>, FlowError> {
+        Ok(self
+            .summaries_with_rows(which)
+            .await?
+            .into_iter()
+            .map(|(summary, _)| summary)
+            .collect())
+    }
+
+    /// One flow (not deleted) with its summary and definition, from one query.
+    pub async fn flow_view(&self, id: &str) -> Result<FlowView, FlowError> {
+        self.summaries_with_rows(Which::One(id))
+            .await?
+            .into_iter()
+            .find(|(summary, _)| summary.deleted_at.is_none())
+            .map(|(summary, row)| FlowView {
+                summary,
+                definition: row.definition,
+                yaml: row.yaml,
+            })
+            .ok_or_else(|| FlowError::UnknownFlow(id.into()))
+    }
+
+    async fn summaries_with_rows(
+        &self,
+        which: Which<'_>,
+    ) -> Result<Vec<(FlowSummary, FlowRow)>, FlowError> {
+        let store = self.store();
+        let since = Utc::now().timestamp_millis() - DAY_MS;
+        let rows = flows::list_with_figures(store.reader(), store.backend(), which, since).await?;
+        let registry = self.registry();
+        Ok(rows
+            .into_iter()
+            .map(|(row, figures)| {
+                // The registry has the current revision parsed already; deleted flows are not
+                // in it and are parsed here.
+                let compiled = registry
+                    .get(&row.id)
+                    .filter(|e| e.revision == row.revision)
+                    .map(|e| Arc::clone(&e.flow));
+                let parsed = match compiled {
+                    Some(_) => None,
+                    None => serde_json::from_str::<FlowDef>(&row.definition).ok(),
+                };
+                let def = compiled.as_ref().map(|c| &c.def).or(parsed.as_ref());
+                (self.summary(&row, figures, def), row)
+            })
+            .collect())
+    }
+
+    fn summary(&self, row: &FlowRow, figures: RunFigures, def: Option<&FlowDef>) -> FlowSummary {
+        // Targets are shown as written, secret expressions masked; a secret's value written
+        // into a URL literally is masked by the redactor as well.
+        let redactor = &self.step_env().redactor;
+        let targets = def
+            .map(summary::targets)
+            .unwrap_or_default()
+            .iter()
+            .map(|t| redactor.redact(t))
+            .collect();
+        FlowSummary {
+            id: row.id.clone(),
+            name: row.name.clone(),
+            description: def.and_then(|d| d.description.clone()),
+            enabled: row.enabled,
+            paused: row.paused,
+            source: row.source,
+            path: row.path.clone(),
+            revision: row.revision,
+            triggers: def.map(summary::triggers).unwrap_or_default(),
+            targets,
+            load_error: row.load_error.clone(),
+            created_at: time(row.created_at).unwrap_or_default(),
+            updated_at: time(row.updated_at).unwrap_or_default(),
+            paused_at: row.paused_at.and_then(time),
+            pause_reason: row.pause_reason,
+            pause_detail: row.pause_detail.clone(),
+            deleted_at: row.deleted_at.and_then(time),
+            last_run_at: figures.last_run_at.and_then(time),
+            runs_24h: u64::try_from(figures.runs_since).unwrap_or(0),
+            failed_24h: u64::try_from(figures.failed_since).unwrap_or(0),
+        }
+    }
+
+    /// One revision of a flow, whole (deleted flows' revisions too, for their runs' history).
+    pub async fn flow_revision(&self, id: &str, revision: i64) -> Result<Revision, FlowError> {
+        let store = self.store();
+        flows::revision(store.reader(), store.backend(), id, revision)
+            .await?
+            .ok_or_else(|| FlowError::UnknownRevision {
+                flow: id.into(),
+                revision,
+            })
+    }
+
+    /// Makes an old revision of an API flow current again, as a new revision (like a revert:
+    /// history only grows). It is validated as today's rules and other flows require; restoring
+    /// the current revision changes nothing.
+    pub async fn restore_flow_revision(
+        &self,
+        id: &str,
+        revision: i64,
+    ) -> Result<FlowView, FlowError> {
+        self.api_flow(id).await?;
+        let old = self.flow_revision(id, revision).await?;
+        let checked = self.check_flow(&old.yaml, Some(id))?;
+        self.save_api_flow(&checked.flow, &old.yaml).await
     }
 
     /// One flow with its current definition.
@@ -130,7 +335,7 @@ impl Engine {
             .ok_or_else(|| FlowError::UnknownFlow(id.into()))
     }
 
-    /// Every flow, by id.
+    /// Every flow that is not deleted, by id, with its definition.
     pub async fn flows(&self) -> Result<Vec<FlowRow>, FlowError> {
         let store = self.store();
         Ok(flows::list(store.reader(), store.backend()).await?)
@@ -154,7 +359,7 @@ impl Engine {
         Ok(flow)
     }
 
-    async fn save_api_flow(&self, flow: &ValidFlow, source: &str) -> Result<FlowRow, FlowError> {
+    async fn save_api_flow(&self, flow: &ValidFlow, source: &str) -> Result<FlowView, FlowError> {
         let yaml = as_yaml(source, flow);
         let input = flow_input(
             &flow.id,
@@ -169,8 +374,14 @@ impl Engine {
         flows::save(&txn, store.backend(), &input, Utc::now().timestamp_millis()).await?;
         txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;
-        self.flow(&flow.id).await
+        self.flow_view(&flow.id).await
     }
+}
+
+const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+fn time(millis: i64) -> Option<DateTime<Utc>> {
+    DateTime::<Utc>::from_timestamp_millis(millis)
 }
 
 /// The YAML kept as the flow's source: YAML as written (comments and all); a JSON body is

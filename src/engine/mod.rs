@@ -317,7 +317,7 @@ impl Engine {
             .collect();
         for (path, id) in by_path.iter().filter(|(p, _)| !present.contains(*p)) {
             info!(flow = %id, file = %path, "Flow file removed; the flow is deleted (its runs stay).");
-            crate::store::flows::delete(&txn, store.backend(), id).await?;
+            crate::store::flows::delete(&txn, store.backend(), id, now).await?;
         }
         txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;

@@ -7,5 +7,6 @@ pub mod load;
 pub mod model;
 pub mod registry;
 pub mod schema;
+pub mod summary;
 pub mod validate;
 pub mod yaml;

@@ -99,6 +99,47 @@ async fn api_flows_are_created_revised_paused_and_deleted() {
         Some(64)
     );
 
+    // An old revision reads back as JSON or as the YAML written; one that never was is a 404.
+    let (status, one) = send(&api, "GET", "/api/v1/flows/greet/revisions/1", None).await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(
+        (
+            one["revision"].clone(),
+            one["definition"]["steps"][0]["map"]["text"].clone()
+        ),
+        (json!(1), json!("hello {{entity.name}}"))
+    );
+    assert_eq!(
+        raw(&api, "/api/v1/flows/greet/revisions/1", "application/yaml").await,
+        API_FLOW
+    );
+    let (status, _) = send(&api, "GET", "/api/v1/flows/greet/revisions/9", None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    // The list carries the grid's fields, run figures included.
+    let listed = listed_flow(&api, "/api/v1/flows", "greet").await;
+    assert_eq!(
+        (
+            listed["runs_24h"].clone(),
+            listed["failed_24h"].clone(),
+            listed["triggers"].clone(),
+            listed["targets"].clone(),
+            listed["paused_at"].clone(),
+            listed["deleted_at"].clone(),
+        ),
+        (
+            json!(2),
+            json!(0),
+            json!([{"kind": "entity", "summary": "contact: create", "filters": []}]),
+            json!([]),
+            Value::Null,
+            Value::Null,
+        ),
+        "{listed}"
+    );
+    assert_eq!(listed["last_run_at"], second["created_at"], "{listed}");
+    assert!(listed["created_at"].is_string(), "{listed}");
+
     // JSON works too; ids must agree with the URL; problems come with line and column.
     let json_flow = json!({"id": "as-json", "triggers": [{"manual": {"label": "J"}}], "steps": [{"id": "m", "map": {"a": 1}}]});
     let (status, body) = send(
@@ -184,12 +225,37 @@ async fn api_flows_are_created_revised_paused_and_deleted() {
         "nothing of the invalid flow was stored"
     );
 
+    // A flow's targets show its URLs as written, secrets masked; its description is listed.
+    let sender = "id: sender\ndescription: Pushes guests.\ntriggers: [{manual: {label: Go}}]\nsteps:\n  - id: push\n    http: {url: \"https://bot:hunter2@crm.example.com/{{entity.id}}?key={{secrets.CRM_KEY}}\"}\n";
+    let (status, body) = send(
+        &api,
+        "POST",
+        "/api/v1/flows",
+        Some(("application/yaml", sender)),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert_eq!(
+        (body["description"].clone(), body["targets"].clone()),
+        (
+            json!("Pushes guests."),
+            json!(["https://bot:***@crm.example.com/{{entity.id}}?key=***"])
+        ),
+        "{body}"
+    );
+    send(&api, "DELETE", "/api/v1/flows/sender", None).await;
+
     // Pause: events match nothing, manual triggers answer 409; resume: runs again.
     let (status, paused) = send(&api, "POST", "/api/v1/flows/greet/pause", None).await;
     assert_eq!(
-        (status, paused["paused"].clone()),
-        (StatusCode::OK, json!(true))
+        (
+            status,
+            paused["paused"].clone(),
+            paused["pause_reason"].clone()
+        ),
+        (StatusCode::OK, json!(true), json!("manual"))
     );
+    assert!(paused["paused_at"].is_string(), "{paused}");
     let acks = api
         .post_events(&[json!({"entity": "contact", "action": "create", "id": "3"})])
         .await
@@ -202,12 +268,47 @@ async fn api_flows_are_created_revised_paused_and_deleted() {
         (status, body["error"]["code"].clone()),
         (StatusCode::CONFLICT, json!("flow_paused"))
     );
-    send(&api, "POST", "/api/v1/flows/greet/resume", None).await;
+    let (_, resumed) = send(&api, "POST", "/api/v1/flows/greet/resume", None).await;
+    assert_eq!(
+        (resumed["paused"].clone(), resumed["paused_at"].clone()),
+        (json!(false), Value::Null)
+    );
     one_run(
         &api,
         json!({"entity": "contact", "action": "create", "id": "4", "data": {"name": "Cy"}}),
     )
     .await;
+
+    // Restoring revision 1 makes it current again as revision 3; the next run uses it.
+    let (status, restored) = send(
+        &api,
+        "POST",
+        "/api/v1/flows/greet/revisions/1/restore",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, restored["revision"].clone()),
+        (StatusCode::OK, json!(3)),
+        "{restored}"
+    );
+    let after = one_run(
+        &api,
+        json!({"entity": "contact", "action": "create", "id": "5", "data": {"name": "Di"}}),
+    )
+    .await;
+    assert_eq!(after["steps"][0]["output"]["text"], "hello Di");
+    let (status, body) = send(
+        &api,
+        "POST",
+        "/api/v1/flows/filed/revisions/1/restore",
+        None,
+    )
+    .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::CONFLICT, json!("managed_by_file"))
+    );
 
     // File flows are read-only through the API.
     let (status, body) = send(
@@ -249,7 +350,34 @@ async fn api_flows_are_created_revised_paused_and_deleted() {
         .map(|f| f["id"].as_str().unwrap())
         .collect();
     assert_eq!(ids, vec!["as-json", "filed"]);
+    let deleted = listed_flow(&api, "/api/v1/flows?include_deleted=true", "greet").await;
+    assert!(deleted["deleted_at"].is_string(), "{deleted}");
+    assert_eq!(deleted["runs_24h"], 4, "its runs still count: {deleted}");
+    let (status, _) = send(&api, "GET", "/api/v1/flows/greet/revisions/2", None).await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "a deleted flow's revisions stay readable"
+    );
+    let (status, body) = send(&api, "GET", "/api/v1/flows?include_deleted=maybe", None).await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (StatusCode::BAD_REQUEST, json!("bad_request"))
+    );
     engine.stop().await;
+}
+
+/// The item of flow `id` in the list at `path`.
+async fn listed_flow(api: &Api, path: &str, id: &str) -> Value {
+    let (status, list) = send(api, "GET", path, None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    list["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["id"] == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("flow {id} is not in {list}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -21,6 +21,14 @@ pub struct Model {
     pub enabled: bool,
     /// Defaults to false.
     pub paused: bool,
+    /// When the flow was paused; `None` while it runs.
+    pub paused_at: Option<i64>,
+    /// Why: `manual` (through the API) or `auto_paused` (the failure breaker).
+    pub pause_reason: Option<String>,
+    /// For `auto_paused`: the numbers that tripped the breaker, for a person.
+    pub pause_detail: Option<String>,
+    /// When the flow was deleted; a deleted flow keeps its row for its runs' history.
+    pub deleted_at: Option<i64>,
     /// The last reload problem of a file flow; the previous revision keeps running meanwhile.
     pub load_error: Option<String>,
     pub created_at: i64,
