@@ -151,11 +151,21 @@ async fn grid_lists_the_flows(browser: &Browser, base: &str) {
 async fn pause_then_resume(browser: &Browser, base: &str) {
     browser.goto(&format!("{base}/")).await;
     browser.click("#flow-greet button.pause").await;
-    let row = browser.find("#flow-greet[data-state=paused]").await;
-    assert!(row.text().await.expect("the row").contains("paused"));
+    browser.find("#flow-greet[data-state=paused]").await;
+    let note = browser.text("#flow-greet .state-note").await;
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    assert!(
+        note.starts_with("paused ") && note.contains(&today[..7]),
+        "the pause date: {note}"
+    );
     assert!(browser.text(".notice").await.contains("Paused greet"));
     browser.click("#flow-greet button.resume").await;
     browser.find("#flow-greet[data-state=active]").await;
+    let row = browser.text("#flow-greet").await;
+    assert!(
+        !row.contains("paused "),
+        "no pause date once resumed: {row}"
+    );
 }
 
 /// A run that fails shows up under "Failed" while the page stays open (no reload); returns the
@@ -279,16 +289,22 @@ async fn usage_shows_limits_exceeded(browser: &Browser, base: &str, api: &Api) {
     browser.goto(&format!("{base}/usage")).await;
     browser.click("#exceeded").await;
     browser.click("form.grid-form button[type=submit]").await;
+    // `push` has runs today too, but none waited on a limit: only `limited` is left.
     browser
-        .wait_for_text("a day of `limited` with rate-limited waits", true, |page| {
-            page.contains("limited") && page.contains("limit")
-        })
+        .wait_for(
+            "only the day of `limited`, which waited",
+            "table.usage",
+            true,
+            |t| t.contains("limited") && !t.contains("push"),
+        )
         .await;
-    let table = browser.text("table.usage").await;
-    assert!(table.contains("limited"), "{table}");
+    let url = browser.client.current_url().await.expect("the address");
+    assert!(url.as_str().contains("exceeded=1"), "{url}");
     assert!(
-        !table.contains("push"),
-        "push never waited on a limit: {table}"
+        browser
+            .text("table.usage tr.exceeded")
+            .await
+            .contains("limited")
     );
     browser.screenshot("usage").await;
 }
@@ -321,12 +337,10 @@ async fn login_asks_for_a_key(browser: &Browser, base: &str, key: &str) {
         .await
         .expect("type");
     browser.click("form[action='/login'] button").await;
-    browser.find("h1").await;
-    assert_eq!(
-        browser.text("h1").await,
-        "Runs",
-        "back where it was asked for"
-    );
+    // Back where the key was asked for.
+    browser
+        .wait_for("the run log after logging in", "h1", false, |h| h == "Runs")
+        .await;
     browser.click("form.logout button").await;
     browser.find("form[action='/login']").await;
 }

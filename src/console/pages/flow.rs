@@ -158,7 +158,7 @@ pub async fn save(
 ) -> Result<Response, ConsoleError> {
     match console.engine.replace_flow(&id, &form.yaml).await {
         Ok(flow) => {
-            let notice = format!("Saved: revision {}.", flow.revision);
+            let notice = format!("Saved: revision {}.", flow.summary.revision);
             let to = format!("/flows/{id}{}", query(&[("notice", Some(&notice))]));
             Ok(Redirect::to(&to).into_response())
         }

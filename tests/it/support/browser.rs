@@ -115,19 +115,27 @@ impl Browser {
     ) {
         let deadline = Instant::now() + PATIENCE;
         loop {
-            let text = self.text(css).await;
-            if check(&text) {
+            // The page may be loading (after a click or a reload): no element yet, or one that
+            // went stale between finding and reading it, is "not yet".
+            let text = self.now_text(css).await;
+            if text.as_deref().is_some_and(&check) {
                 return;
             }
             assert!(
                 Instant::now() < deadline,
-                "waited {PATIENCE:?} for {what}; the page shows:\n{text}"
+                "waited {PATIENCE:?} for {what}; `{css}` shows: {text:?}"
             );
             tokio::time::sleep(Duration::from_millis(250)).await;
             if reload {
                 self.client.refresh().await.expect("reload the page");
             }
         }
+    }
+
+    /// The text of `css` now, if the page has it.
+    async fn now_text(&self, css: &str) -> Option<String> {
+        let element = self.client.find(Locator::Css(css)).await.ok()?;
+        element.text().await.ok()
     }
 
     /// Runs a script in the page and returns its result.
