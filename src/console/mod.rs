@@ -6,6 +6,7 @@
 //! CSRF token.
 
 pub mod assets;
+pub mod diff;
 pub mod error;
 pub mod layout;
 pub mod pages;
@@ -49,6 +50,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/flows/{id}/pause", post(flows::pause))
         .route("/flows/{id}/resume", post(flows::resume))
         .route("/flows/{id}/delete", post(flows::delete))
+        .route("/flows/{id}/restore", post(flow::restore))
         .route("/validate", post(flow::validate))
         .route("/runs", get(runs::page))
         .route("/runs/rows", get(runs::rows))

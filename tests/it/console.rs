@@ -267,7 +267,20 @@ async fn edit_with_an_error_then_save(browser: &Browser, base: &str) {
     browser.click("#save").await;
     assert!(browser.text(".notice").await.contains("revision 2"));
     assert_eq!(browser.text("#flow-revision").await, "2");
-    assert!(browser.text("table.revisions").await.contains('2'));
+    // The revisions compare, by default the last change: revision 1 → 2.
+    browser.click("#compare-go").await;
+    let diff = browser.text("#diff").await;
+    assert!(
+        diff.contains("-     map: {a: 1}") && diff.contains("+     map: {a: 2}"),
+        "the diff of revision 1 and 2:\n{diff}"
+    );
+    browser
+        .script(
+            "document.getElementById('compare').scrollIntoView();",
+            vec![],
+        )
+        .await;
+    browser.screenshot("flow-revisions").await;
 }
 
 /// Puts `yaml` in the editor as typing would (an `input` event).

@@ -102,4 +102,12 @@ document.addEventListener("DOMContentLoaded", () => {
     }),
   );
   copyButtons();
+  // A run that has not ended: look again in 2 seconds, unless the reader is busy on the page
+  // (a field has focus or text is selected).
+  if (document.querySelector("[data-reload-while]")) {
+    setInterval(() => {
+      const busy = document.activeElement?.matches("input, textarea") || String(getSelection()).length > 0;
+      if (!document.hidden && !busy) location.reload();
+    }, 2000);
+  }
 });

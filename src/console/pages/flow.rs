@@ -11,17 +11,21 @@ use axum::{Extension, Form};
 use serde::Deserialize;
 
 use crate::console::Console;
+use crate::console::diff::{DiffLine, diff};
 use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
 use crate::console::session::Visitor;
 use crate::console::view::{query, when_millis};
 use crate::core::diagnostic::Diagnostic;
-use crate::engine::flows::FlowError;
-use crate::store::flows::{FlowRow, FlowSource};
+use crate::engine::flows::{FlowError, FlowView};
+use crate::store::flows::FlowSource;
 
 #[derive(Debug, Deserialize)]
 pub struct FlowQuery {
     notice: Option<String>,
+    /// Two revisions to compare.
+    from: Option<i64>,
+    to: Option<i64>,
 }
 
 /// One problem of a flow, where it is.
@@ -49,6 +53,9 @@ pub struct RevisionLine {
     pub revision: i64,
     pub created: String,
     pub sha256: String,
+    /// Chosen in the compare form: by default the last change (the one before → the current).
+    pub from_checked: bool,
+    pub to_checked: bool,
 }
 
 pub struct ActionLine {
@@ -71,6 +78,11 @@ struct FlowPage {
     problems: Vec<Problem>,
     revisions: Vec<RevisionLine>,
     actions: Vec<ActionLine>,
+    /// The revisions compared, and their diff (empty when none is asked for).
+    compared: Option<(i64, i64)>,
+    diff: Vec<DiffLine>,
+    /// Why no diff is shown although one was asked for.
+    diff_problem: String,
 }
 
 #[derive(Template)]
@@ -85,12 +97,21 @@ pub async fn page(
     Path(id): Path<String>,
     Query(q): Query<FlowQuery>,
 ) -> Result<Response, ConsoleError> {
-    let flow = console.engine.flow(&id).await?;
-    let page = flow_page(&console, &visitor, flow, None, Vec::new()).await?;
-    let page = FlowPage {
-        layout: page.layout.with_notice(q.notice),
-        ..page
-    };
+    let flow = console.engine.flow_view(&id).await?;
+    let mut page = flow_page(&console, &visitor, flow, None, Vec::new()).await?;
+    page.layout = page.layout.with_notice(q.notice);
+    if let (Some(from), Some(to)) = (q.from, q.to) {
+        let old = console.engine.flow_revision(&id, from).await?;
+        let new = console.engine.flow_revision(&id, to).await?;
+        page.compared = Some((from, to));
+        for r in &mut page.revisions {
+            (r.from_checked, r.to_checked) = (r.revision == from, r.revision == to);
+        }
+        match diff(&old.yaml, &new.yaml) {
+            Some(lines) => page.diff = lines,
+            None => page.diff_problem = "These revisions are too long to compare here.".into(),
+        }
+    }
     Ok(html(StatusCode::OK, &page))
 }
 
@@ -99,10 +120,15 @@ pub async fn page(
 async fn flow_page(
     console: &Console,
     visitor: &Visitor,
-    flow: FlowRow,
+    flow: FlowView,
     edited: Option<String>,
     problems: Vec<Problem>,
 ) -> Result<FlowPage, ConsoleError> {
+    let FlowView {
+        summary: flow,
+        yaml,
+        ..
+    } = flow;
     let revisions = console.engine.flow_revisions(&flow.id).await?;
     let actions = console
         .engine
@@ -114,10 +140,17 @@ async fn flow_page(
             entity: a.entity,
         })
         .collect();
-    let state = match (flow.paused, flow.enabled) {
-        (true, _) => "paused",
-        (false, false) => "disabled",
-        (false, true) => "active",
+    let state = match (&flow.paused_at, flow.enabled) {
+        (Some(at), _) => format!(
+            "paused since {}{}",
+            at.format("%Y-%m-%d %H:%M UTC"),
+            flow.pause_detail
+                .as_deref()
+                .map(|d| format!(": {d}"))
+                .unwrap_or_default()
+        ),
+        (None, false) => "disabled".into(),
+        (None, true) => "active".into(),
     };
     Ok(FlowPage {
         layout: Layout::new(visitor, "flows", flow.name.clone()),
@@ -126,19 +159,25 @@ async fn flow_page(
             FlowSource::Api => String::new(),
         },
         revision: flow.revision,
-        state: state.to_string(),
+        state,
         load_error: flow.load_error.clone().unwrap_or_default(),
-        yaml: edited.unwrap_or(flow.yaml),
+        yaml: edited.unwrap_or(yaml),
         problems,
         revisions: revisions
             .iter()
-            .map(|r| RevisionLine {
+            .enumerate()
+            .map(|(i, r)| RevisionLine {
                 revision: r.revision,
                 created: when_millis(Some(r.created_at)),
                 sha256: r.sha256.chars().take(12).collect(),
+                from_checked: i == 1,
+                to_checked: i == 0,
             })
             .collect(),
         actions,
+        compared: None,
+        diff: Vec::new(),
+        diff_problem: String::new(),
         id: flow.id,
         name: flow.name,
     })
@@ -163,15 +202,12 @@ pub async fn save(
             Ok(Redirect::to(&to).into_response())
         }
         Err(FlowError::Invalid(diagnostics)) => {
-            let flow = console.engine.flow(&id).await?;
+            let flow = console.engine.flow_view(&id).await?;
             let problems = diagnostics.iter().map(Problem::of).collect();
-            let page = flow_page(&console, &visitor, flow, Some(form.yaml), problems).await?;
-            let page = FlowPage {
-                layout: page
-                    .layout
-                    .with_notice(Some("Not saved: the flow has problems.".into())),
-                ..page
-            };
+            let mut page = flow_page(&console, &visitor, flow, Some(form.yaml), problems).await?;
+            page.layout = page
+                .layout
+                .with_notice(Some("Not saved: the flow has problems.".into()));
             Ok(html(StatusCode::UNPROCESSABLE_ENTITY, &page))
         }
         Err(e) => Err(e.into()),
@@ -197,4 +233,27 @@ pub async fn validate(
         Err(e) => return Err(e.into()),
     };
     Ok(html(StatusCode::OK, &ProblemList { problems }))
+}
+
+#[derive(Deserialize)]
+pub struct RestoreForm {
+    revision: i64,
+}
+
+/// Makes an old revision of an API flow current again, as a new revision.
+pub async fn restore(
+    State(console): State<Console>,
+    Path(id): Path<String>,
+    Form(form): Form<RestoreForm>,
+) -> Result<Response, ConsoleError> {
+    let flow = console
+        .engine
+        .restore_flow_revision(&id, form.revision)
+        .await?;
+    let notice = format!(
+        "Revision {} restored as revision {}.",
+        form.revision, flow.summary.revision
+    );
+    let to = format!("/flows/{id}{}", query(&[("notice", Some(&notice))]));
+    Ok(Redirect::to(&to).into_response())
 }

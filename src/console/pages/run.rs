@@ -65,6 +65,8 @@ struct RunPage {
     flow: String,
     revision: i64,
     status: String,
+    /// Whether the run has ended; until then the page reloads itself.
+    finished_run: bool,
     waiting: String,
     trigger_summary: String,
     trigger: String,
@@ -107,6 +109,7 @@ pub async fn page(
         node: run.node.clone().unwrap_or_default(),
         error: run.error.clone().unwrap_or_default(),
         status: run.status.as_str().to_string(),
+        finished_run: run.status.is_terminal(),
         steps: steps.iter().map(step_view).collect(),
         id: run.id,
         flow: run.flow,
