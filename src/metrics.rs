@@ -234,6 +234,7 @@ fn database_gauges(active: &ActiveRuns) -> Result<Vec<MetricFamily>, MetricsErro
         (RunStatus::Pending, active.pending),
         (RunStatus::Running, active.running),
         (RunStatus::Waiting, active.waiting),
+        (RunStatus::Held, active.held),
     ] {
         by_status.with_label_values(&[status.as_str()]).set(n);
     }
@@ -273,6 +274,7 @@ mod tests {
             pending: 3,
             running: 2,
             waiting: 4,
+            held: 0,
         }
     }
 

@@ -13,7 +13,7 @@ use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{ApiPath, ApiQuery, RawBody};
+use crate::api::extract::{ApiPath, ApiQuery, JsonBody, RawBody};
 use crate::api::page::Page;
 use crate::core::diagnostic::Diagnostic;
 use crate::core::time::rfc3339;
@@ -126,6 +126,7 @@ pub struct FlowRevision {
 /// Which flows the list shows.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub struct ListFlows {
     /// `true`: deleted flows too, with their `deleted_at`.
     #[serde(default)]
@@ -233,7 +234,8 @@ pub async fn delete_flow(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Pauses a flow (file flows too): it starts no runs until resumed.
+/// Pauses a flow (file flows too): nothing is sent until it is resumed. Events and webhooks
+/// make `held` runs meanwhile (`settings.on_pause: drop` ignores them instead).
 #[utoipa::path(post, path = "/api/v1/flows/{id}/pause", tag = "flows", params(FlowId), responses(
     (status = 200, description = "the flow, paused", body = FlowOut),
     (status = 404, description = "no such flow", body = ErrorBody),
@@ -245,16 +247,43 @@ pub async fn pause_flow(
     Ok(Json(flow_out(&engine.pause_flow(&id).await?)))
 }
 
-/// Resumes a paused flow.
-#[utoipa::path(post, path = "/api/v1/flows/{id}/resume", tag = "flows", params(FlowId), responses(
-    (status = 200, description = "the flow, running again", body = FlowOut),
-    (status = 404, description = "no such flow", body = ErrorBody),
-))]
+/// What a resume does with the runs held while the flow was paused.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ResumeIn {
+    /// `true`: cancel the held runs (`discarded_on_resume`) instead of sending them.
+    #[serde(default)]
+    pub discard_held: bool,
+}
+
+/// Resumes a paused flow: its held runs are sent in creation order under the flow's limits, or
+/// cancelled with `{"discard_held": true}`. The body is optional.
+#[utoipa::path(post, path = "/api/v1/flows/{id}/resume", tag = "flows", params(FlowId),
+    request_body(content = Option<ResumeIn>, content_type = "application/json"),
+    responses(
+        (status = 200, description = "the flow, running again", body = FlowOut),
+        (status = 400, description = "`invalid_json` or `bad_request`: a body that is not `{\"discard_held\": bool}`", body = ErrorBody),
+        (status = 404, description = "no such flow", body = ErrorBody),
+    ))]
 pub async fn resume_flow(
     State(engine): State<Engine>,
     ApiPath(FlowId { id }): ApiPath<FlowId>,
+    JsonBody(body): JsonBody,
 ) -> Result<Json<FlowOut>, ApiError> {
-    Ok(Json(flow_out(&engine.resume_flow(&id).await?)))
+    let resume: ResumeIn = match body {
+        Value::Null => ResumeIn::default(),
+        Value::Object(_) => serde_json::from_value(body).map_err(|_| resume_problem())?,
+        _ => return Err(resume_problem()),
+    };
+    Ok(Json(flow_out(
+        &engine.resume_flow(&id, resume.discard_held).await?,
+    )))
+}
+
+fn resume_problem() -> ApiError {
+    ApiError::BadRequest(
+        "the body must be {\"discard_held\": true} or {\"discard_held\": false}".into(),
+    )
 }
 
 /// A flow's revisions, newest first, whole: `next_cursor` is always null.

@@ -1,6 +1,7 @@
 //! Run and step states, stored as snake_case text (so the API and the database agree without a
 //! second enum). Run: `pending` → `running` → `succeeded` | `failed` | `cancelled`, with
-//! `waiting` for a delay step or a retry backoff. Step: `pending`, `running`, `succeeded`,
+//! `waiting` for a delay step or a retry backoff, and `held` while its flow is paused (nothing is
+//! sent until it is released). Step: `pending`, `running`, `succeeded`,
 //! `failed`, `skipped`.
 
 use std::fmt;
@@ -15,16 +16,19 @@ pub enum RunStatus {
     Pending,
     Running,
     Waiting,
+    /// Its flow is paused: kept, not claimed, released (or discarded) on resume.
+    Held,
     Succeeded,
     Failed,
     Cancelled,
 }
 
 impl RunStatus {
-    pub const ALL: [RunStatus; 6] = [
+    pub const ALL: [RunStatus; 7] = [
         RunStatus::Pending,
         RunStatus::Running,
         RunStatus::Waiting,
+        RunStatus::Held,
         RunStatus::Succeeded,
         RunStatus::Failed,
         RunStatus::Cancelled,
@@ -35,6 +39,7 @@ impl RunStatus {
             RunStatus::Pending => "pending",
             RunStatus::Running => "running",
             RunStatus::Waiting => "waiting",
+            RunStatus::Held => "held",
             RunStatus::Succeeded => "succeeded",
             RunStatus::Failed => "failed",
             RunStatus::Cancelled => "cancelled",
@@ -44,7 +49,7 @@ impl RunStatus {
     pub fn is_terminal(self) -> bool {
         match self {
             RunStatus::Succeeded | RunStatus::Failed | RunStatus::Cancelled => true,
-            RunStatus::Pending | RunStatus::Running | RunStatus::Waiting => false,
+            RunStatus::Pending | RunStatus::Running | RunStatus::Waiting | RunStatus::Held => false,
         }
     }
 }

@@ -17,6 +17,7 @@ use crate::store::StoreError;
 use crate::store::flows::{
     self, FlowRow, FlowSource, PauseReason, Revision, RevisionRow, RunFigures, Which,
 };
+use crate::store::runs::{self, FlowRuns};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlowError {
@@ -163,38 +164,70 @@ impl Engine {
         self.save_api_flow(&checked.flow, source).await
     }
 
-    /// Deletes an API flow: it is marked deleted (listed with `include_deleted`); its runs and
-    /// revisions stay.
+    /// Deletes an API flow: it is marked deleted (listed with `include_deleted`), and in the
+    /// same transaction its runs not finished are cancelled (`flow_deleted`; a run executing
+    /// stops after its step in flight). Its runs and revisions stay readable.
     pub async fn delete_flow(&self, id: &str) -> Result<(), FlowError> {
         self.api_flow(id).await?;
         let store = self.store();
         let now = Utc::now().timestamp_millis();
-        flows::delete(store.writer(), store.backend(), id, now).await?;
+        let txn = store.begin_write().await?;
+        delete_with_runs(&txn, store.backend(), id, now).await?;
+        txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;
         Ok(())
     }
 
-    /// Pauses a flow (file flows too) by hand; pausing a paused flow keeps its first date.
+    /// Pauses a flow (file flows too) by hand: its runs not started yet become `held`, new
+    /// events and webhooks make `held` runs (unless it says `on_pause: drop`), runs waiting for
+    /// a retry or a delay do not start their next attempt. Pausing a paused flow keeps its
+    /// first date.
     pub async fn pause_flow(&self, id: &str) -> Result<FlowSummary, FlowError> {
-        self.set_paused(id, Some((PauseReason::Manual, None))).await
+        self.pause(id, PauseReason::Manual, None).await
     }
 
-    /// Resumes a paused flow.
-    pub async fn resume_flow(&self, id: &str) -> Result<FlowSummary, FlowError> {
-        self.set_paused(id, None).await
-    }
-
-    async fn set_paused(
+    /// Pauses a flow for `reason`, with a detail for people.
+    pub(crate) async fn pause(
         &self,
         id: &str,
-        pause: Option<(PauseReason, Option<&str>)>,
+        reason: PauseReason,
+        detail: Option<&str>,
     ) -> Result<FlowSummary, FlowError> {
         let store = self.store();
         let now = Utc::now().timestamp_millis();
-        if !flows::set_paused(store.writer(), store.backend(), id, pause, now).await? {
+        let txn = store.begin_write().await?;
+        let pause = Some((reason, detail));
+        if !flows::set_paused(&txn, store.backend(), id, pause, now).await? {
             return Err(FlowError::UnknownFlow(id.into()));
         }
+        runs::hold_pending(&txn, store.backend(), id).await?;
+        txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;
+        self.flow_summary(id).await
+    }
+
+    /// Resumes a paused flow: its held runs are released in creation order under the flow's
+    /// limits, or, with `discard_held`, cancelled (`discarded_on_resume`).
+    pub async fn resume_flow(
+        &self,
+        id: &str,
+        discard_held: bool,
+    ) -> Result<FlowSummary, FlowError> {
+        let store = self.store();
+        let now = Utc::now().timestamp_millis();
+        let txn = store.begin_write().await?;
+        if !flows::set_paused(&txn, store.backend(), id, None, now).await? {
+            return Err(FlowError::UnknownFlow(id.into()));
+        }
+        if discard_held {
+            let (held, reason) = (FlowRuns::Held, DISCARDED_ON_RESUME);
+            runs::cancel_flow_runs(&txn, store.backend(), id, held, reason, now).await?;
+        } else {
+            runs::release_held(&txn, store.backend(), Some(id)).await?;
+        }
+        txn.commit().await.map_err(StoreError::from)?;
+        self.reload_registry().await?;
+        self.runner().wake.new_runs();
         self.flow_summary(id).await
     }
 
@@ -379,6 +412,25 @@ impl Engine {
 }
 
 const DAY_MS: i64 = 24 * 60 * 60 * 1000;
+
+/// The reason of runs cancelled because their flow was deleted.
+pub const FLOW_DELETED: &str = "flow_deleted";
+/// The reason of held runs cancelled by a resume with `discard_held`.
+pub const DISCARDED_ON_RESUME: &str = "discarded_on_resume";
+
+/// Marks a flow deleted and cancels its runs not finished, in the caller's transaction (the
+/// API's delete and the removal of a flow file).
+pub(crate) async fn delete_with_runs(
+    conn: &impl sea_orm::ConnectionTrait,
+    backend: crate::store::Backend,
+    id: &str,
+    now: i64,
+) -> Result<(), StoreError> {
+    if flows::delete(conn, backend, id, now).await? {
+        runs::cancel_flow_runs(conn, backend, id, FlowRuns::Unfinished, FLOW_DELETED, now).await?;
+    }
+    Ok(())
+}
 
 fn time(millis: i64) -> Option<DateTime<Utc>> {
     DateTime::<Utc>::from_timestamp_millis(millis)

@@ -317,7 +317,7 @@ impl Engine {
             .collect();
         for (path, id) in by_path.iter().filter(|(p, _)| !present.contains(*p)) {
             info!(flow = %id, file = %path, "Flow file removed; the flow is deleted (its runs stay).");
-            crate::store::flows::delete(&txn, store.backend(), id, now).await?;
+            flows::delete_with_runs(&txn, store.backend(), id, now).await?;
         }
         txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;
@@ -325,8 +325,14 @@ impl Engine {
         Ok(loaded)
     }
 
-    /// Rebuilds the registry from the flows stored in the database.
+    /// Rebuilds the registry from the flows stored in the database. Every node does this when
+    /// flows change anywhere; it also releases runs held for flows no longer paused, which a
+    /// node creates when a resume on another node races with its intake.
     pub async fn reload_registry(&self) -> Result<(), EngineError> {
+        let store = self.store();
+        if crate::store::runs::release_held(store.writer(), store.backend(), None).await? > 0 {
+            self.runner().wake.new_runs();
+        }
         let rows = crate::store::flows::list(self.store().reader(), self.store().backend()).await?;
         let old = self.registry();
         let mut entries = Vec::with_capacity(rows.len());

@@ -237,6 +237,21 @@ pub struct Settings {
     /// Default retry policy of this flow's steps.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<RetryPolicy>,
+    /// What events and webhooks do while the flow is paused: `hold` (default) keeps them as
+    /// held runs, sent after resume; `drop` ignores them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_pause: Option<OnPause>,
+}
+
+/// What a paused flow does with events and webhooks that match it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnPause {
+    /// Runs are created `held` and sent after resume.
+    #[default]
+    Hold,
+    /// Events do not match and webhooks answer 409 `flow_paused`, as if the flow were off.
+    Drop,
 }
 
 /// Runs started per period, e.g. `600/min`.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use crate::core::new_run::RunTarget;
 use crate::flow::compiled::CompiledFlow;
-use crate::flow::model::{RateLimit, Trigger};
+use crate::flow::model::{OnPause, RateLimit, Trigger};
 
 /// One flow at its current revision.
 #[derive(Debug, Clone)]
@@ -33,6 +33,17 @@ impl FlowEntry {
     /// Whether the flow starts runs now.
     pub fn is_active(&self) -> bool {
         self.enabled && !self.paused
+    }
+
+    /// Whether events and webhooks start runs of the flow: when it is active, and while it is
+    /// paused unless it says `on_pause: drop` (its runs are then created `held`).
+    pub fn takes_events(&self) -> bool {
+        self.enabled && (!self.paused || self.on_pause() == OnPause::Hold)
+    }
+
+    fn on_pause(&self) -> OnPause {
+        let settings = self.flow.def.settings.as_ref();
+        settings.and_then(|s| s.on_pause).unwrap_or_default()
     }
 }
 

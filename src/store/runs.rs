@@ -13,18 +13,26 @@ use crate::store::{Backend, StoreError};
 /// Rows per multi-row INSERT: well under SQLite's limit of bound variables.
 const ROWS_PER_INSERT: usize = 200;
 
-/// Inserts runs as `pending` and due now, in as few statements as possible.
+/// `status` and `due_at` of a new run of flow `?`: `held` and not due while the flow is paused
+/// (the database decides, so a node whose registry has not heard of a pause yet is no matter),
+/// else `pending` and due at its creation. A primary-key look-up in the same statement.
+const NEW_RUN_STATE: &str = "CASE WHEN EXISTS (SELECT 1 FROM flows f WHERE f.id = ? AND f.paused) THEN 'held' ELSE 'pending' END, \
+     CASE WHEN EXISTS (SELECT 1 FROM flows f WHERE f.id = ? AND f.paused) THEN NULL ELSE ? END";
+
+/// Inserts runs as `pending` and due now (or `held` while their flow is paused), in as few
+/// statements as possible.
 pub async fn insert_runs(
     conn: &impl ConnectionTrait,
     backend: Backend,
     runs: &[NewRun],
 ) -> Result<(), StoreError> {
+    let row = format!("(?, ?, ?, ?, ?, ?, ?, ?, {NEW_RUN_STATE})");
     for chunk in runs.chunks(ROWS_PER_INSERT) {
-        let rows = vec!["(?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?)"; chunk.len()].join(", ");
+        let rows = vec![row.as_str(); chunk.len()].join(", ");
         let sql = format!(
-            "INSERT INTO runs (id, flow_id, revision, status, trigger, entity, entity_id, created_at, due_at, deadline_at) VALUES {rows}"
+            "INSERT INTO runs (id, flow_id, revision, trigger, entity, entity_id, created_at, deadline_at, status, due_at) VALUES {rows}"
         );
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 9);
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 11);
         for run in chunk {
             values.extend([
                 run.id.clone().into(),
@@ -34,8 +42,10 @@ pub async fn insert_runs(
                 run.entity.clone().into(),
                 run.entity_id.clone().into(),
                 run.created_at.into(),
-                run.created_at.into(),
                 run.deadline_at.into(),
+                run.flow_id.clone().into(),
+                run.flow_id.clone().into(),
+                run.created_at.into(),
             ]);
         }
         conn.execute_raw(stmt(backend, &sql, values)).await?;
@@ -84,7 +94,11 @@ pub async fn claim(
     backend: Backend,
     claim: &Claim<'_>,
 ) -> Result<Vec<ClaimedRun>, StoreError> {
-    let mut filter = String::from("due_at IS NOT NULL AND due_at <= ?");
+    // A paused flow's runs are not claimed: the next attempt of a run in backoff or delay
+    // waits for the resume. The subquery reads the (small) flows table once per claim.
+    let mut filter = String::from(
+        "due_at IS NOT NULL AND due_at <= ? AND flow_id NOT IN (SELECT id FROM flows WHERE paused)",
+    );
     let mut filter_values: Vec<Value> = vec![claim.now.into()];
     if !claim.skip_flows.is_empty() {
         filter.push_str(&format!(
@@ -190,6 +204,103 @@ pub async fn release_leases(
         ))
         .await?;
     Ok(result.rows_affected())
+}
+
+/// Holds the runs of a paused flow that have not started yet (`pending`, due or put off by a
+/// rate limit): they become `held` and are not due until released. Returns how many.
+pub async fn hold_pending(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    flow_id: &str,
+) -> Result<u64, StoreError> {
+    let sql =
+        "UPDATE runs SET status = 'held', due_at = NULL WHERE flow_id = ? AND status = 'pending'";
+    let result = conn
+        .execute_raw(stmt(backend, sql, vec![flow_id.to_string().into()]))
+        .await?;
+    Ok(result.rows_affected())
+}
+
+/// Releases held runs: `pending` again and due at their creation, so the claim (which orders
+/// by `due_at`) takes them in creation order, ahead of newer runs, under the flow's limits.
+/// `Some(flow)`: that flow's (on resume); `None`: those of every flow that is not paused (a
+/// run a node created `held` just as the flow was resumed elsewhere). Returns how many.
+pub async fn release_held(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    flow_id: Option<&str>,
+) -> Result<u64, StoreError> {
+    let (filter, values): (&str, Vec<Value>) = match flow_id {
+        Some(flow) => ("flow_id = ?", vec![flow.to_string().into()]),
+        None => (
+            "flow_id IN (SELECT id FROM flows WHERE NOT paused AND deleted_at IS NULL)",
+            vec![],
+        ),
+    };
+    let sql = format!(
+        "UPDATE runs SET status = 'pending', due_at = created_at WHERE status = 'held' AND {filter}"
+    );
+    let result = conn.execute_raw(stmt(backend, &sql, values)).await?;
+    Ok(result.rows_affected())
+}
+
+/// Which runs of a flow [`cancel_flow_runs`] cancels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlowRuns {
+    /// The held ones (resume with `discard_held`).
+    Held,
+    /// Every run not finished (the flow is deleted): the ones not executing are cancelled at
+    /// once, the ones executing are asked to stop after their step in flight.
+    Unfinished,
+}
+
+/// Cancels runs of a flow with `error` as the reason, in the caller's transaction. Returns how
+/// many were cancelled at once (runs executing stop after their step and are not counted).
+pub async fn cancel_flow_runs(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    flow_id: &str,
+    which: FlowRuns,
+    error: &str,
+    now: i64,
+) -> Result<u64, StoreError> {
+    // A run counts as executing while its lease is alive; one whose lease expired (its node
+    // died) or was given back is not executing and is cancelled at once.
+    let not_executing = match which {
+        FlowRuns::Held => "status = 'held'",
+        FlowRuns::Unfinished => {
+            "(status IN ('pending', 'waiting', 'held') OR (status = 'running' AND (lease_expires_at IS NULL OR lease_expires_at <= ?)))"
+        }
+    };
+    let base = |values: &mut Vec<Value>| {
+        values.push(flow_id.to_string().into());
+        if which == FlowRuns::Unfinished {
+            values.push(now.into());
+        }
+    };
+    // A delay or a retry backoff in progress ends with the run.
+    let interrupted = format!(
+        "UPDATE step_runs SET status = 'failed', error = ?, finished_at = ? WHERE status = 'running' \
+         AND run_id IN (SELECT id FROM runs WHERE flow_id = ? AND {not_executing})"
+    );
+    let mut values: Vec<Value> = vec![error.to_string().into(), now.into()];
+    base(&mut values);
+    conn.execute_raw(stmt(backend, &interrupted, values))
+        .await?;
+    let cancel = format!(
+        "UPDATE runs SET status = 'cancelled', error = ?, finished_at = ?, due_at = NULL, wake_at = NULL \
+         WHERE flow_id = ? AND {not_executing}"
+    );
+    let mut values: Vec<Value> = vec![error.to_string().into(), now.into()];
+    base(&mut values);
+    let cancelled = conn.execute_raw(stmt(backend, &cancel, values)).await?;
+    if which == FlowRuns::Unfinished {
+        let flag =
+            "UPDATE runs SET cancel_requested = TRUE WHERE flow_id = ? AND status = 'running'";
+        conn.execute_raw(stmt(backend, flag, vec![flow_id.to_string().into()]))
+            .await?;
+    }
+    Ok(cancelled.rows_affected())
 }
 
 /// A step row as stored.
@@ -312,7 +423,7 @@ pub async fn cancel(
     now: i64,
 ) -> Result<CancelOutcome, StoreError> {
     let direct = "UPDATE runs SET status = 'cancelled', error = 'cancelled', finished_at = ?, due_at = NULL, wake_at = NULL \
-                  WHERE id = ? AND status IN ('pending', 'waiting')";
+                  WHERE id = ? AND status IN ('pending', 'waiting', 'held')";
     let done = conn
         .execute_raw(stmt(
             backend,

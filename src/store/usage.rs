@@ -102,6 +102,8 @@ pub struct ActiveRuns {
     pub pending: i64,
     pub running: i64,
     pub waiting: i64,
+    /// Kept while their flow is paused.
+    pub held: i64,
 }
 
 /// Counts the runs not finished yet: a range of the `(status, id)` index, so its cost follows
@@ -111,13 +113,14 @@ pub async fn active_runs(
     backend: Backend,
 ) -> Result<ActiveRuns, StoreError> {
     let sql = "SELECT status, COUNT(*) AS n FROM runs \
-               WHERE status IN ('pending', 'running', 'waiting') GROUP BY status";
+               WHERE status IN ('pending', 'running', 'waiting', 'held') GROUP BY status";
     let mut active = ActiveRuns::default();
     for row in conn.query_all_raw(stmt(backend, sql, Vec::new())).await? {
         let n: i64 = get(&row, "n")?;
         match get::<String>(&row, "status")?.as_str() {
             "pending" => active.pending = n,
             "running" => active.running = n,
+            "held" => active.held = n,
             _ => active.waiting = n,
         }
     }

@@ -130,7 +130,7 @@ impl Intake {
             }
             let matched: Vec<&FlowEntry> = registry
                 .entity_triggers(&event.entity)
-                .filter(|(flow, i)| flow.is_active() && fires(flow, *i, event, &event_id, now))
+                .filter(|(flow, i)| flow.takes_events() && fires(flow, *i, event, &event_id, now))
                 .map(|(flow, _)| flow)
                 .collect();
             new_events.push(new_event(event, &event_id, &dedup_flows(matched), now)?);

@@ -49,7 +49,7 @@ impl Intake {
         let (flow, index) = registry
             .webhook(path)
             .ok_or_else(|| WebhookError::UnknownPath(path.into()))?;
-        if !flow.is_active() {
+        if !flow.takes_events() {
             return Err(WebhookError::Paused(flow.id.clone()));
         }
         let signature = SignatureHeaders::from_header_map(headers);

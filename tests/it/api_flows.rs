@@ -245,7 +245,7 @@ async fn api_flows_are_created_revised_paused_and_deleted() {
     );
     send(&api, "DELETE", "/api/v1/flows/sender", None).await;
 
-    // Pause: events match nothing, manual triggers answer 409; resume: runs again.
+    // Pause: events make held runs, manual triggers answer 409; resume sends the held run.
     let (status, paused) = send(&api, "POST", "/api/v1/flows/greet/pause", None).await;
     assert_eq!(
         (
@@ -257,10 +257,14 @@ async fn api_flows_are_created_revised_paused_and_deleted() {
     );
     assert!(paused["paused_at"].is_string(), "{paused}");
     let acks = api
-        .post_events(&[json!({"entity": "contact", "action": "create", "id": "3"})])
+        .post_events(&[
+            json!({"entity": "contact", "action": "create", "id": "3", "data": {"name": "Held"}}),
+        ])
         .await
         .unwrap();
-    assert!(acks[0].runs.is_empty(), "a paused flow starts no runs");
+    assert_eq!(acks[0].runs.len(), 1, "a paused flow holds what arrives");
+    let held = api.get_run(&acks[0].runs[0]).await.unwrap().unwrap();
+    assert_eq!(held["status"], "held", "{held}");
     let (status, _) = send(&api, "POST", "/api/v1/flows/filed/pause", None).await;
     assert_eq!(status, StatusCode::OK, "file flows can be paused");
     let (status, body) = send(&api, "POST", "/api/v1/flows/filed/trigger", None).await;
@@ -273,6 +277,9 @@ async fn api_flows_are_created_revised_paused_and_deleted() {
         (resumed["paused"].clone(), resumed["paused_at"].clone()),
         (json!(false), Value::Null)
     );
+    api.wait_for_run(&acks[0].runs[0], |r| r["status"] == "succeeded", PATIENCE)
+        .await
+        .expect("the held run is sent after the resume");
     one_run(
         &api,
         json!({"entity": "contact", "action": "create", "id": "4", "data": {"name": "Cy"}}),
@@ -352,7 +359,7 @@ async fn api_flows_are_created_revised_paused_and_deleted() {
     assert_eq!(ids, vec!["as-json", "filed"]);
     let deleted = listed_flow(&api, "/api/v1/flows?include_deleted=true", "greet").await;
     assert!(deleted["deleted_at"].is_string(), "{deleted}");
-    assert_eq!(deleted["runs_24h"], 4, "its runs still count: {deleted}");
+    assert_eq!(deleted["runs_24h"], 5, "its runs still count: {deleted}");
     let (status, _) = send(&api, "GET", "/api/v1/flows/greet/revisions/2", None).await;
     assert_eq!(
         status,

@@ -272,14 +272,19 @@ impl Server {
     }
 }
 
-/// `path` with each `{…}` replaced by `id` (already percent-encoded).
+/// `path` with each `{…}` replaced by `id` (already percent-encoded), and a `{revision}` by the
+/// first revision, which every flow has.
 fn fill(path: &str, id: &str) -> String {
     let mut out = String::new();
     let mut rest = path;
     while let Some(open) = rest.find('{') {
         let close = rest[open..].find('}').map_or(rest.len(), |c| open + c + 1);
         out.push_str(&rest[..open]);
-        out.push_str(id);
+        out.push_str(if &rest[open..close] == "{revision}" {
+            "1"
+        } else {
+            id
+        });
         rest = &rest[close..];
     }
     out.push_str(rest);

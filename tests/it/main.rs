@@ -12,6 +12,7 @@ mod auth_and_cli;
 mod cli_run_export;
 mod console;
 mod crash;
+mod delivery;
 mod hostile_input;
 mod multi_node;
 mod run_controls;

@@ -352,7 +352,9 @@ fn most_within(times: &[DateTime<Utc>], window: chrono::Duration) -> usize {
 /// A flow created through node A's API starts runs on node B; paused through B, it stops
 /// starting runs on A. Returns how long each took to reach the other node.
 async fn flow_changes_travel(a: &Api, b: &Api) -> Result<(Duration, Duration), String> {
-    let yaml = "id: vip\ntriggers:\n  - entity: vip\n    on: [create]\nsteps:\n  - id: note\n    map: {id: \"{{entity.id}}\"}\n";
+    // `on_pause: drop`: a paused flow then starts no runs at all, which A can observe (by
+    // default it would hold them).
+    let yaml = "id: vip\ntriggers:\n  - entity: vip\n    on: [create]\nsettings: {on_pause: drop}\nsteps:\n  - id: note\n    map: {id: \"{{entity.id}}\"}\n";
     let (status, body) = a
         .request("POST", "/api/v1/flows", Some(("application/yaml", yaml)))
         .await?;

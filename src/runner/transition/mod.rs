@@ -161,7 +161,8 @@ fn finish(view: &mut RunView<'_>, status: RunStatus, error: Option<String>, now:
         | RunStatus::Cancelled
         | RunStatus::Pending
         | RunStatus::Running
-        | RunStatus::Waiting => Log::RunEnded {
+        | RunStatus::Waiting
+        | RunStatus::Held => Log::RunEnded {
             status,
             error: error.clone(),
         },

@@ -227,7 +227,8 @@ async fn active_runs_count_unfinished_runs_by_status() {
             ActiveRuns {
                 pending: 1,
                 running: 1,
-                waiting: 1
+                waiting: 1,
+                held: 0,
             },
             "{backend}"
         );
