@@ -4,10 +4,10 @@
 use std::path::Path as FilePath;
 
 use askama::Template;
-use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Form};
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
 
@@ -155,16 +155,28 @@ pub async fn pause(
 ) -> Result<Response, ConsoleError> {
     console.engine.pause_flow(&id).await?;
     back(&format!(
-        "Paused {id}: nothing is sent until you resume it; its runs wait as held."
+        "Paused {id}: nothing is sent until you resume it; new runs wait as held."
     ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ResumeForm {
+    /// Present: the runs held while the flow was paused are cancelled instead of released.
+    discard_held: Option<String>,
 }
 
 pub async fn resume(
     State(console): State<Console>,
     Path(id): Path<String>,
+    Form(form): Form<ResumeForm>,
 ) -> Result<Response, ConsoleError> {
-    console.engine.resume_flow(&id).await?;
-    back(&format!("Resumed {id}: held runs are released in order."))
+    let discard = form.discard_held.is_some();
+    console.engine.resume_flow(&id, discard).await?;
+    back(&if discard {
+        format!("Resumed {id}; the runs held while it was paused are cancelled.")
+    } else {
+        format!("Resumed {id}: held runs are released in order.")
+    })
 }
 
 pub async fn delete(
@@ -172,7 +184,9 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
     console.engine.delete_flow(&id).await?;
-    back(&format!("Deleted {id}. Its runs stay in the log."))
+    back(&format!(
+        "Deleted {id}: its unfinished runs are cancelled; its runs stay in the log."
+    ))
 }
 
 /// To the grid, with a notice of what was done.
