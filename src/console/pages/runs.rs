@@ -21,11 +21,12 @@ use crate::store::run_log::RunFilter;
 
 const PAGE: u64 = 50;
 
-/// The statuses offered as one-click filters.
-const STATUSES: [&str; 6] = [
+/// The statuses offered as one-click filters, "failed" first.
+const STATUSES: [&str; 7] = [
     "failed",
     "running",
     "waiting",
+    "held",
     "pending",
     "succeeded",
     "cancelled",
