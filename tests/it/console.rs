@@ -49,6 +49,8 @@ triggers:
 steps:
   - id: hello
     map: {greeting: "Hello {{entity.id}}"}
+  - id: tell
+    notify: {channel: inbox, subject: "Greeted {{entity.id}}", text: "{{steps.hello.greeting}}"}
 "#;
     let limited = r#"id: limited
 name: Limited pings
@@ -110,6 +112,7 @@ async fn console_in_a_browser() {
     failed_run_shows_request_and_response(&browser, &run_url).await;
     retry_succeeds_once_the_target_is_fixed(&browser, &sink).await;
     manual_action_shows_its_run(&browser, &base).await;
+    inbox_and_nodes(&browser, &base).await;
     edit_with_an_error_then_save(&browser, &base).await;
     usage_shows_limits_exceeded(&browser, &base, &api).await;
     missing_things_are_pages(&browser, &base).await;
@@ -242,6 +245,26 @@ async fn manual_action_shows_its_run(browser: &Browser, base: &str) {
     browser.click("#step-hello summary").await;
     let output = browser.text("#step-hello pre").await;
     assert!(output.contains("Hello 42"), "the step's output: {output}");
+}
+
+/// The action's note is in the inbox and is marked read; the nodes page shows this node.
+async fn inbox_and_nodes(browser: &Browser, base: &str) {
+    browser.goto(&format!("{base}/inbox?unread=1")).await;
+    let note = browser.text(".inbox li.unread").await;
+    assert!(
+        note.contains("Greeted 42") && note.contains("Hello 42"),
+        "{note}"
+    );
+    browser.click(".inbox li.unread button").await;
+    browser.find(".inbox li.read").await;
+    browser.goto(&format!("{base}/inbox?unread=1")).await;
+    assert!(browser.text(".inbox").await.contains("Nothing here."));
+    browser.goto(&format!("{base}/nodes")).await;
+    let nodes = browser.text("table.nodes").await;
+    assert!(
+        nodes.contains("alive") && nodes.contains("test-"),
+        "{nodes}"
+    );
 }
 
 /// Edit an API flow with an error: the problem shows at its line; fixed and saved, it is a
