@@ -14,11 +14,16 @@ use crate::console::Console;
 use crate::console::diff::{DiffLine, diff};
 use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
+use crate::console::pages::runs::RunLine;
 use crate::console::session::Visitor;
 use crate::console::view::{query, when_millis};
 use crate::core::diagnostic::Diagnostic;
 use crate::engine::flows::{FlowError, FlowView};
 use crate::store::flows::FlowSource;
+use crate::store::run_log::RunFilter;
+
+/// Runs shown on a flow's page; the run log has the rest.
+const RECENT_RUNS: u64 = 10;
 
 #[derive(Debug, Deserialize)]
 pub struct FlowQuery {
@@ -78,6 +83,8 @@ struct FlowPage {
     problems: Vec<Problem>,
     revisions: Vec<RevisionLine>,
     actions: Vec<ActionLine>,
+    /// Its latest runs (the run log's rows).
+    rows: Vec<RunLine>,
     /// The revisions compared, and their diff (empty when none is asked for).
     compared: Option<(i64, i64)>,
     diff: Vec<DiffLine>,
@@ -130,6 +137,17 @@ async fn flow_page(
         ..
     } = flow;
     let revisions = console.engine.flow_revisions(&flow.id).await?;
+    let recent = RunFilter {
+        flow: Some(flow.id.clone()),
+        ..RunFilter::default()
+    };
+    let rows = console
+        .engine
+        .list_runs(&recent, RECENT_RUNS)
+        .await?
+        .iter()
+        .map(RunLine::of)
+        .collect();
     let actions = console
         .engine
         .every_action()
@@ -175,6 +193,7 @@ async fn flow_page(
             })
             .collect(),
         actions,
+        rows,
         compared: None,
         diff: Vec::new(),
         diff_problem: String::new(),
