@@ -11,7 +11,7 @@ use crate::api::error::ApiError;
 use crate::api::page::Items;
 use crate::core::time::rfc3339;
 use crate::engine::Engine;
-use crate::store::nodes::{self, NodeRow};
+use crate::store::nodes::NodeRow;
 
 /// One `flowd serve` node that used this database. Times are RFC 3339 UTC.
 #[derive(Debug, Serialize, ToSchema)]
@@ -35,9 +35,7 @@ pub struct NodeOut {
     (status = 200, description = "every node, newest start first", body = Items<NodeOut>),
 ))]
 pub async fn list_nodes(State(engine): State<Engine>) -> Result<Json<Items<NodeOut>>, ApiError> {
-    let store = engine.store();
-    let now = Utc::now().timestamp_millis();
-    let rows = nodes::list(store.reader(), store.backend(), now).await?;
+    let rows = engine.nodes().await?;
     Ok(Json(Items {
         items: rows.iter().map(node_out).collect(),
     }))

@@ -11,7 +11,7 @@ use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::page::{Page, page_limit};
 use crate::core::time::rfc3339;
 use crate::engine::Engine;
-use crate::store::notifications::{self, Cursor, Notification};
+use crate::store::notifications::{Cursor, Notification};
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -68,15 +68,9 @@ pub async fn list_notifications(
 ) -> Result<Json<Page<NotificationOut>>, ApiError> {
     let limit = page_limit(q.limit);
     let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
-    let store = engine.store();
-    let rows = notifications::list(
-        store.reader(),
-        store.backend(),
-        q.unread.unwrap_or(false),
-        after.as_ref(),
-        limit + 1,
-    )
-    .await?;
+    let rows = engine
+        .notifications(q.unread.unwrap_or(false), after.as_ref(), limit + 1)
+        .await?;
     let page = Page::cut(rows, limit, |n| format!("{}.{}", n.created_at, n.id));
     Ok(Json(page.map(notification_out)))
 }
@@ -91,9 +85,7 @@ pub async fn mark_read(
     State(engine): State<Engine>,
     ApiPath(NotificationId { id }): ApiPath<NotificationId>,
 ) -> Result<Json<MarkedRead>, ApiError> {
-    let now = Utc::now().timestamp_millis();
-    let store = engine.store();
-    if !notifications::mark_read(store.writer(), store.backend(), &id, now).await? {
+    if !engine.mark_notification_read(&id).await? {
         return Err(ApiError::NotFound(format!("no notification `{id}`")));
     }
     Ok(Json(MarkedRead { id, read: true }))

@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
@@ -13,88 +13,12 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::error::{ApiError, ErrorBody, InternalError};
 use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::page::{Page, page_limit};
-use crate::core::status::{RunStatus, StepStatus, WaitingReason};
-use crate::core::time::rfc3339;
+use crate::core::status::RunStatus;
 use crate::engine::Engine;
-use crate::outbound::record::{RecordedRequest, curl_command};
 use crate::runner::control::Cancelled;
-use crate::store::run_log::{self, AttemptDetail, RunFilter, RunRow, StepDetail};
+use crate::store::run_log::RunFilter;
 
-/// A run as lists show it. Times are RFC 3339 UTC.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RunOut {
-    /// UUIDv7: ids sort by creation time.
-    id: String,
-    flow: String,
-    /// The flow revision the run executes.
-    revision: i64,
-    status: RunStatus,
-    /// Why a run that is not finished waits: `held` (its flow is paused), `rate_limited`,
-    /// `backoff` (a retry), `delay`; null when it executes or is about to.
-    waiting_reason: Option<WaitingReason>,
-    /// What started the run (`kind`: `entity`, `manual`, `schedule` or `webhook`, and its data).
-    trigger: Value,
-    /// How many times the run was started (retries count).
-    attempt: i64,
-    #[schema(format = DateTime)]
-    created_at: Option<String>,
-    #[schema(format = DateTime)]
-    started_at: Option<String>,
-    #[schema(format = DateTime)]
-    finished_at: Option<String>,
-    /// When a waiting run wakes up (a delay, a retry backoff, the end of a rate-limit wait);
-    /// null when unknown (a held run waits for the resume).
-    #[schema(format = DateTime)]
-    wake_at: Option<String>,
-    /// The node that holds, or last held, the run.
-    node: Option<String>,
-    error: Option<String>,
-}
-
-/// A run with every step of its flow revision, in order.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct RunDetail {
-    #[serde(flatten)]
-    run: RunOut,
-    steps: Vec<StepOut>,
-}
-
-/// One step of a run.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct StepOut {
-    id: String,
-    /// The step kind: `map`, `http`, `notify` or `delay`.
-    kind: String,
-    status: StepStatus,
-    /// What the step produced (secrets shown as `***`).
-    output: Option<Value>,
-    error: Option<String>,
-    #[schema(format = DateTime)]
-    started_at: Option<String>,
-    #[schema(format = DateTime)]
-    finished_at: Option<String>,
-    attempts: Vec<AttemptOut>,
-}
-
-/// One attempt of a step: what was sent and received.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AttemptOut {
-    /// 1 for the first attempt.
-    n: i64,
-    node: String,
-    #[schema(format = DateTime)]
-    started_at: Option<String>,
-    #[schema(format = DateTime)]
-    finished_at: Option<String>,
-    duration_ms: i64,
-    /// The request as sent: `{method, url, headers: [{name, value}], body}`.
-    request: Option<Value>,
-    /// The response as received: `{status, headers, body}`.
-    response: Option<Value>,
-    error: Option<String>,
-    /// The request as a copy-and-paste command line, secrets redacted.
-    curl: Option<String>,
-}
+pub use crate::engine::run_view::{AttemptOut, RunDetail, RunOut, StepOut};
 
 /// A run was stored and will start shortly.
 #[derive(Debug, Serialize, ToSchema)]
@@ -144,7 +68,7 @@ pub struct ListQuery {
 pub async fn list_runs(
     State(engine): State<Engine>,
     ApiQuery(q): ApiQuery<ListQuery>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Page<RunOut>>, ApiError> {
     let status = q
         .status
         .as_deref()
@@ -174,10 +98,8 @@ pub async fn list_runs(
             .transpose()?,
         before_id: q.cursor.map(check_cursor).transpose()?,
     };
-    let store = engine.store();
-    let rows = run_log::list(store.reader(), store.backend(), &filter, limit + 1).await?;
-    let page = Page::cut(rows, limit, |r| r.id.clone()).map(run_out);
-    Ok(Json(redacted(&engine, &page)?))
+    let rows = engine.list_runs(&filter, limit + 1).await?;
+    Ok(Json(Page::cut(rows, limit, |r| r.id.clone())))
 }
 
 /// A run with its steps and attempts.
@@ -188,8 +110,9 @@ pub async fn list_runs(
 pub async fn get_run(
     State(engine): State<Engine>,
     ApiPath(RunId { id }): ApiPath<RunId>,
-) -> Result<Json<Value>, ApiError> {
-    run_detail(&engine, &id)
+) -> Result<Json<RunDetail>, ApiError> {
+    engine
+        .run_detail(&id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no run `{id}`")))
@@ -197,115 +120,12 @@ pub async fn get_run(
 
 /// The run with every step and attempt, as `GET /api/v1/runs/{id}` answers it.
 pub async fn run_detail(engine: &Engine, id: &str) -> Result<Option<Value>, ApiError> {
-    let store = engine.store();
-    let Some(run) = run_log::get_run(store.reader(), store.backend(), id).await? else {
+    let Some(detail) = engine.run_detail(id).await? else {
         return Ok(None);
     };
-    let (steps, attempts) = run_log::steps_of(store.reader(), store.backend(), id).await?;
-    let flow_steps: Vec<(String, String)> = match engine.compiled(&run.flow_id, run.revision).await
-    {
-        Ok(flow) => flow
-            .steps
-            .iter()
-            .map(|s| (s.id.clone(), s.action.kind().to_string()))
-            .collect(),
-        Err(_) => steps
-            .iter()
-            .map(|s| (s.step_id.clone(), s.kind.clone()))
-            .collect(),
-    };
-    let detail = RunDetail {
-        run: run_out(&run),
-        steps: flow_steps
-            .iter()
-            .enumerate()
-            .map(|(i, (step_id, kind))| step_out(i as i64, step_id, kind, &steps, &attempts))
-            .collect(),
-    };
-    Ok(Some(redacted(engine, &detail)?))
-}
-
-/// The answer as JSON with secrets shown as `***`: outputs and trigger data may hold a secret a
-/// step copied (SPEC §2).
-fn redacted(engine: &Engine, answer: &impl Serialize) -> Result<Value, ApiError> {
-    let value = serde_json::to_value(answer).map_err(InternalError::RunJson)?;
-    Ok(engine.step_env().redactor.redact_value(&value))
-}
-
-fn run_out(run: &RunRow) -> RunOut {
-    let waiting = run.waiting_reason(chrono::Utc::now().timestamp_millis());
-    RunOut {
-        waiting_reason: waiting.map(|(reason, _)| reason),
-        id: run.id.clone(),
-        flow: run.flow_id.clone(),
-        revision: run.revision,
-        status: run.status,
-        trigger: serde_json::from_str::<Value>(&run.trigger).unwrap_or(Value::Null),
-        attempt: run.attempt,
-        created_at: time(Some(run.created_at)),
-        started_at: time(run.started_at),
-        finished_at: time(run.finished_at),
-        wake_at: time(waiting.and_then(|(_, until)| until)),
-        node: run.lease_owner.clone(),
-        error: run.error.clone(),
-    }
-}
-
-fn step_out(
-    index: i64,
-    step_id: &str,
-    kind: &str,
-    steps: &[StepDetail],
-    attempts: &[AttemptDetail],
-) -> StepOut {
-    let row = steps.iter().find(|s| s.step_index == index);
-    StepOut {
-        id: step_id.to_string(),
-        kind: kind.to_string(),
-        status: row.map_or(StepStatus::Pending, |r| r.status),
-        output: row
-            .and_then(|r| r.output.as_deref())
-            .and_then(|o| serde_json::from_str::<Value>(o).ok()),
-        error: row.and_then(|r| r.error.clone()),
-        started_at: time(row.and_then(|r| r.started_at)),
-        finished_at: time(row.and_then(|r| r.finished_at)),
-        attempts: attempts
-            .iter()
-            .filter(|a| a.step_index == index)
-            .map(attempt_out)
-            .collect(),
-    }
-}
-
-fn attempt_out(a: &AttemptDetail) -> AttemptOut {
-    let request: Option<Value> = a
-        .request
-        .as_deref()
-        .and_then(|r| serde_json::from_str(r).ok());
-    let curl = request
-        .as_ref()
-        .and_then(|r| serde_json::from_value::<RecordedRequest>(r.clone()).ok())
-        .map(|r| curl_command(&r));
-    AttemptOut {
-        n: a.n,
-        node: a.node.clone(),
-        started_at: time(Some(a.started_at)),
-        finished_at: time(Some(a.finished_at)),
-        duration_ms: a.duration_ms,
-        request,
-        response: a
-            .response
-            .as_deref()
-            .and_then(|r| serde_json::from_str::<Value>(r).ok()),
-        error: a.error.clone(),
-        curl,
-    }
-}
-
-fn time(millis: Option<i64>) -> Option<String> {
-    millis
-        .and_then(DateTime::<Utc>::from_timestamp_millis)
-        .map(rfc3339)
+    Ok(Some(
+        serde_json::to_value(detail).map_err(InternalError::RunJson)?,
+    ))
 }
 
 fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {

@@ -9,7 +9,7 @@ mod keys;
 mod migrate;
 mod run;
 mod schema;
-mod serve;
+pub mod serve;
 mod validate;
 
 use std::process::ExitCode;

@@ -12,6 +12,7 @@ use tracing::{error, info, warn};
 
 use crate::api;
 use crate::cli::config::Config;
+use crate::console;
 use crate::core::duration::Duration as FlowDuration;
 use crate::core::error::CanFail;
 use crate::engine::{Engine, follow};
@@ -21,7 +22,7 @@ use crate::trigger::schedule;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
-    /// Address of the API.
+    /// Address of the console and the API.
     #[arg(long, env = "FLOWD_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Database: sqlite://PATH (created if missing) or postgres://…
@@ -96,7 +97,7 @@ async fn serve(args: &Args, config: &Config) -> anyhow::Result<()> {
     let follower = tokio::spawn(follow::run(engine.clone(), flows_dir, stop_rx.clone()));
     info!(%addr, "flowd listening on http://{addr}");
     eprintln!("flowd listening on http://{addr}");
-    let app = api::app(engine.clone(), args.max_body);
+    let app = app(engine.clone(), args.max_body);
     let mut server_stop = stop_rx.clone();
     let server = axum::serve(listener, app).with_graceful_shutdown(async move {
         server_stop
@@ -125,6 +126,12 @@ async fn serve(args: &Args, config: &Config) -> anyhow::Result<()> {
     engine.store().clone().close().await;
     info!("Stopped.");
     Ok(())
+}
+
+/// What `flowd serve` answers: the console's pages at `/` and the API, webhooks and health
+/// checks at their paths (the API's fallback answers any other path).
+pub fn app(engine: Engine, max_body: usize) -> axum::Router {
+    console::router(engine.clone()).merge(api::app(engine, max_body))
 }
 
 /// The machine's name: as given (`HOSTNAME`, as containers set it), else as the host sets it.

@@ -89,11 +89,34 @@ impl Engine {
         self.with_keys(|(_, keys)| keys.contains(&hash))
     }
 
+    /// The fingerprint of `key` when it is valid: what a console session keeps instead of the
+    /// key itself.
+    pub fn key_fingerprint(&self, key: &str) -> Option<KeyFingerprint> {
+        let hash = hash_key(key);
+        self.with_keys(|(_, keys)| keys.contains(&hash))
+            .then_some(KeyFingerprint(hash))
+    }
+
+    /// Whether the key behind `fingerprint` is still valid (not revoked since).
+    pub fn fingerprint_is_valid(&self, fingerprint: &KeyFingerprint) -> bool {
+        self.with_keys(|(_, keys)| keys.contains(&fingerprint.0))
+    }
+
     fn with_keys<T>(&self, f: impl FnOnce(&(bool, HashSet<String>)) -> T) -> T {
         match self.inner.api_keys.read() {
             Ok(k) => f(&k),
             Err(poisoned) => f(&poisoned.into_inner()),
         }
+    }
+}
+
+/// A valid key as a session remembers it: its hash, never the key. Prints as a placeholder.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeyFingerprint(String);
+
+impl fmt::Debug for KeyFingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("KeyFingerprint(***)")
     }
 }
 

@@ -6,6 +6,8 @@
 pub mod auth;
 pub mod flows;
 pub mod follow;
+pub mod reads;
+pub mod run_view;
 pub mod runs;
 
 use std::collections::HashMap;
@@ -57,6 +59,8 @@ pub enum EngineError {
     FlowFiles(#[from] LoadError),
     #[error("the flow definition cannot be stored as JSON")]
     Definition(#[source] serde_json::Error),
+    #[error("a run cannot be shown as JSON")]
+    RunJson(#[source] serde_json::Error),
 }
 
 impl From<RevisionError> for EngineError {

@@ -31,6 +31,11 @@ impl Engine {
         self.intake().actions(entity)
     }
 
+    /// Every manual action of active flows (the console's actions page).
+    pub fn every_action(&self) -> Vec<Action> {
+        self.intake().every_action()
+    }
+
     /// Handles one webhook request.
     pub async fn receive_webhook(
         &self,

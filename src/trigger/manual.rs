@@ -87,16 +87,28 @@ impl Intake {
 
     /// The manual actions of active flows on `entity`, sorted by label.
     pub fn actions(&self, entity: &str) -> Vec<Action> {
+        self.actions_where(|e| e == Some(entity))
+    }
+
+    /// Every manual action of active flows, by entity type then label; `entity` is empty for
+    /// actions that take no entity.
+    pub fn every_action(&self) -> Vec<Action> {
+        let mut actions = self.actions_where(|_| true);
+        actions.sort_by(|a, b| a.entity.cmp(&b.entity));
+        actions
+    }
+
+    fn actions_where(&self, entity_fits: impl Fn(Option<&str>) -> bool) -> Vec<Action> {
         let registry = self.registry();
         let mut actions: Vec<Action> = registry
             .flows()
             .filter(|f| f.is_active())
             .flat_map(|f| manual_triggers(f).map(move |t| (f, t)))
-            .filter(|(_, t)| t.entity.as_deref() == Some(entity))
+            .filter(|(_, t)| entity_fits(t.entity.as_deref()))
             .map(|(f, t)| Action {
                 flow: f.id.clone(),
                 label: t.label.clone(),
-                entity: entity.to_string(),
+                entity: t.entity.clone().unwrap_or_default(),
             })
             .collect();
         actions.sort_by(|a, b| a.label.cmp(&b.label).then_with(|| a.flow.cmp(&b.flow)));

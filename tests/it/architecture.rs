@@ -15,7 +15,7 @@ const LAYERS: &[(&str, &[&str])] = &[
     ("flow format", &["flow"]),
     ("triggers and runner", &["trigger", "runner"]),
     ("wiring", &["engine"]),
-    ("adapters", &["api"]),
+    ("adapters", &["api", "console"]),
     ("command line", &["cli"]),
 ];
 

@@ -135,7 +135,7 @@ impl TestEngine {
                 )),
             ),
         ];
-        let app = api::app(engine.clone(), setup.max_body);
+        let app = flowd::cli::serve::app(engine.clone(), setup.max_body);
         TestEngine {
             engine,
             app,

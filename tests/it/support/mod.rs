@@ -4,6 +4,7 @@
 //! include `smtp.rs` by path as well.
 
 pub mod api;
+pub mod browser;
 pub mod engine;
 pub mod flowd;
 pub mod sink;

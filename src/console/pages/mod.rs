@@ -1,0 +1,10 @@
+//! One file per page: its query, its data shaped for its template, its actions.
+
+pub mod actions;
+pub mod flow;
+pub mod flows;
+pub mod inbox;
+pub mod nodes;
+pub mod run;
+pub mod runs;
+pub mod usage;
