@@ -11,6 +11,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261123_000001_initial;
 mod m20261123_000002_flow_limit_indexes;
 mod m20261124_000001_node_liveness;
+mod m20261205_000002_secrets;
 
 /// The list of flowd's migrations, oldest first.
 pub struct Migrator;
@@ -22,6 +23,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000001_initial::Migration),
             Box::new(m20261123_000002_flow_limit_indexes::Migration),
             Box::new(m20261124_000001_node_liveness::Migration),
+            Box::new(m20261205_000002_secrets::Migration),
         ]
     }
 }

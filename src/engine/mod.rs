@@ -7,10 +7,11 @@ pub mod auth;
 pub mod flows;
 pub mod follow;
 pub mod runs;
+pub mod secrets;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -19,6 +20,7 @@ use crate::core::clock::{SharedClock, SystemClock};
 use crate::core::jitter::Jitter;
 use crate::core::wake::Wake;
 use crate::engine::auth::ApiKeys;
+use crate::engine::secrets::{MasterKeyError, MasterKeySource};
 use crate::flow::catalog::Catalog;
 use crate::flow::compiled::{BrokenRevision, CompiledFlow};
 use crate::flow::load::{LoadError, find_flow_files, load_files};
@@ -28,10 +30,11 @@ use crate::flow::validate::Options;
 use crate::metrics::{Metrics, MetricsError};
 use crate::outbound::client::{ClientError, HttpClient};
 use crate::outbound::guard::NetPolicy;
-use crate::outbound::record::Redactor;
+use crate::outbound::record::LiveRedactor;
 use crate::runner::revision::RevisionError;
 use crate::runner::{Runner, RunnerParts};
-use crate::secrets::Secrets;
+use crate::secrets::cipher::MasterKey;
+use crate::secrets::{Secrets, SharedSecrets};
 use crate::step::notify::email::Mailer;
 use crate::step::{Delivery, StepEnv};
 use crate::store::flows::{FlowInput, FlowSource};
@@ -57,6 +60,8 @@ pub enum EngineError {
     FlowFiles(#[from] LoadError),
     #[error("the flow definition cannot be stored as JSON")]
     Definition(#[source] serde_json::Error),
+    #[error(transparent)]
+    MasterKey(#[from] MasterKeyError),
 }
 
 impl From<RevisionError> for EngineError {
@@ -82,8 +87,10 @@ pub struct EngineConfig {
     pub validation: Options,
     /// The SMTP server of the `notify` step's `email` channel; `None`: email is not set up.
     pub mailer: Option<Mailer>,
-    /// `{{secrets.NAME}}`, and what redaction hides.
+    /// The secrets set by the environment (`FLOWD_SECRET_*`); the store's join them.
     pub secrets: Secrets,
+    /// The key that encrypts the secret store.
+    pub master_key: MasterKeySource,
     /// Keys that open the API besides the stored ones (`FLOWD_API_KEYS`).
     pub api_keys: ApiKeys,
 }
@@ -100,6 +107,7 @@ impl EngineConfig {
             validation: Options::default(),
             mailer: None,
             secrets: Secrets::default(),
+            master_key: MasterKeySource::None,
             api_keys: ApiKeys::default(),
         }
     }
@@ -121,6 +129,12 @@ struct Inner {
     config_keys: ApiKeys,
     /// How flows are validated, fixed at start.
     validation: Options,
+    /// The live secrets (environment and store).
+    secrets: SharedSecrets,
+    /// Opens and seals the store's secrets; `None` when no key is set up.
+    master_key: Option<MasterKey>,
+    /// The store's summary when the secrets were last loaded.
+    secrets_seen: Mutex<String>,
 }
 
 impl Engine {
@@ -137,7 +151,9 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         let store = Store::connect(&config.database_url, &config.store).await?;
         store.migrate().await?;
-        let secrets = config.secrets;
+        // Before anything else: a wrong key stops the start with nothing changed.
+        let master_key = secrets::open_master_key(&store, &config.master_key).await?;
+        let secrets = SharedSecrets::new(config.secrets);
         let http = HttpClient::new(config.net)?;
         let mailer = config.mailer;
         let metrics = Metrics::new()?;
@@ -148,7 +164,7 @@ impl Engine {
         let step_env = StepEnv {
             http,
             mailer,
-            redactor: Redactor::new(secrets.values()),
+            redactor: LiveRedactor::new(secrets.clone()),
             store: store.clone(),
             node: config.node_id.clone(),
             delivery,
@@ -168,7 +184,7 @@ impl Engine {
             store: store.clone(),
             writes,
             step_env,
-            secrets,
+            secrets: secrets.clone(),
             node_id: config.node_id,
             clock,
             jitter: Jitter::random(),
@@ -183,8 +199,12 @@ impl Engine {
                 api_keys: RwLock::new((false, std::collections::HashSet::new())),
                 config_keys: config.api_keys,
                 validation: config.validation,
+                secrets,
+                master_key,
+                secrets_seen: Mutex::new(String::new()),
             }),
         };
+        engine.refresh_secrets().await?;
         engine.reload_registry().await?;
         engine.refresh_api_keys().await?;
         Ok(engine)
@@ -204,8 +224,9 @@ impl Engine {
         &self.inner.runner
     }
 
-    pub fn secrets(&self) -> &Secrets {
-        &self.inner.runner.secrets
+    /// The secrets as of now (environment and store).
+    pub fn secrets(&self) -> Arc<Secrets> {
+        self.inner.secrets.current()
     }
 
     pub fn step_env(&self) -> &StepEnv {
