@@ -14,6 +14,7 @@ mod crash;
 mod hostile_input;
 mod multi_node;
 mod run_controls;
+mod secrets;
 mod steps_e2e;
 mod triggers;
 mod usage_metrics;
