@@ -89,14 +89,36 @@ impl MasterKey {
             Ok(text) => Ok((MasterKey::parse(&text, &path.display().to_string())?, false)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let key = MasterKey::generate();
-                key.write_new(path)?;
-                Ok((key, true))
+                match key.publish(path) {
+                    Ok(()) => Ok((key, true)),
+                    // Another node sharing the folder made it first: use theirs.
+                    Err(KeyError::Create { source, .. })
+                        if source.kind() == std::io::ErrorKind::AlreadyExists =>
+                    {
+                        MasterKey::load_or_create(path)
+                    }
+                    Err(e) => Err(e),
+                }
             }
             Err(source) => Err(KeyError::Read {
                 path: path.display().to_string(),
                 source,
             }),
         }
+    }
+
+    /// Writes the key file whole under a temporary name, then links it into place, which fails
+    /// when the file exists: two nodes starting at once never see half a file or replace a key.
+    fn publish(&self, path: &Path) -> Result<(), KeyError> {
+        let temporary = path.with_extension(format!("new-{}", std::process::id()));
+        let _ = std::fs::remove_file(&temporary);
+        self.write_new(&temporary)?;
+        let linked = std::fs::hard_link(&temporary, path);
+        let _ = std::fs::remove_file(&temporary);
+        linked.map_err(|source| KeyError::Create {
+            path: path.display().to_string(),
+            source,
+        })
     }
 
     /// Writes the key to a file that must not exist yet, readable by its owner only.

@@ -313,3 +313,37 @@ impl<'a> Findings<'a> {
         self.error(path.clone(), message);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_credentials_are_recognised_and_templates_are_not() {
+        for (text, what) in [
+            ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "signing secret"),
+            ("sk_live_0123456789abcdef", "live API key"),
+            ("Bearer abcdefgh12345678", "`Bearer`"),
+            ("basic dXNlcjpwYXNzd29yZA==", "`Basic`"),
+            (
+                "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----",
+                "PEM private key",
+            ),
+            ("https://api.example.com/x?api_key=abc123", "`api_key=`"),
+            ("https://h/x?a=1&Token=t0k", "`Token=`"),
+        ] {
+            let found = looks_like_credential(text).unwrap_or_default();
+            assert!(found.contains(what), "{text}: {found}");
+        }
+        for text in [
+            "Bearer {{secrets.TOKEN}}",
+            "{{secrets.WHSEC}}",
+            "https://api.example.com/x?api_key={{secrets.KEY}}",
+            "https://api.example.com/x?page=2",
+            "Bearer short",
+            "application/json",
+        ] {
+            assert_eq!(looks_like_credential(text), None, "{text}");
+        }
+    }
+}
