@@ -182,14 +182,13 @@ pub enum RotateError {
 /// Re-encrypts every stored secret from `old` to `new`, all or nothing; returns how many.
 pub async fn rotate(store: &Store, old: &MasterKey, new: &MasterKey) -> Result<usize, RotateError> {
     let fingerprint = new.fingerprint();
-    let outcome = stored::reseal_all(store.writer(), |row| {
+    stored::reseal_all(store.writer(), |row| {
         let value = old
             .open(&row.name, &row.sealed)
             .map_err(|_| RotateError::Unreadable(row.name.clone()))?;
         Ok((new.seal(&row.name, &value), fingerprint.clone()))
     })
-    .await?;
-    outcome
+    .await?
 }
 
 impl Engine {
