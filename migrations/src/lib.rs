@@ -12,6 +12,7 @@ mod m20261123_000001_initial;
 mod m20261123_000002_flow_limit_indexes;
 mod m20261124_000001_node_liveness;
 mod m20261205_000001_flow_lifecycle;
+mod m20261205_000002_secrets;
 
 /// The list of flowd's migrations, oldest first.
 pub struct Migrator;
@@ -24,6 +25,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261123_000002_flow_limit_indexes::Migration),
             Box::new(m20261124_000001_node_liveness::Migration),
             Box::new(m20261205_000001_flow_lifecycle::Migration),
+            Box::new(m20261205_000002_secrets::Migration),
         ]
     }
 }

@@ -48,6 +48,10 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("the request body is larger than FLOWD_MAX_BODY allows")]
     PayloadTooLarge,
+    /// The server cannot serve this request until someone sets something up (a secret): the
+    /// sender should retry later.
+    #[error("{message}")]
+    Unavailable { code: &'static str, message: String },
     #[error("internal error")]
     Internal(#[from] InternalError),
 }
@@ -106,6 +110,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -244,6 +249,10 @@ impl From<WebhookError> for ApiError {
             },
             WebhookError::BadSignature(_) => ApiError::Unauthorized {
                 code: "invalid_signature",
+                message,
+            },
+            WebhookError::MissingSecret(_) => ApiError::Unavailable {
+                code: "missing_secret",
                 message,
             },
             WebhookError::BadBody(_) => ApiError::BadRequest(message),

@@ -18,6 +18,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod page;
 pub mod runs;
+pub mod secrets;
 pub mod usage;
 
 use axum::Router;
@@ -99,7 +100,9 @@ impl RouteTable {
             .routes(routes!(runs::replay_run))
             .routes(routes!(usage::get_usage))
             .routes(routes!(notifications::list_notifications))
-            .routes(routes!(notifications::mark_read));
+            .routes(routes!(notifications::mark_read))
+            .routes(routes!(secrets::list_secrets))
+            .routes(routes!(secrets::put_secret, secrets::delete_secret));
         openapi::require_key(api_v1.get_openapi_mut());
         RouteTable { public, api_v1 }
     }

@@ -35,6 +35,7 @@ const BEARER: &str = "api_key";
         (name = "triggers", description = "Starting runs: events, manual actions, webhooks"),
         (name = "runs", description = "The run log and run controls"),
         (name = "inbox", description = "Notifications of `notify` steps with `inbox: true`"),
+        (name = "secrets", description = "The encrypted secret store; values are write-only"),
         (name = "meta", description = "This document"),
         (name = "health", description = "Liveness and readiness"),
     ),

@@ -14,13 +14,16 @@
 
 use std::ffi::OsString;
 use std::net::IpAddr;
+use std::path::PathBuf;
 
 use url::{Host, Url};
 
 use crate::engine::EngineConfig;
 use crate::engine::auth::{ApiKeys, MIN_KEY_LEN};
+use crate::engine::secrets::MasterKeySource;
 use crate::flow::validate::Options;
 use crate::outbound::guard::{NetPolicy, PolicyError};
+use crate::secrets::cipher::{KeyError, MasterKey};
 use crate::secrets::{ENV_PREFIX, Secrets};
 use crate::step::notify::email::{EmailError, Mailer};
 use crate::store::{StoreError, StoreOptions};
@@ -109,6 +112,26 @@ pub struct ConfigArgs {
         value_name = "KEYS"
     )]
     api_keys: Option<String>,
+    /// The master key that encrypts the secret store: 32 bytes as base64 or 64 hex digits,
+    /// the same on every node [default: the key file].
+    #[arg(
+        long,
+        env = "FLOWD_MASTER_KEY",
+        global = true,
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    master_key: Option<String>,
+    /// The file holding the master key when FLOWD_MASTER_KEY is not set; `flowd serve` creates
+    /// it (mode 0600) on first start [default: flowd-master.key beside the SQLite database, or
+    /// in the working directory].
+    #[arg(
+        long,
+        env = "FLOWD_MASTER_KEY_FILE",
+        global = true,
+        value_name = "PATH"
+    )]
+    master_key_file: Option<PathBuf>,
 }
 
 impl ConfigArgs {
@@ -164,6 +187,10 @@ pub struct Config {
     pub mailer: Option<Mailer>,
     pub api_keys: ApiKeys,
     pub secrets: Secrets,
+    /// `FLOWD_MASTER_KEY`, checked.
+    pub master_key: Option<MasterKey>,
+    /// `FLOWD_MASTER_KEY_FILE`, when given.
+    pub master_key_file: Option<PathBuf>,
     /// Risky combinations found while parsing, for `main` to log once logging is set up.
     pub warnings: Vec<Warning>,
 }
@@ -179,6 +206,8 @@ pub enum ConfigError {
     Net(#[from] PolicyError),
     #[error(transparent)]
     Email(#[from] EmailError),
+    #[error(transparent)]
+    MasterKey(#[from] KeyError),
 }
 
 impl Config {
@@ -202,6 +231,7 @@ impl Config {
         let net = NetPolicy::from_lookup(|name| args.get(name))?;
         let validation = Options {
             require_https: net.require_https(),
+            known_secrets: None,
         };
         let mailer = Mailer::from_lookup(|name| args.get(name))?;
         if let Some(url) = args.smtp_url.as_deref() {
@@ -219,6 +249,12 @@ impl Config {
             });
         }
         let secrets = secrets_from(env, &mut warnings);
+        let master_key = args
+            .master_key
+            .as_deref()
+            .filter(|k| !k.trim().is_empty())
+            .map(|k| MasterKey::parse(k, "FLOWD_MASTER_KEY"))
+            .transpose()?;
         Ok(Config {
             log,
             store,
@@ -227,8 +263,25 @@ impl Config {
             mailer,
             api_keys,
             secrets,
+            master_key,
+            master_key_file: args.master_key_file.clone(),
             warnings,
         })
+    }
+
+    /// Where the master key of the store at `database_url` comes from: `FLOWD_MASTER_KEY`, else
+    /// the key file (`FLOWD_MASTER_KEY_FILE`, else `flowd-master.key` beside a SQLite database
+    /// or in the working directory).
+    pub fn master_key_source(&self, database_url: &str) -> MasterKeySource {
+        if let Some(key) = &self.master_key {
+            return MasterKeySource::Given(key.clone());
+        }
+        let file = self.master_key_file.clone().unwrap_or_else(|| {
+            sqlite_dir(database_url)
+                .unwrap_or_default()
+                .join(DEFAULT_KEY_FILE)
+        });
+        MasterKeySource::File(file)
     }
 
     /// What an engine on `database_url` needs of this configuration.
@@ -237,8 +290,10 @@ impl Config {
         database_url: impl Into<String>,
         node_id: impl Into<String>,
     ) -> EngineConfig {
+        let database_url = database_url.into();
         EngineConfig {
-            database_url: database_url.into(),
+            master_key: self.master_key_source(&database_url),
+            database_url,
             store: self.store.clone(),
             node_id: node_id.into(),
             net: self.net.clone(),
@@ -248,6 +303,26 @@ impl Config {
             api_keys: self.api_keys.clone(),
         }
     }
+}
+
+/// The master key file's name when none is given.
+pub const DEFAULT_KEY_FILE: &str = "flowd-master.key";
+
+/// The folder of a SQLite database URL's file (`sqlite://data/flowd.db` → `data`).
+fn sqlite_dir(database_url: &str) -> Option<PathBuf> {
+    let path = database_url
+        .strip_prefix("sqlite://")
+        .or_else(|| database_url.strip_prefix("sqlite:"))?;
+    let path = path.split('?').next().unwrap_or_default();
+    if path.is_empty() || path.contains(":memory:") {
+        return None;
+    }
+    Some(
+        std::path::Path::new(path)
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default(),
+    )
 }
 
 /// `text` or `json`, in any case; unset or empty is text.
@@ -502,6 +577,35 @@ mod tests {
         ] {
             assert_eq!(smtp_warning(safe), None, "{safe}");
         }
+    }
+
+    #[test]
+    fn the_master_key_comes_from_the_variable_or_a_file_beside_the_database() {
+        let key = MasterKey::generate();
+        let config = Config::parse(&args(&["--master-key", &key.encode()]), env(&[])).unwrap();
+        assert!(matches!(
+            config.master_key_source("sqlite://x.db"),
+            MasterKeySource::Given(k) if k.fingerprint() == key.fingerprint()
+        ));
+        let config = Config::parse(&ConfigArgs::default(), env(&[])).unwrap();
+        for (url, file) in [
+            ("sqlite://data/flowd.db", "data/flowd-master.key"),
+            ("sqlite:flowd.db?mode=rwc", "flowd-master.key"),
+            ("postgres://u@h/db", "flowd-master.key"),
+        ] {
+            assert!(
+                matches!(config.master_key_source(url), MasterKeySource::File(p) if p == std::path::Path::new(file)),
+                "{url}"
+            );
+        }
+        let error = Config::parse(&args(&["--master-key", "too-short"]), env(&[])).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .starts_with("FLOWD_MASTER_KEY: expected 32 bytes"),
+            "{error}"
+        );
+        assert!(!error.to_string().contains("too-short"));
     }
 
     #[cfg(unix)]

@@ -9,6 +9,7 @@ mod keys;
 mod migrate;
 mod run;
 mod schema;
+mod secrets;
 pub mod serve;
 mod validate;
 
@@ -49,6 +50,8 @@ enum Command {
     Keys(keys::Args),
     /// Write API-managed flows as YAML files.
     Export(export::Args),
+    /// Manage the encrypted secret store.
+    Secrets(secrets::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -74,6 +77,7 @@ pub fn main() -> ExitCode {
         Command::Migrate(args) => migrate::run(&args, &config),
         Command::Keys(args) => keys::run(&args, &config),
         Command::Export(args) => export::run(&args, &config),
+        Command::Secrets(args) => secrets::run(&args, &config),
     }
 }
 

@@ -25,6 +25,7 @@ use crate::cli::validate::Format;
 use crate::core::duration::Duration as FlowDuration;
 use crate::core::status::RunStatus;
 use crate::core::trigger_data::{ManualEntity, TriggerData};
+use crate::engine::secrets::MasterKeySource;
 use crate::engine::{Engine, EngineConfig, EventIn, flow_input};
 use crate::flow::load::{FileReport, find_flow_files, is_flow_file, load_file, load_files};
 use crate::flow::model::{FlowDef, Trigger};
@@ -125,6 +126,8 @@ async fn run_flow(args: &Args, config: &Config) -> Result<RunStatus, RunError> {
         EngineConfig {
             // A throw-away store: the durability and pool settings of the real one do not apply.
             store: StoreOptions::default(),
+            // Nor does its secret store: secrets come from the environment here.
+            master_key: MasterKeySource::None,
             ..config.engine(database_url, "flowd-run")
         },
         delivery,

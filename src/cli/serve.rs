@@ -78,6 +78,7 @@ async fn serve(args: &Args, config: &Config) -> anyhow::Result<()> {
     } else {
         warn!(flows = %args.flows.display(), "Flows folder not found; serving flows stored in the database only.");
     }
+    warn_missing_secrets(&engine);
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     register_node(&engine, host, args.lease.as_millis() as i64).await?;
@@ -132,6 +133,22 @@ async fn serve(args: &Args, config: &Config) -> anyhow::Result<()> {
 /// checks at their paths (the API's fallback answers any other path).
 pub fn app(engine: Engine, max_body: usize) -> axum::Router {
     console::router(engine.clone()).merge(api::app(engine, max_body))
+}
+
+/// One warning per secret that flows read but nobody set: their steps would fail with
+/// `missing_secret`.
+fn warn_missing_secrets(engine: &Engine) {
+    let mut by_secret: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for (flow, secret) in engine.missing_secrets() {
+        by_secret.entry(secret).or_default().push(flow);
+    }
+    for (secret, flows) in by_secret {
+        warn!(
+            %secret,
+            flows = %flows.join(","),
+            "The secret is not set; steps that read it fail with missing_secret. Set it with `flowd secrets set {secret}` (or PUT /api/v1/secrets/{secret})."
+        );
+    }
 }
 
 /// The machine's name: as given (`HOSTNAME`, as containers set it), else as the host sets it.

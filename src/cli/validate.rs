@@ -2,14 +2,18 @@
 //! each problem as `path:line:column: message`. Exit 0 when every flow is valid (warnings
 //! allowed), 1 when any has an error, 2 when a path cannot be read.
 
+use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use serde::Serialize;
 
 use crate::cli::config::Config;
 use crate::core::diagnostic::Diagnostic;
 use crate::flow::load::{FileReport, find_flow_files, load_files};
+use crate::flow::validate::Options;
+use crate::store::Store;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -19,6 +23,10 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Text)]
     format: Format,
+    /// With a database, secrets the flows read that are set neither there nor in the
+    /// environment (`FLOWD_SECRET_*`) are warned about.
+    #[arg(long, env = "FLOWD_DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 /// Output format of commands that print for people or for scripts.
@@ -36,7 +44,17 @@ pub fn run(args: &Args, config: &Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let reports = load_files(&files, &config.validation);
+    let options = match known_secrets(args, config) {
+        Ok(known) => Options {
+            known_secrets: known.map(Arc::new),
+            ..config.validation.clone()
+        },
+        Err(e) => {
+            eprintln!("flowd validate: cannot read the secret names from the database: {e:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let reports = load_files(&files, &options);
     match args.format {
         Format::Text => print_text(&reports),
         Format::Json => print_json(&reports),
@@ -46,6 +64,27 @@ pub fn run(args: &Args, config: &Config) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// The names of the secrets set in the environment and, with a database, in its store; `None`
+/// (no check) without a database, where the store's secrets are unknown.
+fn known_secrets(args: &Args, config: &Config) -> anyhow::Result<Option<BTreeSet<String>>> {
+    let Some(url) = &args.database_url else {
+        return Ok(None);
+    };
+    let mut known: BTreeSet<String> = config.secrets.names().map(str::to_string).collect();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let stored = runtime.block_on(async {
+        let store = Store::connect(url, &config.store).await?;
+        store.migrate().await?;
+        let rows = crate::store::secrets::list(store.reader()).await?;
+        store.close().await;
+        anyhow::Ok(rows)
+    })?;
+    known.extend(stored.into_iter().map(|r| r.name));
+    Ok(Some(known))
 }
 
 fn print_text(reports: &[FileReport]) {

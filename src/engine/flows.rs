@@ -12,7 +12,7 @@ use crate::core::diagnostic::{Diagnostic, FlowPath};
 use crate::engine::{Engine, EngineError, flow_input};
 use crate::flow::model::FlowDef;
 use crate::flow::summary::{self, TriggerSummary};
-use crate::flow::validate::{ValidFlow, validate_source};
+use crate::flow::validate::{Options, ValidFlow, validate_source};
 use crate::store::StoreError;
 use crate::store::flows::{
     self, FlowRow, FlowSource, PauseReason, Revision, RevisionRow, RunFigures, Which,
@@ -103,7 +103,12 @@ impl Engine {
     /// Validates a flow given as YAML or JSON, including the rules across flows (its webhook
     /// paths must be free). `id` is the flow's id when the caller names it (PUT).
     pub fn check_flow(&self, source: &str, id: Option<&str>) -> Result<Checked, FlowError> {
-        let report = validate_source(source, id, self.validation());
+        // Warn about the secrets the flow reads that are not set now.
+        let options = Options {
+            known_secrets: Some(std::sync::Arc::new(self.secret_names_set())),
+            ..self.validation().clone()
+        };
+        let report = validate_source(source, id, &options);
         let (errors, warnings): (Vec<Diagnostic>, Vec<Diagnostic>) = report
             .diagnostics
             .into_iter()

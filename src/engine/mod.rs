@@ -9,10 +9,11 @@ pub mod follow;
 pub mod reads;
 pub mod run_view;
 pub mod runs;
+pub mod secrets;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -21,6 +22,7 @@ use crate::core::clock::{SharedClock, SystemClock};
 use crate::core::jitter::Jitter;
 use crate::core::wake::Wake;
 use crate::engine::auth::ApiKeys;
+use crate::engine::secrets::{MasterKeyError, MasterKeySource};
 use crate::flow::catalog::Catalog;
 use crate::flow::compiled::{BrokenRevision, CompiledFlow};
 use crate::flow::load::{LoadError, find_flow_files, load_files};
@@ -30,10 +32,11 @@ use crate::flow::validate::Options;
 use crate::metrics::{Metrics, MetricsError};
 use crate::outbound::client::{ClientError, HttpClient};
 use crate::outbound::guard::NetPolicy;
-use crate::outbound::record::Redactor;
+use crate::outbound::record::LiveRedactor;
 use crate::runner::revision::RevisionError;
 use crate::runner::{Runner, RunnerParts};
-use crate::secrets::Secrets;
+use crate::secrets::cipher::MasterKey;
+use crate::secrets::{Secrets, SharedSecrets};
 use crate::step::notify::email::Mailer;
 use crate::step::{Delivery, StepEnv};
 use crate::store::flows::{FlowInput, FlowSource};
@@ -61,6 +64,8 @@ pub enum EngineError {
     Definition(#[source] serde_json::Error),
     #[error("a run cannot be shown as JSON")]
     RunJson(#[source] serde_json::Error),
+    #[error(transparent)]
+    MasterKey(#[from] MasterKeyError),
 }
 
 impl From<RevisionError> for EngineError {
@@ -86,8 +91,10 @@ pub struct EngineConfig {
     pub validation: Options,
     /// The SMTP server of the `notify` step's `email` channel; `None`: email is not set up.
     pub mailer: Option<Mailer>,
-    /// `{{secrets.NAME}}`, and what redaction hides.
+    /// The secrets set by the environment (`FLOWD_SECRET_*`); the store's join them.
     pub secrets: Secrets,
+    /// The key that encrypts the secret store.
+    pub master_key: MasterKeySource,
     /// Keys that open the API besides the stored ones (`FLOWD_API_KEYS`).
     pub api_keys: ApiKeys,
 }
@@ -104,6 +111,7 @@ impl EngineConfig {
             validation: Options::default(),
             mailer: None,
             secrets: Secrets::default(),
+            master_key: MasterKeySource::None,
             api_keys: ApiKeys::default(),
         }
     }
@@ -125,6 +133,12 @@ struct Inner {
     config_keys: ApiKeys,
     /// How flows are validated, fixed at start.
     validation: Options,
+    /// The live secrets (environment and store).
+    secrets: SharedSecrets,
+    /// Opens and seals the store's secrets; `None` when no key is set up.
+    master_key: Option<MasterKey>,
+    /// The store's summary when the secrets were last loaded.
+    secrets_seen: Mutex<String>,
 }
 
 impl Engine {
@@ -141,7 +155,9 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         let store = Store::connect(&config.database_url, &config.store).await?;
         store.migrate().await?;
-        let secrets = config.secrets;
+        // Before anything else: a wrong key stops the start with nothing changed.
+        let master_key = secrets::open_master_key(&store, &config.master_key).await?;
+        let secrets = SharedSecrets::new(config.secrets);
         let http = HttpClient::new(config.net)?;
         let mailer = config.mailer;
         let metrics = Metrics::new()?;
@@ -152,7 +168,7 @@ impl Engine {
         let step_env = StepEnv {
             http,
             mailer,
-            redactor: Redactor::new(secrets.values()),
+            redactor: LiveRedactor::new(secrets.clone()),
             store: store.clone(),
             node: config.node_id.clone(),
             delivery,
@@ -172,7 +188,7 @@ impl Engine {
             store: store.clone(),
             writes,
             step_env,
-            secrets,
+            secrets: secrets.clone(),
             node_id: config.node_id,
             clock,
             jitter: Jitter::random(),
@@ -187,8 +203,12 @@ impl Engine {
                 api_keys: RwLock::new((false, std::collections::HashSet::new())),
                 config_keys: config.api_keys,
                 validation: config.validation,
+                secrets,
+                master_key,
+                secrets_seen: Mutex::new(String::new()),
             }),
         };
+        engine.refresh_secrets().await?;
         engine.reload_registry().await?;
         engine.refresh_api_keys().await?;
         Ok(engine)
@@ -208,8 +228,9 @@ impl Engine {
         &self.inner.runner
     }
 
-    pub fn secrets(&self) -> &Secrets {
-        &self.inner.runner.secrets
+    /// The secrets as of now (environment and store).
+    pub fn secrets(&self) -> Arc<Secrets> {
+        self.inner.secrets.current()
     }
 
     pub fn step_env(&self) -> &StepEnv {

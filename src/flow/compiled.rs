@@ -35,8 +35,8 @@ pub struct CompiledFlow {
     pub steps: Vec<CompiledStep>,
     /// The `if` of each trigger, by trigger index.
     pub conditions: Vec<Option<Template>>,
-    /// The `secret` of each webhook trigger, by trigger index.
-    pub webhook_secrets: Vec<Option<Template>>,
+    /// The `secret`s of each webhook trigger, by trigger index (empty: no signature required).
+    pub webhook_secrets: Vec<Vec<Template>>,
     pub timeout: Option<Duration>,
 }
 
@@ -85,8 +85,12 @@ impl CompiledFlow {
             .triggers
             .iter()
             .map(|t| match t {
-                Trigger::Webhook(w) => compile_opt(w.webhook.secret.as_ref().map(|s| s.as_str())),
-                _ => Ok(None),
+                Trigger::Webhook(w) => w
+                    .webhook
+                    .secret
+                    .as_ref()
+                    .map_or(Ok(Vec::new()), |s| s.compile()),
+                _ => Ok(Vec::new()),
             })
             .collect::<Result<Vec<_>, String>>()?;
         Ok(CompiledFlow {
@@ -99,6 +103,29 @@ impl CompiledFlow {
             conditions,
             webhook_secrets,
         })
+    }
+}
+
+impl CompiledFlow {
+    /// Every secret the flow reads by name (steps, webhook keys), in order, once each: what
+    /// `GET /api/v1/secrets` lists as `used_by` and what start-up checks are set.
+    pub fn secret_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        let from_steps = self
+            .steps
+            .iter()
+            .flat_map(|s| s.secret_names.iter().cloned());
+        let from_hooks = self
+            .webhook_secrets
+            .iter()
+            .flatten()
+            .flat_map(|t| t.secret_names());
+        for name in from_steps.chain(from_hooks) {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        names
     }
 }
 

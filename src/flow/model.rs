@@ -12,7 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use crate::core::duration::Duration;
 use crate::step::StepDef;
 use crate::step::retry::RetryPolicy;
-use crate::template::TemplateStr;
+use crate::template::{TemplateList, TemplateStr};
 
 pub const FLOW_ID_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,63}$";
 pub const ENTITY_PATTERN: &str = r"^[a-z][a-z0-9_.-]{0,63}$";
@@ -277,9 +277,10 @@ pub struct WebhookTrigger {
     /// The path under `/hooks/`.
     #[schemars(regex(pattern = WEBHOOK_PATH_PATTERN), extend("x-message" = "a path of letters, digits, `_`, `.`, `~`, `-` and `/`, at most 128 characters"))]
     pub path: String,
-    /// If set, requests must carry a valid Standard Webhooks signature made with this secret.
+    /// If set, requests must carry a valid Standard Webhooks signature made with this secret;
+    /// with a list (during a key rotation), a signature made with any of them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<TemplateStr>,
+    pub secret: Option<TemplateList>,
     /// Field equality on the request body, as an entity trigger's `match`.
     #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
     pub matches: Option<BTreeMap<String, OneOrMany<MatchValue>>>,

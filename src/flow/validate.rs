@@ -13,7 +13,7 @@ use crate::flow::model::{EntityAction, FLOW_ID_PATTERN, FlowDef, ScheduleTrigger
 use crate::flow::schema::check_shape;
 use crate::flow::yaml::{self, Node, NodeValue};
 use crate::step::StepDef;
-use crate::step::check::{Context, Findings, Scope, Secret, StepScope};
+use crate::step::check::{Context, Findings, Scope, Secret, StepScope, list_items};
 use crate::template::TemplateStr;
 
 /// Largest flow source accepted, from a file or the API.
@@ -25,6 +25,9 @@ pub const MAX_FLOW_BYTES: usize = 1 << 20;
 pub struct Options {
     /// `FLOWD_HTTP_REQUIRE_HTTPS=true`: literal `http://` URLs are errors.
     pub require_https: bool,
+    /// The secrets set now, when known (the API, `flowd validate` beside a store): a template
+    /// reading another one gets a warning.
+    pub known_secrets: Option<std::sync::Arc<std::collections::BTreeSet<String>>>,
 }
 
 /// A flow that passed validation, with what cross-flow checks need.
@@ -241,6 +244,7 @@ impl Cx<'_> {
             scope,
             require_https: self.options.require_https,
             locate: &locate,
+            known_secrets: self.options.known_secrets.as_deref(),
         };
         let found = check(&cx);
         self.diagnostics.extend(found);
@@ -360,9 +364,11 @@ impl Cx<'_> {
                         let at = path.key("webhook").key("if");
                         self.check_template(condition, at, Secret::No);
                     }
-                    if let Some(secret) = &w.webhook.secret {
+                    if let Some(secrets) = &w.webhook.secret {
                         let secret_path = path.key("webhook").key("secret");
-                        self.check_template(secret, secret_path, Secret::Yes);
+                        for (secret, at) in list_items(secrets, &secret_path) {
+                            self.check_template(secret, at, Secret::Yes);
+                        }
                     }
                 }
             }

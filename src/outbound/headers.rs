@@ -39,11 +39,11 @@ pub fn build_headers(
     }
     let key = header_value("idempotency-key", &req.idempotency_key)?;
     headers.insert(HeaderName::from_static("idempotency-key"), key);
-    if let Some(secret) = &req.sign_secret {
+    if !req.sign_secrets.is_empty() {
         let payload = body.map(|b| b.text.as_bytes()).unwrap_or_default();
         add_signature(
             &mut headers,
-            secret,
+            &req.sign_secrets,
             &req.idempotency_key,
             timestamp,
             payload,
@@ -79,15 +79,23 @@ fn auth_value(auth: &Credentials) -> Result<HeaderValue, String> {
     Ok(value)
 }
 
+/// The Standard Webhooks headers; with several keys (a rotation), `webhook-signature` carries
+/// one `v1,…` per key, separated by spaces, so a receiver with either key verifies it.
 fn add_signature(
     headers: &mut HeaderMap,
-    secret: &str,
+    secrets: &[String],
     id: &str,
     timestamp: i64,
     body: &[u8],
 ) -> Result<(), String> {
-    let signature = sign::sign(secret, id, timestamp, body)
-        .map_err(|e| format!("cannot sign the request: {e}"))?;
+    let signature = sign::sign_all(secrets, id, timestamp, body).map_err(|(n, e)| {
+        let which = if secrets.len() > 1 {
+            format!(" with key {n}")
+        } else {
+            String::new()
+        };
+        format!("cannot sign the request{which}: {e}")
+    })?;
     let pairs = [
         ("webhook-id", id.to_owned()),
         ("webhook-timestamp", timestamp.to_string()),

@@ -104,8 +104,8 @@ pub struct OutboundRequest {
     pub timeout: Duration,
     /// `<run_id>_<step_id>`: the same on every retry.
     pub idempotency_key: String,
-    /// A `whsec_…` secret: sign with Standard Webhooks.
-    pub sign_secret: Option<String>,
+    /// `whsec_…` secrets: sign with Standard Webhooks, once with each (key rotation).
+    pub sign_secrets: Vec<String>,
 }
 
 impl OutboundRequest {
@@ -122,7 +122,7 @@ impl OutboundRequest {
             format: Format::Json,
             timeout: DEFAULT_TIMEOUT,
             idempotency_key,
-            sign_secret: None,
+            sign_secrets: Vec::new(),
         }
     }
 }
@@ -159,7 +159,7 @@ impl fmt::Debug for OutboundRequest {
             .field("format", &self.format)
             .field("timeout", &self.timeout)
             .field("idempotency_key", &self.idempotency_key)
-            .field("signed", &self.sign_secret.is_some())
+            .field("signing_keys", &self.sign_secrets.len())
             .finish_non_exhaustive()
     }
 }
@@ -175,7 +175,7 @@ mod tests {
                 username: "ada".to_owned(),
                 password: "hunter2".to_owned(),
             }),
-            sign_secret: Some("whsec_c2VjcmV0".to_owned()),
+            sign_secrets: vec!["whsec_c2VjcmV0".to_owned()],
             ..OutboundRequest::new(
                 Method::Post,
                 "http://127.0.0.1/".to_owned(),

@@ -14,6 +14,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::{Arc, RwLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
@@ -23,15 +24,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::Method;
+use crate::secrets::SharedSecrets;
 
 /// At most this many bytes of a body are kept in a record or a step output.
 pub const BODY_LIMIT: usize = 64 * 1024;
 
 /// What replaces a secret.
-pub const MASK: &str = "***";
+pub use crate::template::MASK;
 
 /// Header names whose values are always masked.
 const CREDENTIAL_HEADERS: [&str; 2] = ["authorization", "proxy-authorization"];
+
+/// Shortest value derived from a secret (by a helper) that is redacted: shorter ones (`yes`, a
+/// length) would mask ordinary text everywhere.
+pub const MIN_DERIVED_LEN: usize = 4;
 
 /// Shortest base64 fragment redacted when a secret sits inside a longer base64 text; shorter
 /// fragments would mask ordinary text.
@@ -157,6 +163,22 @@ impl Redactor {
         self.patterns.is_empty()
     }
 
+    /// This redactor plus values derived from secrets by templates (an upper-cased token, the
+    /// parts of a split one); values shorter than [`MIN_DERIVED_LEN`] are left out.
+    pub fn with_derived<S: AsRef<str>>(&self, derived: impl IntoIterator<Item = S>) -> Redactor {
+        let mut patterns = self.patterns.clone();
+        patterns.extend(
+            derived
+                .into_iter()
+                .filter(|s| s.as_ref().len() >= MIN_DERIVED_LEN)
+                .flat_map(|s| secret_forms(s.as_ref())),
+        );
+        patterns.retain(|p| !p.is_empty());
+        patterns.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        patterns.dedup();
+        Redactor { patterns }
+    }
+
     pub fn redact(&self, text: &str) -> String {
         let mut out = text.to_owned();
         for pattern in &self.patterns {
@@ -212,6 +234,54 @@ impl Redactor {
     }
 }
 
+/// The redactor of an engine's current secrets: rebuilt when the secrets change (a generation
+/// number tells), shared otherwise. Cheap to clone.
+#[derive(Clone)]
+pub struct LiveRedactor {
+    secrets: SharedSecrets,
+    cached: Arc<RwLock<(u64, Arc<Redactor>)>>,
+}
+
+impl LiveRedactor {
+    pub fn new(secrets: SharedSecrets) -> LiveRedactor {
+        let generation = secrets.generation();
+        let redactor = Arc::new(Redactor::new(secrets.current().values()));
+        LiveRedactor {
+            secrets,
+            cached: Arc::new(RwLock::new((generation, redactor))),
+        }
+    }
+
+    /// The redactor of the secrets as of now.
+    pub fn current(&self) -> Arc<Redactor> {
+        let generation = self.secrets.generation();
+        if let Ok(cached) = self.cached.read()
+            && cached.0 == generation
+        {
+            return cached.1.clone();
+        }
+        let redactor = Arc::new(Redactor::new(self.secrets.current().values()));
+        if let Ok(mut cached) = self.cached.write() {
+            *cached = (generation, redactor.clone());
+        }
+        redactor
+    }
+
+    pub fn redact(&self, text: &str) -> String {
+        self.current().redact(text)
+    }
+
+    pub fn redact_value(&self, value: &Value) -> Value {
+        self.current().redact_value(value)
+    }
+}
+
+impl fmt::Debug for LiveRedactor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.current(), f)
+    }
+}
+
 /// Percent-encode sets: the `url` crate's fragment, query, special-query, path and userinfo sets,
 /// and the RFC 3986 "component" set of common URL-encoding helpers.
 const FRAGMENT: &AsciiSet = &CONTROLS.add(b' ').add(b'"').add(b'<').add(b'>').add(b'`');
@@ -234,12 +304,24 @@ const COMPONENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'~');
 
+/// Every form of a secret that is redacted: the raw value and its upper- and lower-cased forms
+/// (a helper or a target may change the case), each as is, base64, percent-encoded,
+/// JSON-escaped and XML-escaped.
 fn secret_forms(secret: &str) -> Vec<String> {
-    let mut forms = vec![secret.to_owned()];
-    forms.extend(base64_forms(secret.as_bytes()));
-    forms.extend(url_forms(secret));
-    forms.push(json_escaped(secret));
-    forms.push(super::body::escape_text(secret));
+    let mut cases = vec![secret.to_owned()];
+    for cased in [secret.to_uppercase(), secret.to_lowercase()] {
+        if !cases.contains(&cased) {
+            cases.push(cased);
+        }
+    }
+    let mut forms = Vec::new();
+    for value in cases {
+        forms.extend(base64_forms(value.as_bytes()));
+        forms.extend(url_forms(&value));
+        forms.push(json_escaped(&value));
+        forms.push(super::body::escape_text(&value));
+        forms.push(value);
+    }
     forms
 }
 
@@ -415,6 +497,34 @@ mod tests {
     fn redactor_debug_shows_no_secret() {
         assert!(!format!("{:?}", redactor()).contains("s3cr3t"));
         assert!(Redactor::new(Vec::<String>::new()).is_empty());
+    }
+
+    #[test]
+    fn cased_and_derived_forms_are_redacted() {
+        let r = Redactor::new(["MiXed-Sécret"]);
+        for form in [
+            "MIXED-SÉCRET",
+            "mixed-sécret",
+            "TUlYRUQtU8OJQ1JFVA==",
+            "mixed-s%C3%A9cret",
+        ] {
+            assert_eq!(r.redact(&format!("<{form}>")), "<***>", "{form}");
+        }
+        let derived = r.with_derived(["parts", "no"]);
+        assert_eq!(derived.redact("parts no"), "*** no");
+        assert_eq!(derived.redact(&STANDARD.encode("parts")), "***");
+    }
+
+    #[test]
+    fn the_live_redactor_follows_changes() {
+        let shared = SharedSecrets::new(crate::secrets::Secrets::default());
+        let live = LiveRedactor::new(shared.clone());
+        assert_eq!(live.current().redact("new-value"), "new-value");
+        shared.set_stored(
+            [("T".to_string(), "new-value".to_string())],
+            Default::default(),
+        );
+        assert_eq!(live.current().redact("new-value"), "***");
     }
 
     #[test]

@@ -73,6 +73,44 @@ pub fn sign(secret: &str, msg_id: &str, timestamp: i64, body: &[u8]) -> Result<S
     ))
 }
 
+/// The `webhook-signature` value for several keys (a key rotation): one `v1,…` per key,
+/// separated by spaces, as Standard Webhooks allows; a receiver holding any one key verifies it.
+/// An unusable key is reported with its position (1-based).
+pub fn sign_all(
+    secrets: &[String],
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> Result<String, (usize, SignError)> {
+    let signatures = secrets
+        .iter()
+        .enumerate()
+        .map(|(i, secret)| sign(secret, msg_id, timestamp, body).map_err(|e| (i + 1, e)))
+        .collect::<Result<Vec<String>, _>>()?;
+    Ok(signatures.join(" "))
+}
+
+/// Checks a received request against several keys (a key rotation): valid when it verifies
+/// under any of them. The error is the first key's.
+pub fn verify_any(
+    secrets: &[String],
+    headers: &SignatureHeaders<'_>,
+    body: &[u8],
+    now: i64,
+    tolerance_secs: i64,
+) -> Result<(), VerifyError> {
+    let mut first_error = None;
+    for secret in secrets {
+        match verify(secret, headers, body, now, tolerance_secs) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.unwrap_or(VerifyError::Secret(SignError::EmptySecret)))
+}
+
 /// Checks a received request: the headers are present, the timestamp is within
 /// `tolerance_secs` of `now` (both ways) and one `v1` signature matches.
 pub fn verify(
@@ -237,6 +275,45 @@ mod tests {
             signature: case.signature.as_deref(),
         };
         verify(&case.secret, &headers, case.body.as_bytes(), case.now, 300)
+    }
+
+    /// Two keys during a rotation: the header holds one signature per key, the published one
+    /// among them, and verifies under each key alone; a request signed with either key alone is
+    /// accepted by a receiver listing both.
+    #[test]
+    fn rotated_keys_sign_once_each_and_verify_alone() {
+        let all = vectors();
+        let (a, b) = (base_case(&all["valid"][0]), base_case(&all["valid"][1]));
+        let id = a.id.clone().unwrap_or_default();
+        let ts = all["valid"][0]["timestamp"].as_i64().expect("timestamp");
+        let keys = [a.secret.clone(), b.secret.clone()];
+        let header = sign_all(&keys, &id, ts, a.body.as_bytes()).expect("signs");
+        let entries: Vec<&str> = header.split(' ').collect();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(Some(entries[0].to_string()), a.signature);
+        for key in &keys {
+            let headers = SignatureHeaders {
+                id: Some(&id),
+                timestamp: a.timestamp.as_deref(),
+                signature: Some(&header),
+            };
+            assert_eq!(verify(key, &headers, a.body.as_bytes(), ts, 300), Ok(()));
+        }
+        for case in [&a, &b] {
+            let headers = SignatureHeaders {
+                id: case.id.as_deref(),
+                timestamp: case.timestamp.as_deref(),
+                signature: case.signature.as_deref(),
+            };
+            assert_eq!(
+                verify_any(&keys, &headers, case.body.as_bytes(), case.now, 300),
+                Ok(())
+            );
+            let other = ["whsec_aGk=".to_string()];
+            assert!(verify_any(&other, &headers, case.body.as_bytes(), case.now, 300).is_err());
+        }
+        let bad = [a.secret.clone(), "whsec_%%%".to_string()];
+        assert_eq!(sign_all(&bad, &id, ts, b""), Err((2, SignError::BadSecret)));
     }
 
     #[test]

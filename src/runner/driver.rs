@@ -16,7 +16,7 @@ use crate::runner::transition::{
 };
 use crate::runner::view::{Node, RunView, new_context};
 use crate::runner::{Runner, breaker, revision};
-use crate::step::{StepCall, StepOutcome};
+use crate::step::{Attempt, MISSING_SECRET, StepCall, StepOutcome};
 use crate::store::StoreError;
 use crate::store::runs::{ClaimedRun, RunWrite, StepRow};
 use crate::store::transitions::Transition;
@@ -53,10 +53,12 @@ pub async fn execute(
         .map_err(|e| ExecError::Flow(e.to_string()))?;
     let trigger: TriggerData = serde_json::from_str(&run.trigger)
         .map_err(|e| ExecError::Flow(format!("stored trigger: {e}")))?;
-    let context = new_context(&run, &flow, &trigger, &runner.secrets, runner.clock.now());
+    let secrets = runner.secrets.current();
+    let context = new_context(&run, &flow, &trigger, &secrets, runner.clock.now());
+    let redactor = runner.step_env.redactor.current();
     let node = Node {
         id: &runner.node_id,
-        redactor: &runner.step_env.redactor,
+        redactor: &redactor,
     };
     let mut view = RunView::new(run, flow, context, rows, node);
     let mut event = Event::Advance;
@@ -159,8 +161,12 @@ async fn attempt(
         context: view.context.value(),
     };
     let started = Instant::now();
-    let Some(attempt) = step.action.perform(&runner.step_env, &call).await else {
-        return Err(ExecError::Flow("not a side-effect step".into()));
+    let attempt = match missing_secret(runner, &step.secret_names) {
+        Some(refused) => refused,
+        None => match step.action.perform(&runner.step_env, &call).await {
+            Some(attempt) => attempt,
+            None => return Err(ExecError::Flow("not a side-effect step".into())),
+        },
     };
     runner
         .metrics()
@@ -175,6 +181,35 @@ async fn attempt(
         attempt,
         jitter,
     }))
+}
+
+/// A failed attempt when a secret the step reads is not set (or cannot be decrypted): nothing
+/// is sent, because an empty value would go out as if it were right. The secrets are checked as
+/// they are now, so once set, retrying the run succeeds without a restart.
+fn missing_secret(runner: &Runner, names: &[String]) -> Option<Attempt> {
+    if names.is_empty() {
+        return None;
+    }
+    let secrets = runner.secrets.current();
+    let name = names.iter().find(|name| !secrets.is_set(name))?;
+    let problem = if secrets.unreadable().contains(name) {
+        "cannot be decrypted with this node's master key; set it again"
+    } else {
+        "is not set"
+    };
+    Some(Attempt {
+        outcome: StepOutcome::Fail {
+            error: format!(
+                "{MISSING_SECRET}: the secret `{name}` {problem}: set it with `flowd secrets set {name}` \
+                 or PUT /api/v1/secrets/{name}, then retry the run"
+            ),
+            output: None,
+        },
+        request: None,
+        response: None,
+        started_at: chrono::Utc::now(),
+        duration_ms: 0,
+    })
 }
 
 fn log(view: &RunView<'_>, entry: Log) {

@@ -27,7 +27,7 @@ use crate::core::jitter::Jitter;
 use crate::core::wake::Wake;
 use crate::flow::catalog::Catalog;
 use crate::metrics::Metrics;
-use crate::secrets::Secrets;
+use crate::secrets::SharedSecrets;
 use crate::step::StepEnv;
 use crate::store::Store;
 use crate::store::group_commit::GroupCommit;
@@ -44,7 +44,8 @@ pub struct RunnerParts {
     /// The group-committed write path of run transitions.
     pub writes: GroupCommit,
     pub step_env: StepEnv,
-    pub secrets: Secrets,
+    /// The live secrets: each run execution takes the snapshot of its start.
+    pub secrets: SharedSecrets,
     /// This node's name: lease owner and attempt records.
     pub node_id: String,
     pub clock: SharedClock,

@@ -53,6 +53,8 @@ impl<'a> RunView<'a> {
         node: Node<'a>,
     ) -> RunView<'a> {
         let mut steps = HashMap::with_capacity(rows.len());
+        let mut rows = rows;
+        rows.sort_by_key(|row| row.step_index);
         for row in rows {
             restore_output(&mut context, &flow, &row);
             steps.insert(row.step_index, row);
@@ -132,8 +134,15 @@ impl<'a> RunView<'a> {
         output: Value,
         now: i64,
     ) {
+        // What a `map` step's secret-reading templates made is stored as `***`; the context
+        // keeps the values for the steps after it.
+        let stored = match step.action.plan() {
+            Plan::Map(map) if map.reads_secrets() => map.mask(&output),
+            _ => output.clone(),
+        };
+        let stored = self.node.redactor.redact_value(&stored);
         let row = StepWrite {
-            output: Some(output.to_string()),
+            output: Some(stored.to_string()),
             ..self.step_write(step, status, 0, (now, Some(now)))
         };
         self.step_done(step, row, output);
@@ -207,19 +216,28 @@ pub fn new_context(
     RunContext::new(trigger, &info, secrets)
 }
 
-/// Puts the output of a step that already ran back into the context.
+/// Puts the output of a step that already ran back into the context. A `map` step that read
+/// secrets was stored masked, so its output is rendered again (secrets are never read back from
+/// storage); the context holds the earlier steps' outputs by then, as rows come in step order.
 fn restore_output(context: &mut RunContext, flow: &CompiledFlow, row: &StepRow) {
     let Some(step) = flow.steps.get(row.step_index as usize) else {
         return;
     };
     let output = match row.status {
-        StepStatus::Succeeded | StepStatus::Failed => row
-            .output
-            .as_deref()
-            .and_then(|o| serde_json::from_str(o).ok())
-            .unwrap_or(Value::Null),
+        StepStatus::Succeeded => match step.action.plan() {
+            Plan::Map(map) if map.reads_secrets() => map.execute(context.value()),
+            _ => stored_output(row),
+        },
+        StepStatus::Failed => stored_output(row),
         StepStatus::Skipped => Value::Null,
         StepStatus::Pending | StepStatus::Running => return,
     };
     context.set_step_output(&step.id, output);
+}
+
+fn stored_output(row: &StepRow) -> Value {
+    row.output
+        .as_deref()
+        .and_then(|o| serde_json::from_str(o).ok())
+        .unwrap_or(Value::Null)
 }

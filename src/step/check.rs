@@ -9,15 +9,96 @@
 //! template compiles and refers only to what exists, a mapping's templates each in their place,
 //! a secret is not written into the file.
 
+use std::collections::BTreeSet;
+
 use serde_json::Value;
 
 use crate::core::diagnostic::{Diagnostic, FlowPath, Pos, suggest};
-use crate::template::{Template, TemplateError, TemplateStr};
+use crate::template::{Template, TemplateError, TemplateList, TemplateStr};
 
 /// The names a template may start with: the run context of a flow.
 pub const CONTEXT_ROOTS: [&str; 10] = [
     "event", "entity", "previous", "changed", "input", "steps", "flow", "run", "secrets", "now",
 ];
+
+/// The templates of a one-or-many value with the path of each (`secret` or `secret[i]`).
+pub fn list_items<'a>(
+    list: &'a TemplateList,
+    path: &FlowPath,
+) -> impl Iterator<Item = (&'a TemplateStr, FlowPath)> {
+    let many = matches!(list, TemplateList::Many(_));
+    let path = path.clone();
+    list.items().iter().enumerate().map(move |(i, t)| {
+        let at = if many { path.index(i) } else { path.clone() };
+        (t, at)
+    })
+}
+
+/// The fix every literal-credential warning names.
+const STORE_IT: &str =
+    "store it with `flowd secrets set NAME` and write `{{secrets.NAME}}` instead";
+
+/// Query parameters whose literal value is a credential.
+const CREDENTIAL_PARAMS: [&str; 10] = [
+    "token",
+    "access_token",
+    "api_key",
+    "apikey",
+    "key",
+    "password",
+    "secret",
+    "client_secret",
+    "sig",
+    "signature",
+];
+
+/// What a template's literal text (outside `{{…}}`) looks like when it holds a credential: a
+/// Standard Webhooks or Stripe-style key, a PEM private key, a `Bearer`/`Basic` header with a
+/// literal token, or a URL query parameter named like a credential with a literal value.
+pub fn looks_like_credential(text: &str) -> Option<String> {
+    let literal = literal_text(text);
+    if literal.contains("whsec_") {
+        return Some("a signing secret (`whsec_…`)".into());
+    }
+    if literal.contains("sk_live_") {
+        return Some("a live API key (`sk_live_…`)".into());
+    }
+    if literal.contains("-----BEGIN") && literal.contains("PRIVATE KEY") {
+        return Some("a PEM private key".into());
+    }
+    for scheme in ["Bearer ", "Basic "] {
+        let lower = text.to_ascii_lowercase();
+        if let Some(at) = lower.find(&scheme.to_ascii_lowercase()) {
+            let token = text[at + scheme.len()..].trim_start();
+            if !token.starts_with("{{") && token.len() >= 8 {
+                return Some(format!("a literal `{}` credential", scheme.trim()));
+            }
+        }
+    }
+    let query = text.split_once('?')?.1;
+    query.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        let credential = CREDENTIAL_PARAMS.contains(&name.to_ascii_lowercase().as_str());
+        (credential && !value.is_empty() && !value.contains("{{"))
+            .then(|| format!("a credential in the URL's query (`{name}=`)"))
+    })
+}
+
+/// The text outside `{{…}}`, each expression replaced by a space.
+fn literal_text(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        out.push(' ');
+        rest = match rest[start..].find("}}") {
+            Some(end) => &rest[start + end + 2..],
+            None => "",
+        };
+    }
+    out.push_str(rest);
+    out
+}
 
 /// What validating a step (or a trigger's template) needs from the flow.
 #[derive(Clone, Copy)]
@@ -28,6 +109,9 @@ pub struct Context<'a> {
     pub require_https: bool,
     /// The line and column of a path in the source (or of the deepest part of it that exists).
     pub locate: &'a dyn Fn(&FlowPath) -> Pos,
+    /// The names of the secrets set now, when known: a template reading another one is warned
+    /// about (the step would fail with `missing_secret`).
+    pub known_secrets: Option<&'a BTreeSet<String>>,
 }
 
 /// Where a template is evaluated, which decides what `steps.X` it may refer to.
@@ -118,13 +202,19 @@ impl<'a> Findings<'a> {
         match Template::compile(text.as_str()) {
             Ok(template) => {
                 self.references(&template.references(), &path);
+                self.secrets_set(&template, &path);
                 if secret == Secret::Yes
                     && !text.as_str().contains("{{")
                     && !text.as_str().is_empty()
                 {
                     self.warning(
                         path,
-                        "this secret is written in the flow file; put it in the environment as FLOWD_SECRET_<NAME> and write `{{secrets.NAME}}`",
+                        format!("this secret is written in the flow file; {STORE_IT}"),
+                    );
+                } else if let Some(what) = looks_like_credential(text.as_str()) {
+                    self.warning(
+                        path,
+                        format!("this looks like {what} written in the flow file; {STORE_IT}"),
                     );
                 }
                 true
@@ -132,6 +222,23 @@ impl<'a> Findings<'a> {
             Err(error) => {
                 self.template_error(path, &error);
                 false
+            }
+        }
+    }
+
+    /// Warns about each secret the template reads that is not set now.
+    fn secrets_set(&mut self, template: &Template, path: &FlowPath) {
+        let Some(known) = self.cx.known_secrets else {
+            return;
+        };
+        for name in template.secret_names() {
+            if !known.contains(&name) {
+                self.warning(
+                    path.clone(),
+                    format!(
+                        "the secret `{name}` is not set: set it with `flowd secrets set {name}` (or PUT /api/v1/secrets/{name}, or FLOWD_SECRET_{name}); until then this step fails with missing_secret"
+                    ),
+                );
             }
         }
     }
@@ -204,5 +311,39 @@ impl<'a> Findings<'a> {
             m
         };
         self.error(path.clone(), message);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn literal_credentials_are_recognised_and_templates_are_not() {
+        for (text, what) in [
+            ("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "signing secret"),
+            ("sk_live_0123456789abcdef", "live API key"),
+            ("Bearer abcdefgh12345678", "`Bearer`"),
+            ("basic dXNlcjpwYXNzd29yZA==", "`Basic`"),
+            (
+                "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END PRIVATE KEY-----",
+                "PEM private key",
+            ),
+            ("https://api.example.com/x?api_key=abc123", "`api_key=`"),
+            ("https://h/x?a=1&Token=t0k", "`Token=`"),
+        ] {
+            let found = looks_like_credential(text).unwrap_or_default();
+            assert!(found.contains(what), "{text}: {found}");
+        }
+        for text in [
+            "Bearer {{secrets.TOKEN}}",
+            "{{secrets.WHSEC}}",
+            "https://api.example.com/x?api_key={{secrets.KEY}}",
+            "https://api.example.com/x?page=2",
+            "Bearer short",
+            "application/json",
+        ] {
+            assert_eq!(looks_like_credential(text), None, "{text}");
+        }
     }
 }

@@ -4,13 +4,14 @@
 //! HTTP client converts into one, so every kind that sends through `crate::outbound` reports the
 //! same way.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::metrics::Metrics;
-use crate::outbound::record::Redactor;
+use crate::outbound::record::LiveRedactor;
 use crate::outbound::{self, Delivery, HttpClient, OutboundRequest, Outcome};
 use crate::step::notify::email::Mailer;
 use crate::store::Store;
@@ -20,7 +21,8 @@ use crate::store::Store;
 pub struct StepEnv {
     pub http: HttpClient,
     pub mailer: Option<Mailer>,
-    pub redactor: Redactor,
+    /// Redacts the secrets as of now (they change at run time).
+    pub redactor: LiveRedactor,
     pub store: Store,
     /// This node's name, recorded with each attempt.
     pub node: String,
@@ -32,10 +34,17 @@ pub struct StepEnv {
 
 impl StepEnv {
     /// Sends one request through the guarded client, or in a dry run only prepares and records
-    /// it; redacted with the engine's secrets either way.
-    pub async fn send(&self, request: &OutboundRequest) -> outbound::Attempt {
+    /// it; redacted with the engine's secrets either way, and with `derived`: what templates
+    /// reading secrets rendered for this request (an upper-cased token, say).
+    pub async fn send(&self, request: &OutboundRequest, derived: &[String]) -> outbound::Attempt {
+        let redactor = self.redactor.current();
+        let redactor = if derived.is_empty() {
+            redactor
+        } else {
+            Arc::new(redactor.with_derived(derived))
+        };
         self.http
-            .attempt_in(self.delivery, request, &self.redactor)
+            .attempt_in(self.delivery, request, &redactor)
             .await
     }
 }
@@ -54,6 +63,9 @@ impl StepCall<'_> {
         format!("{}_{}", self.run_id, self.step_id)
     }
 }
+
+/// The code an attempt's error starts with when a secret the step reads is not set.
+pub const MISSING_SECRET: &str = "missing_secret";
 
 /// How an attempt of a step ended.
 #[derive(Debug, Clone, PartialEq)]

@@ -7,7 +7,7 @@ use serde_json::Value;
 
 use crate::core::diagnostic::{Diagnostic, FlowPath};
 use crate::step::check::{Context, Findings};
-use crate::template::CompiledValue;
+use crate::template::{CompiledValue, MASK};
 
 /// The mapping: any value; strings may hold templates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,5 +53,15 @@ impl MapStep {
     /// The step's output: the mapping rendered against the run context.
     pub fn execute(&self, context: &Value) -> Value {
         self.value.render(context)
+    }
+
+    /// Whether any template of the mapping reads secrets.
+    pub fn reads_secrets(&self) -> bool {
+        self.value.reads_secrets()
+    }
+
+    /// The output as stored and shown: what secret-reading templates made becomes `***`.
+    pub fn mask(&self, output: &Value) -> Value {
+        self.value.mask(output, MASK)
     }
 }

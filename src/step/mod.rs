@@ -25,7 +25,7 @@ use crate::core::diagnostic::{Diagnostic, FlowPath};
 pub use crate::outbound::Delivery;
 use crate::step::check::{Context, Findings, Secret};
 use crate::step::delay::DelayConfig;
-pub use crate::step::execute::{Attempt, StepCall, StepEnv, StepOutcome};
+pub use crate::step::execute::{Attempt, MISSING_SECRET, StepCall, StepEnv, StepOutcome};
 use crate::step::http::{HttpConfig, HttpStep};
 use crate::step::map::{MapConfig, MapStep};
 use crate::step::notify::{NotifyConfig, NotifyStep};
@@ -205,6 +205,8 @@ pub struct CompiledStep {
     pub condition: Option<Template>,
     pub on_error: OnError,
     pub action: Action,
+    /// The secrets the step's templates read by name: each must be set before an attempt.
+    pub secret_names: Vec<String>,
 }
 
 /// What the runner does with a step, by kind: evaluate it in place (`map`), wait (`delay`), or
@@ -255,7 +257,40 @@ impl CompiledStep {
                 .transpose()?,
             on_error: step.on_error.unwrap_or_default(),
             action: kind.compile(flow_retry)?,
+            secret_names: secret_names(step),
         })
+    }
+}
+
+/// The secrets read by name (`secrets.NAME`) anywhere in a step's definition, in order: found by
+/// walking the definition's strings, so every kind (and every future field) is covered.
+pub fn secret_names(step: &StepDef) -> Vec<String> {
+    let mut names = Vec::new();
+    if let Ok(value) = serde_json::to_value(step) {
+        collect_secret_names(&value, &mut names);
+    }
+    names
+}
+
+fn collect_secret_names(value: &serde_json::Value, names: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(text) if text.contains("{{") => {
+            for name in Template::compile(text)
+                .map(|t| t.secret_names())
+                .unwrap_or_default()
+            {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => {
+            items.iter().for_each(|v| collect_secret_names(v, names));
+        }
+        serde_json::Value::Object(fields) => {
+            fields.values().for_each(|v| collect_secret_names(v, names));
+        }
+        _ => {}
     }
 }
 

@@ -21,6 +21,7 @@ mod options;
 pub mod run_log;
 pub mod runs;
 pub mod schedules;
+pub mod secrets;
 pub mod sql;
 pub mod starts;
 /// Fresh databases for tests; compiled for the unit tests and, through the `test-support`
@@ -178,7 +179,7 @@ mod tests {
     use crate::store::entity::nodes;
     use crate::store::testing::TestDb;
 
-    const TABLES: [&str; 11] = [
+    const TABLES: [&str; 12] = [
         "flows",
         "flow_revisions",
         "events",
@@ -190,6 +191,7 @@ mod tests {
         "schedule_fires",
         "webhook_requests",
         "nodes",
+        "secrets",
     ];
 
     async fn assert_migrated(store: &Store) {

@@ -34,6 +34,9 @@ use helpers::HelperSpec;
 /// the stack in the parser or the renderer.
 pub const MAX_NESTING: usize = 64;
 
+/// What a secret (or anything derived from one) is shown as.
+pub const MASK: &str = "***";
+
 /// Every helper name, inline and block, for documentation and suggestions.
 pub const HELPERS: &[&str] = &[
     "eq",
@@ -86,6 +89,8 @@ pub struct Template {
 struct Compiled {
     source: Box<str>,
     body: Body,
+    /// Whether rendering reads `secrets` (or the whole context): what it yields is secret.
+    reads_secrets: bool,
 }
 
 #[derive(Debug)]
@@ -197,12 +202,36 @@ impl Template {
         } else {
             Body::Literal
         };
+        let reads_secrets = body_paths(&body)
+            .iter()
+            .any(|path| path.first().is_none_or(|root| root == SECRETS_ROOT));
         Ok(Template {
             inner: Arc::new(Compiled {
                 source: source.into(),
                 body,
+                reads_secrets,
             }),
         })
+    }
+
+    /// True when the template reads `secrets.*` (or the whole context, as `{{json this}}` at the
+    /// top does): whatever helpers did to it, what it renders is a secret.
+    pub fn reads_secrets(&self) -> bool {
+        self.inner.reads_secrets
+    }
+
+    /// The names of the secrets the template reads by name (`secrets.NAME`), in order of use.
+    pub fn secret_names(&self) -> Vec<String> {
+        self.references()
+            .into_iter()
+            .filter(|path| path.first().is_some_and(|root| root == SECRETS_ROOT))
+            .filter_map(|path| path.get(1).cloned())
+            .fold(Vec::new(), |mut names, name| {
+                if !names.contains(&name) {
+                    names.push(name);
+                }
+                names
+            })
     }
 
     pub fn source(&self) -> &str {
@@ -226,12 +255,8 @@ impl Template {
     /// `["x"]`, and `../x` counts when it climbs back to the root scope.
     /// A bare `{{this}}` at the root names no path and is left out too.
     pub fn references(&self) -> Vec<Vec<String>> {
-        let mut out = Vec::new();
-        match &self.inner.body {
-            Body::Literal => {}
-            Body::Typed(expr) => expr_references(expr, 0, &mut out),
-            Body::Text(nodes) => node_references(nodes, 0, &mut out),
-        }
+        let mut out = body_paths(&self.inner.body);
+        out.retain(|path| !path.is_empty());
         out
     }
 
@@ -273,12 +298,26 @@ impl fmt::Debug for Template {
     }
 }
 
+/// The root of the context that holds the secrets.
+const SECRETS_ROOT: &str = "secrets";
+
+/// Context-rooted paths a body reads, a bare root (`{{this}}` at the top) as an empty path.
+fn body_paths(body: &Body) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    match body {
+        Body::Literal => {}
+        Body::Typed(expr) => expr_references(expr, 0, &mut out),
+        Body::Text(nodes) => node_references(nodes, 0, &mut out),
+    }
+    out
+}
+
 fn push_reference(path: &Path, scope_depth: usize, out: &mut Vec<Vec<String>>) {
     let rooted = match path.base {
         Base::Root => true,
         Base::Scope { up } => up >= scope_depth,
     };
-    if !rooted || path.segments.is_empty() {
+    if !rooted {
         return;
     }
     let names: Vec<String> = path.segments.iter().map(|s| s.key.to_string()).collect();
@@ -356,11 +395,111 @@ impl CompiledValue {
         render_shape(&self.root, ctx)
     }
 
+    /// Whether any template in the tree reads secrets.
+    pub fn reads_secrets(&self) -> bool {
+        shape_reads_secrets(&self.root)
+    }
+
+    /// `rendered` (what [`CompiledValue::render`] made) with every part rendered by a template
+    /// that reads secrets replaced by `mask`: the form to store and show.
+    pub fn mask(&self, rendered: &Value, mask: &str) -> Value {
+        mask_shape(&self.root, rendered, mask)
+    }
+
+    /// The strings of `rendered` that templates reading secrets produced, for redaction.
+    pub fn secret_strings(&self, rendered: &Value) -> Vec<String> {
+        let mut out = Vec::new();
+        collect_secret_strings(&self.root, rendered, &mut out);
+        out
+    }
+
     /// Union of the references of all templates in the tree, deduplicated.
     pub fn references(&self) -> Vec<Vec<String>> {
         let mut out = Vec::new();
         shape_references(&self.root, &mut out);
         out
+    }
+}
+
+fn shape_reads_secrets(shape: &Shape) -> bool {
+    match shape {
+        Shape::Static(_) => false,
+        Shape::Template(t) => t.reads_secrets(),
+        Shape::Array(items) => items.iter().any(shape_reads_secrets),
+        Shape::Object(fields) => fields.iter().any(|(_, s)| shape_reads_secrets(s)),
+    }
+}
+
+/// Walks the compiled shape and its rendering together (they have the same structure: keys are
+/// literal, arrays keep their length), masking what secret-reading templates made.
+fn mask_shape(shape: &Shape, rendered: &Value, mask: &str) -> Value {
+    match (shape, rendered) {
+        (Shape::Template(t), _) if t.reads_secrets() => mask_leaves(rendered, mask),
+        (Shape::Array(items), Value::Array(values)) => Value::Array(
+            items
+                .iter()
+                .zip(values)
+                .map(|(s, v)| mask_shape(s, v, mask))
+                .collect(),
+        ),
+        (Shape::Object(fields), Value::Object(values)) => Value::Object(
+            values
+                .iter()
+                .map(|(key, value)| {
+                    let masked = match fields.iter().find(|(k, _)| k == key) {
+                        Some((_, s)) => mask_shape(s, value, mask),
+                        None => value.clone(),
+                    };
+                    (key.clone(), masked)
+                })
+                .collect(),
+        ),
+        _ => rendered.clone(),
+    }
+}
+
+/// Every scalar of a secret value becomes the mask; its shape (lists, keys) stays.
+fn mask_leaves(value: &Value, mask: &str) -> Value {
+    match value {
+        Value::Null => Value::Null,
+        Value::Array(items) => Value::Array(items.iter().map(|v| mask_leaves(v, mask)).collect()),
+        Value::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), mask_leaves(v, mask)))
+                .collect(),
+        ),
+        _ => Value::String(mask.to_string()),
+    }
+}
+
+fn collect_secret_strings(shape: &Shape, rendered: &Value, out: &mut Vec<String>) {
+    match (shape, rendered) {
+        (Shape::Template(t), _) if t.reads_secrets() => string_leaves(rendered, out),
+        (Shape::Array(items), Value::Array(values)) => {
+            for (s, v) in items.iter().zip(values) {
+                collect_secret_strings(s, v, out);
+            }
+        }
+        (Shape::Object(fields), Value::Object(values)) => {
+            for (key, s) in fields {
+                if let Some(v) = values.get(key) {
+                    collect_secret_strings(s, v, out);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every string and number inside a value, as text.
+pub fn string_leaves(value: &Value, out: &mut Vec<String>) {
+    match value {
+        Value::String(s) => out.push(s.clone()),
+        Value::Number(n) => out.push(n.to_string()),
+        Value::Array(items) => items.iter().for_each(|v| string_leaves(v, out)),
+        Value::Object(fields) => fields.values().for_each(|v| string_leaves(v, out)),
+        Value::Null | Value::Bool(_) => {}
     }
 }
 
@@ -469,6 +608,32 @@ impl JsonSchema for TemplateStr {
 
 /// Compiles a template, turning an error into text (for compiling definitions that passed
 /// validation, where an error can only mean a stored definition was tampered with).
+/// One template or a list of them: a signing secret during a key rotation, when the old and the
+/// new key both sign (or are both accepted).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub enum TemplateList {
+    One(TemplateStr),
+    Many(Vec<TemplateStr>),
+}
+
+impl TemplateList {
+    pub fn items(&self) -> &[TemplateStr] {
+        match self {
+            TemplateList::One(one) => std::slice::from_ref(one),
+            TemplateList::Many(many) => many,
+        }
+    }
+
+    /// Each template compiled.
+    pub fn compile(&self) -> Result<Vec<Template>, String> {
+        self.items()
+            .iter()
+            .map(|t| compile_text(t.as_str()))
+            .collect()
+    }
+}
+
 pub fn compile_text(source: &str) -> Result<Template, String> {
     Template::compile(source).map_err(|e| e.to_string())
 }
@@ -1027,6 +1192,58 @@ mod tests {
         );
         let plain = CompiledValue::compile(&json!("{{x}}")).expect("compiles");
         assert_eq!(plain.render(&json!({"x": [1]})), json!([1]));
+    }
+
+    #[test]
+    fn templates_that_read_secrets_are_marked_whatever_the_helpers() {
+        for source in [
+            "{{secrets.TOKEN}}",
+            "Bearer {{uppercase secrets.TOKEN}}",
+            "{{split secrets.CSV ','}}",
+            "{{json secrets}}",
+            "{{base64 (concat 'u:' secrets.P)}}",
+            "{{#with secrets}}{{TOKEN}}{{/with}}",
+            "{{json this}}",
+            "{{#each this}}{{this}}{{/each}}",
+            "{{#each entity.tags}}{{@root.secrets.X}}{{/each}}",
+        ] {
+            let t = Template::compile(source).expect("compiles");
+            assert!(t.reads_secrets(), "{source}");
+        }
+        for source in [
+            "plain",
+            "{{entity.id}}",
+            "{{#each entity.tags}}{{this}}{{/each}}",
+        ] {
+            let t = Template::compile(source).expect("compiles");
+            assert!(!t.reads_secrets(), "{source}");
+        }
+        let t = Template::compile("{{secrets.A}}{{concat secrets.B secrets.A}}{{json secrets}}")
+            .expect("compiles");
+        assert_eq!(t.secret_names(), ["A", "B"]);
+    }
+
+    #[test]
+    fn compiled_values_mask_what_secret_templates_made() {
+        let mapping = json!({
+            "id": "{{entity.id}}",
+            "token": "x-{{lowercase secrets.T}}",
+            "parts": "{{split secrets.CSV ','}}",
+            "list": ["{{entity.id}}", "{{secrets.T}}"],
+            "fixed": "plain",
+        });
+        let compiled = CompiledValue::compile(&mapping).expect("compiles");
+        assert!(compiled.reads_secrets());
+        let cx = json!({"entity": {"id": 7}, "secrets": {"T": "AbC", "CSV": "p,q"}});
+        let rendered = compiled.render(&cx);
+        assert_eq!(rendered["parts"], json!(["p", "q"]));
+        assert_eq!(
+            compiled.mask(&rendered, "***"),
+            json!({"id": 7, "token": "***", "parts": ["***", "***"], "list": [7, "***"], "fixed": "plain"})
+        );
+        let mut strings = compiled.secret_strings(&rendered);
+        strings.sort();
+        assert_eq!(strings, ["AbC", "p", "q", "x-abc"]);
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::core::wake::Wake;
 use crate::flow::catalog::Catalog;
 use crate::flow::registry::Registry;
 use crate::metrics::Metrics;
-use crate::secrets::Secrets;
+use crate::secrets::SharedSecrets;
 use crate::store::group_commit::GroupCommit;
 use crate::store::starts::RunStart;
 use crate::store::{Store, StoreError};
@@ -28,7 +28,8 @@ pub struct Intake {
     pub catalog: Arc<Catalog>,
     pub store: Store,
     pub writes: GroupCommit,
-    pub secrets: Secrets,
+    /// The live secrets, for webhook signing keys.
+    pub secrets: SharedSecrets,
     pub metrics: Metrics,
     pub clock: SharedClock,
     pub wake: Wake,

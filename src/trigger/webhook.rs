@@ -12,7 +12,7 @@ use crate::core::time::rfc3339;
 use crate::core::trigger_data::TriggerData;
 use crate::flow::model::{self, Trigger};
 use crate::flow::registry::FlowEntry;
-use crate::outbound::sign::{SignatureHeaders, verify};
+use crate::outbound::sign::{SignatureHeaders, verify_any};
 use crate::store::starts::{OnceKey, RunStart, Started};
 use crate::template::is_truthy;
 use crate::trigger::{Intake, IntakeError};
@@ -35,6 +35,10 @@ pub enum WebhookError {
     UnknownPath(String),
     #[error("flow `{0}` is paused; resume it to receive webhooks")]
     Paused(String),
+    #[error(
+        "the webhook's signing secret `{0}` is not set: set it with `flowd secrets set {0}` or PUT /api/v1/secrets/{0}"
+    )]
+    MissingSecret(String),
     #[error("the signature does not verify: {0}")]
     BadSignature(String),
     #[error("the body is not valid: {0}")]
@@ -59,10 +63,22 @@ impl Intake {
             return Err(WebhookError::Paused(flow.id.clone()));
         }
         let signature = SignatureHeaders::from_header_map(headers);
-        if let Some(Some(secret)) = flow.flow.webhook_secrets.get(index) {
-            let secret = secret.render_text(&json!({ "secrets": self.secrets.to_context() }));
+        if let Some(templates) = flow.flow.webhook_secrets.get(index)
+            && !templates.is_empty()
+        {
+            let secrets = self.secrets.current();
+            // A key that is not set must not turn into an empty key that checks nothing.
+            if let Some(name) = templates
+                .iter()
+                .flat_map(|t| t.secret_names())
+                .find(|name| !secrets.is_set(name))
+            {
+                return Err(WebhookError::MissingSecret(name));
+            }
+            let context = json!({ "secrets": secrets.to_context() });
+            let keys: Vec<String> = templates.iter().map(|t| t.render_text(&context)).collect();
             let now = self.clock.now_ms() / 1000;
-            verify(&secret, &signature, body, now, TOLERANCE_SECS)
+            verify_any(&keys, &signature, body, now, TOLERANCE_SECS)
                 .map_err(|e| WebhookError::BadSignature(e.to_string()))?;
         }
         let input = parse_body(headers, body)?;

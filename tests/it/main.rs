@@ -16,6 +16,7 @@ mod delivery;
 mod hostile_input;
 mod multi_node;
 mod run_controls;
+mod secrets;
 mod steps_e2e;
 mod triggers;
 mod usage_metrics;

@@ -1103,7 +1103,8 @@ async fn secrets_stay_out_of_the_database_logs_and_api() {
             "{cx}"
         );
         assert_eq!(recorded_header(request, "x-api-key"), Some("***"), "{cx}");
-        assert_eq!(recorded_header(request, "x-trace"), Some("t-***-t"), "{cx}");
+        // Rendered by a template that reads a secret: secret as a whole.
+        assert_eq!(recorded_header(request, "x-trace"), Some("***"), "{cx}");
         assert!(
             request["url"]
                 .as_str()
@@ -1113,7 +1114,7 @@ async fn secrets_stay_out_of_the_database_logs_and_api() {
         let recorded_body: Value =
             serde_json::from_str(request["body"].as_str().unwrap_or_default()).unwrap_or_default();
         assert_eq!(recorded_body["token"], "***", "{cx}");
-        assert_eq!(recorded_body["note"], "uses *** inside", "{cx}");
+        assert_eq!(recorded_body["note"], "***", "{cx}");
         assert_eq!(recorded_body["b64"], "***", "{cx}");
         assert_eq!(recorded_body["url"], "***", "{cx}");
         let curl = attempt["curl"].as_str().unwrap_or_default();

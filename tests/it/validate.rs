@@ -172,6 +172,7 @@ fn require_https_rejects_literal_http_urls() {
     );
     let strict = Options {
         require_https: true,
+        ..Options::default()
     };
     let report = validate_source(source, Some("f"), &strict);
     let messages: Vec<String> = report

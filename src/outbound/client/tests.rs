@@ -141,7 +141,7 @@ fn request(url: &str) -> OutboundRequest {
         format: Format::Json,
         timeout: Duration::from_secs(5),
         idempotency_key: "run-1_push".to_owned(),
-        sign_secret: None,
+        sign_secrets: Vec::new(),
     }
 }
 
@@ -481,7 +481,7 @@ async fn signed_request_verifies() {
     let server = ok_server().await;
     let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let mut req = request(&server.url("/hook"));
-    req.sign_secret = Some(secret.to_owned());
+    req.sign_secrets = vec![secret.to_owned()];
     let before = Utc::now().timestamp();
     let attempt = send(&client(), &req).await;
     assert!(matches!(attempt.outcome, Outcome::Succeeded { .. }));
@@ -816,7 +816,7 @@ async fn bad_input_fails_with_a_clear_error() {
     bad_form.format = Format::Form;
     bad_form.body = Some(json!([1, 2]));
     let mut bad_secret = request(&url);
-    bad_secret.sign_secret = Some("whsec_!!!".to_owned());
+    bad_secret.sign_secrets = vec!["whsec_!!!".to_owned()];
     let mut bad_bearer = request(&url);
     bad_bearer.auth = Some(Credentials::Bearer("a\nb".to_owned()));
     let cases = [

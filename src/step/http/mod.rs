@@ -13,10 +13,10 @@ use crate::core::diagnostic::{Diagnostic, FlowPath};
 use crate::core::duration::Duration;
 use crate::outbound::{Credentials, DEFAULT_TIMEOUT, OutboundRequest};
 pub use crate::outbound::{Format, Method};
-use crate::step::check::{Context, Findings, Secret};
+use crate::step::check::{Context, Findings, Secret, list_items};
 use crate::step::retry::{Retry, RetryPolicy};
 use crate::step::{Attempt, StepCall, StepEnv};
-use crate::template::{CompiledValue, Template, TemplateStr, compile_text};
+use crate::template::{CompiledValue, Template, TemplateList, TemplateStr, compile_text};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -74,8 +74,9 @@ pub type Body = crate::step::map::MapConfig;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sign {
-    /// A `whsec_…` secret, usually `{{secrets.NAME}}`.
-    pub secret: TemplateStr,
+    /// A `whsec_…` secret, usually `{{secrets.NAME}}`; a list during a key rotation: every key
+    /// signs, one `v1,…` each in `webhook-signature`.
+    pub secret: TemplateList,
 }
 
 /// Checks an `http` step at `path` (`steps[i].http`): its templates, that the URL can be one,
@@ -114,7 +115,13 @@ pub fn validate(http: &HttpConfig, path: &FlowPath, cx: &Context<'_>) -> Vec<Dia
         check_body_format(&mut found, &body.0, http.format.unwrap_or_default(), path);
     }
     if let Some(sign) = &http.sign {
-        found.template(&sign.secret, path.key("sign").key("secret"), Secret::Yes);
+        let secret_path = path.key("sign").key("secret");
+        if sign.secret.items().is_empty() {
+            found.error(secret_path.clone(), "list at least one signing secret");
+        }
+        for (secret, at) in list_items(&sign.secret, &secret_path) {
+            found.template(secret, at, Secret::Yes);
+        }
     }
     if http.timeout.is_some_and(|t| t.as_millis() == 0) {
         found.error(
@@ -196,7 +203,7 @@ pub struct HttpStep {
     body: Option<CompiledValue>,
     format: Format,
     timeout: std::time::Duration,
-    sign: Option<Template>,
+    sign: Vec<Template>,
     pub retry: Retry,
 }
 
@@ -242,17 +249,34 @@ impl HttpStep {
             sign: config
                 .sign
                 .as_ref()
-                .map(|s| compile_text(s.secret.as_str()))
-                .transpose()?,
+                .map_or(Ok(Vec::new()), |s| s.secret.compile())?,
             retry: Retry::resolve(config.retry.as_ref(), flow_retry),
         })
     }
 
     /// The request of one attempt, templates rendered against the run context.
     pub fn render(&self, call: &StepCall<'_>) -> OutboundRequest {
+        self.render_marked(call).0
+    }
+
+    /// The request of one attempt, with what the templates that read secrets rendered: secret
+    /// too, whatever helpers transformed it, so redacted wherever the request is recorded.
+    pub fn render_marked(&self, call: &StepCall<'_>) -> (OutboundRequest, Vec<String>) {
         let cx = call.context;
-        let text = |t: &Template| t.render_text(cx);
-        OutboundRequest {
+        let derived = std::cell::RefCell::new(Vec::new());
+        let text = |t: &Template| {
+            let out = t.render_text(cx);
+            if t.reads_secrets() {
+                derived.borrow_mut().push(out.clone());
+            }
+            out
+        };
+        let body = self.body.as_ref().map(|b| {
+            let rendered = b.render(cx);
+            derived.borrow_mut().extend(b.secret_strings(&rendered));
+            rendered
+        });
+        let request = OutboundRequest {
             method: self.method,
             url: text(&self.url),
             headers: self
@@ -272,17 +296,19 @@ impl HttpStep {
                 },
                 CompiledAuth::Bearer(t) => Credentials::Bearer(text(t)),
             }),
-            body: self.body.as_ref().map(|b| b.render(cx)),
+            body,
             format: self.format,
             timeout: self.timeout,
             idempotency_key: call.idempotency_key(),
-            sign_secret: self.sign.as_ref().map(text),
-        }
+            sign_secrets: self.sign.iter().map(text).collect(),
+        };
+        (request, derived.into_inner())
     }
 
     /// Sends one attempt.
     pub async fn execute(&self, env: &StepEnv, call: &StepCall<'_>) -> Attempt {
-        let attempt = env.send(&self.render(call)).await;
+        let (request, derived) = self.render_marked(call);
+        let attempt = env.send(&request, &derived).await;
         env.metrics.http_attempt(call.flow_id, attempt.delivery);
         Attempt::from(attempt)
     }

@@ -159,7 +159,14 @@ impl NotifyStep {
                         call.idempotency_key(),
                     )
                 };
-                let mut attempt = Attempt::from(env.send(&request).await);
+                // What templates reading secrets rendered is redacted like the secrets.
+                let derived: Vec<String> = [&self.url, &self.subject, &self.text]
+                    .into_iter()
+                    .flatten()
+                    .filter(|t| t.reads_secrets())
+                    .map(|t| t.render_text(call.context))
+                    .collect();
+                let mut attempt = Attempt::from(env.send(&request, &derived).await);
                 if let StepOutcome::Succeeded(_) = attempt.outcome {
                     attempt.outcome =
                         StepOutcome::Succeeded(output(env, self.channel, call.idempotency_key()));

@@ -14,6 +14,7 @@ pub mod nodes;
 pub mod notifications;
 pub mod runs;
 pub mod schedule_fires;
+pub mod secrets;
 pub mod step_runs;
 mod values;
 pub mod webhook_requests;

@@ -1,0 +1,276 @@
+//! The secret store end to end, with a real `flowd serve` on SQLite: a step that reads a secret
+//! nobody set fails with `missing_secret` and sends nothing; the secret is set through the API;
+//! the run is retried and succeeds without a restart; and no form of the value (raw, upper and
+//! lower case, base64, URL-encoded, JSON-escaped) is anywhere in the database file, the log or
+//! the API answers. Then the bad inputs: names, sizes, a wrong master key at start.
+
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use flowd::secrets::cipher::MasterKey;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::support::flowd::{FlowdEnv, FlowdProcess, output_within};
+use crate::support::sink::Sink;
+
+const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Quotes, slashes, a backslash, `+`, `=` and non-ASCII letters: every encoding differs.
+const VALUE: &str = "p@ss \"Wörd\"/x\\y+z=Ü-long-enough";
+
+fn flow(url: &str) -> String {
+    format!(
+        r#"
+id: secret-flow
+triggers: [{{manual: {{label: Go}}}}]
+steps:
+  - id: prepared
+    map:
+      lower: "x-{{{{lowercase secrets.API_KEY}}}}"
+      plain: "{{{{input.n}}}}"
+  - id: push
+    http:
+      url: "{url}"
+      headers:
+        X-Key: "{{{{secrets.API_KEY}}}}"
+        X-Upper: "{{{{uppercase secrets.API_KEY}}}}"
+        X-Prepared: "{{{{steps.prepared.lower}}}}"
+      query:
+        k: "{{{{secrets.API_KEY}}}}"
+        e: "{{{{url_encode secrets.API_KEY}}}}"
+      auth: {{basic: {{username: u, password: "{{{{secrets.API_KEY}}}}"}}}}
+      body:
+        b64: "{{{{base64 secrets.API_KEY}}}}"
+        parts: "{{{{split secrets.API_KEY '/'}}}}"
+        all: "{{{{json secrets}}}}"
+"#
+    )
+}
+
+/// Every form of the value that must never be stored or shown.
+fn forms(value: &str) -> Vec<String> {
+    let mut forms = Vec::new();
+    for v in [
+        value.to_string(),
+        value.to_uppercase(),
+        value.to_lowercase(),
+    ] {
+        forms.push(STANDARD.encode(&v));
+        forms.push(URL_SAFE_NO_PAD.encode(&v));
+        forms.push(url::form_urlencoded::byte_serialize(v.as_bytes()).collect());
+        forms.push(
+            percent_encoding::utf8_percent_encode(&v, percent_encoding::NON_ALPHANUMERIC)
+                .to_string(),
+        );
+        let json = Value::String(v.clone()).to_string();
+        forms.push(json[1..json.len() - 1].to_string());
+        forms.push(v);
+    }
+    forms
+}
+
+fn assert_no_form(haystack: &[u8], what: &str) {
+    for form in forms(VALUE) {
+        let found = haystack.windows(form.len()).any(|w| w == form.as_bytes());
+        assert!(!found, "{what} holds the secret as {form:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_missing_secret_fails_before_sending_and_a_set_one_works_without_restart() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(&flows).expect("flows folder");
+    std::fs::write(flows.join("secret-flow.yaml"), flow(&sink.url("/push"))).expect("flow");
+    let db = dir.path().join("flowd.db");
+    let mut env = FlowdEnv::new(format!("sqlite://{}", db.display()), flows);
+    env.kept_lines = 1_000_000;
+    env.extra = vec![(
+        "FLOWD_MASTER_KEY".to_owned(),
+        MasterKey::generate().encode(),
+    )];
+    let flowd = FlowdProcess::start(&env).await;
+    let api = flowd.api();
+    let (lines, _) = flowd.output_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("API_KEY") && l.contains("not set")),
+        "serve warns about the missing secret at start:\n{}",
+        flowd.stderr_tail()
+    );
+
+    let (status, started) = api
+        .request(
+            "POST",
+            "/api/v1/flows/secret-flow/trigger",
+            Some(("application/json", r#"{"input": {"n": 1}}"#)),
+        )
+        .await
+        .expect("trigger");
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let run_id = started["run_id"].as_str().expect("run id").to_owned();
+    let failed = api
+        .wait_for_run(&run_id, |r| r["status"] == "failed", DEADLINE)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", flowd.stderr_tail()));
+    let error = failed["steps"][1]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.starts_with("missing_secret") && error.contains("flowd secrets set API_KEY"),
+        "{failed}"
+    );
+    assert_eq!(sink.count(), 0, "nothing is sent without the secret");
+
+    let bad = api
+        .request(
+            "PUT",
+            "/api/v1/secrets/api-key",
+            Some(("application/json", r#"{"value": "x"}"#)),
+        )
+        .await
+        .expect("put");
+    assert_eq!(bad.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.1);
+    let too_long = json!({"value": "x".repeat(64 * 1024 + 1)}).to_string();
+    let bad = api
+        .request(
+            "PUT",
+            "/api/v1/secrets/API_KEY",
+            Some(("application/json", &too_long)),
+        )
+        .await
+        .expect("put");
+    assert_eq!(bad.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.1);
+    assert!(bad.1.to_string().contains("64 KiB"), "{}", bad.1);
+
+    let body = json!({ "value": VALUE }).to_string();
+    let (status, set) = api
+        .request(
+            "PUT",
+            "/api/v1/secrets/API_KEY",
+            Some(("application/json", &body)),
+        )
+        .await
+        .expect("put");
+    assert_eq!(status, StatusCode::OK, "{set}");
+    assert_eq!(set["source"], "store");
+    assert_eq!(set["used_by"], json!(["secret-flow"]));
+
+    let (status, _) = api
+        .request("POST", &format!("/api/v1/runs/{run_id}/retry"), None)
+        .await
+        .expect("retry");
+    assert_eq!(status, StatusCode::ACCEPTED);
+    let done = api
+        .wait_for_run(&run_id, |r| r["status"] == "succeeded", DEADLINE)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", flowd.stderr_tail()));
+    let sent = sink.requests();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        sent[0].header("x-key"),
+        Some(VALUE),
+        "the right value went out"
+    );
+    assert_eq!(
+        sent[0].header("x-upper").map(str::to_owned),
+        Some(VALUE.to_uppercase())
+    );
+
+    // Every API answer of the run, and the list of secrets.
+    let mut answers = done.to_string();
+    answers.push_str(
+        &api.get_json("/api/v1/secrets")
+            .await
+            .expect("list")
+            .to_string(),
+    );
+    answers.push_str(
+        &api.get_json("/api/v1/runs")
+            .await
+            .expect("runs")
+            .to_string(),
+    );
+    answers.push_str(
+        &api.get_json("/api/v1/flows/secret-flow")
+            .await
+            .expect("flow")
+            .to_string(),
+    );
+    assert_no_form(answers.as_bytes(), "an API answer");
+    assert!(
+        done.to_string().contains("***"),
+        "redacted, not dropped: {done}"
+    );
+    assert_eq!(done["steps"][0]["output"]["lower"], "***");
+    assert_eq!(done["steps"][0]["output"]["plain"], 1);
+
+    let (lines, _) = flowd.output_lines();
+    assert_no_form(lines.join("\n").as_bytes(), "the log");
+    drop(flowd);
+    let mut bytes = Vec::new();
+    for file in ["flowd.db", "flowd.db-wal", "flowd.db-shm"] {
+        bytes.extend(std::fs::read(dir.path().join(file)).unwrap_or_default());
+    }
+    assert!(!bytes.is_empty());
+    assert_no_form(&bytes, "the database file");
+}
+
+#[tokio::test]
+async fn a_wrong_master_key_stops_the_start_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let url = format!("sqlite://{}", dir.path().join("flowd.db").display());
+    let right = MasterKey::generate().encode();
+    let mut set = flowd_command(&url, &right);
+    set.args(["secrets", "set", "TOKEN"]);
+    let out = output_within(&mut set, Some("tok-value-123"));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let mut list = flowd_command(&url, &MasterKey::generate().encode());
+    list.args(["secrets", "set", "OTHER"]);
+    let out = output_within(&mut list, Some("other"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("does not open the secret store"),
+        "{stderr}"
+    );
+
+    let mut list = flowd_command(&url, &right);
+    list.args(["secrets", "list"]);
+    let out = output_within(&mut list, None);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains("TOKEN\tstore") && stdout.contains("\tok"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("OTHER") && !stdout.contains("tok-value"),
+        "{stdout}"
+    );
+
+    let mut bad_name = flowd_command(&url, &right);
+    bad_name.args(["secrets", "set", "lower"]);
+    let out = output_within(&mut bad_name, Some("x"));
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not a secret name"));
+}
+
+fn flowd_command(database_url: &str, key: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_flowd"));
+    for (name, _) in std::env::vars() {
+        if name.starts_with("FLOWD_") {
+            command.env_remove(name);
+        }
+    }
+    command
+        .env("FLOWD_DATABASE_URL", database_url)
+        .env("FLOWD_MASTER_KEY", key);
+    command
+}
