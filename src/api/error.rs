@@ -48,6 +48,8 @@ pub enum ApiError {
     Conflict { code: &'static str, message: String },
     #[error("the request body is larger than FLOWD_MAX_BODY allows")]
     PayloadTooLarge,
+    #[error("the request body did not arrive within {} s", crate::api::body::BODY_READ_TIMEOUT.as_secs())]
+    BodyTimeout,
     #[error("internal error")]
     Internal(#[from] InternalError),
 }
@@ -106,6 +108,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            ApiError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -10,6 +10,7 @@ mod api_robustness;
 mod architecture;
 mod auth_and_cli;
 mod cli_run_export;
+mod connection_limits;
 mod crash;
 mod hostile_input;
 mod multi_node;
