@@ -20,11 +20,7 @@ pub async fn require_key(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim);
+        .and_then(bearer_token);
     match key {
         Some(key) if engine.key_is_valid(key) => Ok(next.run(request).await),
         Some(_) => Err(ApiError::Unauthorized {
@@ -35,5 +31,27 @@ pub async fn require_key(
             code: "unauthorized",
             message: "send `Authorization: Bearer <API key>`".into(),
         }),
+    }
+}
+
+/// The token of `Authorization: Bearer <token>`. The scheme is case-insensitive (RFC 9110 §11.1),
+/// so `BEARER` and `bearer` work as well as `Bearer`.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim_start().split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer_token;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        for header in ["Bearer k1", "bearer k1", "BEARER k1", "BeArEr   k1 "] {
+            assert_eq!(bearer_token(header), Some("k1"), "{header}");
+        }
+        for header in ["Basic k1", "Bearerk1", "k1", ""] {
+            assert_eq!(bearer_token(header), None, "{header}");
+        }
     }
 }

@@ -52,6 +52,8 @@ pub enum ApiError {
     /// sender should retry later.
     #[error("{message}")]
     Unavailable { code: &'static str, message: String },
+    #[error("the request body did not arrive within {} s", crate::api::body::BODY_READ_TIMEOUT.as_secs())]
+    BodyTimeout,
     #[error("internal error")]
     Internal(#[from] InternalError),
 }
@@ -111,6 +113,7 @@ impl ApiError {
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
             ApiError::Unavailable { code, .. } => (StatusCode::SERVICE_UNAVAILABLE, code),
+            ApiError::BodyTimeout => (StatusCode::REQUEST_TIMEOUT, "request_timeout"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }

@@ -1,4 +1,5 @@
-//! `GET /metrics`: Prometheus text format 0.0.4, public like `/healthz`. The in-process
+//! `GET /metrics`: Prometheus text format 0.0.4. It needs an API key once keys exist, like
+//! `/api/v1`, because its labels name every flow; `/healthz` and `/readyz` stay open. The in-process
 //! counters come from the engine; the run counts (`flowd_queue_depth`, `flowd_runs_active`)
 //! are read from the database with one cheap query per scrape. When the database does not
 //! answer, the scrape still succeeds without them: the process's own counters stay readable.

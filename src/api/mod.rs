@@ -12,6 +12,7 @@ pub mod extract;
 pub mod flows;
 pub mod health;
 pub mod hooks;
+pub mod listen;
 pub mod metrics;
 pub mod nodes;
 pub mod notifications;
@@ -64,7 +65,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 struct RouteTable {
     /// Open to anyone: health checks and webhooks (which carry their own signatures).
     public: OpenApiRouter<Engine>,
-    /// Under `/api/v1`: need an API key once keys exist.
+    /// Under `/api/v1`, and `/metrics` (it names every flow): need an API key once keys exist.
     api_v1: OpenApiRouter<Engine>,
 }
 
@@ -73,9 +74,9 @@ impl RouteTable {
         let public = OpenApiRouter::with_openapi(openapi::base())
             .routes(routes!(health::healthz))
             .routes(routes!(health::readyz))
-            .routes(routes!(metrics::metrics))
             .routes(routes!(hooks::receive));
         let mut api_v1 = OpenApiRouter::new()
+            .routes(routes!(metrics::metrics))
             .routes(routes!(openapi::serve))
             .routes(routes!(events::post_events))
             .routes(routes!(flows::list_flows, flows::create_flow))

@@ -14,6 +14,7 @@ use std::process::ExitCode;
 use serde_json::Value;
 
 use crate::cli::config::Config;
+use crate::cli::database::sqlite_path;
 use crate::flow::load::{find_flow_files, load_files};
 use crate::flow::model::FlowDef;
 use crate::flow::validate::{Options, validate_source};
@@ -149,14 +150,6 @@ async fn api_flows(url: &str, options: &StoreOptions) -> Result<Vec<FlowRow>, Ex
 }
 
 /// The file path of a `sqlite:` URL, without its options.
-fn sqlite_path(url: &str) -> Option<PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or(rest);
-    (!path.is_empty()).then(|| PathBuf::from(path))
-}
-
 /// Which file of `dir` holds each flow id: valid files by their id, broken ones by file name.
 fn files_by_flow_id(dir: &Path) -> HashMap<String, PathBuf> {
     let Ok(files) = find_flow_files(&[dir.to_path_buf()]) else {
@@ -245,16 +238,6 @@ fn write_atomically(target: &Path, text: &str) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sqlite_paths_are_read_from_urls() {
-        assert_eq!(sqlite_path("sqlite://flowd.db"), Some("flowd.db".into()));
-        assert_eq!(
-            sqlite_path("sqlite:///tmp/x.db?mode=rwc"),
-            Some("/tmp/x.db".into())
-        );
-        assert_eq!(sqlite_path("postgres://u@h/db"), None);
-    }
 
     #[test]
     fn only_plain_ids_become_file_names() {

@@ -7,15 +7,15 @@ use chrono::{DateTime, Utc};
 
 use crate::cli::block_on;
 use crate::cli::config::Config;
+use crate::cli::database;
 use crate::core::time::rfc3339;
-use crate::store::Store;
 use crate::store::api_keys;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(subcommand)]
     command: KeysCommand,
-    /// Database: sqlite://PATH (created if missing) or postgres://…
+    /// Database: sqlite://PATH or postgres://…; the server's database.
     #[arg(
         long,
         env = "FLOWD_DATABASE_URL",
@@ -23,6 +23,10 @@ pub struct Args {
         global = true
     )]
     database_url: String,
+    /// Create the SQLite file when it does not exist (by default that is an error: keys in a
+    /// new file would not reach a server that uses another one).
+    #[arg(long, global = true)]
+    create: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -40,8 +44,7 @@ enum KeysCommand {
 
 pub fn run(args: &Args, config: &Config) -> ExitCode {
     block_on("keys", async {
-        let store = Store::connect(&args.database_url, &config.store).await?;
-        store.migrate().await?;
+        let store = database::open("keys", &args.database_url, args.create, &config.store).await?;
         let now = Utc::now().timestamp_millis();
         match &args.command {
             KeysCommand::Create { name } => {

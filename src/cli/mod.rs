@@ -4,6 +4,7 @@
 //! failed run), 2 usage or input errors (a bad flag or setting among them).
 
 pub mod config;
+mod database;
 mod export;
 mod keys;
 mod migrate;
@@ -13,6 +14,7 @@ mod secrets;
 pub mod serve;
 mod validate;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -56,6 +58,9 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    if !matches!(cli.command, Command::Serve(_)) {
+        end_quietly_on_a_closed_pipe();
+    }
     let config = match Config::load(&cli.config) {
         Ok(config) => config,
         Err(e) => {
@@ -78,6 +83,16 @@ pub fn main() -> ExitCode {
         Command::Keys(args) => keys::run(&args, &config),
         Command::Export(args) => export::run(&args, &config),
         Command::Secrets(args) => secrets::run(&args, &config),
+    }
+}
+
+/// Rust ignores SIGPIPE, so printing to a closed pipe (`flowd validate … | head -1`) fails and
+/// `println!` panics. Commands that print take the default action instead and end quietly, as
+/// other Unix tools do; the server keeps ignoring it (a client that hangs up is not an error).
+fn end_quietly_on_a_closed_pipe() {
+    // SAFETY: setting a signal's disposition to SIG_DFL before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
 
@@ -131,8 +146,10 @@ fn init_logging(log: &LogSettings, default_level: &str) {
         ),
         None => (tracing_subscriber::EnvFilter::new(default_level), None),
     };
+    // Colour codes only for a person at a terminal, never in a file or a log collector.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match log.format {
         LogFormat::Json => builder.json().init(),

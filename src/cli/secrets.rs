@@ -10,6 +10,7 @@ use chrono::{DateTime, Utc};
 
 use crate::cli::block_on;
 use crate::cli::config::Config;
+use crate::cli::database;
 use crate::core::time::rfc3339;
 use crate::engine::secrets::{self, MasterKeySource, open_all, open_master_key};
 use crate::secrets::cipher::MasterKey;
@@ -21,7 +22,7 @@ use crate::store::secrets as stored;
 pub struct Args {
     #[command(subcommand)]
     command: SecretsCommand,
-    /// Database: sqlite://PATH (created if missing) or postgres://…
+    /// Database: sqlite://PATH or postgres://…; the server's database.
     #[arg(
         long,
         env = "FLOWD_DATABASE_URL",
@@ -29,6 +30,10 @@ pub struct Args {
         global = true
     )]
     database_url: String,
+    /// Create the SQLite file when it does not exist (by default that is an error: secrets in a
+    /// new file would not reach a server that uses another one).
+    #[arg(long, global = true)]
+    create: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -45,8 +50,8 @@ enum SecretsCommand {
 
 pub fn run(args: &Args, config: &Config) -> ExitCode {
     block_on("secrets", async {
-        let store = Store::connect(&args.database_url, &config.store).await?;
-        store.migrate().await?;
+        let store =
+            database::open("secrets", &args.database_url, args.create, &config.store).await?;
         let source = config.master_key_source(&args.database_url);
         let outcome = command(args, config, &store, &source).await;
         store.close().await;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{error, info, warn};
 
-use crate::api;
+use crate::api::{self, listen};
 use crate::cli::config::Config;
 use crate::console;
 use crate::core::duration::Duration as FlowDuration;
@@ -40,6 +40,9 @@ pub struct Args {
     /// Largest accepted request body in bytes.
     #[arg(long, env = "FLOWD_MAX_BODY", default_value_t = api::DEFAULT_MAX_BODY)]
     max_body: usize,
+    /// Connections one client address may hold open at once; 0 for no cap (behind a proxy).
+    #[arg(long, env = "FLOWD_MAX_CONNECTIONS_PER_CLIENT", default_value_t = listen::DEFAULT_MAX_CONNECTIONS_PER_CLIENT)]
+    max_connections_per_client: usize,
     /// This machine's name in the node registry [default: the contents of /etc/hostname, else
     /// `node`].
     #[arg(long, env = "HOSTNAME", value_name = "NAME")]
@@ -79,6 +82,7 @@ async fn serve(args: &Args, config: &Config) -> anyhow::Result<()> {
         warn!(flows = %args.flows.display(), "Flows folder not found; serving flows stored in the database only.");
     }
     warn_missing_secrets(&engine);
+    raise_open_file_limit();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
     register_node(&engine, host, args.lease.as_millis() as i64).await?;
@@ -100,13 +104,16 @@ async fn serve(args: &Args, config: &Config) -> anyhow::Result<()> {
     eprintln!("flowd listening on http://{addr}");
     let app = app(engine.clone(), args.max_body);
     let mut server_stop = stop_rx.clone();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let limits = listen::Limits {
+        max_connections_per_client: args.max_connections_per_client,
+        ..listen::Limits::default()
+    };
+    let server = tokio::spawn(listen::serve(listener, app, limits, async move {
         server_stop
             .wait_for(|stop| *stop)
             .await
             .can_fail("The stop signal is gone; the API server stops.");
-    });
-    let server = tokio::spawn(async move { server.await });
+    }));
     shutdown_signal().await;
     info!("Shutting down: no new work is taken.");
     if stop_tx.send(true).is_err() {
@@ -119,8 +126,7 @@ async fn serve(args: &Args, config: &Config) -> anyhow::Result<()> {
     follower.abort();
     mark_stopped(&engine).await;
     match tokio::time::timeout(Duration::from_secs(10), server).await {
-        Ok(Ok(Ok(()))) => {}
-        Ok(Ok(Err(e))) => warn!(error = %e, "API server ended with an error."),
+        Ok(Ok(())) => {}
         Ok(Err(e)) => warn!(error = %e, "API server task ended abnormally."),
         Err(_) => warn!("API server did not stop within 10s."),
     }
@@ -148,6 +154,25 @@ fn warn_missing_secrets(engine: &Engine) {
             flows = %flows.join(","),
             "The secret is not set; steps that read it fail with missing_secret. Set it with `flowd secrets set {secret}` (or PUT /api/v1/secrets/{secret})."
         );
+    }
+}
+
+/// Every connection holds a file descriptor, and the usual soft limit (1,024) is far below
+/// what the hard limit allows; a server that runs out stops accepting anyone.
+fn raise_open_file_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    let raised = unsafe {
+        libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0
+        }
+    };
+    if !raised {
+        warn!("Could not raise the open-file limit; the server may run out of connections early.");
     }
 }
 

@@ -3,8 +3,11 @@
 //! (for `flowd export` and `Accept: application/yaml`) through serde_yaml. This is the only module
 //! that knows which YAML libraries we use, so they can be swapped without touching the rest.
 //!
-//! Parsing is hardened against hostile input: nesting deeper than [`MAX_DEPTH`] and alias
-//! expansion beyond [`MAX_NODES`] values are errors, not stack overflows or memory blow-ups.
+//! Parsing is hardened against hostile input: nesting deeper than [`MAX_DEPTH`], alias expansion
+//! beyond [`MAX_NODES`] values or beyond [`MAX_EXPANDED_BYTES`] of text are errors, not stack
+//! overflows or memory blow-ups. Counting bytes matters as much as counting values: one large
+//! anchor used by a few thousand aliases stays under any value count and still expands to
+//! hundreds of megabytes.
 
 use std::collections::HashMap;
 
@@ -18,6 +21,9 @@ use crate::core::diagnostic::Pos;
 pub const MAX_DEPTH: usize = 64;
 /// Most values a document may hold once aliases are expanded (stops "billion laughs" bombs).
 pub const MAX_NODES: usize = 100_000;
+/// Most text (keys and scalar values, in bytes) a document may hold once aliases are expanded.
+/// Four times the largest request body: a flow written by hand never comes near it.
+pub const MAX_EXPANDED_BYTES: usize = 4 * 1024 * 1024;
 
 /// A YAML value with the position where it starts.
 #[derive(Debug, Clone, PartialEq)]
@@ -179,10 +185,19 @@ enum Open {
 #[derive(Default)]
 struct Builder {
     stack: Vec<Open>,
-    anchors: HashMap<usize, Node>,
+    /// Each anchor's value with its weight, computed once so every alias costs O(1) to count.
+    anchors: HashMap<usize, (Node, Weight)>,
     root: Option<Node>,
     documents: usize,
     nodes: usize,
+    bytes: usize,
+}
+
+/// What a value adds to the expanded document: its values and the bytes of its text.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Weight {
+    nodes: usize,
+    bytes: usize,
 }
 
 impl Builder {
@@ -201,16 +216,24 @@ impl Builder {
             }
             Event::Nothing | Event::StreamStart | Event::DocumentEnd => {}
             Event::Alias(id) => {
-                let node = self
+                let (anchored, weight) = self
                     .anchors
                     .get(&id)
-                    .cloned()
                     .ok_or_else(|| err(pos, "alias to an unknown anchor"))?;
-                self.count(count_nodes(&node), pos)?;
+                let anchor_line = anchored.pos.line;
+                let weight = *weight;
+                self.count_alias(weight, anchor_line, pos)?;
+                let node = self.anchors[&id].0.clone();
                 self.push_value(Node { pos, ..node })?;
             }
             Event::Scalar(text, style, anchor, tag) => {
-                self.count(1, pos)?;
+                self.count(
+                    Weight {
+                        nodes: 1,
+                        bytes: text.len(),
+                    },
+                    pos,
+                )?;
                 let node = Node {
                     value: resolve_scalar(text, style, tag.as_ref()),
                     pos,
@@ -230,15 +253,41 @@ impl Builder {
         Ok(false)
     }
 
-    fn count(&mut self, n: usize, pos: Pos) -> Result<(), YamlError> {
-        self.nodes += n;
+    fn count(&mut self, weight: Weight, pos: Pos) -> Result<(), YamlError> {
+        self.nodes += weight.nodes;
+        self.bytes += weight.bytes;
         if self.nodes > MAX_NODES {
             return Err(err(
                 pos,
                 &format!("the document expands to more than {MAX_NODES} values (an alias bomb?)"),
             ));
         }
+        if self.bytes > MAX_EXPANDED_BYTES {
+            return Err(err(
+                pos,
+                &format!(
+                    "the document expands to more than {} MiB of text (an alias bomb?)",
+                    MAX_EXPANDED_BYTES / (1024 * 1024)
+                ),
+            ));
+        }
         Ok(())
+    }
+
+    /// Counts an alias before its value is copied, naming the anchor when the limit is passed.
+    fn count_alias(
+        &mut self,
+        weight: Weight,
+        anchor_line: usize,
+        pos: Pos,
+    ) -> Result<(), YamlError> {
+        self.count(weight, pos).map_err(|mut e| {
+            e.message = format!(
+                "{}: an alias here repeats the anchor at line {anchor_line}",
+                e.message
+            );
+            e
+        })
     }
 
     fn open(&mut self, open: Open, pos: Pos) -> Result<(), YamlError> {
@@ -248,7 +297,7 @@ impl Builder {
                 &format!("nesting is deeper than {MAX_DEPTH} levels"),
             ));
         }
-        self.count(1, pos)?;
+        self.count(Weight { nodes: 1, bytes: 0 }, pos)?;
         self.stack.push(open);
         Ok(())
     }
@@ -272,7 +321,7 @@ impl Builder {
 
     fn remember(&mut self, anchor: usize, node: &Node) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), weigh(node)));
         }
     }
 
@@ -376,11 +425,28 @@ fn placeholder(pos: Pos) -> Node {
     }
 }
 
-fn count_nodes(node: &Node) -> usize {
+fn weigh(node: &Node) -> Weight {
+    let mut weight = Weight { nodes: 1, bytes: 0 };
     match &node.value {
-        NodeValue::Seq(items) => 1 + items.iter().map(count_nodes).sum::<usize>(),
-        NodeValue::Map(entries) => 1 + entries.iter().map(|(_, v)| count_nodes(v)).sum::<usize>(),
-        _ => 1,
+        NodeValue::Seq(items) => items.iter().map(weigh).for_each(|w| weight.add(w)),
+        NodeValue::Map(entries) => {
+            for (key, value) in entries {
+                weight.bytes += key.name.len();
+                weight.add(weigh(value));
+            }
+        }
+        NodeValue::Str(text) => weight.bytes = text.len(),
+        NodeValue::Null | NodeValue::Bool(_) | NodeValue::Int(_) | NodeValue::Float(_) => {
+            weight.bytes = 8
+        }
+    }
+    weight
+}
+
+impl Weight {
+    fn add(&mut self, other: Weight) {
+        self.nodes += other.nodes;
+        self.bytes += other.bytes;
     }
 }
 

@@ -103,6 +103,47 @@ async fn stored_keys_open_the_api_until_revoked() {
     assert!(!ok && err.contains("no active key"), "{err}");
 }
 
+#[test]
+fn keys_refuse_to_create_a_database_in_the_wrong_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, out, err) = flowd(dir.path(), &["keys", "create", "ci"]);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(
+        err.contains("no database at") && err.contains("--create"),
+        "{err}"
+    );
+    assert!(!dir.path().join("flowd.db").exists(), "nothing created");
+
+    let (ok, key, err) = flowd(dir.path(), &["keys", "create", "ci", "--create"]);
+    assert!(ok && key.trim().starts_with("fk_"), "{err}");
+    assert!(
+        err.contains("using the SQLite file"),
+        "says which database: {err}"
+    );
+    let (ok, list, err) = flowd(dir.path(), &["keys", "list"]);
+    assert!(ok && list.contains("ci"), "{list}{err}");
+}
+
+/// `flowd validate … | head -1`: the reader goes away and the next write fails. That ends the
+/// command as it ends other Unix tools (SIGPIPE), never with a panic (exit 101).
+#[test]
+fn a_closed_pipe_ends_a_command_without_a_panic() {
+    let flows = Path::new(env!("CARGO_MANIFEST_DIR")).join("flows");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_flowd"))
+        .args(["validate", "--format", "json"])
+        .arg(&flows)
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start flowd");
+    drop(child.stdout.take());
+    let output = child.wait_with_output().expect("flowd ends");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_ne!(output.status.code(), Some(101), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn environment_keys_body_limit_and_methods() {
     let dir = tempfile::tempdir().unwrap();

@@ -141,6 +141,41 @@ fn alias_bombs_are_refused() {
     );
 }
 
+/// The probe's quadratic case: one 100 KB anchor repeated by 9,000 aliases is few values but
+/// 900 MB of text. It must be refused by the byte budget, pointing at an alias and its anchor.
+#[test]
+fn one_large_anchor_repeated_by_many_aliases_is_refused_by_the_byte_budget() {
+    let mut flow = format!("big: &big \"{}\"\nlist:\n", "x".repeat(100_000));
+    for _ in 0..9_000 {
+        flow.push_str("  - *big\n");
+    }
+    let report = within_a_minute(|| validate_source(&flow, None, &Options::default()));
+    let first = &report.diagnostics[0];
+    assert!(
+        first.message.contains("MiB of text") && first.message.contains("anchor at line 1"),
+        "{first:?}"
+    );
+    assert!(
+        first.line > 2,
+        "points at an alias, not at the top: {first:?}"
+    );
+
+    // The same anchor used a few times stays well inside the budget.
+    let few = format!(
+        "big: &big \"{}\"\nlist: [*big, *big, *big]\n",
+        "x".repeat(100_000)
+    );
+    let report = validate_source(&few, None, &Options::default());
+    assert!(
+        report
+            .diagnostics
+            .iter()
+            .all(|d| !d.message.contains("alias bomb")),
+        "{:?}",
+        report.diagnostics
+    );
+}
+
 #[test]
 fn huge_lists_within_the_size_limit_are_refused_by_the_value_budget() {
     let many = format!("[{}]", vec!["1"; 400_000].join(","));

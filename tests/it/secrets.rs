@@ -224,7 +224,7 @@ async fn a_wrong_master_key_stops_the_start_and_changes_nothing() {
     let url = format!("sqlite://{}", dir.path().join("flowd.db").display());
     let right = MasterKey::generate().encode();
     let mut set = flowd_command(&url, &right);
-    set.args(["secrets", "set", "TOKEN"]);
+    set.args(["secrets", "set", "TOKEN", "--create"]);
     let out = output_within(&mut set, Some("tok-value-123"));
     assert!(
         out.status.success(),

@@ -2,7 +2,7 @@
 //! PostgreSQL: the usage counts and the Prometheus counters match the runs a test made (runs
 //! that succeed, one that fails after two refused connections, a notify step that is not HTTP
 //! usage, a rate-limited flow whose waits are counted, a webhook), usage filters and refuses bad
-//! parameters, the metrics text parses, and `/metrics` stays public when the API needs a key.
+//! parameters, the metrics text parses, and `/metrics` needs the key too once the API needs one (it names every flow).
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
@@ -363,8 +363,12 @@ fn urlencode(text: &str) -> String {
 /// Scrapes `/metrics`, checks the content type and that every line is a comment or
 /// `name{labels} value`, and returns the samples by series (`name{labels}`).
 async fn scrape(api: &Api) -> HashMap<String, f64> {
+    scrape_with(api, &[]).await
+}
+
+async fn scrape_with(api: &Api, headers: &[(&str, &str)]) -> HashMap<String, f64> {
     let response = api
-        .call("GET", "/metrics", None, &[])
+        .call("GET", "/metrics", None, headers)
         .await
         .expect("the server answers");
     assert_eq!(response.status, StatusCode::OK);
@@ -441,7 +445,7 @@ fn split_labels(labels: &str) -> Vec<&str> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn metrics_stay_public_when_the_api_needs_a_key() {
+async fn metrics_need_the_key_when_the_api_needs_one() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let flows = dir.path().join("flows");
     std::fs::create_dir_all(&flows).expect("create the flows folder");
@@ -466,7 +470,28 @@ async fn metrics_stay_public_when_the_api_needs_a_key() {
     assert_eq!(response.status, StatusCode::OK);
     let body = json_body(&response);
     assert_eq!(body, json!({"items": []}));
-    let metrics = scrape(&api).await;
+    let response = api
+        .call("GET", "/metrics", None, &[])
+        .await
+        .expect("an answer");
+    assert_eq!(response.status, StatusCode::UNAUTHORIZED);
+    let wrong = api
+        .call(
+            "GET",
+            "/metrics",
+            None,
+            &[("authorization", "Bearer not-a-key")],
+        )
+        .await
+        .expect("an answer");
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    let bearer = format!("bearer {key}");
+    let metrics = scrape_with(&api, &[("authorization", &bearer)]).await;
     assert_eq!(metrics.get("flowd_queue_depth"), Some(&0.0), "{metrics:?}");
+    let health = api
+        .call("GET", "/healthz", None, &[])
+        .await
+        .expect("an answer");
+    assert_eq!(health.status, StatusCode::OK, "health checks stay open");
     engine.stop().await;
 }

@@ -22,6 +22,7 @@ use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use flowd::api;
+use flowd::api::listen::Limits;
 use flowd::engine::{Engine, EngineConfig};
 use flowd::runner::worker::{self, RunnerConfig};
 use flowd::store::nodes::{self, NodeInfo};
@@ -230,16 +231,13 @@ async fn serve_app(
         .expect("bind the API on 127.0.0.1:0");
     let addr = listener.local_addr().expect("the API's address");
     let app = app.layer(axum::middleware::from_fn_with_state(panics, record_panics));
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    // The listener `flowd serve` uses, with its header deadline and per-client cap.
+    let server = flowd::api::listen::serve(listener, app, Limits::default(), async move {
         if stopped.wait_for(|stop| *stop).await.is_err() {
             eprintln!("the engine went away before its server stopped");
         }
     });
-    let task = tokio::spawn(async move {
-        if let Err(error) = server.await {
-            eprintln!("the API server on {addr} stopped: {error}");
-        }
-    });
+    let task = tokio::spawn(server);
     (format!("http://{addr}"), task)
 }
 
