@@ -213,12 +213,13 @@ mod tests {
     }
 
     #[test]
-    fn api_v1_needs_a_key_and_the_rest_does_not() {
+    fn api_v1_and_metrics_need_a_key_and_the_rest_does_not() {
         let doc = document();
         for (path, item) in doc["paths"].as_object().expect("paths") {
             for (method, operation) in item.as_object().expect("path item") {
                 let secured = operation["security"] == serde_json::json!([{ BEARER: [] }]);
-                assert_eq!(secured, path.starts_with("/api/v1/"), "{method} {path}");
+                let keyed = path.starts_with("/api/v1/") || path == "/metrics";
+                assert_eq!(secured, keyed, "{method} {path}");
                 assert!(
                     operation["responses"]["default"].is_object(),
                     "{method} {path}"
