@@ -360,6 +360,9 @@ impl Cx<'_> {
                     self.check_schedule(&s.schedule, path.key("schedule"));
                 }
                 Trigger::Webhook(w) => {
+                    if let Some(problem) = look_alike_path_problem(&w.webhook.path) {
+                        self.error(path.key("webhook").key("path"), problem);
+                    }
                     if let Some(condition) = &w.webhook.condition {
                         let at = path.key("webhook").key("if");
                         self.check_template(condition, at, Secret::No);
@@ -472,4 +475,40 @@ fn position(node: &Node, path: &FlowPath) -> Pos {
         }
     }
     node.pos
+}
+
+/// A webhook path must have one spelling: `x/../sec`, `./sec` or `sec/` would look like `sec`
+/// to a person reading a log or a proxy rule while being another path to the router.
+fn look_alike_path_problem(path: &str) -> Option<String> {
+    let bad = path
+        .split('/')
+        .find(|segment| segment.is_empty() || *segment == "." || *segment == "..")?;
+    let what = if bad.is_empty() {
+        "an empty segment (a trailing or doubled `/`)".to_owned()
+    } else {
+        format!("a `{bad}` segment")
+    };
+    Some(format!(
+        "webhook path `{path}` has {what}: write the path the way it is requested, e.g. `{}`",
+        path.split('/')
+            .filter(|s| !s.is_empty() && *s != "." && *s != "..")
+            .collect::<Vec<_>>()
+            .join("/")
+    ))
+}
+
+#[cfg(test)]
+mod look_alike_tests {
+    use super::look_alike_path_problem;
+
+    #[test]
+    fn webhook_paths_have_one_spelling() {
+        for good in ["sec", "shop/orders", "a.b/c~d", "v1.2/x"] {
+            assert_eq!(look_alike_path_problem(good), None, "{good}");
+        }
+        for bad in ["x/../sec", "sec/", "a//b", "./sec", "a/./b"] {
+            let problem = look_alike_path_problem(bad).expect(bad);
+            assert!(problem.contains(bad), "{problem}");
+        }
+    }
 }
