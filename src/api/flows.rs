@@ -76,6 +76,10 @@ pub struct FlowDetail {
     /// The definition as JSON (`flowd schema` prints its JSON Schema).
     #[schema(value_type = Object)]
     definition: Value,
+    /// In the answer to a create or a replace: what validation warned about (a secret not set,
+    /// a credential written in the flow, a client certificate that does not match its key).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<Vec<Diagnostic>>,
 }
 
 /// One stored revision of a flow.
@@ -431,6 +435,7 @@ fn flow_detail(flow: &FlowView) -> FlowDetail {
     FlowDetail {
         flow: flow_out(&flow.summary),
         definition: serde_json::from_str(&flow.definition).unwrap_or(Value::Null),
+        warnings: flow.warnings.clone(),
     }
 }
 

@@ -232,6 +232,7 @@ impl Config {
         let validation = Options {
             require_https: net.require_https(),
             known_secrets: None,
+            secrets: None,
         };
         let mailer = Mailer::from_lookup(|name| args.get(name))?;
         if let Some(url) = args.smtp_url.as_deref() {

@@ -84,6 +84,9 @@ pub struct FlowView {
     pub definition: String,
     /// The current revision's YAML as written.
     pub yaml: String,
+    /// What validation warned about when it was just saved (create or replace); `None` for a
+    /// flow read back.
+    pub warnings: Option<Vec<Diagnostic>>,
 }
 
 /// Which flows [`Engine::flow_summaries`] lists.
@@ -106,6 +109,7 @@ impl Engine {
         // Warn about the secrets the flow reads that are not set now.
         let options = Options {
             known_secrets: Some(std::sync::Arc::new(self.secret_names_set())),
+            secrets: Some(self.inner.secrets.current()),
             ..self.validation().clone()
         };
         let report = validate_source(source, id, &options);
@@ -159,14 +163,22 @@ impl Engine {
         {
             return Err(FlowError::IdTaken(checked.flow.id));
         }
-        self.save_api_flow(&checked.flow, source).await
+        let saved = self.save_api_flow(&checked.flow, source).await?;
+        Ok(FlowView {
+            warnings: Some(checked.warnings),
+            ..saved
+        })
     }
 
     /// Replaces an API flow with a new revision (a no-op when nothing changed).
     pub async fn replace_flow(&self, id: &str, source: &str) -> Result<FlowView, FlowError> {
         self.api_flow(id).await?;
         let checked = self.check_flow(source, Some(id))?;
-        self.save_api_flow(&checked.flow, source).await
+        let saved = self.save_api_flow(&checked.flow, source).await?;
+        Ok(FlowView {
+            warnings: Some(checked.warnings),
+            ..saved
+        })
     }
 
     /// Deletes an API flow: it is marked deleted (listed with `include_deleted`), and in the
@@ -275,6 +287,7 @@ impl Engine {
                 summary,
                 definition: row.definition,
                 yaml: row.yaml,
+                warnings: None,
             })
             .ok_or_else(|| FlowError::UnknownFlow(id.into()))
     }

@@ -28,6 +28,9 @@ pub struct Options {
     /// The secrets set now, when known (the API, `flowd validate` beside a store): a template
     /// reading another one gets a warning.
     pub known_secrets: Option<std::sync::Arc<std::collections::BTreeSet<String>>>,
+    /// The secrets' values, when this node has them (the API): what can only be checked with
+    /// them (that an `http` step's client certificate and key match) is checked. In memory only.
+    pub secrets: Option<std::sync::Arc<crate::secrets::Secrets>>,
 }
 
 /// A flow that passed validation, with what cross-flow checks need.
@@ -245,6 +248,7 @@ impl Cx<'_> {
             require_https: self.options.require_https,
             locate: &locate,
             known_secrets: self.options.known_secrets.as_deref(),
+            secrets: self.options.secrets.as_deref(),
         };
         let found = check(&cx);
         self.diagnostics.extend(found);

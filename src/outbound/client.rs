@@ -31,17 +31,21 @@ use super::guard::{self, GuardedResolver, NetPolicy};
 use super::headers::{build_headers, header_pairs};
 use super::record::{AttemptRecord, RecordedRequest, RecordedResponse, Redactor, truncate_body};
 use super::response::{classify_response, dry_run_output, read_response};
+use super::tls::{self, IdentityClients};
 use super::{Delivery, Method, OutboundRequest};
 use crate::metrics::HttpOutcome;
 
 /// Redirects followed before an attempt fails.
 pub const MAX_REDIRECTS: usize = 5;
 
-/// The shared client: cheap to clone, connections are pooled and reused.
+/// The shared client: cheap to clone, connections are pooled and reused. Requests with a client
+/// certificate go through a client of their own identity, built alike and kept (`tls.rs`).
 #[derive(Debug, Clone)]
 pub struct HttpClient {
     inner: reqwest::Client,
     policy: Arc<NetPolicy>,
+    hosts: Arc<HashMap<String, Vec<IpAddr>>>,
+    identities: Arc<IdentityClients>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -82,6 +86,7 @@ struct TooManyRedirects;
 
 /// A request checked and encoded, ready to send.
 struct Prepared {
+    client: reqwest::Client,
     method: reqwest::Method,
     url: Url,
     headers: HeaderMap,
@@ -101,16 +106,28 @@ impl HttpClient {
     ) -> Result<HttpClient, ClientError> {
         install_crypto_provider();
         let policy = Arc::new(policy);
-        let inner = reqwest::Client::builder()
-            .dns_resolver(GuardedResolver::new(policy.clone(), hosts))
-            .redirect(redirect_policy(policy.clone()))
-            .no_proxy()
-            // One request per attempt: the runner owns retries, with backoff and a record each.
-            .retry(reqwest::retry::never())
-            .pool_idle_timeout(Duration::from_secs(60))
+        let hosts = Arc::new(hosts);
+        let inner = builder(&policy, &hosts)
             .build()
             .map_err(ClientError::Build)?;
-        Ok(HttpClient { inner, policy })
+        Ok(HttpClient {
+            inner,
+            policy,
+            hosts,
+            identities: Arc::default(),
+        })
+    }
+
+    /// The client that sends `req`: the shared one, or the one of its client certificate.
+    fn client_for(&self, req: &OutboundRequest) -> Result<reqwest::Client, String> {
+        let Some(tls) = &req.tls else {
+            return Ok(self.inner.clone());
+        };
+        self.identities.get_or_build(tls, |tls| {
+            tls::configure(builder(&self.policy, &self.hosts), tls)?
+                .build()
+                .map_err(|e| format!("the client certificate cannot be used: {}", error_chain(&e)))
+        })
     }
 
     pub fn policy(&self) -> &NetPolicy {
@@ -188,6 +205,7 @@ impl HttpClient {
         };
         let headers = build_headers(req, body.as_ref(), timestamp)?;
         Ok(Prepared {
+            client: self.client_for(req)?,
             method: reqwest_method(req.method),
             url,
             headers,
@@ -212,8 +230,8 @@ impl HttpClient {
         prepared: Prepared,
         redactor: &Redactor,
     ) -> (Outcome, Option<RecordedResponse>, HttpOutcome) {
-        let mut builder = self
-            .inner
+        let mut builder = prepared
+            .client
             .request(prepared.method, prepared.url)
             .headers(prepared.headers);
         if let Some(body) = prepared.body {
@@ -237,6 +255,20 @@ impl HttpClient {
             }
         }
     }
+}
+
+/// Every client is built alike: the guarded resolver, checked redirects, no proxy.
+fn builder(
+    policy: &Arc<NetPolicy>,
+    hosts: &HashMap<String, Vec<IpAddr>>,
+) -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .dns_resolver(GuardedResolver::new(policy.clone(), hosts.clone()))
+        .redirect(redirect_policy(policy.clone()))
+        .no_proxy()
+        // One request per attempt: the runner owns retries, with backoff and a record each.
+        .retry(reqwest::retry::never())
+        .pool_idle_timeout(Duration::from_secs(60))
 }
 
 /// reqwest falls back to aws-lc-rs, which needs a C toolchain; flowd ships ring instead.
@@ -311,6 +343,10 @@ fn classify_error(error: &reqwest::Error) -> Outcome {
         return fail(refusal.to_string());
     }
     let message = error_chain(error);
+    // A refused certificate stays refused until the configuration or the secrets change.
+    if let Some(failure) = tls::handshake_failure(error) {
+        return fail(failure);
+    }
     if error.is_builder() || error.is_redirect() {
         fail(message)
     } else {

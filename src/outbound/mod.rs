@@ -19,6 +19,7 @@ pub mod record;
 mod response;
 pub mod sign;
 pub mod status;
+pub mod tls;
 
 use std::fmt;
 use std::time::Duration;
@@ -106,6 +107,8 @@ pub struct OutboundRequest {
     pub idempotency_key: String,
     /// `whsec_…` secrets: sign with Standard Webhooks, once with each (key rotation).
     pub sign_secrets: Vec<String>,
+    /// A client certificate to present (two-way TLS); `None`: the shared client, no identity.
+    pub tls: Option<tls::ClientTls>,
 }
 
 impl OutboundRequest {
@@ -123,6 +126,7 @@ impl OutboundRequest {
             timeout: DEFAULT_TIMEOUT,
             idempotency_key,
             sign_secrets: Vec::new(),
+            tls: None,
         }
     }
 }
@@ -160,6 +164,7 @@ impl fmt::Debug for OutboundRequest {
             .field("timeout", &self.timeout)
             .field("idempotency_key", &self.idempotency_key)
             .field("signing_keys", &self.sign_secrets.len())
+            .field("tls", &self.tls)
             .finish_non_exhaustive()
     }
 }

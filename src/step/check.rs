@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use serde_json::Value;
 
 use crate::core::diagnostic::{Diagnostic, FlowPath, Pos, suggest};
+use crate::secrets::Secrets;
 use crate::template::{Template, TemplateError, TemplateList, TemplateStr};
 
 /// The names a template may start with: the run context of a flow.
@@ -112,6 +113,9 @@ pub struct Context<'a> {
     /// The names of the secrets set now, when known: a template reading another one is warned
     /// about (the step would fail with `missing_secret`).
     pub known_secrets: Option<&'a BTreeSet<String>>,
+    /// The secrets' values, when known (the API): checks that need them (a client certificate
+    /// and its key match) run; their messages never quote a value.
+    pub secrets: Option<&'a Secrets>,
 }
 
 /// Where a template is evaluated, which decides what `steps.X` it may refer to.
@@ -203,18 +207,19 @@ impl<'a> Findings<'a> {
             Ok(template) => {
                 self.references(&template.references(), &path);
                 self.secrets_set(&template, &path);
-                if secret == Secret::Yes
+                // The specific description (a PEM private key, a `whsec_…`) first.
+                if let Some(what) = looks_like_credential(text.as_str()) {
+                    self.warning(
+                        path,
+                        format!("this looks like {what} written in the flow file; {STORE_IT}"),
+                    );
+                } else if secret == Secret::Yes
                     && !text.as_str().contains("{{")
                     && !text.as_str().is_empty()
                 {
                     self.warning(
                         path,
                         format!("this secret is written in the flow file; {STORE_IT}"),
-                    );
-                } else if let Some(what) = looks_like_credential(text.as_str()) {
-                    self.warning(
-                        path,
-                        format!("this looks like {what} written in the flow file; {STORE_IT}"),
                     );
                 }
                 true
@@ -224,6 +229,20 @@ impl<'a> Findings<'a> {
                 false
             }
         }
+    }
+
+    /// What `text` renders to with only the secrets known (no run): `None` when the template
+    /// reads anything else, or a secret that is not set, or the secrets are not known here.
+    pub fn render_with_secrets(&self, text: &TemplateStr) -> Option<String> {
+        let secrets = self.cx.secrets?;
+        let template = Template::compile(text.as_str()).ok()?;
+        let only_secrets = template
+            .references()
+            .iter()
+            .all(|r| r.first().is_some_and(|root| root == "secrets"));
+        let all_set = template.secret_names().iter().all(|n| secrets.is_set(n));
+        (only_secrets && all_set)
+            .then(|| template.render_text(&serde_json::json!({ "secrets": secrets.to_context() })))
     }
 
     /// Warns about each secret the template reads that is not set now.

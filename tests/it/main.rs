@@ -10,6 +10,7 @@ mod api_robustness;
 mod architecture;
 mod auth_and_cli;
 mod cli_run_export;
+mod client_tls;
 mod connection_limits;
 mod console;
 mod crash;

@@ -142,6 +142,7 @@ fn request(url: &str) -> OutboundRequest {
         timeout: Duration::from_secs(5),
         idempotency_key: "run-1_push".to_owned(),
         sign_secrets: Vec::new(),
+        tls: None,
     }
 }
 

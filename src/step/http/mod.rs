@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::core::diagnostic::{Diagnostic, FlowPath};
 use crate::core::duration::Duration;
+use crate::outbound::tls::{self, ClientTls, TlsProblem};
 use crate::outbound::{Credentials, DEFAULT_TIMEOUT, OutboundRequest};
 pub use crate::outbound::{Format, Method};
 use crate::step::check::{Context, Findings, Secret, list_items};
@@ -50,6 +51,9 @@ pub struct HttpConfig {
     /// Sign the request with a Standard Webhooks signature.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sign: Option<Sign>,
+    /// Present a client certificate (two-way TLS, mutual TLS) to an https target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<Tls>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -77,6 +81,24 @@ pub struct Sign {
     /// A `whsec_…` secret, usually `{{secrets.NAME}}`; a list during a key rotation: every key
     /// signs, one `v1,…` each in `webhook-signature`.
     pub secret: TemplateList,
+}
+
+/// A client certificate and a private CA to trust: PEM texts, usually `{{secrets.NAME}}` each.
+/// `client_cert` and `client_key` go together; `ca` may stand alone.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// The client certificate in PEM (the certificate first, then any intermediates), usually
+    /// `{{secrets.NAME}}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_cert: Option<TemplateStr>,
+    /// Its private key in PEM (PKCS#8, RSA or EC): `{{secrets.NAME}}`, never written in the flow.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_key: Option<TemplateStr>,
+    /// PEM certificates of a private CA to trust for the target's certificate, besides the
+    /// system's roots.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<TemplateStr>,
 }
 
 /// Checks an `http` step at `path` (`steps[i].http`): its templates, that the URL can be one,
@@ -123,6 +145,9 @@ pub fn validate(http: &HttpConfig, path: &FlowPath, cx: &Context<'_>) -> Vec<Dia
             found.template(secret, at, Secret::Yes);
         }
     }
+    if let Some(tls) = &http.tls {
+        check_tls(&mut found, tls, &path.key("tls"));
+    }
     if http.timeout.is_some_and(|t| t.as_millis() == 0) {
         found.error(
             path.key("timeout"),
@@ -133,6 +158,68 @@ pub fn validate(http: &HttpConfig, path: &FlowPath, cx: &Context<'_>) -> Vec<Dia
         found.extend(retry.validate(&path.key("retry"), cx));
     }
     found.finish()
+}
+
+/// Checks a client certificate's templates and, when the secrets it reads are known here, that
+/// the certificate and key parse and match (a warning: secrets change at run time, and a step
+/// with a bad identity fails its attempt with the same message).
+fn check_tls(found: &mut Findings<'_>, tls: &Tls, path: &FlowPath) {
+    match (&tls.client_cert, &tls.client_key, &tls.ca) {
+        (Some(_), None, _) => found.error(
+            path.key("client_cert"),
+            "`client_cert` needs `client_key`, its private key (`{{secrets.NAME}}`)",
+        ),
+        (None, Some(_), _) => found.error(
+            path.key("client_key"),
+            "`client_key` needs `client_cert`, the certificate it belongs to",
+        ),
+        (None, None, None) => found.error(
+            path.clone(),
+            "`tls` needs `client_cert` and `client_key`, or `ca`, or all three",
+        ),
+        _ => {}
+    }
+    let parts = [
+        (&tls.client_cert, "client_cert", Secret::No),
+        (&tls.client_key, "client_key", Secret::Yes),
+        (&tls.ca, "ca", Secret::No),
+    ];
+    let mut compiled = true;
+    for (text, key, secret) in parts {
+        if let Some(text) = text {
+            compiled &= found.template(text, path.key(key), secret);
+        }
+    }
+    // Checked now only when every part is known without a run; otherwise at each attempt.
+    let render = |text: &Option<TemplateStr>| match text {
+        Some(text) => found.render_with_secrets(text).map(Some),
+        None => Some(None),
+    };
+    let (Some(cert), Some(key), Some(ca), true) = (
+        render(&tls.client_cert),
+        render(&tls.client_key),
+        render(&tls.ca),
+        compiled,
+    ) else {
+        return;
+    };
+    let identity = ClientTls {
+        identity: cert.zip(key),
+        ca,
+    };
+    if let Err(problem) = tls::check(&identity) {
+        let at = match problem {
+            TlsProblem::NoCertificate
+            | TlsProblem::BadCertificatePem(_)
+            | TlsProblem::UnreadableCertificate(_) => "client_cert",
+            TlsProblem::NoCaCertificate | TlsProblem::BadCaPem(_) => "ca",
+            _ => "client_key",
+        };
+        found.warning(
+            path.key(at),
+            format!("{problem}; until it is fixed every attempt of this step fails"),
+        );
+    }
 }
 
 /// Checks what can be known of a URL before templates render: its scheme.
@@ -204,7 +291,37 @@ pub struct HttpStep {
     format: Format,
     timeout: std::time::Duration,
     sign: Vec<Template>,
+    tls: Option<CompiledTls>,
     pub retry: Retry,
+}
+
+#[derive(Debug)]
+struct CompiledTls {
+    identity: Option<(Template, Template)>,
+    ca: Option<Template>,
+}
+
+impl CompiledTls {
+    fn compile(tls: &Tls) -> Result<CompiledTls, String> {
+        let compile =
+            |t: &Option<TemplateStr>| t.as_ref().map(|t| compile_text(t.as_str())).transpose();
+        Ok(CompiledTls {
+            identity: compile(&tls.client_cert)?.zip(compile(&tls.client_key)?),
+            ca: compile(&tls.ca)?,
+        })
+    }
+
+    /// The identity of one attempt. Not added to the redacted texts: it never appears in a
+    /// request or response, and the secrets it comes from are redacted anyway.
+    fn render(&self, cx: &Value) -> ClientTls {
+        ClientTls {
+            identity: self
+                .identity
+                .as_ref()
+                .map(|(cert, key)| (cert.render_text(cx), key.render_text(cx))),
+            ca: self.ca.as_ref().map(|ca| ca.render_text(cx)),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -250,6 +367,7 @@ impl HttpStep {
                 .sign
                 .as_ref()
                 .map_or(Ok(Vec::new()), |s| s.secret.compile())?,
+            tls: config.tls.as_ref().map(CompiledTls::compile).transpose()?,
             retry: Retry::resolve(config.retry.as_ref(), flow_retry),
         })
     }
@@ -301,6 +419,7 @@ impl HttpStep {
             timeout: self.timeout,
             idempotency_key: call.idempotency_key(),
             sign_secrets: self.sign.iter().map(text).collect(),
+            tls: self.tls.as_ref().map(|tls| tls.render(cx)),
         };
         (request, derived.into_inner())
     }
