@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde_json::Value;
 
 use crate::metrics::Metrics;
-use crate::outbound::record::LiveRedactor;
+use crate::outbound::record::{LiveRedactor, Redactor};
 use crate::outbound::{self, Delivery, HttpClient, OutboundRequest, Outcome};
 use crate::step::notify::email::Mailer;
 use crate::store::Store;
@@ -37,15 +37,21 @@ impl StepEnv {
     /// it; redacted with the engine's secrets either way, and with `derived`: what templates
     /// reading secrets rendered for this request (an upper-cased token, say).
     pub async fn send(&self, request: &OutboundRequest, derived: &[String]) -> outbound::Attempt {
-        let redactor = self.redactor.current();
-        let redactor = if derived.is_empty() {
-            redactor
-        } else {
-            Arc::new(redactor.with_derived(derived))
-        };
+        let redactor = self.redactor_with(derived);
         self.http
             .attempt_in(self.delivery, request, &redactor)
             .await
+    }
+
+    /// The engine's redactor (every secret and its encodings) plus `derived`: what templates
+    /// reading secrets rendered for this attempt.
+    pub fn redactor_with(&self, derived: &[String]) -> Arc<Redactor> {
+        let redactor = self.redactor.current();
+        if derived.is_empty() {
+            redactor
+        } else {
+            Arc::new(redactor.with_derived(derived))
+        }
     }
 }
 

@@ -287,9 +287,40 @@ impl Template {
         }
     }
 
+    /// What each part of the template that reads `secrets` renders, alone: every top-level
+    /// expression or block that reads them (the whole rendering for a lone expression). Where a
+    /// person reads the text (a notification), these are masked and the words around them stay.
+    pub fn secret_parts(&self, ctx: &Value) -> Vec<String> {
+        if !self.reads_secrets() {
+            return Vec::new();
+        }
+        match &self.inner.body {
+            Body::Literal => Vec::new(),
+            Body::Typed(_) => vec![self.render_text(ctx)],
+            Body::Text(nodes) => nodes
+                .iter()
+                .filter(|node| node_reads_secrets(node))
+                .map(|node| {
+                    let mut out = String::new();
+                    render::write_nodes(std::slice::from_ref(node), ctx, &mut out);
+                    out
+                })
+                .collect(),
+        }
+    }
+
     fn size_hint(&self) -> usize {
         self.inner.source.len()
     }
+}
+
+/// Whether a node reads `secrets` (or the whole context).
+fn node_reads_secrets(node: &Node) -> bool {
+    let mut paths = Vec::new();
+    node_references(std::slice::from_ref(node), 0, &mut paths);
+    paths
+        .iter()
+        .any(|path| path.first().is_none_or(|root| root == SECRETS_ROOT))
 }
 
 impl fmt::Debug for Template {
@@ -1221,6 +1252,24 @@ mod tests {
         let t = Template::compile("{{secrets.A}}{{concat secrets.B secrets.A}}{{json secrets}}")
             .expect("compiles");
         assert_eq!(t.secret_names(), ["A", "B"]);
+    }
+
+    /// The parts that read secrets, each rendered alone; the words around them are not secret.
+    #[test]
+    fn secret_parts_are_the_expressions_that_read_secrets() {
+        let cx = json!({"secrets": {"T": "ab/cd"}, "entity": {"id": 7}});
+        let parts = |source: &str| {
+            Template::compile(source)
+                .expect("compiles")
+                .secret_parts(&cx)
+        };
+        assert_eq!(
+            parts("Token {{uppercase secrets.T}} for {{entity.id}}: {{split secrets.T '/'}}"),
+            ["AB/CD", "[\"ab\",\"cd\"]"]
+        );
+        assert_eq!(parts("{{base64 secrets.T}}"), ["YWIvY2Q="]);
+        assert_eq!(parts("x {{#with secrets}}{{T}}{{/with}} y"), ["ab/cd"]);
+        assert!(parts("Guest {{entity.id}}").is_empty());
     }
 
     #[test]

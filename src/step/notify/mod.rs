@@ -11,6 +11,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::core::diagnostic::{Diagnostic, FlowPath};
+use crate::outbound::record::Redactor;
 use crate::outbound::{Delivery, Method, OutboundRequest};
 use crate::step::check::{Context, Findings, Secret};
 use crate::step::retry::{Retry, RetryPolicy};
@@ -130,15 +131,35 @@ impl NotifyStep {
         })
     }
 
+    /// What the templates reading secrets rendered, redacted in every record like the secrets
+    /// (an upper-cased token, the parts of a split one): the whole URL (a webhook URL is a
+    /// credential), and in the subject and text each expression that reads a secret, so the
+    /// words around it stay readable.
+    fn derived_secrets(&self, cx: &serde_json::Value) -> Vec<String> {
+        let url = self
+            .url
+            .iter()
+            .filter(|t| t.reads_secrets())
+            .map(|t| t.render_text(cx));
+        let parts = [&self.to, &self.subject, &self.text]
+            .into_iter()
+            .flatten()
+            .flat_map(|t| t.secret_parts(cx));
+        url.chain(parts).collect()
+    }
+
     /// Sends one attempt of the notification.
     pub async fn execute(&self, env: &StepEnv, call: &StepCall<'_>) -> Attempt {
         let render = |t: &Option<Template>| t.as_ref().map(|t| t.render_text(call.context));
         let (subject, text) = (render(&self.subject), render(&self.text));
+        let derived = self.derived_secrets(call.context);
+        let redactor = env.redactor_with(&derived);
         match self.channel {
-            Channel::Inbox => inbox(env, call, subject, text).await,
+            Channel::Inbox => inbox(env, &redactor, call, subject, text).await,
             Channel::Email => {
                 email(
                     env,
+                    &redactor,
                     call,
                     render(&self.to).unwrap_or_default(),
                     subject,
@@ -159,13 +180,6 @@ impl NotifyStep {
                         call.idempotency_key(),
                     )
                 };
-                // What templates reading secrets rendered is redacted like the secrets.
-                let derived: Vec<String> = [&self.url, &self.subject, &self.text]
-                    .into_iter()
-                    .flatten()
-                    .filter(|t| t.reads_secrets())
-                    .map(|t| t.render_text(call.context))
-                    .collect();
                 let mut attempt = Attempt::from(env.send(&request, &derived).await);
                 if let StepOutcome::Succeeded(_) = attempt.outcome {
                     attempt.outcome =
@@ -179,6 +193,7 @@ impl NotifyStep {
 
 async fn inbox(
     env: &StepEnv,
+    redactor: &Redactor,
     call: &StepCall<'_>,
     subject: Option<String>,
     text: Option<String>,
@@ -186,7 +201,7 @@ async fn inbox(
     let started = chrono::Utc::now();
     let id = call.idempotency_key();
     if env.delivery == Delivery::DryRun {
-        let request = env.redactor.redact_value(
+        let request = redactor.redact_value(
             &serde_json::json!({"channel": "inbox", "subject": subject, "text": text}),
         );
         let outcome = StepOutcome::Succeeded(output(env, Channel::Inbox, id));
@@ -201,8 +216,8 @@ async fn inbox(
             run_id: call.run_id.to_string(),
             step_id: call.step_id.to_string(),
             // The inbox is read through the API, where secrets are always `***` (SPEC §2).
-            title: env.redactor.redact(&subject.unwrap_or_default()),
-            text: env.redactor.redact(&text.unwrap_or_default()),
+            title: redactor.redact(&subject.unwrap_or_default()),
+            text: redactor.redact(&text.unwrap_or_default()),
             created_at: started.timestamp_millis(),
         },
     )
@@ -219,6 +234,7 @@ async fn inbox(
 
 async fn email(
     env: &StepEnv,
+    redactor: &Redactor,
     call: &StepCall<'_>,
     to: String,
     subject: Option<String>,
@@ -227,9 +243,8 @@ async fn email(
     let started = chrono::Utc::now();
     // The record of the attempt is stored and shown: secrets in it become `***` (SPEC §2);
     // the message itself is sent as rendered.
-    let request = env
-        .redactor
-        .redact_value(&serde_json::json!({"to": to, "subject": subject, "text": text}));
+    let request =
+        redactor.redact_value(&serde_json::json!({"to": to, "subject": subject, "text": text}));
     if env.delivery == Delivery::DryRun {
         let outcome = StepOutcome::Succeeded(output(env, Channel::Email, call.idempotency_key()));
         return finished(outcome, started, Some(request));
@@ -256,11 +271,11 @@ async fn email(
     {
         Ok(id) => StepOutcome::Succeeded(serde_json::json!({"channel": "email", "id": id})),
         Err(e) if e.is_retryable() => StepOutcome::Retry {
-            error: env.redactor.redact(&e.to_string()),
+            error: redactor.redact(&e.to_string()),
             after: None,
         },
         Err(e) => StepOutcome::Fail {
-            error: env.redactor.redact(&e.to_string()),
+            error: redactor.redact(&e.to_string()),
             output: None,
         },
     };
