@@ -4,6 +4,7 @@
 //! lower case, base64, URL-encoded, JSON-escaped) is anywhere in the database file, the log or
 //! the API answers. Then the bad inputs: names, sizes, a wrong master key at start.
 
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -65,7 +66,11 @@ fn forms(value: &str) -> Vec<String> {
                 .to_string(),
         );
         let json = Value::String(v.clone()).to_string();
-        forms.push(json[1..json.len() - 1].to_string());
+        let escaped = json[1..json.len() - 1].to_string();
+        // Escaped twice: a JSON text stored inside another JSON string.
+        let twice = Value::String(escaped.clone()).to_string();
+        forms.push(twice[1..twice.len() - 1].to_string());
+        forms.push(escaped);
         forms.push(v);
     }
     forms
@@ -273,4 +278,231 @@ fn flowd_command(database_url: &str, key: &str) -> std::process::Command {
         .env("FLOWD_DATABASE_URL", database_url)
         .env("FLOWD_MASTER_KEY", key);
     command
+}
+
+/// What the echo target saw, and what it answers: every header, the path with its query, and
+/// the body (parsed when it is JSON), so a response carries every form the request did.
+#[derive(Clone, Default)]
+struct Echoed(Arc<Mutex<Vec<Value>>>);
+
+impl Echoed {
+    fn seen(&self) -> Vec<Value> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    fn find(&self, path: &str) -> Option<Value> {
+        self.seen()
+            .into_iter()
+            .find(|r| r["path"].as_str().is_some_and(|p| p.starts_with(path)))
+    }
+}
+
+async fn echo(
+    axum::extract::State(echoed): axum::extract::State<Echoed>,
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+    body: axum::body::Bytes,
+) -> axum::Json<Value> {
+    let headers: serde_json::Map<String, Value> = headers
+        .iter()
+        .map(|(k, v)| {
+            let v = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            (k.as_str().to_owned(), Value::String(v))
+        })
+        .collect();
+    let body = serde_json::from_slice(&body)
+        .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into_owned()));
+    let seen = json!({"path": uri.to_string(), "headers": headers, "body": body});
+    echoed
+        .0
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .push(seen.clone());
+    axum::Json(seen)
+}
+
+async fn start_echo() -> (String, Echoed) {
+    let echoed = Echoed::default();
+    let app = axum::Router::new()
+        .fallback(echo)
+        .with_state(echoed.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("address"));
+    tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            eprintln!("echo target stopped: {error}");
+        }
+    });
+    (base, echoed)
+}
+
+fn hygiene_flow(base: &str) -> String {
+    format!(
+        r#"
+id: hygiene
+triggers: [{{manual: {{label: Go}}}}]
+steps:
+  - id: prepared
+    map:
+      lower: "x-{{{{lowercase secrets.API_KEY}}}}"
+  - id: push
+    http:
+      url: "{base}/push"
+      headers:
+        X-Key: "{{{{secrets.API_KEY}}}}"
+        X-Upper: "{{{{uppercase secrets.API_KEY}}}}"
+        X-Prepared: "{{{{steps.prepared.lower}}}}"
+      query:
+        k: "{{{{secrets.API_KEY}}}}"
+        e: "{{{{url_encode secrets.API_KEY}}}}"
+      auth: {{basic: {{username: u, password: "{{{{secrets.API_KEY}}}}"}}}}
+      body:
+        raw: "{{{{secrets.API_KEY}}}}"
+        b64: "{{{{base64 secrets.API_KEY}}}}"
+        parts: "{{{{split secrets.API_KEY '/'}}}}"
+        all: "{{{{json secrets}}}}"
+  - id: tell
+    notify:
+      channel: inbox
+      subject: "Key {{{{uppercase secrets.API_KEY}}}} for run {{{{run.id}}}}"
+      text: "Parts {{{{split secrets.API_KEY '/'}}}}, encoded {{{{base64 secrets.API_KEY}}}}, lower {{{{lowercase secrets.API_KEY}}}}."
+  - id: pause
+    delay: 3s
+  - id: again
+    http:
+      url: "{base}/again"
+      headers: {{X-Key: "{{{{secrets.API_KEY}}}}"}}
+      body: {{b64: "{{{{base64 secrets.API_KEY}}}}", upper: "{{{{uppercase secrets.API_KEY}}}}"}}
+"#
+    )
+}
+
+/// Issue #17's hygiene test (and #21's test 6): one secret in the URL query, a header, basic
+/// auth, the body and through `base64`, `url_encode`, `uppercase`, `split` and `json secrets`,
+/// sent to a target that echoes everything back. The run is killed with `kill -9` during its
+/// delay and resumed by a new process, which still sends the right values. Then no form of the
+/// value is in the database files, the logs of both processes (JSON and plain text), the API
+/// answers (runs, run detail with the curl lines, flows, notifications, secrets) or the
+/// console's run page.
+#[tokio::test]
+async fn no_form_of_a_secret_is_kept_or_shown_even_across_kill_9() {
+    let (base, echoed) = start_echo().await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(&flows).expect("flows folder");
+    std::fs::write(flows.join("hygiene.yaml"), hygiene_flow(&base)).expect("flow");
+    let db = dir.path().join("flowd.db");
+    let mut env = FlowdEnv::new(format!("sqlite://{}", db.display()), flows);
+    env.kept_lines = 1_000_000;
+    let key = (
+        "FLOWD_MASTER_KEY".to_owned(),
+        MasterKey::generate().encode(),
+    );
+    let debug = ("RUST_LOG".to_owned(), "flowd=debug,info".to_owned());
+    env.extra = vec![
+        key.clone(),
+        debug.clone(),
+        ("FLOWD_LOG_FORMAT".to_owned(), "json".to_owned()),
+    ];
+    let mut first = FlowdProcess::start(&env).await;
+    let api = first.api();
+    let body = json!({ "value": VALUE }).to_string();
+    let (status, set) = api
+        .request(
+            "PUT",
+            "/api/v1/secrets/API_KEY",
+            Some(("application/json", &body)),
+        )
+        .await
+        .expect("put");
+    assert_eq!(status, StatusCode::OK, "{set}");
+    let (status, started) = api
+        .request(
+            "POST",
+            "/api/v1/flows/hygiene/trigger",
+            Some(("application/json", "{}")),
+        )
+        .await
+        .expect("trigger");
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let run_id = started["run_id"].as_str().expect("run id").to_owned();
+    let in_delay = |r: &Value| {
+        r["steps"]
+            .as_array()
+            .is_some_and(|steps| steps.iter().any(|s| s["id"] == "pause"))
+    };
+    api.wait_for_run(&run_id, in_delay, DEADLINE)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", first.stderr_tail()));
+    first.kill_9().await;
+    assert!(echoed.find("/again").is_none(), "killed before the last step");
+
+    env.extra = vec![key, debug];
+    let second = FlowdProcess::start(&env).await;
+    let api = second.api();
+    let done = api
+        .wait_for_run(&run_id, |r| r["status"] == "succeeded", DEADLINE)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", second.stderr_tail()));
+
+    // The target got the real values, before and after the crash.
+    let push = echoed.find("/push").expect("the push request");
+    assert_eq!(push["headers"]["x-key"], VALUE);
+    assert_eq!(push["headers"]["x-upper"], VALUE.to_uppercase());
+    assert_eq!(push["body"]["raw"], VALUE);
+    assert_eq!(push["body"]["b64"], STANDARD.encode(VALUE));
+    let again = echoed.find("/again").expect("the request after the crash");
+    assert_eq!(again["headers"]["x-key"], VALUE, "resumed with the real value");
+    assert_eq!(again["body"]["b64"], STANDARD.encode(VALUE));
+    assert_eq!(again["body"]["upper"], VALUE.to_uppercase());
+
+    // Every API answer, the console's run page.
+    let mut shown = done.to_string();
+    for path in [
+        "/api/v1/runs",
+        "/api/v1/flows",
+        "/api/v1/flows/hygiene",
+        "/api/v1/notifications",
+        "/api/v1/secrets",
+    ] {
+        shown.push_str(&api.get_json(path).await.expect(path).to_string());
+    }
+    let notifications = api.get_json("/api/v1/notifications").await.expect("inbox");
+    let notification = notifications.to_string();
+    assert!(
+        notification.contains("Key *** for run") && notification.contains("encoded ***"),
+        "redacted, the words around kept: {notification}"
+    );
+    assert!(
+        done.to_string().contains("curl "),
+        "the run detail has curl lines: {done}"
+    );
+    let page = api
+        .call("GET", &format!("/runs/{run_id}"), None, &[])
+        .await
+        .expect("the run page");
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.text().contains(&run_id), "the run's page");
+    shown.push_str(&page.text());
+    assert_no_form(shown.as_bytes(), "an API answer or the console");
+
+    // Both logs: JSON (first process) and plain text (second).
+    for (process, format) in [(&first, "json"), (&second, "plain")] {
+        let (lines, _) = process.output_lines();
+        assert!(lines.len() > 5, "{format} log");
+        assert_no_form(lines.join("\n").as_bytes(), &format!("the {format} log"));
+    }
+    let (json_lines, _) = first.output_lines();
+    assert!(
+        json_lines.iter().any(|l| l.starts_with('{')),
+        "the first log is JSON"
+    );
+    drop(second);
+    let mut bytes = Vec::new();
+    for file in ["flowd.db", "flowd.db-wal", "flowd.db-shm"] {
+        bytes.extend(std::fs::read(dir.path().join(file)).unwrap_or_default());
+    }
+    assert_no_form(&bytes, "the database files");
 }
