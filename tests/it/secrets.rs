@@ -10,7 +10,10 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use flowd::secrets::cipher::MasterKey;
+use flowd::store::sql::{get, stmt};
+use flowd::store::{Backend, Store, StoreOptions};
 use reqwest::StatusCode;
+use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 use crate::support::flowd::{FlowdEnv, FlowdProcess, output_within};
@@ -287,7 +290,10 @@ struct Echoed(Arc<Mutex<Vec<Value>>>);
 
 impl Echoed {
     fn seen(&self) -> Vec<Value> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     fn find(&self, path: &str) -> Option<Value> {
@@ -437,7 +443,10 @@ async fn no_form_of_a_secret_is_kept_or_shown_even_across_kill_9() {
         .await
         .unwrap_or_else(|e| panic!("{e}\n{}", first.stderr_tail()));
     first.kill_9().await;
-    assert!(echoed.find("/again").is_none(), "killed before the last step");
+    assert!(
+        echoed.find("/again").is_none(),
+        "killed before the last step"
+    );
 
     env.extra = vec![key, debug];
     let second = FlowdProcess::start(&env).await;
@@ -454,7 +463,10 @@ async fn no_form_of_a_secret_is_kept_or_shown_even_across_kill_9() {
     assert_eq!(push["body"]["raw"], VALUE);
     assert_eq!(push["body"]["b64"], STANDARD.encode(VALUE));
     let again = echoed.find("/again").expect("the request after the crash");
-    assert_eq!(again["headers"]["x-key"], VALUE, "resumed with the real value");
+    assert_eq!(
+        again["headers"]["x-key"], VALUE,
+        "resumed with the real value"
+    );
     assert_eq!(again["body"]["b64"], STANDARD.encode(VALUE));
     assert_eq!(again["body"]["upper"], VALUE.to_uppercase());
 
@@ -505,4 +517,187 @@ async fn no_form_of_a_secret_is_kept_or_shown_even_across_kill_9() {
         bytes.extend(std::fs::read(dir.path().join(file)).unwrap_or_default());
     }
     assert_no_form(&bytes, "the database files");
+}
+
+/// `(name, sealed, key fingerprint)` of every stored secret, read straight from the database.
+async fn stored_rows(database_url: &str) -> Vec<[String; 3]> {
+    let store = Store::connect(database_url, &StoreOptions::default())
+        .await
+        .expect("open the database");
+    let rows = store
+        .reader()
+        .query_all_raw(stmt(
+            Backend::Sqlite,
+            "SELECT name, sealed, key_fingerprint FROM secrets ORDER BY name",
+            vec![],
+        ))
+        .await
+        .expect("read the secrets");
+    let rows = rows
+        .iter()
+        .map(|row| ["name", "sealed", "key_fingerprint"].map(|c| get::<String>(row, c).expect(c)))
+        .collect();
+    store.close().await;
+    rows
+}
+
+async fn execute(database_url: &str, sql: &str) {
+    let store = Store::connect(database_url, &StoreOptions::default())
+        .await
+        .expect("open the database");
+    store
+        .writer()
+        .execute_raw(stmt(Backend::Sqlite, sql, vec![]))
+        .await
+        .expect("change the database");
+    store.close().await;
+}
+
+fn flow_reading(id: &str, secret: &str, url: &str) -> String {
+    format!(
+        "id: {id}\ntriggers: [{{manual: {{label: Go}}}}]\nsteps:\n  - id: push\n    http:\n      url: \"{url}\"\n      headers: {{X-Key: \"{{{{secrets.{secret}}}}}\"}}\n"
+    )
+}
+
+/// A wrong master key, or a missing key file, stops `flowd serve` at start with a clear error
+/// and changes nothing (the key file and every ciphertext stay as they were). A corrupted
+/// ciphertext makes that one secret unreadable (listed so, logged at start, the run that needs it
+/// fails saying so) while the others work.
+#[tokio::test]
+async fn a_wrong_key_stops_serve_and_a_corrupted_secret_is_reported_alone() {
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(&flows).expect("flows folder");
+    for (id, secret) in [("uses-good", "GOOD"), ("uses-broken", "BROKEN")] {
+        let source = flow_reading(id, secret, &sink.url(&format!("/{id}")));
+        std::fs::write(flows.join(format!("{id}.yaml")), source).expect("flow");
+    }
+    let url = format!("sqlite://{}", dir.path().join("flowd.db").display());
+    let key_file = dir.path().join("master.key");
+    let mut env = FlowdEnv::new(url.clone(), flows.clone());
+    env.kept_lines = 1_000_000;
+    env.extra = vec![(
+        "FLOWD_MASTER_KEY_FILE".to_owned(),
+        key_file.display().to_string(),
+    )];
+    let mut flowd = FlowdProcess::start(&env).await;
+    for name in ["GOOD", "BROKEN"] {
+        let body = json!({ "value": format!("{name}-value-1234") }).to_string();
+        let (status, answer) = flowd
+            .api()
+            .request(
+                "PUT",
+                &format!("/api/v1/secrets/{name}"),
+                Some(("application/json", &body)),
+            )
+            .await
+            .expect("put");
+        assert_eq!(status, StatusCode::OK, "{answer}");
+    }
+    flowd
+        .terminate(DEADLINE)
+        .await
+        .expect("flowd stops on SIGTERM");
+    // BROKEN gets GOOD's ciphertext: sealed under another name, it does not open.
+    execute(
+        &url,
+        "UPDATE secrets SET sealed = (SELECT sealed FROM secrets WHERE name = 'GOOD') WHERE name = 'BROKEN'",
+    )
+    .await;
+    let key_before = std::fs::read(&key_file).expect("the key file");
+    let rows_before = stored_rows(&url).await;
+    assert_eq!(rows_before.len(), 2);
+
+    let serve = |vars: &[(&str, String)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_flowd"));
+        for (name, _) in std::env::vars() {
+            if name.starts_with("FLOWD_") {
+                command.env_remove(name);
+            }
+        }
+        command
+            .arg("serve")
+            .env("FLOWD_DATABASE_URL", &url)
+            .env("FLOWD_FLOWS_DIR", &flows)
+            .env("FLOWD_LISTEN", "127.0.0.1:0")
+            .current_dir(dir.path());
+        for (name, value) in vars {
+            command.env(name, value);
+        }
+        output_within(&mut command, None)
+    };
+    let wrong = serve(&[("FLOWD_MASTER_KEY", MasterKey::generate().encode())]);
+    let stderr = String::from_utf8_lossy(&wrong.stderr);
+    assert!(!wrong.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("does not open the secret store") && stderr.contains("nothing was changed"),
+        "{stderr}"
+    );
+    let elsewhere = dir.path().join("elsewhere.key");
+    let missing = serve(&[("FLOWD_MASTER_KEY_FILE", elsewhere.display().to_string())]);
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert!(!missing.status.success(), "{stderr}");
+    assert!(stderr.contains("is missing"), "{stderr}");
+    assert!(!elsewhere.exists(), "no new key was made");
+    assert_eq!(std::fs::read(&key_file).expect("key file"), key_before);
+    assert_eq!(
+        stored_rows(&url).await,
+        rows_before,
+        "no ciphertext changed"
+    );
+
+    // The right key: BROKEN is unreadable, GOOD works.
+    let flowd = FlowdProcess::start(&env).await;
+    let api = flowd.api();
+    let (lines, _) = flowd.output_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("BROKEN") && l.contains("cannot be decrypted")),
+        "{}",
+        flowd.stderr_tail()
+    );
+    let listed = api.get_json("/api/v1/secrets").await.expect("list");
+    let readable = |name: &str| {
+        listed["items"]
+            .as_array()
+            .or(listed.as_array())
+            .and_then(|items| items.iter().find(|s| s["name"] == name))
+            .map(|s| s["readable"].clone())
+    };
+    assert_eq!(readable("BROKEN"), Some(json!(false)), "{listed}");
+    assert_eq!(readable("GOOD"), Some(json!(true)), "{listed}");
+    let mut outcomes = Vec::new();
+    for flow in ["uses-good", "uses-broken"] {
+        let (status, started) = api
+            .request(
+                "POST",
+                &format!("/api/v1/flows/{flow}/trigger"),
+                Some(("application/json", "{}")),
+            )
+            .await
+            .expect("trigger");
+        assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+        let run_id = started["run_id"].as_str().expect("run id").to_owned();
+        let run = api
+            .wait_for_run(&run_id, crate::support::api::is_terminal, DEADLINE)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", flowd.stderr_tail()));
+        outcomes.push(run);
+    }
+    assert_eq!(outcomes[0]["status"], "succeeded", "{}", outcomes[0]);
+    assert_eq!(outcomes[1]["status"], "failed", "{}", outcomes[1]);
+    let error = outcomes[1]["steps"][0]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        error.starts_with("missing_secret")
+            && error.contains("BROKEN")
+            && error.contains("cannot be decrypted"),
+        "{error}"
+    );
+    let sent = sink.requests();
+    assert_eq!(sent.len(), 1, "only the readable secret's flow sent");
+    assert_eq!(sent[0].header("x-key"), Some("GOOD-value-1234"));
 }
