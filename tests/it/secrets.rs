@@ -701,3 +701,105 @@ async fn a_wrong_key_stops_serve_and_a_corrupted_secret_is_reported_alone() {
     assert_eq!(sent.len(), 1, "only the readable secret's flow sent");
     assert_eq!(sent[0].header("x-key"), Some("GOOD-value-1234"));
 }
+
+/// Two `flowd serve` nodes on one PostgreSQL database with the same master key: a secret set
+/// through node A's API is used by a run node B executes, without a restart. Node A is frozen
+/// (SIGSTOP) right after the set answered, so only B can execute the run. A run that B attempts
+/// before it noticed the change fails with `missing_secret` and is retried until it succeeds;
+/// the time from the set to B's successful attempt is printed (goal: about a second, the
+/// follower's poll).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_set_on_one_node_is_used_by_another_on_postgres() {
+    let Some(db) = flowd::store::testing::TestDb::postgres().await else {
+        return;
+    };
+    let sink = Sink::start().await;
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(&flows).expect("flows folder");
+    std::fs::write(
+        flows.join("shared.yaml"),
+        flow_reading("shared", "SHARED_TOKEN", &sink.url("/shared")),
+    )
+    .expect("flow");
+    let mut env = FlowdEnv::new(db.url.clone(), flows);
+    env.extra = vec![(
+        "FLOWD_MASTER_KEY".to_owned(),
+        MasterKey::generate().encode(),
+    )];
+    let a = FlowdProcess::start(&env).await;
+    let b = FlowdProcess::start(&env).await;
+    let b_node = b.api().get_json("/readyz").await.expect("readyz")["node"]
+        .as_str()
+        .expect("node id")
+        .to_owned();
+
+    let body = json!({ "value": "shared-value-42" }).to_string();
+    let (status, set) = a
+        .api()
+        .request(
+            "PUT",
+            "/api/v1/secrets/SHARED_TOKEN",
+            Some(("application/json", &body)),
+        )
+        .await
+        .expect("put on A");
+    assert_eq!(status, StatusCode::OK, "{set}");
+    let set_at = std::time::Instant::now();
+    // SAFETY: plain kill(2) on the child this test started and still owns.
+    let stopped = unsafe { libc::kill(a.pid() as libc::pid_t, libc::SIGSTOP) };
+    assert_eq!(stopped, 0, "SIGSTOP node A");
+
+    let api = b.api();
+    let (status, started) = api
+        .request(
+            "POST",
+            "/api/v1/flows/shared/trigger",
+            Some(("application/json", "{}")),
+        )
+        .await
+        .expect("trigger on B");
+    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
+    let run_id = started["run_id"].as_str().expect("run id").to_owned();
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let run = loop {
+        let run = api
+            .wait_for_run(&run_id, crate::support::api::is_terminal, DEADLINE)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", b.stderr_tail()));
+        if run["status"] == "succeeded" {
+            break run;
+        }
+        let error = run["steps"][0]["error"].as_str().unwrap_or_default();
+        assert!(error.starts_with("missing_secret"), "{run}");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "B never saw the secret: {run}"
+        );
+        let (status, _) = api
+            .request("POST", &format!("/api/v1/runs/{run_id}/retry"), None)
+            .await
+            .expect("retry");
+        assert_eq!(status, StatusCode::ACCEPTED);
+        api.wait_for_run(&run_id, |r| r["status"] != "failed", DEADLINE)
+            .await
+            .unwrap_or_else(|e| panic!("{e}\n{}", b.stderr_tail()));
+    };
+    let took = set_at.elapsed();
+    eprintln!("a secret set on node A was used by node B after {took:?}");
+    let attempts = run["steps"][0]["attempts"].as_array().expect("attempts");
+    let last = attempts.last().expect("an attempt");
+    assert_eq!(last["node"], b_node.as_str(), "{run}");
+    assert!(last["error"].is_null(), "{run}");
+    let sent = sink.requests();
+    assert_eq!(sent.len(), 1, "only the successful attempt sent");
+    assert_eq!(sent[0].header("x-key"), Some("shared-value-42"));
+    assert!(
+        took < Duration::from_secs(5),
+        "node B took {took:?} to use a secret set on node A (goal: about a second)"
+    );
+    // SAFETY: as above; A is let go so that dropping it can stop it.
+    unsafe { libc::kill(a.pid() as libc::pid_t, libc::SIGCONT) };
+    drop((a, b));
+    db.cleanup().await;
+}
