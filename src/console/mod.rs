@@ -61,6 +61,8 @@ pub fn router(engine: Engine) -> Router {
         .route("/inbox", get(inbox::page))
         .route("/inbox/{id}/read", post(inbox::mark_read))
         .route("/nodes", get(nodes::page))
+        .route("/secrets", get(secrets::page).post(secrets::set))
+        .route("/secrets/{name}/delete", post(secrets::delete))
         .route("/logout", post(session::logout))
         .route_layer(axum::middleware::from_fn_with_state(
             console.clone(),

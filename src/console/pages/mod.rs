@@ -7,4 +7,5 @@ pub mod inbox;
 pub mod nodes;
 pub mod run;
 pub mod runs;
+pub mod secrets;
 pub mod usage;

@@ -51,6 +51,8 @@ pub struct EngineSetup {
     pub max_body: usize,
     /// This node's name in the registry and on attempts.
     pub node_id: String,
+    /// The key of the secret store (`FLOWD_MASTER_KEY`); without one, secrets cannot be set.
+    pub master_key: Option<flowd::secrets::cipher::MasterKey>,
 }
 
 impl EngineSetup {
@@ -62,6 +64,7 @@ impl EngineSetup {
             lease: Duration::from_secs(3),
             max_body: api::DEFAULT_MAX_BODY,
             node_id: format!("test-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]),
+            master_key: None,
         }
     }
 }
@@ -84,12 +87,13 @@ impl TestEngine {
     pub async fn start(setup: &EngineSetup) -> TestEngine {
         refuse_engine_variables();
         init_logging();
-        let engine = Engine::open(EngineConfig::new(
-            setup.database_url.clone(),
-            setup.node_id.clone(),
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("open the engine on {}: {e}", setup.database_url));
+        let mut config = EngineConfig::new(setup.database_url.clone(), setup.node_id.clone());
+        if let Some(key) = &setup.master_key {
+            config.master_key = flowd::engine::secrets::MasterKeySource::Given(key.clone());
+        }
+        let engine = Engine::open(config)
+            .await
+            .unwrap_or_else(|e| panic!("open the engine on {}: {e}", setup.database_url));
         let flows_dir = setup.flows_dir.clone().filter(|dir| dir.is_dir());
         if let Some(dir) = &flows_dir {
             engine
