@@ -219,13 +219,12 @@ fn find_tls_error<'a>(err: &'a (dyn std::error::Error + 'static)) -> Option<&'a 
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
             return Some(tls);
         }
-        if let Some(inner) = e
+        // io::Error hides its inner error from `source()`: look inside it explicitly.
+        let inner = e
             .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            if let Some(found) = find_tls_error(inner) {
-                return Some(found);
-            }
+            .and_then(|io| io.get_ref());
+        if let Some(found) = inner.and_then(|inner| find_tls_error(inner)) {
+            return Some(found);
         }
         current = e.source();
     }

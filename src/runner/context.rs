@@ -95,6 +95,13 @@ impl RunContext {
         }
     }
 
+    /// Replaces `secrets`: a change made while the run executes applies to its next attempt.
+    pub fn set_secrets(&mut self, secrets: &Secrets) {
+        if let Some(root) = self.value.as_object_mut() {
+            root.insert("secrets".into(), secrets.to_context());
+        }
+    }
+
     pub fn set_now(&mut self, now: DateTime<Utc>) {
         if let Some(root) = self.value.as_object_mut() {
             root.insert("now".into(), Value::String(rfc3339(now)));

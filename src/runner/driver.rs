@@ -16,6 +16,7 @@ use crate::runner::transition::{
 };
 use crate::runner::view::{Node, RunView, new_context};
 use crate::runner::{Runner, breaker, revision};
+use crate::secrets::Secrets;
 use crate::step::{Attempt, MISSING_SECRET, StepCall, StepOutcome};
 use crate::store::StoreError;
 use crate::store::runs::{ClaimedRun, RunWrite, StepRow};
@@ -53,7 +54,9 @@ pub async fn execute(
         .map_err(|e| ExecError::Flow(e.to_string()))?;
     let trigger: TriggerData = serde_json::from_str(&run.trigger)
         .map_err(|e| ExecError::Flow(format!("stored trigger: {e}")))?;
-    let secrets = runner.secrets.current();
+    // The generation first: a change between the two reads is seen again at the next look.
+    let mut generation = runner.secrets.generation();
+    let mut secrets = runner.secrets.current();
     let context = new_context(&run, &flow, &trigger, &secrets, runner.clock.now());
     let redactor = runner.step_env.redactor.current();
     let node = Node {
@@ -73,7 +76,14 @@ pub async fn execute(
         // Effects follow a commit; a write refused for a lost lease takes them with it.
         if !matches!(committed, Some((_, Answer::LeaseLost))) {
             for effect in effects {
-                if let Some(event) = run_effect(runner, &view, effect).await? {
+                // A secret set or changed meanwhile (on any node) applies to this attempt; the
+                // check for missing ones reads the very values the templates render.
+                if runner.secrets.generation() != generation {
+                    generation = runner.secrets.generation();
+                    secrets = runner.secrets.current();
+                    view.context.set_secrets(&secrets);
+                }
+                if let Some(event) = run_effect(runner, &view, &secrets, effect).await? {
                     next = Some(event);
                 }
             }
@@ -112,6 +122,7 @@ async fn commit(
 async fn run_effect(
     runner: &Runner,
     view: &RunView<'_>,
+    secrets: &Secrets,
     effect: Effect,
 ) -> Result<Option<Event>, ExecError> {
     match effect {
@@ -125,7 +136,7 @@ async fn run_effect(
                 .step_executed(&view.flow.id, "map", started);
             Ok(Some(Event::Mapped(output)))
         }
-        Effect::Attempt(in_flight) => attempt(runner, view, in_flight).await.map(Some),
+        Effect::Attempt(in_flight) => attempt(runner, view, secrets, in_flight).await.map(Some),
         Effect::WakeAt(due_at) => {
             runner.schedule_wake(due_at);
             Ok(None)
@@ -149,6 +160,7 @@ async fn run_effect(
 async fn attempt(
     runner: &Runner,
     view: &RunView<'_>,
+    secrets: &Secrets,
     in_flight: InFlight,
 ) -> Result<Event, ExecError> {
     let step = view
@@ -161,7 +173,7 @@ async fn attempt(
         context: view.context.value(),
     };
     let started = Instant::now();
-    let attempt = match missing_secret(runner, &step.secret_names) {
+    let attempt = match missing_secret(secrets, &step.secret_names) {
         Some(refused) => refused,
         None => match step.action.perform(&runner.step_env, &call).await {
             Some(attempt) => attempt,
@@ -184,13 +196,13 @@ async fn attempt(
 }
 
 /// A failed attempt when a secret the step reads is not set (or cannot be decrypted): nothing
-/// is sent, because an empty value would go out as if it were right. The secrets are checked as
-/// they are now, so once set, retrying the run succeeds without a restart.
-fn missing_secret(runner: &Runner, names: &[String]) -> Option<Attempt> {
+/// is sent, because an empty value would go out as if it were right. `secrets` are the values
+/// the run's context holds (refreshed before each attempt), so once a secret is set, the next
+/// attempt uses it without a restart, and the check never passes on values the templates lack.
+fn missing_secret(secrets: &Secrets, names: &[String]) -> Option<Attempt> {
     if names.is_empty() {
         return None;
     }
-    let secrets = runner.secrets.current();
     let name = names.iter().find(|name| !secrets.is_set(name))?;
     let problem = if secrets.unreadable().contains(name) {
         "cannot be decrypted with this node's master key; set it again"

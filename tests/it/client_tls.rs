@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use flowd::secrets::cipher::MasterKey;
 use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair};
 use reqwest::StatusCode;
 use rustls::pki_types::pem::PemObject;
@@ -20,7 +19,7 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::TcpListener;
 
 use crate::support::api::Api;
-use crate::support::flowd::{FlowdEnv, FlowdProcess};
+use crate::support::flowd::FlowdProcess;
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -169,19 +168,6 @@ fn flow(id: &str, url: &str, tls: &str) -> String {
 
 const RIGHT_TLS: &str = "      tls:\n        client_cert: \"{{secrets.X_CERT}}\"\n        client_key: \"{{secrets.X_KEY}}\"\n        ca: \"{{secrets.X_CA}}\"\n";
 
-async fn put_secret(api: &Api, name: &str, value: &str) {
-    let body = json!({ "value": value }).to_string();
-    let (status, answer) = api
-        .request(
-            "PUT",
-            &format!("/api/v1/secrets/{name}"),
-            Some(("application/json", &body)),
-        )
-        .await
-        .expect("put secret");
-    assert_eq!(status, StatusCode::OK, "{answer}");
-}
-
 async fn create_flow(api: &Api, source: &str) -> Value {
     let (status, created) = api
         .request("POST", "/api/v1/flows", Some(("application/yaml", source)))
@@ -193,16 +179,7 @@ async fn create_flow(api: &Api, source: &str) -> Value {
 
 /// Triggers `flow` and waits until its run ends; answers the run.
 async fn run_once(api: &Api, flow: &str, flowd: &FlowdProcess) -> Value {
-    let (status, started) = api
-        .request(
-            "POST",
-            &format!("/api/v1/flows/{flow}/trigger"),
-            Some(("application/json", "{}")),
-        )
-        .await
-        .expect("trigger");
-    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
-    let run_id = started["run_id"].as_str().expect("run id").to_owned();
+    let run_id = api.trigger(flow).await.expect("trigger");
     api.wait_for_run(
         &run_id,
         |r| r["status"] == "succeeded" || r["status"] == "failed",
@@ -224,15 +201,8 @@ async fn a_client_certificate_opens_a_server_that_requires_one() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let flows = dir.path().join("flows");
     std::fs::create_dir_all(&flows).expect("flows folder");
-    let mut env = FlowdEnv::new(
-        format!("sqlite://{}", dir.path().join("flowd.db").display()),
-        flows,
-    );
-    env.kept_lines = 1_000_000;
-    env.extra = vec![(
-        "FLOWD_MASTER_KEY".to_owned(),
-        MasterKey::generate().encode(),
-    )];
+    let database = format!("sqlite://{}", dir.path().join("flowd.db").display());
+    let env = crate::secrets::env_with_key(database, flows);
     let flowd = FlowdProcess::start(&env).await;
     let api = flowd.api();
     for (name, value) in [
@@ -242,7 +212,7 @@ async fn a_client_certificate_opens_a_server_that_requires_one() {
         ("STRANGER_CERT", &stranger.cert),
         ("STRANGER_KEY", &stranger.key),
     ] {
-        put_secret(&api, name, value).await;
+        api.put_secret(name, value).await.expect("put a secret");
     }
 
     // Saved with a certificate and a key that do not belong together: a warning at the key.

@@ -46,6 +46,7 @@ steps:
         e: "{{{{url_encode secrets.API_KEY}}}}"
       auth: {{basic: {{username: u, password: "{{{{secrets.API_KEY}}}}"}}}}
       body:
+        raw: "{{{{secrets.API_KEY}}}}"
         b64: "{{{{base64 secrets.API_KEY}}}}"
         parts: "{{{{split secrets.API_KEY '/'}}}}"
         all: "{{{{json secrets}}}}"
@@ -79,6 +80,27 @@ fn forms(value: &str) -> Vec<String> {
     forms
 }
 
+/// `flowd serve` on `database_url` with a fresh master key, keeping every line of output.
+pub fn env_with_key(database_url: String, flows: std::path::PathBuf) -> FlowdEnv {
+    let mut env = FlowdEnv::new(database_url, flows);
+    env.kept_lines = 1_000_000;
+    env.extra = vec![(
+        "FLOWD_MASTER_KEY".to_owned(),
+        MasterKey::generate().encode(),
+    )];
+    env
+}
+
+/// Some line of `flowd`'s output so far holds both texts.
+fn assert_logged(flowd: &FlowdProcess, one: &str, other: &str) {
+    let (lines, _) = flowd.output_lines();
+    assert!(
+        lines.iter().any(|l| l.contains(one) && l.contains(other)),
+        "no line with {one:?} and {other:?}:\n{}",
+        flowd.stderr_tail()
+    );
+}
+
 fn assert_no_form(haystack: &[u8], what: &str) {
     for form in forms(VALUE) {
         let found = haystack.windows(form.len()).any(|w| w == form.as_bytes());
@@ -94,22 +116,11 @@ async fn a_missing_secret_fails_before_sending_and_a_set_one_works_without_resta
     std::fs::create_dir_all(&flows).expect("flows folder");
     std::fs::write(flows.join("secret-flow.yaml"), flow(&sink.url("/push"))).expect("flow");
     let db = dir.path().join("flowd.db");
-    let mut env = FlowdEnv::new(format!("sqlite://{}", db.display()), flows);
-    env.kept_lines = 1_000_000;
-    env.extra = vec![(
-        "FLOWD_MASTER_KEY".to_owned(),
-        MasterKey::generate().encode(),
-    )];
+    let env = env_with_key(format!("sqlite://{}", db.display()), flows);
     let flowd = FlowdProcess::start(&env).await;
     let api = flowd.api();
-    let (lines, _) = flowd.output_lines();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("API_KEY") && l.contains("not set")),
-        "serve warns about the missing secret at start:\n{}",
-        flowd.stderr_tail()
-    );
+    // serve warns about the missing secret at start.
+    assert_logged(&flowd, "API_KEY", "not set");
 
     let (status, started) = api
         .request(
@@ -153,16 +164,7 @@ async fn a_missing_secret_fails_before_sending_and_a_set_one_works_without_resta
     assert_eq!(bad.0, StatusCode::UNPROCESSABLE_ENTITY, "{}", bad.1);
     assert!(bad.1.to_string().contains("64 KiB"), "{}", bad.1);
 
-    let body = json!({ "value": VALUE }).to_string();
-    let (status, set) = api
-        .request(
-            "PUT",
-            "/api/v1/secrets/API_KEY",
-            Some(("application/json", &body)),
-        )
-        .await
-        .expect("put");
-    assert_eq!(status, StatusCode::OK, "{set}");
+    let set = api.put_secret("API_KEY", VALUE).await.expect("put");
     assert_eq!(set["source"], "store");
     assert_eq!(set["used_by"], json!(["secret-flow"]));
 
@@ -344,32 +346,12 @@ async fn start_echo() -> (String, Echoed) {
     (base, echoed)
 }
 
+/// The flow of the first test, renamed, then a notification, a delay (where the process is
+/// killed) and one more request.
 fn hygiene_flow(base: &str) -> String {
+    let start = flow(&format!("{base}/push")).replace("id: secret-flow", "id: hygiene");
     format!(
-        r#"
-id: hygiene
-triggers: [{{manual: {{label: Go}}}}]
-steps:
-  - id: prepared
-    map:
-      lower: "x-{{{{lowercase secrets.API_KEY}}}}"
-  - id: push
-    http:
-      url: "{base}/push"
-      headers:
-        X-Key: "{{{{secrets.API_KEY}}}}"
-        X-Upper: "{{{{uppercase secrets.API_KEY}}}}"
-        X-Prepared: "{{{{steps.prepared.lower}}}}"
-      query:
-        k: "{{{{secrets.API_KEY}}}}"
-        e: "{{{{url_encode secrets.API_KEY}}}}"
-      auth: {{basic: {{username: u, password: "{{{{secrets.API_KEY}}}}"}}}}
-      body:
-        raw: "{{{{secrets.API_KEY}}}}"
-        b64: "{{{{base64 secrets.API_KEY}}}}"
-        parts: "{{{{split secrets.API_KEY '/'}}}}"
-        all: "{{{{json secrets}}}}"
-  - id: tell
+        r#"{start}  - id: tell
     notify:
       channel: inbox
       subject: "Key {{{{uppercase secrets.API_KEY}}}} for run {{{{run.id}}}}"
@@ -400,40 +382,17 @@ async fn no_form_of_a_secret_is_kept_or_shown_even_across_kill_9() {
     std::fs::create_dir_all(&flows).expect("flows folder");
     std::fs::write(flows.join("hygiene.yaml"), hygiene_flow(&base)).expect("flow");
     let db = dir.path().join("flowd.db");
-    let mut env = FlowdEnv::new(format!("sqlite://{}", db.display()), flows);
-    env.kept_lines = 1_000_000;
-    let key = (
-        "FLOWD_MASTER_KEY".to_owned(),
-        MasterKey::generate().encode(),
-    );
-    let debug = ("RUST_LOG".to_owned(), "flowd=debug,info".to_owned());
-    env.extra = vec![
-        key.clone(),
-        debug.clone(),
-        ("FLOWD_LOG_FORMAT".to_owned(), "json".to_owned()),
-    ];
+    let mut env = env_with_key(format!("sqlite://{}", db.display()), flows);
+    // Debug lines too (each attempt's URL); the first process logs JSON, the second plain text.
+    env.extra
+        .push(("RUST_LOG".to_owned(), "flowd=debug,info".to_owned()));
+    let plain = env.extra.clone();
+    env.extra
+        .push(("FLOWD_LOG_FORMAT".to_owned(), "json".to_owned()));
     let mut first = FlowdProcess::start(&env).await;
     let api = first.api();
-    let body = json!({ "value": VALUE }).to_string();
-    let (status, set) = api
-        .request(
-            "PUT",
-            "/api/v1/secrets/API_KEY",
-            Some(("application/json", &body)),
-        )
-        .await
-        .expect("put");
-    assert_eq!(status, StatusCode::OK, "{set}");
-    let (status, started) = api
-        .request(
-            "POST",
-            "/api/v1/flows/hygiene/trigger",
-            Some(("application/json", "{}")),
-        )
-        .await
-        .expect("trigger");
-    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
-    let run_id = started["run_id"].as_str().expect("run id").to_owned();
+    api.put_secret("API_KEY", VALUE).await.expect("put");
+    let run_id = api.trigger("hygiene").await.expect("trigger");
     let in_delay = |r: &Value| {
         r["steps"]
             .as_array()
@@ -448,7 +407,7 @@ async fn no_form_of_a_secret_is_kept_or_shown_even_across_kill_9() {
         "killed before the last step"
     );
 
-    env.extra = vec![key, debug];
+    env.extra = plain;
     let second = FlowdProcess::start(&env).await;
     let api = second.api();
     let done = api
@@ -583,17 +542,8 @@ async fn a_wrong_key_stops_serve_and_a_corrupted_secret_is_reported_alone() {
     )];
     let mut flowd = FlowdProcess::start(&env).await;
     for name in ["GOOD", "BROKEN"] {
-        let body = json!({ "value": format!("{name}-value-1234") }).to_string();
-        let (status, answer) = flowd
-            .api()
-            .request(
-                "PUT",
-                &format!("/api/v1/secrets/{name}"),
-                Some(("application/json", &body)),
-            )
-            .await
-            .expect("put");
-        assert_eq!(status, StatusCode::OK, "{answer}");
+        let value = format!("{name}-value-1234");
+        flowd.api().put_secret(name, &value).await.expect("put");
     }
     flowd
         .terminate(DEADLINE)
@@ -650,14 +600,7 @@ async fn a_wrong_key_stops_serve_and_a_corrupted_secret_is_reported_alone() {
     // The right key: BROKEN is unreadable, GOOD works.
     let flowd = FlowdProcess::start(&env).await;
     let api = flowd.api();
-    let (lines, _) = flowd.output_lines();
-    assert!(
-        lines
-            .iter()
-            .any(|l| l.contains("BROKEN") && l.contains("cannot be decrypted")),
-        "{}",
-        flowd.stderr_tail()
-    );
+    assert_logged(&flowd, "BROKEN", "cannot be decrypted");
     let listed = api.get_json("/api/v1/secrets").await.expect("list");
     let readable = |name: &str| {
         listed["items"]
@@ -670,16 +613,7 @@ async fn a_wrong_key_stops_serve_and_a_corrupted_secret_is_reported_alone() {
     assert_eq!(readable("GOOD"), Some(json!(true)), "{listed}");
     let mut outcomes = Vec::new();
     for flow in ["uses-good", "uses-broken"] {
-        let (status, started) = api
-            .request(
-                "POST",
-                &format!("/api/v1/flows/{flow}/trigger"),
-                Some(("application/json", "{}")),
-            )
-            .await
-            .expect("trigger");
-        assert_eq!(status, StatusCode::ACCEPTED, "{started}");
-        let run_id = started["run_id"].as_str().expect("run id").to_owned();
+        let run_id = api.trigger(flow).await.expect("trigger");
         let run = api
             .wait_for_run(&run_id, crate::support::api::is_terminal, DEADLINE)
             .await
@@ -722,11 +656,7 @@ async fn a_secret_set_on_one_node_is_used_by_another_on_postgres() {
         flow_reading("shared", "SHARED_TOKEN", &sink.url("/shared")),
     )
     .expect("flow");
-    let mut env = FlowdEnv::new(db.url.clone(), flows);
-    env.extra = vec![(
-        "FLOWD_MASTER_KEY".to_owned(),
-        MasterKey::generate().encode(),
-    )];
+    let env = env_with_key(db.url.clone(), flows);
     let a = FlowdProcess::start(&env).await;
     let b = FlowdProcess::start(&env).await;
     let b_node = b.api().get_json("/readyz").await.expect("readyz")["node"]
@@ -734,33 +664,17 @@ async fn a_secret_set_on_one_node_is_used_by_another_on_postgres() {
         .expect("node id")
         .to_owned();
 
-    let body = json!({ "value": "shared-value-42" }).to_string();
-    let (status, set) = a
-        .api()
-        .request(
-            "PUT",
-            "/api/v1/secrets/SHARED_TOKEN",
-            Some(("application/json", &body)),
-        )
+    a.api()
+        .put_secret("SHARED_TOKEN", "shared-value-42")
         .await
         .expect("put on A");
-    assert_eq!(status, StatusCode::OK, "{set}");
     let set_at = std::time::Instant::now();
     // SAFETY: plain kill(2) on the child this test started and still owns.
     let stopped = unsafe { libc::kill(a.pid() as libc::pid_t, libc::SIGSTOP) };
     assert_eq!(stopped, 0, "SIGSTOP node A");
 
     let api = b.api();
-    let (status, started) = api
-        .request(
-            "POST",
-            "/api/v1/flows/shared/trigger",
-            Some(("application/json", "{}")),
-        )
-        .await
-        .expect("trigger on B");
-    assert_eq!(status, StatusCode::ACCEPTED, "{started}");
-    let run_id = started["run_id"].as_str().expect("run id").to_owned();
+    let run_id = api.trigger("shared").await.expect("trigger on B");
     let deadline = std::time::Instant::now() + DEADLINE;
     let run = loop {
         let run = api

@@ -269,6 +269,34 @@ impl Api {
         }
     }
 
+    /// `PUT /api/v1/secrets/{name}` with `value`; the secret as listed, when the answer is 200.
+    pub async fn put_secret(&self, name: &str, value: &str) -> Result<Value, String> {
+        let path = format!("/api/v1/secrets/{name}");
+        let body = serde_json::json!({ "value": value }).to_string();
+        match self
+            .request("PUT", &path, Some(("application/json", &body)))
+            .await?
+        {
+            (StatusCode::OK, answer) => Ok(answer),
+            (status, answer) => Err(format!("PUT {path} answered {status}: {answer}")),
+        }
+    }
+
+    /// Starts a run of `flow` with `POST /api/v1/flows/{flow}/trigger` and no input; its id.
+    pub async fn trigger(&self, flow: &str) -> Result<String, String> {
+        let path = format!("/api/v1/flows/{flow}/trigger");
+        match self
+            .request("POST", &path, Some(("application/json", "{}")))
+            .await?
+        {
+            (StatusCode::ACCEPTED, answer) => answer["run_id"]
+                .as_str()
+                .map(str::to_owned)
+                .ok_or_else(|| format!("POST {path} answered no run id: {answer}")),
+            (status, answer) => Err(format!("POST {path} answered {status}: {answer}")),
+        }
+    }
+
     /// Every run (all pages of `GET /api/v1/runs`), optionally with a `status` filter.
     pub async fn list_runs(&self, status: Option<&str>) -> Result<Vec<Value>, String> {
         let mut runs = Vec::new();
