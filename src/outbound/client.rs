@@ -118,16 +118,24 @@ impl HttpClient {
         })
     }
 
-    /// The client that sends `req`: the shared one, or the one of its client certificate.
-    fn client_for(&self, req: &OutboundRequest) -> Result<reqwest::Client, String> {
+    /// The client that sends `req`: the shared one, or the one of its client certificate, built
+    /// on first use off the async threads (it reads the system's roots and the key).
+    async fn client_for(&self, req: &OutboundRequest) -> Result<reqwest::Client, String> {
         let Some(tls) = &req.tls else {
             return Ok(self.inner.clone());
         };
-        self.identities.get_or_build(tls, |tls| {
-            tls::configure(builder(&self.policy, &self.hosts), tls)?
+        if let Some(client) = self.identities.get(tls) {
+            return Ok(client);
+        }
+        let (policy, hosts, identity) = (self.policy.clone(), self.hosts.clone(), tls.clone());
+        let built = tokio::task::spawn_blocking(move || {
+            tls::configure(builder(&policy, &hosts), &identity)?
                 .build()
                 .map_err(|e| format!("the client certificate cannot be used: {}", error_chain(&e)))
         })
+        .await
+        .map_err(|e| format!("the client certificate could not be loaded: {e}"))??;
+        Ok(self.identities.keep(tls, built))
     }
 
     pub fn policy(&self) -> &NetPolicy {
@@ -150,8 +158,11 @@ impl HttpClient {
     ) -> Attempt {
         let started_at = Utc::now();
         let clock = Instant::now();
-        let (outcome, request, response, reached) = match self.prepare(req, started_at.timestamp())
-        {
+        let prepared = match self.client_for(req).await {
+            Ok(client) => self.prepare(client, req, started_at.timestamp()),
+            Err(error) => Err(error),
+        };
+        let (outcome, request, response, reached) = match prepared {
             Err(error) => (
                 fail(error),
                 unsent_record(req, redactor),
@@ -197,7 +208,12 @@ impl HttpClient {
         }
     }
 
-    fn prepare(&self, req: &OutboundRequest, timestamp: i64) -> Result<Prepared, String> {
+    fn prepare(
+        &self,
+        client: reqwest::Client,
+        req: &OutboundRequest,
+        timestamp: i64,
+    ) -> Result<Prepared, String> {
         let url = self.target_url(req)?;
         let body = match &req.body {
             Some(value) => body::encode(req.format, value).map_err(|e| e.to_string())?,
@@ -205,7 +221,7 @@ impl HttpClient {
         };
         let headers = build_headers(req, body.as_ref(), timestamp)?;
         Ok(Prepared {
-            client: self.client_for(req)?,
+            client,
             method: reqwest_method(req.method),
             url,
             headers,

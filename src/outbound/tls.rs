@@ -141,23 +141,18 @@ pub(crate) struct IdentityClients {
 }
 
 impl IdentityClients {
-    /// The client of `tls`, built with `build` on first use.
-    pub fn get_or_build(
-        &self,
-        tls: &ClientTls,
-        build: impl FnOnce(&ClientTls) -> Result<reqwest::Client, String>,
-    ) -> Result<reqwest::Client, String> {
-        let key = identity_key(tls);
-        if let Some(client) = self.lock().get(&key) {
-            return Ok(client.clone());
-        }
-        // Built outside the lock: reading the roots and the key takes a moment.
-        let client = build(tls)?;
+    /// The client kept for `tls`, if one was built.
+    pub fn get(&self, tls: &ClientTls) -> Option<reqwest::Client> {
+        self.lock().get(&identity_key(tls)).cloned()
+    }
+
+    /// Keeps `client` for `tls`; answers the one kept (an earlier one wins a race).
+    pub fn keep(&self, tls: &ClientTls, client: reqwest::Client) -> reqwest::Client {
         let mut clients = self.lock();
         if clients.len() >= MAX_IDENTITIES {
             clients.clear();
         }
-        Ok(clients.entry(key).or_insert(client).clone())
+        clients.entry(identity_key(tls)).or_insert(client).clone()
     }
 
     pub fn len(&self) -> usize {
