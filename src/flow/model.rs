@@ -315,6 +315,10 @@ pub struct Settings {
     /// `{after_failed_runs: 50, or_failing_for: 24h}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_pause: Option<AutoPause>,
+    /// Runs with the same key (this template rendered with the trigger's data, e.g.
+    /// `{{entity.id}}`) execute one at a time, in creation order; different keys in parallel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_key: Option<TemplateStr>,
 }
 
 /// `settings.auto_pause`: limits, or `off`.

@@ -421,6 +421,9 @@ impl Cx<'_> {
         if settings.timeout.is_some_and(|t| t.as_millis() == 0) {
             self.error(path.key("timeout"), "the run timeout must be longer than 0");
         }
+        if let Some(order_key) = &settings.order_key {
+            self.check_template(order_key, path.key("order_key"), Secret::No);
+        }
         if let Some(retry) = &settings.retry {
             let path = path.key("retry");
             self.step_check(Scope::BeforeSteps, |cx| retry.validate(&path, cx));

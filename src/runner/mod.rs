@@ -13,6 +13,7 @@ pub mod claim;
 pub mod context;
 pub mod control;
 pub mod driver;
+pub mod operations;
 pub mod revision;
 pub mod transition;
 pub mod view;

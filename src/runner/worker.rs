@@ -46,6 +46,12 @@ pub async fn run(runner: Runner, config: RunnerConfig, mut shutdown: watch::Rece
     let backlog = Arc::new(AtomicBool::new(false));
     let mut tasks = JoinSet::new();
     let heartbeat = tokio::spawn(renew_leases(runner.clone(), config, shutdown.clone()));
+    let bulk = tokio::spawn(crate::runner::operations::run(
+        runner.clone(),
+        config.lease,
+        config.poll,
+        shutdown.clone(),
+    ));
     info!(
         workers = config.workers,
         lease_ms = config.lease.as_millis() as u64,
@@ -68,6 +74,7 @@ pub async fn run(runner: Runner, config: RunnerConfig, mut shutdown: watch::Rece
     }
     drain(&runner, config, tasks).await;
     heartbeat.abort();
+    bulk.abort();
 }
 
 /// Claims as many due runs as there are free workers and starts them.

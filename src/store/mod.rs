@@ -17,6 +17,7 @@ pub mod group_commit;
 pub mod limits;
 pub mod nodes;
 pub mod notifications;
+pub mod operations;
 mod options;
 pub mod run_log;
 pub mod runs;
@@ -179,7 +180,7 @@ mod tests {
     use crate::store::entity::nodes;
     use crate::store::testing::TestDb;
 
-    const TABLES: [&str; 12] = [
+    const TABLES: [&str; 13] = [
         "flows",
         "flow_revisions",
         "events",
@@ -192,6 +193,7 @@ mod tests {
         "webhook_requests",
         "nodes",
         "secrets",
+        "operations",
     ];
 
     async fn assert_migrated(store: &Store) {

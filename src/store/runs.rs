@@ -26,13 +26,13 @@ pub async fn insert_runs(
     backend: Backend,
     runs: &[NewRun],
 ) -> Result<(), StoreError> {
-    let row = format!("(?, ?, ?, ?, ?, ?, ?, ?, {NEW_RUN_STATE})");
+    let row = format!("(?, ?, ?, ?, ?, ?, ?, ?, ?, {NEW_RUN_STATE})");
     for chunk in runs.chunks(ROWS_PER_INSERT) {
         let rows = vec![row.as_str(); chunk.len()].join(", ");
         let sql = format!(
-            "INSERT INTO runs (id, flow_id, revision, trigger, entity, entity_id, created_at, deadline_at, status, due_at) VALUES {rows}"
+            "INSERT INTO runs (id, flow_id, revision, trigger, entity, entity_id, created_at, deadline_at, order_key, status, due_at) VALUES {rows}"
         );
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 11);
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 12);
         for run in chunk {
             values.extend([
                 run.id.clone().into(),
@@ -43,6 +43,7 @@ pub async fn insert_runs(
                 run.entity_id.clone().into(),
                 run.created_at.into(),
                 run.deadline_at.into(),
+                run.order_key.clone().into(),
                 run.flow_id.clone().into(),
                 run.flow_id.clone().into(),
                 run.created_at.into(),
@@ -85,7 +86,17 @@ pub struct Claim<'a> {
     /// Only runs that started before (`Some(true)`) or never started (`Some(false)`): a rate
     /// limit counts starts, so resumed runs pass it and new ones may not.
     pub started: Option<bool>,
+    /// Only runs with no earlier unfinished run of the same order key (a flow with
+    /// `settings.order_key`).
+    pub ordered: bool,
 }
+
+/// A run of a flow with an order key waits while an earlier run (lower id: UUIDv7 ids sort by
+/// creation) with the same key is not finished. Read with the partial index on `(flow_id,
+/// order_key, id)`; `runs` is the run being considered.
+pub const ORDER_BLOCKED: &str = "runs.order_key IS NOT NULL AND EXISTS (SELECT 1 FROM runs e \
+     WHERE e.flow_id = runs.flow_id AND e.order_key = runs.order_key AND e.id < runs.id \
+     AND e.status IN ('pending', 'running', 'waiting', 'held'))";
 
 /// Claims due runs: pending ones, waiting ones whose wake-up time has come, and running ones
 /// whose lease expired (their node died). Each claim bumps the lease epoch.
@@ -115,6 +126,9 @@ pub async fn claim(
         Some(true) => filter.push_str(" AND started_at IS NOT NULL"),
         Some(false) => filter.push_str(" AND started_at IS NULL"),
         None => {}
+    }
+    if claim.ordered {
+        filter.push_str(&format!(" AND NOT ({ORDER_BLOCKED})"));
     }
     let lock = match backend {
         Backend::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -530,6 +544,7 @@ mod tests {
             skip_flows: &[],
             only_flow: None,
             started: None,
+            ordered: false,
         }
     }
 

@@ -12,6 +12,7 @@ pub mod flow_revisions;
 pub mod flows;
 pub mod nodes;
 pub mod notifications;
+pub mod operations;
 pub mod runs;
 pub mod schedule_fires;
 pub mod secrets;
