@@ -114,6 +114,43 @@ async fn auto_pause(database_url: &str) {
     engine.stop().await;
 }
 
+/// `auto_pause.notify` also tells a Slack-style channel (a real local HTTP receiver) when the
+/// breaker trips, once, with the numbers that tripped it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_that_pauses_itself_tells_the_channel_it_names() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (sink, engine) = start(&sqlite_url(dir.path()), 1_000).await;
+    let slack = Sink::start().await;
+    let api = engine.api();
+    let hook_path = "/services/T0/B0/hook";
+    let settings = format!(
+        "auto_pause:\n    after_failed_runs: 2\n    notify: {{channel: slack, url: \"{}\"}}\n  retry: {{attempts: 1}}",
+        slack.url(hook_path)
+    );
+    create_flow(&api, &flow_yaml("loud", &sink, &settings)).await;
+    for id in ["1", "2"] {
+        let run = one_event(&api, id).await;
+        api.wait_for_run(&run, |r| r["status"] == "failed", PATIENCE)
+            .await
+            .expect("the run fails");
+    }
+    wait_for_flow(&api, "loud", |f| f["paused"] == true).await;
+    assert!(
+        slack.wait_for(|all| !all.is_empty(), PATIENCE).await,
+        "the channel is told"
+    );
+    let told = slack.requests();
+    assert_eq!(told.len(), 1, "one message for one trip");
+    assert_eq!(told[0].path, hook_path);
+    let text = told[0].json().expect("a JSON payload")["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(text.contains("Flow loud paused itself"), "{text}");
+    assert!(text.contains("2 runs failed in a row"), "{text}");
+    engine.stop().await;
+}
+
 /// `match:` filters events by field values (a list means any of, dotted keys read nested
 /// fields), and the trigger summary lists it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
