@@ -247,6 +247,45 @@ async fn a_manual_action_applies_only_where_its_if_holds() {
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    // Asked for one entity, the list offers the action only where its `if` holds, judged on
+    // the entity's last state flowd received; for the type as a whole it is always offered.
+    let events = [
+        ("1", "confirmed"),
+        ("2", "new"),
+        ("2", "vip"),
+        ("3", "vip"),
+        ("3", "cancelled"),
+    ];
+    for (id, status) in events {
+        api.post_events(&[
+            json!({"entity": "guest", "action": "update", "id": id, "data": {"status": status}}),
+        ])
+        .await
+        .expect("accepted");
+    }
+    let offered = async |query: &str| {
+        let (status, body) = send(&api, "GET", &format!("/api/v1/actions?{query}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["items"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(offered("entity=guest").await, 1);
+    assert_eq!(offered("entity=guest&entity_id=1").await, 1, "confirmed");
+    assert_eq!(
+        offered("entity=guest&entity_id=2").await,
+        1,
+        "vip since its last event"
+    );
+    assert_eq!(
+        offered("entity=guest&entity_id=3").await,
+        0,
+        "cancelled since its last event"
+    );
+    assert_eq!(
+        offered("entity=guest&entity_id=404").await,
+        0,
+        "never seen: no status"
+    );
     engine.stop().await;
 }
 
