@@ -15,6 +15,7 @@ mod m20261205_000001_flow_lifecycle;
 mod m20261205_000002_secrets;
 mod m20261206_100001_order_key;
 mod m20261206_100002_operations;
+mod m20261206_100003_retention;
 
 /// The list of flowd's migrations, oldest first.
 pub struct Migrator;
@@ -30,6 +31,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261205_000002_secrets::Migration),
             Box::new(m20261206_100001_order_key::Migration),
             Box::new(m20261206_100002_operations::Migration),
+            Box::new(m20261206_100003_retention::Migration),
         ]
     }
 }

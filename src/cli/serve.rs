@@ -37,6 +37,10 @@ pub struct Args {
     /// How long a node's claim on a run lasts without renewal (takeover time after a crash).
     #[arg(long, env = "FLOWD_LEASE", default_value = "30s")]
     lease: FlowDuration,
+    /// How long finished runs (with their steps and attempts) and events are kept; a flow's
+    /// `settings.retention` overrides it. Usage survives pruning.
+    #[arg(long, env = "FLOWD_RETENTION", default_value = "30d")]
+    retention: FlowDuration,
     /// Largest accepted request body in bytes.
     #[arg(long, env = "FLOWD_MAX_BODY", default_value_t = api::DEFAULT_MAX_BODY)]
     max_body: usize,
@@ -90,6 +94,7 @@ async fn serve(args: &Args, config: &Config) -> anyhow::Result<()> {
     let runner_config = RunnerConfig {
         workers: args.workers.max(1),
         lease: args.lease.to_std(),
+        retention: Some(args.retention.to_std()),
         ..RunnerConfig::default()
     };
     let runner = tokio::spawn(worker::run(

@@ -320,6 +320,9 @@ pub struct Settings {
     /// `{{entity.id}}`) execute one at a time, in creation order; different keys in parallel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub order_key: Option<TemplateStr>,
+    /// Finished runs of this flow older than this are pruned (default: `FLOWD_RETENTION`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Duration>,
 }
 
 /// `settings.auto_pause`: limits, or `off`.

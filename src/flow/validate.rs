@@ -421,6 +421,9 @@ impl Cx<'_> {
             return;
         };
         let path = FlowPath::root().key("settings");
+        if settings.retention.is_some_and(|t| t.as_millis() == 0) {
+            self.error(path.key("retention"), "the retention must be longer than 0");
+        }
         if settings.timeout.is_some_and(|t| t.as_millis() == 0) {
             self.error(path.key("timeout"), "the run timeout must be longer than 0");
         }

@@ -14,6 +14,7 @@ pub mod context;
 pub mod control;
 pub mod driver;
 pub mod operations;
+pub mod retention;
 pub mod revision;
 pub mod transition;
 pub mod view;

@@ -19,6 +19,7 @@ pub mod nodes;
 pub mod notifications;
 pub mod operations;
 mod options;
+pub mod retention;
 pub mod run_log;
 pub mod runs;
 pub mod schedules;
@@ -180,7 +181,7 @@ mod tests {
     use crate::store::entity::nodes;
     use crate::store::testing::TestDb;
 
-    const TABLES: [&str; 13] = [
+    const TABLES: [&str; 14] = [
         "flows",
         "flow_revisions",
         "events",
@@ -194,6 +195,7 @@ mod tests {
         "nodes",
         "secrets",
         "operations",
+        "usage_daily",
     ];
 
     async fn assert_migrated(store: &Store) {

@@ -18,6 +18,7 @@ mod delivery;
 mod hostile_input;
 mod multi_node;
 mod ordering;
+mod retention;
 mod run_controls;
 mod secrets;
 mod steps_e2e;

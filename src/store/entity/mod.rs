@@ -17,6 +17,7 @@ pub mod runs;
 pub mod schedule_fires;
 pub mod secrets;
 pub mod step_runs;
+pub mod usage_daily;
 mod values;
 pub mod webhook_requests;
 
