@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use chrono::DateTime;
 use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
+use serde_json::Value;
 use utoipa::{IntoParams, ToSchema};
 
 use crate::api::error::{ApiError, ErrorBody};
@@ -118,17 +118,13 @@ async fn start(
 
 const KEYS: [&str; 6] = ["flow", "status", "entity", "entity_id", "since", "until"];
 
-/// Reads the filter, naming the key that is wrong. An empty body is an empty filter.
+/// Reads the filter, naming the key that is wrong. The body must be an object: `{}` asks for
+/// every run on purpose, never a forgotten body.
 fn parse_filter(kind: OperationKind, body: &Value) -> Result<OperationFilter, ApiError> {
-    let empty = Map::new();
-    let object = match body {
-        Value::Null => &empty,
-        Value::Object(object) => object,
-        _ => {
-            return Err(bad(
-                "the body must be a JSON object (the filter), e.g. {\"flow\": \"guest-to-crm\"}",
-            ));
-        }
+    let Value::Object(object) = body else {
+        return Err(bad(
+            "the body must be a JSON object (the filter), e.g. {\"flow\": \"guest-to-crm\", \"status\": \"failed\"}; {} for every run",
+        ));
     };
     if let Some(unknown) = object.keys().find(|k| !KEYS.contains(&k.as_str())) {
         return Err(bad(&format!(

@@ -81,6 +81,19 @@ impl Runner {
     }
 }
 
+/// Waits `pause`, or less if `shutdown` turns true meanwhile; returns whether it did (the
+/// caller's loop then ends). For the runner's background loops.
+pub async fn pause_unless_stopped(
+    pause: Duration,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => {}
+        _ = shutdown.changed() => {}
+    }
+    *shutdown.borrow()
+}
+
 impl Deref for Runner {
     type Target = RunnerParts;
 

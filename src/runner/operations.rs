@@ -13,8 +13,8 @@ use tracing::{error, info};
 
 use crate::core::new_run::{NewRun, TriggerRecord};
 use crate::core::trigger_data::TriggerData;
-use crate::runner::Runner;
 use crate::runner::revision;
+use crate::runner::{Runner, pause_unless_stopped};
 use crate::store::operations::{self, OperationRun, PageOutcome};
 use crate::store::{StoreError, runs};
 
@@ -67,11 +67,7 @@ pub async fn run(
                 poll
             }
         };
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
+        if pause_unless_stopped(pause, &mut shutdown).await {
             return;
         }
     }

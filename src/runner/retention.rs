@@ -11,7 +11,7 @@ use tokio::sync::watch;
 use tracing::{debug, error};
 
 use crate::flow::registry::Registry;
-use crate::runner::Runner;
+use crate::runner::{Runner, pause_unless_stopped};
 use crate::store::StoreError;
 use crate::store::retention::{self, Scope};
 
@@ -40,11 +40,7 @@ pub async fn run(runner: Runner, keep: Duration, mut shutdown: watch::Receiver<b
                 MAX_IDLE
             }
         };
-        tokio::select! {
-            _ = tokio::time::sleep(pause) => {}
-            _ = shutdown.changed() => {}
-        }
-        if *shutdown.borrow() {
+        if pause_unless_stopped(pause, &mut shutdown).await {
             return;
         }
     }

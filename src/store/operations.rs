@@ -7,7 +7,7 @@
 use sea_orm::{ConnectionTrait, QueryResult, Value};
 
 use crate::core::status::RunStatus;
-use crate::store::sql::{get, stmt};
+use crate::store::sql::{get, skip_locked, stmt};
 use crate::store::{Backend, StoreError};
 
 /// The most runs one operation handles.
@@ -176,10 +176,7 @@ pub async fn take(
     now: i64,
     lease_ms: i64,
 ) -> Result<Option<OperationRow>, StoreError> {
-    let lock = match backend {
-        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
-    };
+    let lock = skip_locked(backend);
     let sql = format!(
         "UPDATE operations SET owner = ?, lease_expires_at = ? WHERE id IN \
          (SELECT id FROM operations WHERE state = 'running' \

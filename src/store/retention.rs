@@ -6,7 +6,7 @@
 
 use sea_orm::{ConnectionTrait, Value};
 
-use crate::store::sql::{get, placeholders, stmt};
+use crate::store::sql::{get, placeholders, skip_locked, stmt};
 use crate::store::{Backend, StoreError};
 
 const DAY_MS: i64 = 86_400_000;
@@ -80,10 +80,7 @@ async fn old_runs(
             except.iter().map(|f| Value::from(f.clone())).collect(),
         ),
     };
-    let lock = match backend {
-        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
-    };
+    let lock = skip_locked(backend);
     let sql = format!(
         "SELECT id FROM runs WHERE {flow_filter} AND created_at < ? AND finished_at < ? \
          AND status IN ('succeeded', 'failed', 'cancelled') ORDER BY created_at LIMIT ?{lock}"

@@ -7,7 +7,7 @@ use sea_orm::{ConnectionTrait, Value};
 
 use crate::core::new_run::NewRun;
 use crate::core::status::{RunStatus, StepStatus};
-use crate::store::sql::{get, get_parsed, placeholders, stmt};
+use crate::store::sql::{get, get_parsed, placeholders, skip_locked, stmt};
 use crate::store::{Backend, StoreError};
 
 /// Rows per multi-row INSERT: well under SQLite's limit of bound variables.
@@ -130,10 +130,7 @@ pub async fn claim(
     if claim.ordered {
         filter.push_str(&format!(" AND NOT ({ORDER_BLOCKED})"));
     }
-    let lock = match backend {
-        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
-    };
+    let lock = skip_locked(backend);
     let sql = format!(
         "UPDATE runs SET status = 'running', lease_owner = ?, lease_epoch = lease_epoch + 1, \
          lease_expires_at = ?, due_at = ?, wake_at = NULL, started_at = COALESCE(started_at, ?) \
@@ -183,10 +180,7 @@ pub async fn renew_leases(
     let expires = now + lease_ms;
     // Rows locked by a transition in flight are skipped, not waited for: that transition sets
     // their lease itself, and waiting could deadlock with its multi-row update on PostgreSQL.
-    let lock = match backend {
-        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
-    };
+    let lock = skip_locked(backend);
     let sql = format!(
         "UPDATE runs SET lease_expires_at = ?, due_at = ? WHERE id IN \
          (SELECT id FROM runs WHERE lease_owner = ? AND status = 'running'{lock})"
