@@ -15,7 +15,7 @@ use crate::core::new_run::{NewRun, TriggerRecord};
 use crate::core::trigger_data::TriggerData;
 use crate::runner::revision;
 use crate::runner::{Runner, pause_unless_stopped};
-use crate::store::operations::{self, OperationRun, PageOutcome};
+use crate::store::operations::{self, Held, OperationRun, PageOutcome};
 use crate::store::{StoreError, runs};
 
 /// Runs per page: one short write transaction each.
@@ -100,7 +100,20 @@ async fn work_one_page(runner: &Runner, lease_ms: i64) -> Result<bool, StoreErro
             skipped: page.len() as i64,
         },
     };
-    if operations::record_page(&txn, backend, &op.id, owner, &last, outcome, now, lease_ms).await? {
+    if operations::record_page(
+        &txn,
+        backend,
+        Held {
+            op_id: &op.id,
+            owner,
+        },
+        &last,
+        outcome,
+        now,
+        lease_ms,
+    )
+    .await?
+    {
         txn.commit().await.map_err(StoreError::from)?;
         runner.wake.new_runs();
     } else {

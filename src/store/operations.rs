@@ -240,14 +240,20 @@ pub struct PageOutcome {
     pub skipped: i64,
 }
 
+/// An operation and the node that holds it.
+#[derive(Debug, Clone, Copy)]
+pub struct Held<'a> {
+    pub op_id: &'a str,
+    pub owner: &'a str,
+}
+
 /// Records a page handled up to run `cursor`, in the transaction that handled it, on condition
-/// that `owner` still holds the operation; its lease is extended. Returns whether it did (if
+/// that the owner still holds the operation; its lease is extended. Returns whether it did (if
 /// not, the caller rolls the page back).
 pub async fn record_page(
     conn: &impl ConnectionTrait,
     backend: Backend,
-    op_id: &str,
-    owner: &str,
+    held: Held<'_>,
     cursor: &str,
     outcome: PageOutcome,
     now: i64,
@@ -261,8 +267,8 @@ pub async fn record_page(
         outcome.skipped.into(),
         now.into(),
         (now + lease_ms).into(),
-        op_id.into(),
-        owner.into(),
+        held.op_id.into(),
+        held.owner.into(),
     ];
     Ok(conn
         .execute_raw(stmt(backend, sql, values))
@@ -341,14 +347,36 @@ mod tests {
                 skipped: 0,
             };
             assert!(
-                record_page(conn, backend, "op1", "n1", "r3", outcome, 11, 1_000)
-                    .await
-                    .unwrap()
+                record_page(
+                    conn,
+                    backend,
+                    Held {
+                        op_id: "op1",
+                        owner: "n1"
+                    },
+                    "r3",
+                    outcome,
+                    11,
+                    1_000
+                )
+                .await
+                .unwrap()
             );
             assert!(
-                !record_page(conn, backend, "op1", "n2", "r4", outcome, 11, 1_000)
-                    .await
-                    .unwrap()
+                !record_page(
+                    conn,
+                    backend,
+                    Held {
+                        op_id: "op1",
+                        owner: "n2"
+                    },
+                    "r4",
+                    outcome,
+                    11,
+                    1_000
+                )
+                .await
+                .unwrap()
             );
             // Another node takes it over once the lease has expired, and goes on after r3.
             let again = take(conn, backend, "n2", 5_000, 1_000)

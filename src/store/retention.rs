@@ -74,7 +74,7 @@ async fn old_runs(
 ) -> Result<Vec<String>, StoreError> {
     let (flow_filter, mut values): (String, Vec<Value>) = match scope {
         Scope::Flow(flow) => ("flow_id = ?".into(), vec![flow.to_string().into()]),
-        Scope::AllBut(except) if except.is_empty() => ("1 = 1".into(), Vec::new()),
+        Scope::AllBut([]) => ("1 = 1".into(), Vec::new()),
         Scope::AllBut(except) => (
             format!("flow_id NOT IN ({})", placeholders(except.len())),
             except.iter().map(|f| Value::from(f.clone())).collect(),
