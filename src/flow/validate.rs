@@ -17,7 +17,7 @@ use crate::flow::yaml::{self, Node, NodeValue};
 use crate::step::StepDef;
 use crate::step::check::{Context, Findings, Scope, Secret, StepScope, list_items};
 use crate::step::notify::NotifyConfig;
-use crate::template::TemplateStr;
+use crate::template::{TemplateStr, compile_text};
 
 /// Largest flow source accepted, from a file or the API.
 pub const MAX_FLOW_BYTES: usize = 1 << 20;
@@ -445,6 +445,12 @@ impl Cx<'_> {
         }
         if let Some(order_key) = &settings.order_key {
             self.check_template(order_key, path.key("order_key"), Secret::No);
+            if compile_text(order_key.as_str()).is_ok_and(|t| t.reads_secrets()) {
+                self.error(
+                    path.key("order_key"),
+                    "`order_key` cannot read secrets: the key is stored with each run",
+                );
+            }
         }
         if let Some(retry) = &settings.retry {
             let path = path.key("retry");
