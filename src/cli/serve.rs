@@ -62,6 +62,11 @@ pub fn run(args: &Args, config: &Config) -> ExitCode {
 }
 
 async fn serve(args: &Args, config: &Config) -> anyhow::Result<()> {
+    if args.retention.to_std().is_zero() {
+        anyhow::bail!(
+            "--retention (FLOWD_RETENTION) must be longer than 0: finished runs would be deleted as they end"
+        );
+    }
     if args.lease.as_millis() < 1000 {
         anyhow::bail!("--lease must be at least 1s, got {}", args.lease);
     }

@@ -112,12 +112,10 @@ fn usage_sql(one_flow: bool) -> String {
 
 /// Adds up the parts of one flow and day (live runs and the rollup of pruned ones).
 fn merge_days(parts: Vec<DayUsage>) -> Vec<DayUsage> {
-    let mut days: Vec<DayUsage> = Vec::with_capacity(parts.len());
+    let mut days: std::collections::HashMap<(String, NaiveDate), DayUsage> =
+        std::collections::HashMap::with_capacity(parts.len());
     for part in parts {
-        match days
-            .iter_mut()
-            .find(|d| d.flow_id == part.flow_id && d.day == part.day)
-        {
+        match days.get_mut(&(part.flow_id.clone(), part.day)) {
             Some(day) => {
                 day.runs_started += part.runs_started;
                 day.runs_succeeded += part.runs_succeeded;
@@ -125,10 +123,12 @@ fn merge_days(parts: Vec<DayUsage>) -> Vec<DayUsage> {
                 day.http_attempts += part.http_attempts;
                 day.rate_limited_waits += part.rate_limited_waits;
             }
-            None => days.push(part),
+            None => {
+                days.insert((part.flow_id.clone(), part.day), part);
+            }
         }
     }
-    days
+    days.into_values().collect()
 }
 
 /// The date of a day number (days since 1970-01-01).
