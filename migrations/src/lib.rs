@@ -13,6 +13,9 @@ mod m20261123_000002_flow_limit_indexes;
 mod m20261124_000001_node_liveness;
 mod m20261205_000001_flow_lifecycle;
 mod m20261205_000002_secrets;
+mod m20261206_100001_order_key;
+mod m20261206_100002_operations;
+mod m20261206_100003_retention;
 
 /// The list of flowd's migrations, oldest first.
 pub struct Migrator;
@@ -26,6 +29,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_node_liveness::Migration),
             Box::new(m20261205_000001_flow_lifecycle::Migration),
             Box::new(m20261205_000002_secrets::Migration),
+            Box::new(m20261206_100001_order_key::Migration),
+            Box::new(m20261206_100002_operations::Migration),
+            Box::new(m20261206_100003_retention::Migration),
         ]
     }
 }

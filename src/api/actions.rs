@@ -79,9 +79,13 @@ pub struct ActionsQuery {
     /// The entity type whose page shows the actions.
     #[param(example = "guest")]
     entity: String,
+    /// One entity's id: only the actions whose `if` holds for it, judged on its last state
+    /// flowd received in an event.
+    #[param(example = "42")]
+    entity_id: Option<String>,
 }
 
-/// The manual actions to offer on an entity type's page.
+/// The manual actions to offer on an entity type's page, or (with `entity_id`) on one entity's.
 #[utoipa::path(get, path = "/api/v1/actions", tag = "triggers", params(ActionsQuery), responses(
     (status = 200, description = "the actions", body = Items<Action>),
     (status = 400, description = "`entity` is missing", body = ErrorBody),
@@ -89,10 +93,12 @@ pub struct ActionsQuery {
 pub async fn list_actions(
     State(engine): State<Engine>,
     ApiQuery(q): ApiQuery<ActionsQuery>,
-) -> Json<Items<Action>> {
-    Json(Items {
-        items: engine.actions(&q.entity),
-    })
+) -> Result<Json<Items<Action>>, ApiError> {
+    let items = match &q.entity_id {
+        Some(id) => engine.actions_for(&q.entity, id).await?,
+        None => engine.actions(&q.entity),
+    };
+    Ok(Json(Items { items }))
 }
 
 fn parse_wait(text: &str) -> Result<std::time::Duration, ApiError> {

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod nodes;
 pub mod notifications;
 pub mod openapi;
+pub mod operations;
 pub mod page;
 pub mod runs;
 pub mod secrets;
@@ -99,6 +100,9 @@ impl RouteTable {
             .routes(routes!(runs::cancel_run))
             .routes(routes!(runs::retry_run))
             .routes(routes!(runs::replay_run))
+            .routes(routes!(operations::bulk_retry))
+            .routes(routes!(operations::bulk_replay))
+            .routes(routes!(operations::get_operation))
             .routes(routes!(usage::get_usage))
             .routes(routes!(notifications::list_notifications))
             .routes(routes!(notifications::mark_read))

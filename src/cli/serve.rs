@@ -37,6 +37,10 @@ pub struct Args {
     /// How long a node's claim on a run lasts without renewal (takeover time after a crash).
     #[arg(long, env = "FLOWD_LEASE", default_value = "30s")]
     lease: FlowDuration,
+    /// How long finished runs (with their steps and attempts) and events are kept; a flow's
+    /// `settings.retention` overrides it. Usage survives pruning.
+    #[arg(long, env = "FLOWD_RETENTION", default_value = "30d")]
+    retention: FlowDuration,
     /// Largest accepted request body in bytes.
     #[arg(long, env = "FLOWD_MAX_BODY", default_value_t = api::DEFAULT_MAX_BODY)]
     max_body: usize,
@@ -58,6 +62,11 @@ pub fn run(args: &Args, config: &Config) -> ExitCode {
 }
 
 async fn serve(args: &Args, config: &Config) -> anyhow::Result<()> {
+    if args.retention.to_std().is_zero() {
+        anyhow::bail!(
+            "--retention (FLOWD_RETENTION) must be longer than 0: finished runs would be deleted as they end"
+        );
+    }
     if args.lease.as_millis() < 1000 {
         anyhow::bail!("--lease must be at least 1s, got {}", args.lease);
     }
@@ -90,6 +99,7 @@ async fn serve(args: &Args, config: &Config) -> anyhow::Result<()> {
     let runner_config = RunnerConfig {
         workers: args.workers.max(1),
         lease: args.lease.to_std(),
+        retention: Some(args.retention.to_std()),
         ..RunnerConfig::default()
     };
     let runner = tokio::spawn(worker::run(

@@ -48,6 +48,8 @@ pub struct NewRun {
     pub entity_id: Option<String>,
     pub created_at: i64,
     pub deadline_at: Option<i64>,
+    /// The flow's `settings.order_key` rendered for this run (`None`: not ordered).
+    pub order_key: Option<String>,
 }
 
 impl NewRun {
@@ -65,7 +67,13 @@ impl NewRun {
             deadline_at: target
                 .timeout
                 .map(|t| now_ms.saturating_add(t.as_millis() as i64)),
+            order_key: None,
         }
+    }
+
+    /// The same run, ordered behind earlier runs of its flow with the same key.
+    pub fn with_order_key(self, order_key: Option<String>) -> NewRun {
+        NewRun { order_key, ..self }
     }
 }
 

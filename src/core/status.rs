@@ -108,6 +108,10 @@ pub struct WaitFacts<'a> {
     pub step_kind: Option<&'a str>,
     /// Whether its flow is paused now.
     pub flow_paused: bool,
+    /// Whether an earlier run with the same order key is not finished.
+    pub order_blocked: bool,
+    /// Whether its flow executes as many runs as its `concurrency` allows.
+    pub flow_full: bool,
 }
 
 impl WaitFacts<'_> {
@@ -124,10 +128,12 @@ impl WaitFacts<'_> {
                 Some((WaitingReason::Delay, self.wake_at))
             }
             RunStatus::Waiting => Some((WaitingReason::Backoff, self.wake_at)),
-            RunStatus::Pending => self
-                .due_at
-                .filter(|due| *due > now)
-                .map(|due| (WaitingReason::RateLimited, Some(due))),
+            RunStatus::Pending if self.order_blocked => Some((WaitingReason::Order, None)),
+            RunStatus::Pending => match self.due_at {
+                Some(due) if due > now => Some((WaitingReason::RateLimited, Some(due))),
+                _ if self.flow_full => Some((WaitingReason::Concurrency, None)),
+                _ => None,
+            },
             RunStatus::Running
             | RunStatus::Succeeded
             | RunStatus::Failed
@@ -202,6 +208,8 @@ mod tests {
             wake_at: Some(50),
             step_kind,
             flow_paused,
+            order_blocked: false,
+            flow_full: false,
         };
         use RunStatus::*;
         use WaitingReason as W;
@@ -225,6 +233,27 @@ mod tests {
                 Some((W::RateLimited, Some(20))),
             ),
             (facts(Pending, Some(10), None, false), None),
+            (
+                WaitFacts {
+                    order_blocked: true,
+                    ..facts(Pending, Some(10), None, false)
+                },
+                Some((W::Order, None)),
+            ),
+            (
+                WaitFacts {
+                    flow_full: true,
+                    ..facts(Pending, Some(10), None, false)
+                },
+                Some((W::Concurrency, None)),
+            ),
+            (
+                WaitFacts {
+                    order_blocked: true,
+                    ..facts(Pending, Some(10), None, true)
+                },
+                Some((W::Held, None)),
+            ),
             (facts(Running, Some(10), None, false), None),
             (facts(Succeeded, None, None, false), None),
         ];

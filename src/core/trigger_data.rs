@@ -55,6 +55,57 @@ impl TriggerData {
             _ => None,
         }
     }
+
+    /// The parts of the template context that come from the trigger (SPEC §2): `event`,
+    /// `entity`, `previous`, `changed`, `input`; `null` where the trigger has none.
+    pub fn context_parts(&self) -> ContextParts {
+        let none = ContextParts {
+            event: Value::Null,
+            entity: Value::Null,
+            previous: Value::Null,
+            changed: Value::Null,
+            input: Value::Null,
+        };
+        match self {
+            TriggerData::Entity {
+                event,
+                entity,
+                previous,
+                changed,
+            } => ContextParts {
+                event: serde_json::to_value(event).unwrap_or(Value::Null),
+                entity: entity.clone(),
+                previous: previous.clone().unwrap_or(Value::Null),
+                changed: json!(changed),
+                ..none
+            },
+            TriggerData::Manual { input, entity } => ContextParts {
+                entity: entity
+                    .as_ref()
+                    .map_or(Value::Null, |e| entity_with_id(&e.data, &e.id)),
+                input: input.clone(),
+                ..none
+            },
+            TriggerData::Schedule { fire_at } => ContextParts {
+                event: json!({ "type": "schedule", "occurred_at": crate::core::time::rfc3339(*fire_at) }),
+                ..none
+            },
+            TriggerData::Webhook { input, .. } => ContextParts {
+                input: input.clone(),
+                ..none
+            },
+        }
+    }
+}
+
+/// What [`TriggerData::context_parts`] gives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextParts {
+    pub event: Value,
+    pub entity: Value,
+    pub previous: Value,
+    pub changed: Value,
+    pub input: Value,
 }
 
 /// The `event` object of the context.

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod flows;
 pub mod follow;
+pub mod operations;
 pub mod reads;
 pub mod run_view;
 pub mod runs;

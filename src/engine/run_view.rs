@@ -3,6 +3,8 @@
 //! are shown as `***` in everything returned here: outputs and trigger data may hold a secret a
 //! step copied (SPEC §2).
 
+use std::collections::HashSet;
+
 use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -13,6 +15,7 @@ use crate::core::status::{RunStatus, StepStatus, WaitingReason};
 use crate::core::time::rfc3339;
 use crate::engine::{Engine, EngineError};
 use crate::outbound::record::{RecordedRequest, curl_command};
+use crate::store::limits;
 use crate::store::run_log::{self, AttemptDetail, RunFilter, RunRow, StepDetail};
 
 /// A run as lists show it. Times are RFC 3339 UTC.
@@ -25,7 +28,9 @@ pub struct RunOut {
     pub revision: i64,
     pub status: RunStatus,
     /// Why a run that is not finished waits: `held` (its flow is paused), `rate_limited`,
-    /// `backoff` (a retry), `delay`; null when it executes or is about to.
+    /// `concurrency` (its flow executes as many runs as it may), `order` (an earlier run with
+    /// the same order key goes first), `backoff` (a retry), `delay`; null when it executes or
+    /// is about to.
     pub waiting_reason: Option<WaitingReason>,
     /// What started the run (`kind`: `entity`, `manual`, `schedule` or `webhook`, and its data).
     pub trigger: Value,
@@ -100,7 +105,12 @@ impl Engine {
     ) -> Result<Vec<RunOut>, EngineError> {
         let store = self.store();
         let rows = run_log::list(store.reader(), store.backend(), filter, limit).await?;
-        self.redacted(rows.iter().map(run_out).collect())
+        let full = self.full_flows(&rows).await?;
+        self.redacted(
+            rows.iter()
+                .map(|r| run_out(r, full.contains(&r.flow_id)))
+                .collect(),
+        )
     }
 
     /// The run with every step and attempt; `None` when there is no such run.
@@ -123,8 +133,9 @@ impl Engine {
                     .map(|s| (s.step_id.clone(), s.kind.clone()))
                     .collect(),
             };
+        let full = self.full_flows(std::slice::from_ref(&run)).await?;
         let detail = RunDetail {
-            run: run_out(&run),
+            run: run_out(&run, full.contains(&run.flow_id)),
             steps: flow_steps
                 .iter()
                 .enumerate()
@@ -132,6 +143,33 @@ impl Engine {
                 .collect(),
         };
         self.redacted(detail).map(Some)
+    }
+
+    /// The flows of `rows` with a pending run that executes as many runs as their
+    /// `concurrency` allows (its runs wait for `concurrency`): one count per such flow.
+    async fn full_flows(&self, rows: &[RunRow]) -> Result<HashSet<String>, EngineError> {
+        let registry = self.registry();
+        let mut candidates: Vec<(&str, u32)> = rows
+            .iter()
+            .filter(|r| r.status == RunStatus::Pending)
+            .filter_map(|r| {
+                let limits = registry.limited().iter().find(|l| l.flow_id == r.flow_id)?;
+                Some((r.flow_id.as_str(), limits.concurrency?))
+            })
+            .collect();
+        candidates.sort_unstable();
+        candidates.dedup();
+        let store = self.store();
+        let now = Utc::now().timestamp_millis();
+        let mut full = HashSet::new();
+        for (flow_id, concurrency) in candidates {
+            let load =
+                limits::flow_load(store.reader(), store.backend(), flow_id, now, now).await?;
+            if load.running >= u64::from(concurrency) {
+                full.insert(flow_id.to_string());
+            }
+        }
+        Ok(full)
     }
 
     /// `answer` with every secret value in it shown as `***`, wherever it is.
@@ -142,8 +180,8 @@ impl Engine {
     }
 }
 
-fn run_out(run: &RunRow) -> RunOut {
-    let waiting = run.waiting_reason(chrono::Utc::now().timestamp_millis());
+fn run_out(run: &RunRow, flow_full: bool) -> RunOut {
+    let waiting = run.waiting_reason(chrono::Utc::now().timestamp_millis(), flow_full);
     RunOut {
         waiting_reason: waiting.map(|(reason, _)| reason),
         id: run.id.clone(),

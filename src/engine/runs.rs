@@ -4,10 +4,10 @@
 
 use std::time::Duration;
 
-use crate::core::trigger_data::TriggerData;
+use crate::core::trigger_data::{ManualEntity, TriggerData};
 use crate::engine::{Engine, EngineError, EventIn, EventResult};
 use crate::runner::control::{Cancelled, ControlError};
-use crate::store::run_log;
+use crate::store::{events, run_log};
 use crate::trigger::manual::{Action, ManualError, ManualRequest};
 use crate::trigger::webhook::{Received, WebhookError};
 
@@ -29,6 +29,21 @@ impl Engine {
     /// The manual actions of active flows on `entity`, sorted by label.
     pub fn actions(&self, entity: &str) -> Vec<Action> {
         self.intake().actions(entity)
+    }
+
+    /// The manual actions on one entity whose `if` holds for it, judged on the entity's last
+    /// state flowd received in an event (`{id}` alone when it never received one).
+    pub async fn actions_for(&self, entity: &str, id: &str) -> Result<Vec<Action>, EngineError> {
+        let store = self.store();
+        let data = events::latest_data(store.reader(), store.backend(), entity, id).await?;
+        let data = data
+            .and_then(|d| serde_json::from_str(&d).ok())
+            .unwrap_or_else(|| serde_json::json!({}));
+        Ok(self.intake().actions_applying(&ManualEntity {
+            entity_type: entity.to_string(),
+            id: id.to_string(),
+            data,
+        }))
     }
 
     /// Every manual action of active flows (the console's actions page).

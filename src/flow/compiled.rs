@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::core::trigger_data::TriggerData;
 use crate::flow::model::{FlowDef, Trigger};
 use crate::step::CompiledStep;
 use crate::template::{Template, compile_text};
@@ -38,6 +39,8 @@ pub struct CompiledFlow {
     /// The `secret`s of each webhook trigger, by trigger index (empty: no signature required).
     pub webhook_secrets: Vec<Vec<Template>>,
     pub timeout: Option<Duration>,
+    /// `settings.order_key`, compiled.
+    pub order_key: Option<Template>,
 }
 
 impl CompiledFlow {
@@ -98,6 +101,7 @@ impl CompiledFlow {
             name: name.to_string(),
             revision,
             timeout: settings.timeout.map(|t| t.to_std()),
+            order_key: compile_opt(settings.order_key.as_ref().map(|k| k.as_str()))?,
             def,
             steps,
             conditions,
@@ -107,6 +111,24 @@ impl CompiledFlow {
 }
 
 impl CompiledFlow {
+    /// The order key of a run started by `trigger`: `settings.order_key` rendered with the
+    /// trigger's data (no steps, no secrets: the key is stored with the run). A key that
+    /// renders empty orders nothing, so such runs execute as if the flow had no key.
+    pub fn order_key_of(&self, trigger: &TriggerData) -> Option<String> {
+        let template = self.order_key.as_ref()?;
+        let parts = trigger.context_parts();
+        let context = serde_json::json!({
+            "event": parts.event,
+            "entity": parts.entity,
+            "previous": parts.previous,
+            "changed": parts.changed,
+            "input": parts.input,
+            "flow": { "id": self.id, "name": self.name, "revision": self.revision },
+        });
+        let key = template.render_text(&context);
+        (!key.is_empty()).then_some(key)
+    }
+
     /// Every secret the flow reads by name (steps, webhook keys), in order, once each: what
     /// `GET /api/v1/secrets` lists as `used_by` and what start-up checks are set.
     pub fn secret_names(&self) -> Vec<String> {

@@ -11,6 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::core::duration::Duration;
 use crate::step::StepDef;
+use crate::step::notify::{Channel, NotifyConfig};
 use crate::step::retry::RetryPolicy;
 use crate::template::{TemplateList, TemplateStr};
 
@@ -315,10 +316,17 @@ pub struct Settings {
     /// `{after_failed_runs: 50, or_failing_for: 24h}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub auto_pause: Option<AutoPause>,
+    /// Runs with the same key (this template rendered with the trigger's data, e.g.
+    /// `{{entity.id}}`) execute one at a time, in creation order; different keys in parallel.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_key: Option<TemplateStr>,
+    /// Finished runs of this flow older than this are pruned (default: `FLOWD_RETENTION`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention: Option<Duration>,
 }
 
 /// `settings.auto_pause`: limits, or `off`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(untagged)]
 pub enum AutoPause {
     // No `///` on these variants: schemars would wrap each in an `allOf` without a type, and
@@ -335,7 +343,7 @@ pub enum Off {
 }
 
 /// When the failure breaker trips.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AutoPauseLimits {
     /// Pause after this many failed runs with no success in between. Default 50.
@@ -345,6 +353,40 @@ pub struct AutoPauseLimits {
     /// Or when the first of the failed runs since the last success is this old. Default 24h.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub or_failing_for: Option<Duration>,
+    /// Also tell this channel when the flow pauses itself (the inbox is always told):
+    /// `{channel: slack, url: "{{secrets.SLACK_WEBHOOK}}"}`, `{channel: email, to: ops@example.com}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notify: Option<AutoPauseNotify>,
+}
+
+/// Where `auto_pause` also says that the flow paused itself; flowd writes the message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AutoPauseNotify {
+    /// `slack`, `discord`, `email` (or `inbox`, which is told anyway).
+    pub channel: Channel,
+    /// Email only: the recipient address(es), comma-separated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<TemplateStr>,
+    /// Slack and Discord only: the incoming-webhook URL, usually a secret.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<TemplateStr>,
+}
+
+impl AutoPauseNotify {
+    /// The notification as a `notify` step would send it: the subject and text read `flow`
+    /// and `pause` from their context.
+    pub fn as_notify(&self) -> NotifyConfig {
+        NotifyConfig {
+            channel: self.channel,
+            to: self.to.clone(),
+            url: self.url.clone(),
+            subject: Some(TemplateStr("Flow {{flow.name}} paused itself".into())),
+            text: Some(TemplateStr(
+                "{{pause.detail}}. New runs are held, nothing is lost: resume the flow (POST /api/v1/flows/{{flow.id}}/resume) once its target works again.".into(),
+            )),
+        }
+    }
 }
 
 impl AutoPauseLimits {
@@ -353,14 +395,23 @@ impl AutoPauseLimits {
 }
 
 impl Settings {
+    /// The channel the failure breaker also tells, if the flow names one.
+    pub fn auto_pause_notify(settings: Option<&Settings>) -> Option<&AutoPauseNotify> {
+        match settings?.auto_pause.as_ref()? {
+            AutoPause::Limits(limits) => limits.notify.as_ref(),
+            AutoPause::Off(_) => None,
+        }
+    }
+
     /// The failure breaker's limits: `(failed runs in a row, failing for)`, `None` when off.
     pub fn auto_pause(settings: Option<&Settings>) -> Option<(u32, Duration)> {
-        let limits = match settings.and_then(|s| s.auto_pause) {
+        let limits = match settings.and_then(|s| s.auto_pause.clone()) {
             Some(AutoPause::Off(_)) => return None,
             Some(AutoPause::Limits(limits)) => limits,
             None => AutoPauseLimits {
                 after_failed_runs: None,
                 or_failing_for: None,
+                notify: None,
             },
         };
         Some((

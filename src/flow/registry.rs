@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::core::new_run::RunTarget;
+use crate::core::new_run::{NewRun, RunTarget, TriggerRecord};
+use crate::core::trigger_data::TriggerData;
 use crate::flow::compiled::CompiledFlow;
 use crate::flow::model::{OnPause, RateLimit, Trigger};
 
@@ -30,6 +31,12 @@ impl FlowEntry {
         }
     }
 
+    /// A new run of the flow's current revision, started by `trigger` (stored as `record`)
+    /// at `now_ms`, with its order key when the flow has one.
+    pub fn new_run(&self, trigger: &TriggerData, record: &TriggerRecord, now_ms: i64) -> NewRun {
+        NewRun::new(self.target(), record, now_ms).with_order_key(self.flow.order_key_of(trigger))
+    }
+
     /// Whether the flow starts runs now.
     pub fn is_active(&self) -> bool {
         self.enabled && !self.paused
@@ -47,12 +54,15 @@ impl FlowEntry {
     }
 }
 
-/// A flow whose runs the runner claims under a `concurrency` or `rate_limit`.
+/// A flow whose runs the runner claims under a `concurrency`, a `rate_limit` or an
+/// `order_key`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FlowLimits {
     pub flow_id: String,
     pub concurrency: Option<u32>,
     pub rate_limit: Option<RateLimit>,
+    /// Runs with the same order key execute one at a time, in creation order.
+    pub ordered: bool,
 }
 
 #[derive(Debug, Default)]
@@ -100,7 +110,7 @@ impl Registry {
         self.flows.get(id).map(|f| (f, *index))
     }
 
-    /// Flows with a concurrency or rate limit.
+    /// Flows with a concurrency or rate limit, or an order key.
     pub fn limited(&self) -> &[FlowLimits] {
         &self.limited
     }
@@ -130,9 +140,13 @@ impl Registry {
 
 fn limits_of(entry: &FlowEntry) -> Option<FlowLimits> {
     let settings = entry.flow.def.settings.as_ref()?;
-    (settings.concurrency.is_some() || settings.rate_limit.is_some()).then(|| FlowLimits {
-        flow_id: entry.id.clone(),
-        concurrency: settings.concurrency,
-        rate_limit: settings.rate_limit,
+    let ordered = settings.order_key.is_some();
+    (settings.concurrency.is_some() || settings.rate_limit.is_some() || ordered).then(|| {
+        FlowLimits {
+            flow_id: entry.id.clone(),
+            concurrency: settings.concurrency,
+            rate_limit: settings.rate_limit,
+            ordered,
+        }
     })
 }

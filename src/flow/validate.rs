@@ -9,12 +9,15 @@ use std::collections::{HashMap, HashSet};
 
 use crate::core::diagnostic::{Diagnostic, FlowPath, Pos, Seg};
 use crate::flow::cron::{CronError, CronSchedule};
-use crate::flow::model::{EntityAction, FLOW_ID_PATTERN, FlowDef, ScheduleTrigger, Trigger};
+use crate::flow::model::{
+    AutoPause, AutoPauseLimits, EntityAction, FLOW_ID_PATTERN, FlowDef, ScheduleTrigger, Trigger,
+};
 use crate::flow::schema::check_shape;
 use crate::flow::yaml::{self, Node, NodeValue};
 use crate::step::StepDef;
 use crate::step::check::{Context, Findings, Scope, Secret, StepScope, list_items};
-use crate::template::TemplateStr;
+use crate::step::notify::NotifyConfig;
+use crate::template::{TemplateStr, compile_text};
 
 /// Largest flow source accepted, from a file or the API.
 pub const MAX_FLOW_BYTES: usize = 1 << 20;
@@ -422,8 +425,36 @@ impl Cx<'_> {
             return;
         };
         let path = FlowPath::root().key("settings");
+        if settings.retention.is_some_and(|t| t.as_millis() == 0) {
+            self.error(path.key("retention"), "the retention must be longer than 0");
+        }
         if settings.timeout.is_some_and(|t| t.as_millis() == 0) {
             self.error(path.key("timeout"), "the run timeout must be longer than 0");
+        }
+        if let Some(AutoPause::Limits(AutoPauseLimits {
+            notify: Some(notify),
+            ..
+        })) = &settings.auto_pause
+        {
+            // Checked as the notify step it becomes; its message is flowd's, not a template.
+            let config = NotifyConfig {
+                subject: Some(TemplateStr("auto pause".into())),
+                text: None,
+                ..notify.as_notify()
+            };
+            let at = path.key("auto_pause").key("notify");
+            self.step_check(Scope::BeforeSteps, |cx| {
+                crate::step::notify::validate(&config, &at, cx)
+            });
+        }
+        if let Some(order_key) = &settings.order_key {
+            self.check_template(order_key, path.key("order_key"), Secret::No);
+            if compile_text(order_key.as_str()).is_ok_and(|t| t.reads_secrets()) {
+                self.error(
+                    path.key("order_key"),
+                    "`order_key` cannot read secrets: the key is stored with each run",
+                );
+            }
         }
         if let Some(retry) = &settings.retry {
             let path = path.key("retry");

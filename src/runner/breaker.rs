@@ -4,14 +4,17 @@
 //! not started are held, and the inbox says so. Like a manual pause, nothing is lost: new runs
 //! are held until a person resumes the flow. Only failed runs pay for the check.
 
+use serde_json::json;
 use tracing::warn;
 
 use crate::core::duration::Duration;
 use crate::core::error::Chain;
 use crate::core::time::rfc3339_ms;
 use crate::flow::compiled::CompiledFlow;
-use crate::flow::model::Settings;
+use crate::flow::model::{AutoPauseNotify, Settings};
 use crate::runner::Runner;
+use crate::step::notify::NotifyStep;
+use crate::step::{StepCall, StepOutcome};
 use crate::store::notifications::{self, NewNotification};
 use crate::store::{StoreError, flows, runs};
 
@@ -58,7 +61,46 @@ async fn trip_if_failing(
     notifications::insert(&txn, backend, &notification).await?;
     txn.commit().await?;
     warn!(flow = %flow.id, %detail, "Flow paused by its failure breaker.");
+    if let Some(notify) = Settings::auto_pause_notify(flow.def.settings.as_ref()) {
+        tell_channel(runner, flow, run_id, notify, &detail).await;
+    }
     Ok(())
+}
+
+/// Tells the channel the flow names that it paused itself: one attempt, after the pause is
+/// committed (the inbox notification is the durable record; a channel that fails is logged).
+async fn tell_channel(
+    runner: &Runner,
+    flow: &CompiledFlow,
+    run_id: &str,
+    notify: &AutoPauseNotify,
+    detail: &str,
+) {
+    let step = match NotifyStep::compile(&notify.as_notify(), None) {
+        Ok(step) => step,
+        Err(error) => {
+            warn!(flow = %flow.id, %error, "The auto_pause notification cannot be compiled.");
+            return;
+        }
+    };
+    let context = json!({
+        "flow": { "id": flow.id, "name": flow.name, "revision": flow.revision },
+        "pause": { "reason": "auto_paused", "detail": detail },
+        "secrets": runner.secrets.current().to_context(),
+    });
+    let call = StepCall {
+        run_id,
+        flow_id: &flow.id,
+        step_id: "auto_pause",
+        context: &context,
+    };
+    let attempt = step.execute(&runner.step_env, &call).await;
+    match attempt.outcome {
+        StepOutcome::Succeeded(_) => {}
+        StepOutcome::Retry { error, .. } | StepOutcome::Fail { error, .. } => {
+            warn!(flow = %flow.id, channel = notify.channel.as_str(), %error, "The auto_pause notification was not delivered.")
+        }
+    }
 }
 
 /// Whether a failing streak of `failed` runs, the first of them ended at `since`, trips limits

@@ -1,5 +1,7 @@
 //! Claiming due runs in one write transaction: runs of unlimited flows in one statement, then
-//! each flow with a `concurrency` or `rate_limit` on its own, within the room its limits leave.
+//! each flow with a `concurrency`, a `rate_limit` or an `order_key` on its own, within the room
+//! its limits leave; an ordered flow's runs only when no earlier run with their key is
+//! unfinished (checked in the claim statement, so it holds across nodes).
 //! Excess runs are never dropped: held back by concurrency they stay due and are claimed when a
 //! slot frees; held back by a rate limit they are put off until the window has room again.
 
@@ -34,6 +36,7 @@ pub async fn claim_due(runner: &Runner, lease_ms: i64, limit: u64) -> Result<Cla
         skip_flows: registry.limited_ids(),
         only_flow: None,
         started: None,
+        ordered: false,
     };
     let txn = store.begin_write().await?;
     let mut claimed = Claimed {
@@ -74,8 +77,11 @@ async fn claim_limited(
         skip_flows: &[],
         started,
         limit,
+        ordered: limits.ordered,
         ..base.clone()
     };
+    // Runs of an ordered flow wait for the ones before them: claim again when a run ends.
+    claimed.held_back |= limits.ordered;
     let mut left = concurrency_room;
     if left > 0 {
         let resumed = runs::claim(txn, backend, &claim(Some(true), left)).await?;

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
 use crate::core::time::rfc3339;
-use crate::core::trigger_data::{TriggerData, entity_with_id};
+use crate::core::trigger_data::{ContextParts, TriggerData};
 use crate::secrets::Secrets;
 
 /// `flow` and `run` of the context.
@@ -30,43 +30,13 @@ pub struct RunContext {
 impl RunContext {
     pub fn new(trigger: &TriggerData, info: &RunInfo<'_>, secrets: &Secrets) -> RunContext {
         let mut root = Map::new();
-        let (event, entity, previous, changed, input) = match trigger {
-            TriggerData::Entity {
-                event,
-                entity,
-                previous,
-                changed,
-            } => (
-                serde_json::to_value(event).unwrap_or(Value::Null),
-                entity.clone(),
-                previous.clone().unwrap_or(Value::Null),
-                json!(changed),
-                Value::Null,
-            ),
-            TriggerData::Manual { input, entity } => (
-                Value::Null,
-                entity
-                    .as_ref()
-                    .map_or(Value::Null, |e| entity_with_id(&e.data, &e.id)),
-                Value::Null,
-                Value::Null,
-                input.clone(),
-            ),
-            TriggerData::Schedule { fire_at } => (
-                json!({ "type": "schedule", "occurred_at": rfc3339(*fire_at) }),
-                Value::Null,
-                Value::Null,
-                Value::Null,
-                Value::Null,
-            ),
-            TriggerData::Webhook { input, .. } => (
-                Value::Null,
-                Value::Null,
-                Value::Null,
-                Value::Null,
-                input.clone(),
-            ),
-        };
+        let ContextParts {
+            event,
+            entity,
+            previous,
+            changed,
+            input,
+        } = trigger.context_parts();
         root.insert("event".into(), event);
         root.insert("entity".into(), entity);
         root.insert("previous".into(), previous);

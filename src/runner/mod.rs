@@ -13,6 +13,8 @@ pub mod claim;
 pub mod context;
 pub mod control;
 pub mod driver;
+pub mod operations;
+pub mod retention;
 pub mod revision;
 pub mod transition;
 pub mod view;
@@ -77,6 +79,19 @@ impl Runner {
             runner.wake.new_runs();
         });
     }
+}
+
+/// Waits `pause`, or less if `shutdown` turns true meanwhile; returns whether it did (the
+/// caller's loop then ends). For the runner's background loops.
+pub async fn pause_unless_stopped(
+    pause: Duration,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(pause) => {}
+        _ = shutdown.changed() => {}
+    }
+    *shutdown.borrow()
 }
 
 impl Deref for Runner {

@@ -27,6 +27,9 @@ pub struct RunnerConfig {
     pub poll: Duration,
     /// How long shutdown waits for runs in flight.
     pub shutdown_grace: Duration,
+    /// How long finished runs are kept (`FLOWD_RETENTION`); `None`: this process prunes nothing
+    /// (`flowd run`, which only executes one run).
+    pub retention: Option<Duration>,
 }
 
 impl Default for RunnerConfig {
@@ -36,6 +39,7 @@ impl Default for RunnerConfig {
             lease: Duration::from_secs(30),
             poll: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(10),
+            retention: None,
         }
     }
 }
@@ -46,6 +50,19 @@ pub async fn run(runner: Runner, config: RunnerConfig, mut shutdown: watch::Rece
     let backlog = Arc::new(AtomicBool::new(false));
     let mut tasks = JoinSet::new();
     let heartbeat = tokio::spawn(renew_leases(runner.clone(), config, shutdown.clone()));
+    let bulk = tokio::spawn(crate::runner::operations::run(
+        runner.clone(),
+        config.lease,
+        config.poll,
+        shutdown.clone(),
+    ));
+    let pruner = config.retention.map(|keep| {
+        tokio::spawn(crate::runner::retention::run(
+            runner.clone(),
+            keep,
+            shutdown.clone(),
+        ))
+    });
     info!(
         workers = config.workers,
         lease_ms = config.lease.as_millis() as u64,
@@ -68,6 +85,10 @@ pub async fn run(runner: Runner, config: RunnerConfig, mut shutdown: watch::Rece
     }
     drain(&runner, config, tasks).await;
     heartbeat.abort();
+    bulk.abort();
+    if let Some(pruner) = pruner {
+        pruner.abort();
+    }
 }
 
 /// Claims as many due runs as there are free workers and starts them.

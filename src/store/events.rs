@@ -117,3 +117,18 @@ async fn run_ids_of(
     }
     Ok(found)
 }
+
+/// The data of the newest event received for one entity (its last known state), from the
+/// `(entity, entity_id)` index; `None` when flowd never received one.
+pub async fn latest_data(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    entity: &str,
+    entity_id: &str,
+) -> Result<Option<String>, StoreError> {
+    let sql = "SELECT data FROM events WHERE entity = ? AND entity_id = ? ORDER BY created_at DESC, id DESC LIMIT 1";
+    let row = conn
+        .query_one_raw(stmt(backend, sql, vec![entity.into(), entity_id.into()]))
+        .await?;
+    row.as_ref().map(|r| get(r, "data")).transpose()
+}

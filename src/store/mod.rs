@@ -17,7 +17,9 @@ pub mod group_commit;
 pub mod limits;
 pub mod nodes;
 pub mod notifications;
+pub mod operations;
 mod options;
+pub mod retention;
 pub mod run_log;
 pub mod runs;
 pub mod schedules;
@@ -179,7 +181,7 @@ mod tests {
     use crate::store::entity::nodes;
     use crate::store::testing::TestDb;
 
-    const TABLES: [&str; 12] = [
+    const TABLES: [&str; 14] = [
         "flows",
         "flow_revisions",
         "events",
@@ -192,6 +194,8 @@ mod tests {
         "webhook_requests",
         "nodes",
         "secrets",
+        "operations",
+        "usage_daily",
     ];
 
     async fn assert_migrated(store: &Store) {

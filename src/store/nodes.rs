@@ -238,6 +238,7 @@ mod tests {
                 skip_flows: &[],
                 only_flow: None,
                 started: None,
+                ordered: false,
             };
             assert_eq!(claim(w, backend, &claim_as("a", 2)).await.unwrap().len(), 2);
             assert!(heartbeat(w, backend, "a", 4_000).await.unwrap());

@@ -5,6 +5,7 @@
 use sea_orm::{ConnectionTrait, QueryResult, Value};
 
 use crate::core::status::{RunStatus, StepStatus, WaitFacts, WaitingReason};
+use crate::store::runs::ORDER_BLOCKED;
 use crate::store::sql::{get, get_parsed, stmt};
 use crate::store::{Backend, StoreError};
 
@@ -44,26 +45,41 @@ pub struct RunRow {
     pub step_kind: Option<String>,
     /// Whether its flow is paused now.
     pub flow_paused: bool,
+    /// Whether it is pending behind an earlier unfinished run with the same order key.
+    pub order_blocked: bool,
 }
 
 impl RunRow {
-    /// Why it waits at `now` and until when (SPEC §5 `waiting_reason`).
-    pub fn waiting_reason(&self, now: i64) -> Option<(WaitingReason, Option<i64>)> {
+    /// Why it waits at `now` and until when (SPEC §5 `waiting_reason`); `flow_full`: its flow
+    /// executes as many runs as its `concurrency` allows.
+    pub fn waiting_reason(
+        &self,
+        now: i64,
+        flow_full: bool,
+    ) -> Option<(WaitingReason, Option<i64>)> {
         WaitFacts {
             status: self.status,
             due_at: self.due_at,
             wake_at: self.wake_at,
             step_kind: self.step_kind.as_deref(),
             flow_paused: self.flow_paused,
+            order_blocked: self.order_blocked,
+            flow_full,
         }
         .reason(now)
     }
 }
 
-/// The run's own columns, and two primary-key look-ups that tell why it waits.
-const RUN_COLUMNS: &str = "id, flow_id, revision, status, trigger, attempt, error, created_at, started_at, finished_at, wake_at, lease_owner, due_at, \
-     (SELECT s.kind FROM step_runs s WHERE s.run_id = runs.id AND s.step_index = runs.next_step) AS step_kind, \
-     COALESCE((SELECT f.paused FROM flows f WHERE f.id = runs.flow_id), FALSE) AS flow_paused";
+/// The run's own columns, and the look-ups that tell why it waits: two by primary key, and
+/// for a pending run with an order key one on the order index.
+static RUN_COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!(
+        "id, flow_id, revision, status, trigger, attempt, error, created_at, started_at, finished_at, wake_at, lease_owner, due_at, \
+         (SELECT s.kind FROM step_runs s WHERE s.run_id = runs.id AND s.step_index = runs.next_step) AS step_kind, \
+         COALESCE((SELECT f.paused FROM flows f WHERE f.id = runs.flow_id), FALSE) AS flow_paused, \
+         CASE WHEN runs.status = 'pending' AND {ORDER_BLOCKED} THEN TRUE ELSE FALSE END AS order_blocked"
+    )
+});
 
 fn run_row(row: &QueryResult) -> Result<RunRow, StoreError> {
     Ok(RunRow {
@@ -82,6 +98,7 @@ fn run_row(row: &QueryResult) -> Result<RunRow, StoreError> {
         due_at: get(row, "due_at")?,
         step_kind: get(row, "step_kind")?,
         flow_paused: get(row, "flow_paused")?,
+        order_blocked: get(row, "order_blocked")?,
     })
 }
 
@@ -112,7 +129,10 @@ pub async fn list(
     } else {
         format!("WHERE {}", conditions.join(" AND "))
     };
-    let sql = format!("SELECT {RUN_COLUMNS} FROM runs {filter_sql} ORDER BY id DESC LIMIT ?");
+    let sql = format!(
+        "SELECT {} FROM runs {filter_sql} ORDER BY id DESC LIMIT ?",
+        *RUN_COLUMNS
+    );
     values.push((limit as i64).into());
     let rows = conn.query_all_raw(stmt(backend, &sql, values)).await?;
     rows.iter().map(run_row).collect()
@@ -123,7 +143,7 @@ pub async fn get_run(
     backend: Backend,
     id: &str,
 ) -> Result<Option<RunRow>, StoreError> {
-    let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = ?");
+    let sql = format!("SELECT {} FROM runs WHERE id = ?", *RUN_COLUMNS);
     let row = conn
         .query_one_raw(stmt(backend, &sql, vec![id.to_string().into()]))
         .await?;

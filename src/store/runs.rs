@@ -7,7 +7,7 @@ use sea_orm::{ConnectionTrait, Value};
 
 use crate::core::new_run::NewRun;
 use crate::core::status::{RunStatus, StepStatus};
-use crate::store::sql::{get, get_parsed, placeholders, stmt};
+use crate::store::sql::{get, get_parsed, placeholders, skip_locked, stmt};
 use crate::store::{Backend, StoreError};
 
 /// Rows per multi-row INSERT: well under SQLite's limit of bound variables.
@@ -26,13 +26,13 @@ pub async fn insert_runs(
     backend: Backend,
     runs: &[NewRun],
 ) -> Result<(), StoreError> {
-    let row = format!("(?, ?, ?, ?, ?, ?, ?, ?, {NEW_RUN_STATE})");
+    let row = format!("(?, ?, ?, ?, ?, ?, ?, ?, ?, {NEW_RUN_STATE})");
     for chunk in runs.chunks(ROWS_PER_INSERT) {
         let rows = vec![row.as_str(); chunk.len()].join(", ");
         let sql = format!(
-            "INSERT INTO runs (id, flow_id, revision, trigger, entity, entity_id, created_at, deadline_at, status, due_at) VALUES {rows}"
+            "INSERT INTO runs (id, flow_id, revision, trigger, entity, entity_id, created_at, deadline_at, order_key, status, due_at) VALUES {rows}"
         );
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 11);
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 12);
         for run in chunk {
             values.extend([
                 run.id.clone().into(),
@@ -43,6 +43,7 @@ pub async fn insert_runs(
                 run.entity_id.clone().into(),
                 run.created_at.into(),
                 run.deadline_at.into(),
+                run.order_key.clone().into(),
                 run.flow_id.clone().into(),
                 run.flow_id.clone().into(),
                 run.created_at.into(),
@@ -85,7 +86,17 @@ pub struct Claim<'a> {
     /// Only runs that started before (`Some(true)`) or never started (`Some(false)`): a rate
     /// limit counts starts, so resumed runs pass it and new ones may not.
     pub started: Option<bool>,
+    /// Only runs with no earlier unfinished run of the same order key (a flow with
+    /// `settings.order_key`).
+    pub ordered: bool,
 }
+
+/// A run of a flow with an order key waits while an earlier run (lower id: UUIDv7 ids sort by
+/// creation) with the same key is not finished. Read with the partial index on `(flow_id,
+/// order_key, id)`; `runs` is the run being considered.
+pub const ORDER_BLOCKED: &str = "runs.order_key IS NOT NULL AND EXISTS (SELECT 1 FROM runs e \
+     WHERE e.flow_id = runs.flow_id AND e.order_key = runs.order_key AND e.id < runs.id \
+     AND e.status IN ('pending', 'running', 'waiting', 'held'))";
 
 /// Claims due runs: pending ones, waiting ones whose wake-up time has come, and running ones
 /// whose lease expired (their node died). Each claim bumps the lease epoch.
@@ -116,10 +127,10 @@ pub async fn claim(
         Some(false) => filter.push_str(" AND started_at IS NULL"),
         None => {}
     }
-    let lock = match backend {
-        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
-    };
+    if claim.ordered {
+        filter.push_str(&format!(" AND NOT ({ORDER_BLOCKED})"));
+    }
+    let lock = skip_locked(backend);
     let sql = format!(
         "UPDATE runs SET status = 'running', lease_owner = ?, lease_epoch = lease_epoch + 1, \
          lease_expires_at = ?, due_at = ?, wake_at = NULL, started_at = COALESCE(started_at, ?) \
@@ -169,10 +180,7 @@ pub async fn renew_leases(
     let expires = now + lease_ms;
     // Rows locked by a transition in flight are skipped, not waited for: that transition sets
     // their lease itself, and waiting could deadlock with its multi-row update on PostgreSQL.
-    let lock = match backend {
-        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
-        Backend::Sqlite => "",
-    };
+    let lock = skip_locked(backend);
     let sql = format!(
         "UPDATE runs SET lease_expires_at = ?, due_at = ? WHERE id IN \
          (SELECT id FROM runs WHERE lease_owner = ? AND status = 'running'{lock})"
@@ -530,6 +538,7 @@ mod tests {
             skip_flows: &[],
             only_flow: None,
             started: None,
+            ordered: false,
         }
     }
 

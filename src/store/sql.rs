@@ -38,6 +38,15 @@ fn number_placeholders(sql: &str) -> String {
     out
 }
 
+/// The row lock of a claim on PostgreSQL (`FOR UPDATE SKIP LOCKED`: rows another transaction
+/// holds are left to it); nothing on SQLite, whose single writer serialises claims.
+pub fn skip_locked(backend: Backend) -> &'static str {
+    match backend {
+        Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+        Backend::Sqlite => "",
+    }
+}
+
 /// `?, ?, ?` for an `IN (…)` list or a VALUES row of `n` values.
 pub fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")

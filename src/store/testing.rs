@@ -58,6 +58,7 @@ pub fn pending_run(id: &str, now: i64) -> NewRun {
         entity_id: None,
         created_at: now,
         deadline_at: None,
+        order_key: None,
     }
 }
 

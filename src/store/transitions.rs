@@ -367,6 +367,7 @@ mod tests {
                 skip_flows: &[],
                 only_flow: None,
                 started: None,
+                ordered: false,
             };
             let claimed = claim(store.writer(), backend, &claim_all).await.unwrap();
             assert_eq!(claimed.len(), ids.len());

@@ -55,8 +55,21 @@ pub async fn usage(
         values.push(flow.clone().into());
     }
     let sql = usage_sql(filter.flow.is_some());
-    let rows = conn.query_all_raw(stmt(backend, &sql, values)).await?;
-    let mut days = rows
+    let mut rows = conn
+        .query_all_raw(stmt(backend, &sql, values.clone()))
+        .await?;
+    // Runs pruned by retention are counted in the daily rollup instead.
+    let flow = if filter.flow.is_some() {
+        " AND flow_id = ?"
+    } else {
+        ""
+    };
+    let rollup = format!(
+        "SELECT flow_id, day, runs_started, runs_succeeded, runs_failed, http_attempts, rate_limited_waits \
+         FROM usage_daily WHERE day * {DAY_MS} >= ? AND day * {DAY_MS} < ?{flow}"
+    );
+    rows.extend(conn.query_all_raw(stmt(backend, &rollup, values)).await?);
+    let parts = rows
         .iter()
         .map(|row| {
             let day: i64 = get(row, "day")?;
@@ -71,6 +84,7 @@ pub async fn usage(
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
+    let mut days = merge_days(parts);
     // Sorted here: PostgreSQL's collation may order flow ids differently from SQLite's bytes.
     days.sort_by(|a, b| b.day.cmp(&a.day).then_with(|| a.flow_id.cmp(&b.flow_id)));
     Ok(days)
@@ -94,6 +108,27 @@ fn usage_sql(one_flow: bool) -> String {
            FROM runs r WHERE r.created_at >= ? AND r.created_at < ?{flow}) u \
          GROUP BY flow_id, day"
     )
+}
+
+/// Adds up the parts of one flow and day (live runs and the rollup of pruned ones).
+fn merge_days(parts: Vec<DayUsage>) -> Vec<DayUsage> {
+    let mut days: std::collections::HashMap<(String, NaiveDate), DayUsage> =
+        std::collections::HashMap::with_capacity(parts.len());
+    for part in parts {
+        match days.get_mut(&(part.flow_id.clone(), part.day)) {
+            Some(day) => {
+                day.runs_started += part.runs_started;
+                day.runs_succeeded += part.runs_succeeded;
+                day.runs_failed += part.runs_failed;
+                day.http_attempts += part.http_attempts;
+                day.rate_limited_waits += part.rate_limited_waits;
+            }
+            None => {
+                days.insert((part.flow_id.clone(), part.day), part);
+            }
+        }
+    }
+    days.into_values().collect()
 }
 
 /// The date of a day number (days since 1970-01-01).

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use crate::core::id::new_id;
-use crate::core::new_run::{NewRun, TriggerRecord};
+use crate::core::new_run::TriggerRecord;
 use crate::core::time::rfc3339;
 use crate::core::trigger_data::{
     EventInfo, TriggerData, changed_fields, entity_with_id, text_or_number, text_or_number_schema,
@@ -245,7 +245,7 @@ fn new_event(
     now: DateTime<Utc>,
 ) -> Result<NewEvent, IntakeError> {
     let millis = now.timestamp_millis();
-    let trigger = TriggerRecord::of(&TriggerData::Entity {
+    let data = TriggerData::Entity {
         event: event_info(event, event_id, now),
         entity: entity_with_id(&event.data, &event.id),
         previous: event.previous.clone(),
@@ -254,10 +254,11 @@ fn new_event(
             .as_ref()
             .map(|p| changed_fields(p, &event.data))
             .unwrap_or_default(),
-    })?;
+    };
+    let trigger = TriggerRecord::of(&data)?;
     let runs = flows
         .iter()
-        .map(|flow| NewRun::new(flow.target(), &trigger, millis))
+        .map(|flow| flow.new_run(&data, &trigger, millis))
         .collect();
     Ok(NewEvent {
         id: event_id.to_string(),

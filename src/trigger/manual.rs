@@ -87,24 +87,38 @@ impl Intake {
 
     /// The manual actions of active flows on `entity`, sorted by label.
     pub fn actions(&self, entity: &str) -> Vec<Action> {
-        self.actions_where(|e| e == Some(entity))
+        self.actions_where(|_, t| t.entity.as_deref() == Some(entity))
+    }
+
+    /// The manual actions on `entity`'s type whose `if` holds for this entity (its `input` is
+    /// null), sorted by label: what its page offers. Triggering one still checks the `if`.
+    pub fn actions_applying(&self, entity: &ManualEntity) -> Vec<Action> {
+        let request = ManualRequest {
+            input: Value::Null,
+            entity: Some(entity.clone()),
+        };
+        let now = self.clock.now();
+        self.actions_where(|flow, t| {
+            t.entity.as_deref() == Some(entity.entity_type.as_str())
+                && applies(flow, t, &request, now)
+        })
     }
 
     /// Every manual action of active flows, by entity type then label; `entity` is empty for
     /// actions that take no entity.
     pub fn every_action(&self) -> Vec<Action> {
-        let mut actions = self.actions_where(|_| true);
+        let mut actions = self.actions_where(|_, _| true);
         actions.sort_by(|a, b| a.entity.cmp(&b.entity));
         actions
     }
 
-    fn actions_where(&self, entity_fits: impl Fn(Option<&str>) -> bool) -> Vec<Action> {
+    fn actions_where(&self, offered: impl Fn(&FlowEntry, &ManualTrigger) -> bool) -> Vec<Action> {
         let registry = self.registry();
         let mut actions: Vec<Action> = registry
             .flows()
             .filter(|f| f.is_active())
             .flat_map(|f| manual_triggers(f).map(move |t| (f, t)))
-            .filter(|(_, t)| entity_fits(t.entity.as_deref()))
+            .filter(|(f, t)| offered(f, t))
             .map(|(f, t)| Action {
                 flow: f.id.clone(),
                 label: t.label.clone(),

@@ -12,7 +12,7 @@ pub mod webhook;
 use std::sync::Arc;
 
 use crate::core::clock::SharedClock;
-use crate::core::new_run::{NewRun, TriggerRecord};
+use crate::core::new_run::TriggerRecord;
 use crate::core::wake::Wake;
 use crate::flow::catalog::Catalog;
 use crate::flow::registry::Registry;
@@ -59,11 +59,7 @@ impl Intake {
         trigger: &crate::core::trigger_data::TriggerData,
     ) -> Result<String, IntakeError> {
         let start = RunStart {
-            run: NewRun::new(
-                flow.target(),
-                &TriggerRecord::of(trigger)?,
-                self.clock.now_ms(),
-            ),
+            run: flow.new_run(trigger, &TriggerRecord::of(trigger)?, self.clock.now_ms()),
             once: None,
         };
         let id = start.run.id.clone();

@@ -19,7 +19,7 @@ use tracing::{debug, info, warn};
 
 use serde_json::json;
 
-use crate::core::new_run::{NewRun, TriggerRecord};
+use crate::core::new_run::TriggerRecord;
 use crate::core::time::rfc3339;
 use crate::core::trigger_data::TriggerData;
 use crate::flow::cron::CronSchedule;
@@ -207,9 +207,10 @@ async fn fire(
             debug!(flow = %flow_id, %fire_at, "Schedule fire skipped: its `if` does not hold.");
             continue;
         }
-        let trigger = TriggerRecord::of(&TriggerData::Schedule { fire_at: *fire_at })?;
+        let data = TriggerData::Schedule { fire_at: *fire_at };
+        let trigger = TriggerRecord::of(&data)?;
         starts.push(RunStart {
-            run: NewRun::new(flow.target(), &trigger, now),
+            run: flow.new_run(&data, &trigger, now),
             once: Some(OnceKey::ScheduleFire {
                 fire_at: fire_at.timestamp_millis(),
             }),

@@ -7,7 +7,7 @@
 use axum::http::HeaderMap;
 use serde_json::{Map, Value, json};
 
-use crate::core::new_run::{NewRun, TriggerRecord};
+use crate::core::new_run::TriggerRecord;
 use crate::core::time::rfc3339;
 use crate::core::trigger_data::TriggerData;
 use crate::flow::model::{self, Trigger};
@@ -95,7 +95,7 @@ impl Intake {
         };
         let record = TriggerRecord::of(&trigger).map_err(IntakeError::from)?;
         let start = RunStart {
-            run: NewRun::new(flow.target(), &record, self.clock.now_ms()),
+            run: flow.new_run(&trigger, &record, self.clock.now_ms()),
             once: signature
                 .id
                 .filter(|id| !id.is_empty())

@@ -103,6 +103,8 @@ struct Server {
     doc: Value,
     /// A run of the sweep flow, for paths that take a run id.
     run_id: String,
+    /// A bulk operation, for paths that take an operation id.
+    operation_id: String,
 }
 
 impl Server {
@@ -124,6 +126,7 @@ impl Server {
             key,
             doc: Value::Null,
             run_id: String::new(),
+            operation_id: String::new(),
         };
         let (status, doc) = server.call(Method::GET, "/api/v1/openapi.json", None).await;
         assert_eq!(status, 200, "{doc}");
@@ -133,6 +136,18 @@ impl Server {
             .await;
         assert_eq!(status, 202, "{run}");
         server.run_id = run["run_id"].as_str().expect("run_id").to_owned();
+        let (status, op) = server
+            .call(
+                Method::POST,
+                "/api/v1/runs/retry",
+                Some(json!({"flow": "sweep"})),
+            )
+            .await;
+        assert_eq!(status, 202, "{op}");
+        server.operation_id = op["operation_id"]
+            .as_str()
+            .expect("operation_id")
+            .to_owned();
         server
     }
 
@@ -189,6 +204,8 @@ impl Server {
             "sweep".to_owned()
         } else if path.starts_with("/api/v1/runs/") {
             self.run_id.clone()
+        } else if path.starts_with("/api/v1/operations/") {
+            self.operation_id.clone()
         } else {
             uuid::Uuid::now_v7().to_string()
         }

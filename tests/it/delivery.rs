@@ -114,6 +114,43 @@ async fn auto_pause(database_url: &str) {
     engine.stop().await;
 }
 
+/// `auto_pause.notify` also tells a Slack-style channel (a real local HTTP receiver) when the
+/// breaker trips, once, with the numbers that tripped it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flow_that_pauses_itself_tells_the_channel_it_names() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let (sink, engine) = start(&sqlite_url(dir.path()), 1_000).await;
+    let slack = Sink::start().await;
+    let api = engine.api();
+    let hook_path = "/services/T0/B0/hook";
+    let settings = format!(
+        "auto_pause:\n    after_failed_runs: 2\n    notify: {{channel: slack, url: \"{}\"}}\n  retry: {{attempts: 1}}",
+        slack.url(hook_path)
+    );
+    create_flow(&api, &flow_yaml("loud", &sink, &settings)).await;
+    for id in ["1", "2"] {
+        let run = one_event(&api, id).await;
+        api.wait_for_run(&run, |r| r["status"] == "failed", PATIENCE)
+            .await
+            .expect("the run fails");
+    }
+    wait_for_flow(&api, "loud", |f| f["paused"] == true).await;
+    assert!(
+        slack.wait_for(|all| !all.is_empty(), PATIENCE).await,
+        "the channel is told"
+    );
+    let told = slack.requests();
+    assert_eq!(told.len(), 1, "one message for one trip");
+    assert_eq!(told[0].path, hook_path);
+    let text = told[0].json().expect("a JSON payload")["text"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(text.contains("Flow loud paused itself"), "{text}");
+    assert!(text.contains("2 runs failed in a row"), "{text}");
+    engine.stop().await;
+}
+
 /// `match:` filters events by field values (a list means any of, dotted keys read nested
 /// fields), and the trigger summary lists it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -210,6 +247,45 @@ async fn a_manual_action_applies_only_where_its_if_holds() {
     )
     .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+
+    // Asked for one entity, the list offers the action only where its `if` holds, judged on
+    // the entity's last state flowd received; for the type as a whole it is always offered.
+    let events = [
+        ("1", "confirmed"),
+        ("2", "new"),
+        ("2", "vip"),
+        ("3", "vip"),
+        ("3", "cancelled"),
+    ];
+    for (id, status) in events {
+        api.post_events(&[
+            json!({"entity": "guest", "action": "update", "id": id, "data": {"status": status}}),
+        ])
+        .await
+        .expect("accepted");
+    }
+    let offered = async |query: &str| {
+        let (status, body) = send(&api, "GET", &format!("/api/v1/actions?{query}"), None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        body["items"].as_array().map_or(0, Vec::len)
+    };
+    assert_eq!(offered("entity=guest").await, 1);
+    assert_eq!(offered("entity=guest&entity_id=1").await, 1, "confirmed");
+    assert_eq!(
+        offered("entity=guest&entity_id=2").await,
+        1,
+        "vip since its last event"
+    );
+    assert_eq!(
+        offered("entity=guest&entity_id=3").await,
+        0,
+        "cancelled since its last event"
+    );
+    assert_eq!(
+        offered("entity=guest&entity_id=404").await,
+        0,
+        "never seen: no status"
+    );
     engine.stop().await;
 }
 

@@ -278,8 +278,9 @@ fn check_snippets(flow: impl Fn(&str) -> String, good: &[&str], bad: &[&str]) {
     }
 }
 
-/// The delivery settings: `on_pause` and `auto_pause` (`off` or limits) are read, and a wrong
-/// value is named at its line.
+/// The delivery settings: `on_pause`, `auto_pause` (`off` or limits, with a channel to tell),
+/// `order_key` (a template without secrets) and `retention` are read, and a wrong value is
+/// named at its line.
 #[test]
 fn delivery_settings_validate_with_positions() {
     let flow = |settings: &str| {
@@ -294,12 +295,22 @@ fn delivery_settings_validate_with_positions() {
             "auto_pause: off",
             "auto_pause: {after_failed_runs: 5}",
             "auto_pause: {or_failing_for: 5d}",
+            "auto_pause: {after_failed_runs: 5, notify: {channel: slack, url: \"{{secrets.HOOK}}\"}}",
+            "auto_pause: {notify: {channel: email, to: ops@example.com}}",
+            "order_key: \"{{entity.id}}\"",
+            "retention: 7d",
         ],
         &[
             "on_pause: keep",
             "auto_pause: of",
             "auto_pause: {after_failed_runs: 0}",
             "auto_pause: {after_failures: 5}",
+            "auto_pause: {notify: {channel: slack}}",
+            "auto_pause: {notify: {channel: email, to: a@b.c, text: hi}}",
+            "order_key: \"{{secrets.KEY}}\"",
+            "order_key: \"{{entity.id\"",
+            "retention: 0s",
+            "retention: forever",
         ],
     );
 }

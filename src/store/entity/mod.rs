@@ -12,10 +12,12 @@ pub mod flow_revisions;
 pub mod flows;
 pub mod nodes;
 pub mod notifications;
+pub mod operations;
 pub mod runs;
 pub mod schedule_fires;
 pub mod secrets;
 pub mod step_runs;
+pub mod usage_daily;
 mod values;
 pub mod webhook_requests;
 

@@ -38,6 +38,9 @@ pub struct Model {
     /// Times the flow's `rate_limit` put this run off before it started, for usage reports.
     /// Defaults to 0.
     pub rate_limited_waits: i32,
+    /// The flow's `settings.order_key` rendered for this run: runs with the same key execute
+    /// one at a time, in creation order.
+    pub order_key: Option<String>,
     pub error: Option<String>,
     pub created_at: i64,
     pub started_at: Option<i64>,

@@ -94,6 +94,7 @@ fn run() -> runs::Model {
         cancel_requested: true,
         deadline_at: Some(1_763_903_600_000),
         rate_limited_waits: 1,
+        order_key: None,
         error: Some("HTTP 503".to_owned()),
         created_at: 1_763_900_000_000,
         started_at: Some(1_763_900_000_100),

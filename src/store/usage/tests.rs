@@ -40,6 +40,7 @@ async fn insert(conn: &impl ConnectionTrait, spec: RunSpec<'_>) {
         cancel_requested: false,
         deadline_at: None,
         rate_limited_waits: waits,
+        order_key: None,
         error: None,
         created_at,
         // Started and finished on a later day: usage still counts the run on its creation day.

@@ -36,6 +36,8 @@ pub struct Recorded {
     pub at: Instant,
     /// The status the sink answered (or was answering when the client went away).
     pub status: u16,
+    /// How long the sink held its answer back: the answer left at `at + held`.
+    pub held: Duration,
 }
 
 impl Recorded {
@@ -95,6 +97,8 @@ impl Default for Behaviour {
 struct Inner {
     requests: Vec<Recorded>,
     behaviour: Behaviour,
+    /// Each answer is also held back a pseudo-random time below this (zero: none).
+    random_delay_below: Duration,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -116,6 +120,7 @@ impl Sink {
         let shared: Shared = Arc::new(Mutex::new(Inner {
             requests: Vec::new(),
             behaviour,
+            random_delay_below: Duration::ZERO,
         }));
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -142,6 +147,12 @@ impl Sink {
     /// Changes how later requests are answered; `fail_first` still counts from the sink's start.
     pub fn set_behaviour(&self, behaviour: Behaviour) {
         lock(&self.shared).behaviour = behaviour;
+    }
+
+    /// Holds every later answer back a different pseudo-random time below `max` (seeded by the
+    /// request's number), so answers come back in another order than requests went out.
+    pub fn set_random_delay(&self, max: Duration) {
+        lock(&self.shared).random_delay_below = max;
     }
 
     /// A copy of every request so far, in arrival order.
@@ -235,6 +246,10 @@ async fn record(
         } else {
             None
         };
+        let spread = inner.random_delay_below.as_micros() as u64;
+        let random = (spread > 0)
+            .then(|| Duration::from_micros(scramble(inner.requests.len() as u64) % spread));
+        let held = behaviour.delay + random.unwrap_or_default();
         let status = match reply {
             None => 200,
             Some(Failure::Status(status)) => status,
@@ -255,8 +270,9 @@ async fn record(
             body,
             at,
             status,
+            held,
         });
-        (reply, behaviour.delay)
+        (reply, held)
     };
     if !delay.is_zero() {
         // Simulates a slow endpoint; nothing waits on this to synchronise.
@@ -276,6 +292,14 @@ async fn record(
             response
         }
     }
+}
+
+/// A well-mixed number from `n` (splitmix64's finaliser): reproducible randomness.
+fn scramble(n: u64) -> u64 {
+    let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 fn json(status: StatusCode, body: &'static str) -> Response {

@@ -1,0 +1,87 @@
+//! Bulk retry and replay (SPEC §6): starting an operation over the runs a filter matches, and
+//! reading its progress. The work itself is done by every node's runner
+//! (`runner/operations.rs`), so it goes on after a restart and on whichever node is alive.
+
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use crate::core::id::new_id;
+use crate::core::time::rfc3339_ms;
+use crate::engine::{Engine, EngineError};
+use crate::runner::operations::OperationKind;
+use crate::store::operations::{self, OperationFilter, OperationRow};
+
+/// A bulk operation as the API shows it. Times are RFC 3339 UTC.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct OperationOut {
+    pub id: String,
+    /// `retry` or `replay`.
+    pub kind: String,
+    /// `running`, `done` or `failed`.
+    pub state: String,
+    /// The filter it was started with.
+    #[schema(value_type = Object)]
+    pub filter: serde_json::Value,
+    /// Runs the filter matched when the operation started (at most 100,000).
+    pub matched: i64,
+    /// Runs retried, or replayed, so far.
+    pub done: i64,
+    /// Matched runs left alone: not failed or cancelled any more when their turn came (retry),
+    /// or their flow was deleted (replay).
+    pub skipped: i64,
+    /// Why the operation failed, when it did.
+    pub error: Option<String>,
+    #[schema(format = DateTime)]
+    pub created_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub updated_at: Option<String>,
+    #[schema(format = DateTime)]
+    pub finished_at: Option<String>,
+}
+
+impl Engine {
+    /// Starts a bulk operation over the runs `filter` matches now (the oldest 100,000 at most);
+    /// nodes' runners work on it in the background.
+    pub async fn start_operation(
+        &self,
+        kind: OperationKind,
+        filter: &OperationFilter,
+    ) -> Result<OperationOut, EngineError> {
+        let store = self.store();
+        let now = chrono::Utc::now().timestamp_millis();
+        let row = operations::create(
+            store.writer(),
+            store.backend(),
+            &new_id(),
+            kind.as_str(),
+            filter,
+            now,
+        )
+        .await?;
+        Ok(operation_out(&row))
+    }
+
+    /// One operation with its progress; `None` when there is no such operation.
+    pub async fn operation(&self, id: &str) -> Result<Option<OperationOut>, EngineError> {
+        let store = self.store();
+        let row = operations::get_operation(store.reader(), store.backend(), id).await?;
+        Ok(row.as_ref().map(operation_out))
+    }
+}
+
+fn operation_out(row: &OperationRow) -> OperationOut {
+    let time = |ms: Option<i64>| ms.map(rfc3339_ms);
+    OperationOut {
+        id: row.id.clone(),
+        kind: row.kind.clone(),
+        state: row.state.clone(),
+        filter: serde_json::to_value(&row.filter).unwrap_or_default(),
+        matched: row.matched,
+        done: row.done,
+        skipped: row.skipped,
+        error: row.error.clone(),
+        created_at: time(Some(row.created_at)),
+        updated_at: time(Some(row.updated_at)),
+        finished_at: time(row.finished_at),
+    }
+}
