@@ -148,8 +148,14 @@ async fn execute_one(
     lease: LeaseSettings,
 ) {
     let run_id = run.id.clone();
-    if let Err(e) = execute(runner, run, rows, lease).await {
-        error!(%run_id, error = %e, "Run execution stopped; it will be retried after its lease expires.")
+    match execute(runner, run, rows, lease).await {
+        Ok(()) => {}
+        Err(ExecError::ShuttingDown) => {
+            info!(%run_id, "Shutting down; the run's next attempt is left for the next node.")
+        }
+        Err(e) => {
+            error!(%run_id, error = %e, "Run execution stopped; it will be retried after its lease expires.")
+        }
     }
 }
 
@@ -193,6 +199,27 @@ async fn beat(runner: &Runner, now: i64) {
     }
 }
 
+/// Stops the attempts still in flight so each is recorded (`cancelled by shutdown`) with the
+/// run parked for its retry; runs that do not get there within `CUT_OFF_RECORDING` (a commit
+/// stuck on the database) are aborted and taken up again when their lease is given back.
+async fn cut_off(runner: &Runner, tasks: &mut JoinSet<()>) {
+    runner.wake.cut_off_attempts();
+    let recorded = tokio::time::timeout(CUT_OFF_RECORDING, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    if recorded.is_err() {
+        warn!(
+            remaining = tasks.len(),
+            "Runs cut off at shutdown could not record their attempt in time; stopping them."
+        );
+        tasks.abort_all();
+    }
+}
+
+/// How long runs cut off at shutdown get to commit the record of their attempt.
+const CUT_OFF_RECORDING: Duration = Duration::from_secs(5);
+
 /// Waits for runs in flight up to the grace period, then gives back the leases still held.
 async fn drain(runner: &Runner, config: RunnerConfig, mut tasks: JoinSet<()>) {
     let in_flight = tasks.len();
@@ -206,9 +233,9 @@ async fn drain(runner: &Runner, config: RunnerConfig, mut tasks: JoinSet<()>) {
     if waited.is_err() {
         warn!(
             remaining = tasks.len(),
-            "Shutdown grace period over; stopping runs in flight."
+            "Shutdown grace period over; cutting off attempts in flight."
         );
-        tasks.abort_all();
+        cut_off(runner, &mut tasks).await;
     }
     let store = &runner.store;
     match runs::release_leases(

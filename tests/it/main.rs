@@ -18,6 +18,7 @@ mod hostile_input;
 mod multi_node;
 mod run_controls;
 mod secrets;
+mod shutdown;
 mod steps_e2e;
 mod triggers;
 mod usage_metrics;
