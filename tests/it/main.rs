@@ -20,6 +20,7 @@ mod run_controls;
 mod secrets;
 mod shutdown;
 mod steps_e2e;
+mod torture;
 mod triggers;
 mod usage_metrics;
 mod validate;

@@ -95,6 +95,8 @@ impl Default for Behaviour {
 struct Inner {
     requests: Vec<Recorded>,
     behaviour: Behaviour,
+    /// Each answer waits `behaviour.delay` plus a varying part of up to this long.
+    spread: Duration,
 }
 
 type Shared = Arc<Mutex<Inner>>;
@@ -116,6 +118,7 @@ impl Sink {
         let shared: Shared = Arc::new(Mutex::new(Inner {
             requests: Vec::new(),
             behaviour,
+            spread: Duration::ZERO,
         }));
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
@@ -142,6 +145,12 @@ impl Sink {
     /// Changes how later requests are answered; `fail_first` still counts from the sink's start.
     pub fn set_behaviour(&self, behaviour: Behaviour) {
         lock(&self.shared).behaviour = behaviour;
+    }
+
+    /// Adds a varying part of up to `spread` to every later answer's delay, spread evenly over
+    /// the range by request number (no randomness: a failure replays the same way).
+    pub fn set_delay_spread(&self, spread: Duration) {
+        lock(&self.shared).spread = spread;
     }
 
     /// A copy of every request so far, in arrival order.
@@ -230,6 +239,7 @@ async fn record(
     let (reply, delay) = {
         let mut inner = lock(&shared);
         let behaviour = inner.behaviour;
+        let varying = spread_part(inner.spread, inner.requests.len());
         let reply = if inner.requests.len() < behaviour.fail_first {
             Some(behaviour.failure)
         } else {
@@ -256,7 +266,7 @@ async fn record(
             at,
             status,
         });
-        (reply, behaviour.delay)
+        (reply, behaviour.delay + varying)
     };
     if !delay.is_zero() {
         // Simulates a slow endpoint; nothing waits on this to synchronise.
@@ -276,6 +286,15 @@ async fn record(
             response
         }
     }
+}
+
+/// The `n`th request's share of `spread`: a multiplicative hash of `n` spread over [0, spread].
+fn spread_part(spread: Duration, n: usize) -> Duration {
+    if spread.is_zero() {
+        return Duration::ZERO;
+    }
+    let permille = (n as u64).wrapping_mul(2_654_435_761) % 1001;
+    spread * permille as u32 / 1000
 }
 
 fn json(status: StatusCode, body: &'static str) -> Response {
