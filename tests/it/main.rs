@@ -15,6 +15,7 @@ mod console;
 mod crash;
 mod delivery;
 mod hostile_input;
+mod intake;
 mod multi_node;
 mod run_controls;
 mod secrets;
