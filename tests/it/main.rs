@@ -14,6 +14,7 @@ mod connection_limits;
 mod console;
 mod crash;
 mod delivery;
+mod fault_matrix;
 mod hostile_input;
 mod intake;
 mod multi_node;
