@@ -21,6 +21,7 @@ mod multi_node;
 mod run_controls;
 mod secrets;
 mod shutdown;
+mod ssrf;
 mod steps_e2e;
 mod torture;
 mod triggers;
