@@ -17,6 +17,7 @@ mod delivery;
 mod fault_matrix;
 mod hostile_input;
 mod intake;
+mod limits;
 mod multi_node;
 mod run_controls;
 mod secrets;
