@@ -12,6 +12,7 @@ mod auth_and_cli;
 mod cli_run_export;
 mod connection_limits;
 mod console;
+mod contention;
 mod crash;
 mod delivery;
 mod fault_matrix;
