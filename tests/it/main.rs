@@ -21,6 +21,7 @@ mod intake;
 mod limits;
 mod multi_node;
 mod run_controls;
+mod run_guarantees;
 mod secrets;
 mod shutdown;
 mod ssrf;
