@@ -204,17 +204,19 @@ async fn beat(runner: &Runner, now: i64) {
 /// stuck on the database) are aborted and taken up again when their lease is given back.
 async fn cut_off(runner: &Runner, tasks: &mut JoinSet<()>) {
     runner.wake.cut_off_attempts();
-    let recorded = tokio::time::timeout(CUT_OFF_RECORDING, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if recorded.is_err() {
+    if !all_end_within(tasks, CUT_OFF_RECORDING).await {
         warn!(
             remaining = tasks.len(),
             "Runs cut off at shutdown could not record their attempt in time; stopping them."
         );
         tasks.abort_all();
     }
+}
+
+/// Waits up to `limit` for every task to end; whether they all did.
+async fn all_end_within(tasks: &mut JoinSet<()>, limit: Duration) -> bool {
+    let all = async { while tasks.join_next().await.is_some() {} };
+    tokio::time::timeout(limit, all).await.is_ok()
 }
 
 /// How long runs cut off at shutdown get to commit the record of their attempt.
@@ -226,11 +228,7 @@ async fn drain(runner: &Runner, config: RunnerConfig, mut tasks: JoinSet<()>) {
     if in_flight > 0 {
         info!(in_flight, "Waiting for runs in flight.");
     }
-    let waited = tokio::time::timeout(config.shutdown_grace, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if waited.is_err() {
+    if !all_end_within(&mut tasks, config.shutdown_grace).await {
         warn!(
             remaining = tasks.len(),
             "Shutdown grace period over; cutting off attempts in flight."
