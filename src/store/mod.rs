@@ -30,6 +30,7 @@ pub mod starts;
 pub mod testing;
 pub mod transitions;
 pub mod usage;
+mod wal;
 pub mod webhooks;
 
 use std::fmt;

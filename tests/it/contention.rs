@@ -64,6 +64,7 @@ async fn contention(duration: Duration) {
     let db = dir.path().join("flowd.db");
     let env = FlowdEnv {
         kept_lines: 5_000,
+        extra: vec![("RUST_LOG".into(), "info,flowd::store::wal=debug".into())],
         ..FlowdEnv::new(format!("sqlite://{}", db.display()), flows)
     };
     let process = FlowdProcess::start(&env).await;
