@@ -23,6 +23,7 @@ use flowd::store::testing::TestDb;
 use serde_json::{Value, json};
 
 use crate::support::api::Api;
+use crate::support::checks::succeeded_with_steps;
 use crate::support::flowd::{FlowdEnv, FlowdProcess};
 use crate::support::sink::{Recorded, Sink};
 
@@ -296,25 +297,8 @@ fn check(
 
 /// A run succeeded with every step, and no step has two succeeded attempts.
 fn check_run(id: &str, run: &Value) -> Vec<String> {
-    let mut problems = Vec::new();
-    if run["status"] != "succeeded" {
-        problems.push(format!(
-            "run {id} ended {} ({})",
-            run["status"], run["error"]
-        ));
-    }
-    let steps = run["steps"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    let ids: Vec<&str> = steps.iter().filter_map(|s| s["id"].as_str()).collect();
-    if ids != ["label", "first", "second"] {
-        problems.push(format!("run {id} has steps {ids:?}"));
-    }
-    for step in steps {
-        if step["status"] != "succeeded" {
-            problems.push(format!(
-                "run {id}: step {} is {}",
-                step["id"], step["status"]
-            ));
-        }
+    let mut problems = succeeded_with_steps(id, run, &["label", "first", "second"]);
+    for step in run["steps"].as_array().into_iter().flatten() {
         let succeeded = step["attempts"]
             .as_array()
             .into_iter()
