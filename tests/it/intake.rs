@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::support::api::Api;
@@ -25,6 +26,8 @@ const KILL_AFTER_ACKS: usize = 1_500;
 struct Ledger {
     acked: HashMap<String, Vec<String>>,
     posted: Vec<Value>,
+    /// How many events are acknowledged, for the test to wait on.
+    progress: watch::Sender<usize>,
 }
 
 type Shared = Arc<Mutex<Ledger>>;
@@ -150,6 +153,7 @@ async fn post_until_error(
                 for ack in acks {
                     ledger.acked.insert(ack.event_id, ack.runs);
                 }
+                ledger.progress.send_replace(ledger.acked.len());
             }
             Err(error) => return Some(error),
         }
@@ -157,16 +161,14 @@ async fn post_until_error(
     None
 }
 
-/// Polls until `n` events were acknowledged (or every client finished); whether `n` was reached.
+/// Waits until `n` events were acknowledged; whether that happened within the deadline.
 async fn wait_for_acks(ledger: &Shared, n: usize) -> bool {
-    let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while std::time::Instant::now() < deadline {
-        if lock(ledger).acked.len() >= n {
-            return true;
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    false
+    let mut progress = lock(ledger).progress.subscribe();
+    let reached = progress.wait_for(|&acked| acked >= n);
+    matches!(
+        tokio::time::timeout(Duration::from_secs(120), reached).await,
+        Ok(Ok(_))
+    )
 }
 
 fn lock(ledger: &Shared) -> std::sync::MutexGuard<'_, Ledger> {
