@@ -147,8 +147,16 @@ async fn serve(args: &Args, config: &Config) -> anyhow::Result<()> {
 
 /// What `flowd serve` answers: the console's pages at `/` and the API, webhooks and health
 /// checks at their paths (the API's fallback answers any other path).
+///
+/// The console's forms are read whole before routing, as the API's bodies are: a form handler
+/// that answers without reading an unwanted body (a JSON body at `/login` gets 415) would leave
+/// it unread, and the client would see its connection dropped instead of the answer.
 pub fn app(engine: Engine, max_body: usize) -> axum::Router {
-    console::router(engine.clone()).merge(api::app(engine, max_body))
+    let console = console::router(engine.clone()).layer(axum::middleware::from_fn_with_state(
+        console::MAX_FORM,
+        api::body::read_whole,
+    ));
+    console.merge(api::app(engine, max_body))
 }
 
 /// One warning per secret that flows read but nobody set: their steps would fail with

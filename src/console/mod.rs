@@ -29,7 +29,7 @@ pub struct Console {
 }
 
 /// Forms and the flow editor are small; the API has its own, configurable limit.
-const MAX_FORM: usize = 1 << 20;
+pub const MAX_FORM: usize = 1 << 20;
 
 /// The strict Content-Security-Policy of every console answer: only this server's script and
 /// style, no inline script, no frames, forms post only here.

@@ -40,6 +40,10 @@ pub enum ExecError {
     Transition(#[from] TransitionError),
     #[error("a transition asked for a commit and for a step's work at once")]
     Tangled,
+    /// A new attempt would start after the shutdown cut-off: nothing is sent, and the run is
+    /// taken up again once its lease is given back.
+    #[error("the node is shutting down; the attempt was not started")]
+    ShuttingDown,
 }
 
 /// Executes a claimed run until it finishes, parks, or its lease is lost.
@@ -173,12 +177,21 @@ async fn attempt(
         context: view.context.value(),
     };
     let started = Instant::now();
+    let started_at = chrono::Utc::now();
     let attempt = match missing_secret(secrets, &step.secret_names) {
         Some(refused) => refused,
-        None => match step.action.perform(&runner.step_env, &call).await {
-            Some(attempt) => attempt,
-            None => return Err(ExecError::Flow("not a side-effect step".into())),
-        },
+        None if runner.wake.is_cut_off() => return Err(ExecError::ShuttingDown),
+        None => {
+            let performed = tokio::select! {
+                biased;
+                () = runner.wake.attempts_cut_off() => Some(cut_off_by_shutdown(started_at, started)),
+                performed = step.action.perform(&runner.step_env, &call) => performed,
+            };
+            match performed {
+                Some(attempt) => attempt,
+                None => return Err(ExecError::Flow("not a side-effect step".into())),
+            }
+        }
     };
     runner
         .metrics()
@@ -194,6 +207,25 @@ async fn attempt(
         jitter,
     }))
 }
+
+/// The record of an attempt stopped at the end of the shutdown grace period. The target may
+/// have seen (and acted on) the request, so it counts as an attempt and is retried like a
+/// timeout, with the same idempotency key, by whichever node runs the run next.
+fn cut_off_by_shutdown(started_at: chrono::DateTime<chrono::Utc>, started: Instant) -> Attempt {
+    Attempt {
+        outcome: StepOutcome::Retry {
+            error: CANCELLED_BY_SHUTDOWN.to_owned(),
+            after: None,
+        },
+        request: None,
+        response: None,
+        started_at,
+        duration_ms: started.elapsed().as_millis() as u64,
+    }
+}
+
+/// The error of an attempt cut off by a shutdown.
+pub const CANCELLED_BY_SHUTDOWN: &str = "cancelled by shutdown";
 
 /// A failed attempt when a secret the step reads is not set (or cannot be decrypted): nothing
 /// is sent, because an empty value would go out as if it were right. `secrets` are the values

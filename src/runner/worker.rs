@@ -169,8 +169,14 @@ async fn execute_one(
     lease: LeaseSettings,
 ) {
     let run_id = run.id.clone();
-    if let Err(e) = execute(runner, run, rows, lease).await {
-        error!(%run_id, error = %e, "Run execution stopped; it will be retried after its lease expires.")
+    match execute(runner, run, rows, lease).await {
+        Ok(()) => {}
+        Err(ExecError::ShuttingDown) => {
+            info!(%run_id, "Shutting down; the run's next attempt is left for the next node.")
+        }
+        Err(e) => {
+            error!(%run_id, error = %e, "Run execution stopped; it will be retried after its lease expires.")
+        }
     }
 }
 
@@ -214,22 +220,41 @@ async fn beat(runner: &Runner, now: i64) {
     }
 }
 
+/// Stops the attempts still in flight so each is recorded (`cancelled by shutdown`) with the
+/// run parked for its retry; runs that do not get there within `CUT_OFF_RECORDING` (a commit
+/// stuck on the database) are aborted and taken up again when their lease is given back.
+async fn cut_off(runner: &Runner, tasks: &mut JoinSet<()>) {
+    runner.wake.cut_off_attempts();
+    if !all_end_within(tasks, CUT_OFF_RECORDING).await {
+        warn!(
+            remaining = tasks.len(),
+            "Runs cut off at shutdown could not record their attempt in time; stopping them."
+        );
+        tasks.abort_all();
+    }
+}
+
+/// Waits up to `limit` for every task to end; whether they all did.
+async fn all_end_within(tasks: &mut JoinSet<()>, limit: Duration) -> bool {
+    let all = async { while tasks.join_next().await.is_some() {} };
+    tokio::time::timeout(limit, all).await.is_ok()
+}
+
+/// How long runs cut off at shutdown get to commit the record of their attempt.
+const CUT_OFF_RECORDING: Duration = Duration::from_secs(5);
+
 /// Waits for runs in flight up to the grace period, then gives back the leases still held.
 async fn drain(runner: &Runner, config: RunnerConfig, mut tasks: JoinSet<()>) {
     let in_flight = tasks.len();
     if in_flight > 0 {
         info!(in_flight, "Waiting for runs in flight.");
     }
-    let waited = tokio::time::timeout(config.shutdown_grace, async {
-        while tasks.join_next().await.is_some() {}
-    })
-    .await;
-    if waited.is_err() {
+    if !all_end_within(&mut tasks, config.shutdown_grace).await {
         warn!(
             remaining = tasks.len(),
-            "Shutdown grace period over; stopping runs in flight."
+            "Shutdown grace period over; cutting off attempts in flight."
         );
-        tasks.abort_all();
+        cut_off(runner, &mut tasks).await;
     }
     let store = &runner.store;
     match runs::release_leases(

@@ -23,6 +23,7 @@ use tracing::{debug, trace, warn};
 use crate::store::events::{NewEvent, ingest};
 use crate::store::starts::{self, RunStart, Started};
 use crate::store::transitions::{Applied, Transition, apply_many};
+use crate::store::wal::WalWatch;
 use crate::store::{Backend, Store, StoreError};
 
 /// Jobs taken into one transaction at most: bounds the transaction's size and the wait of the
@@ -104,6 +105,7 @@ impl GroupCommit {
 /// is locked only while taking, so other committers take the next batch meanwhile.
 async fn commit_loop(store: Store, queue: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
     let mut jobs = Vec::with_capacity(MAX_JOBS_PER_BATCH);
+    let mut wal = WalWatch::new();
     loop {
         let taken = queue
             .lock()
@@ -114,6 +116,7 @@ async fn commit_loop(store: Store, queue: Arc<Mutex<mpsc::UnboundedReceiver<Job>
             return;
         }
         commit_jobs(&store, std::mem::take(&mut jobs)).await;
+        wal.after_commit(&store).await;
     }
 }
 

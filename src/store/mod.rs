@@ -32,6 +32,7 @@ pub mod starts;
 pub mod testing;
 pub mod transitions;
 pub mod usage;
+mod wal;
 pub mod webhooks;
 
 use std::fmt;

@@ -21,6 +21,7 @@ use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::support::api::{Api, EventAck};
+use crate::support::checks::succeeded_with_steps;
 use crate::support::flowd::{FlowdEnv, FlowdProcess};
 use crate::support::sink::{Behaviour, Failure, Sink};
 
@@ -374,28 +375,8 @@ fn check_crash(
 
 /// The problems of one terminal run of the crash flow.
 fn check_crash_run(run_id: &str, run: &Value) -> Vec<String> {
-    let mut problems = Vec::new();
-    if run["status"] != "succeeded" {
-        problems.push(format!(
-            "run {run_id} ended {} (error {})",
-            run["status"], run["error"]
-        ));
-    }
+    let mut problems = succeeded_with_steps(run_id, run, &CRASH_STEPS);
     let steps = run["steps"].as_array().map(Vec::as_slice).unwrap_or(&[]);
-    let ids: Vec<&str> = steps.iter().filter_map(|s| s["id"].as_str()).collect();
-    if ids != CRASH_STEPS {
-        problems.push(format!(
-            "run {run_id} has steps {ids:?}, expected {CRASH_STEPS:?}"
-        ));
-    }
-    for step in steps {
-        if step["status"] != "succeeded" {
-            problems.push(format!(
-                "run {run_id}: step {} is {} (error {})",
-                step["id"], step["status"], step["error"]
-            ));
-        }
-    }
     let step = |id: &str| steps.iter().find(|s| s["id"] == id);
     if let Some(push) = step("push") {
         if push["output"]["status"] != 200 {

@@ -5,6 +5,7 @@
 
 pub mod api;
 pub mod browser;
+pub mod checks;
 pub mod engine;
 pub mod flowd;
 pub mod sink;
