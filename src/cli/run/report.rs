@@ -10,7 +10,8 @@ use std::collections::HashMap;
 use chrono::Utc;
 use serde_json::Value;
 
-use super::{Args, Notes, millis_between};
+use super::{Args, millis_between};
+use crate::engine::test_run::Notes;
 use crate::cli::validate::Format;
 use crate::flow::model::FlowDef;
 
