@@ -12,13 +12,14 @@
 use std::path::Path;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use utoipa::ToSchema;
 
 use crate::core::duration::Duration as FlowDuration;
-use crate::core::trigger_data::TriggerData;
+use crate::core::trigger_data::{ManualEntity, TriggerData};
 use crate::engine::run_view::RunDetail;
 use crate::engine::secrets::MasterKeySource;
 use crate::engine::{Engine, EngineConfig, EngineError, EventIn, flow_input};
@@ -29,6 +30,7 @@ use crate::step::Delivery;
 use crate::step::retry::RetryPolicy;
 use crate::store::StoreOptions;
 use crate::store::flows::FlowSource;
+use crate::trigger::entity::check_event;
 use crate::trigger::manual::{ManualError, ManualRequest};
 
 /// What starts a test run.
@@ -73,9 +75,12 @@ pub enum TestError {
     /// The trigger data does not fit the flow (the message says why and lists its triggers).
     #[error("{0}")]
     Unfit(String),
-    /// The manual trigger refused the request (paused, `if` false, bad input).
+    /// The request is not one test: bad JSON shapes, none or several trigger data.
+    #[error("{0}")]
+    Invalid(String),
+    /// The flow refused the run (paused, disabled, the manual trigger's `if` false, bad input).
     #[error(transparent)]
-    Manual(ManualError),
+    Refused(ManualError),
     #[error("no flow `{0}`")]
     UnknownFlow(String),
     #[error("no run `{0}` of flow `{1}`")]
@@ -105,11 +110,36 @@ pub struct Notes {
     pub skipped_delays: Vec<(String, FlowDuration)>,
 }
 
-/// A dry run's result: the run as `GET /api/v1/runs/{id}` shows it (secrets as `***`), each
-/// http step's attempt holding the request it would send.
+/// What `POST /api/v1/flows/{id}/test` takes: one of `event`, `input` (with `entity` for an
+/// action on an entity) or `run_id`.
+#[derive(Debug, Clone, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"event": {"entity": "guest", "action": "create", "id": "42", "data": {"email": "ada@example.com"}}}))]
+pub struct TestRequest {
+    /// An entity event, as `POST /api/v1/events` takes one; it must match one of the flow's
+    /// entity triggers.
+    #[schema(value_type = Option<Object>)]
+    pub event: Option<Value>,
+    /// What the flow reads as `input`: for its manual trigger, or its webhook trigger when it
+    /// has no manual one.
+    #[schema(value_type = Option<Object>)]
+    pub input: Option<Value>,
+    /// The entity a manual action runs on, `{"type", "id", "data"}`.
+    #[schema(value_type = Option<Object>)]
+    pub entity: Option<Value>,
+    /// Test with the trigger data of this earlier run of the flow.
+    pub run_id: Option<String>,
+    /// `true`: start a real run with this trigger data (requests are sent) instead of a dry run.
+    #[serde(default)]
+    pub send: bool,
+}
+
+/// A test's result: the run as `GET /api/v1/runs/{id}` shows it (secrets as `***`). In a dry
+/// run it has ended and each http step's attempt holds the request it would send; sent for real,
+/// it is the run just started.
 #[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct DryRun {
-    /// Always `true`: nothing was sent, nothing stored.
+pub struct TestRun {
+    /// `true`: nothing was sent, nothing stored (the run lived on a throw-away database).
     pub dry_run: bool,
     /// How this run differs from a served one (delays not waited, one attempt per step).
     pub notes: Vec<String>,
@@ -253,6 +283,67 @@ impl RunnerTask {
 const DRY_RUN_LIMIT: Duration = Duration::from_secs(30);
 
 impl Engine {
+    /// Tests flow `flow_id` as `request` asks: a dry run, or a real run when `send`.
+    pub async fn test_flow(
+        &self,
+        flow_id: &str,
+        request: TestRequest,
+    ) -> Result<TestRun, TestError> {
+        if self.registry().get(flow_id).is_none() {
+            return Err(TestError::UnknownFlow(flow_id.into()));
+        }
+        let send = request.send;
+        let trigger = self.test_trigger(flow_id, request).await?;
+        if !send {
+            return self.dry_run(flow_id, trigger, &API_SPELLING).await;
+        }
+        let run_id = self.start_test(flow_id, trigger, &API_SPELLING).await?;
+        let run = self.run_detail(&run_id).await?;
+        let run = run.ok_or_else(|| TestError::UnknownRun(run_id, flow_id.into()))?;
+        Ok(TestRun {
+            dry_run: false,
+            notes: Vec::new(),
+            run,
+        })
+    }
+
+    /// The trigger data a test request gives, checked as the API checks events and actions.
+    async fn test_trigger(
+        &self,
+        flow_id: &str,
+        request: TestRequest,
+    ) -> Result<TestTrigger, TestError> {
+        let given = [
+            request.event.is_some(),
+            request.input.is_some() || request.entity.is_some(),
+            request.run_id.is_some(),
+        ];
+        if given.iter().filter(|g| **g).count() != 1 {
+            return Err(TestError::Invalid(
+                "give one of `event`, `input` (with `entity` for an action on an entity) or `run_id`"
+                    .into(),
+            ));
+        }
+        if let Some(run_id) = request.run_id {
+            return Ok(TestTrigger::Data(
+                self.trigger_of_run(flow_id, &run_id).await?,
+            ));
+        }
+        if let Some(event) = request.event {
+            return test_event(event).map(TestTrigger::Event);
+        }
+        let input = request.input.unwrap_or(Value::Null);
+        let entity = match request.entity {
+            None | Some(Value::Null) => None,
+            Some(entity) => Some(serde_json::from_value::<ManualEntity>(entity).map_err(|e| {
+                TestError::Invalid(format!(
+                    "`entity` is not an entity {{\"type\", \"id\", \"data\"}}: {e}"
+                ))
+            })?),
+        };
+        Ok(TestTrigger::Manual(ManualRequest { input, entity }))
+    }
+
     /// Starts one run of `flow_id` on this engine with `trigger`; returns its id. On the real
     /// engine this is "send it for real"; on a [`Sandbox`]'s, the start of a dry run.
     pub async fn start_test(
@@ -265,6 +356,12 @@ impl Engine {
         let flow = registry
             .get(flow_id)
             .ok_or_else(|| TestError::UnknownFlow(flow_id.into()))?;
+        if flow.paused {
+            return Err(TestError::Refused(ManualError::Paused(flow_id.into())));
+        }
+        if !flow.enabled {
+            return Err(TestError::Refused(ManualError::Disabled(flow_id.into())));
+        }
         match trigger {
             TestTrigger::Event(event) => match self.intake().event_trigger(flow, &event) {
                 Some(data) => self.start_with(flow, &data).await,
@@ -282,7 +379,7 @@ impl Engine {
         flow_id: &str,
         trigger: TestTrigger,
         spelling: &Spelling,
-    ) -> Result<DryRun, TestError> {
+    ) -> Result<TestRun, TestError> {
         let registry = self.registry();
         let flow = registry
             .get(flow_id)
@@ -297,16 +394,22 @@ impl Engine {
             sandbox
                 .add_flow(&flow.id, &flow.name, &def, "", None)
                 .await?;
-            let run_id = sandbox.engine.start_test(flow_id, trigger, spelling).await?;
+            let run_id = sandbox
+                .engine
+                .start_test(flow_id, trigger, spelling)
+                .await?;
             let runner = sandbox.start_runner();
-            let ended = sandbox.engine.wait_for_run_end(&run_id, DRY_RUN_LIMIT).await;
+            let ended = sandbox
+                .engine
+                .wait_for_run_end(&run_id, DRY_RUN_LIMIT)
+                .await;
             runner.stop().await;
             if !ended? {
                 return Err(TestError::TooLong);
             }
             let run = sandbox.engine.run_detail(&run_id).await?;
             let run = run.ok_or_else(|| TestError::UnknownRun(run_id, flow_id.into()))?;
-            Ok(DryRun {
+            Ok(TestRun {
                 dry_run: true,
                 notes: notes_lines(&notes),
                 run,
@@ -319,7 +422,11 @@ impl Engine {
 
     /// The trigger data of run `run_id` of flow `flow_id`, as it was stored (not redacted: it
     /// only feeds a new run, whose outputs are redacted).
-    pub async fn trigger_of_run(&self, flow_id: &str, run_id: &str) -> Result<TriggerData, TestError> {
+    pub async fn trigger_of_run(
+        &self,
+        flow_id: &str,
+        run_id: &str,
+    ) -> Result<TriggerData, TestError> {
         let store = self.store();
         let run = crate::store::run_log::get_run(store.reader(), store.backend(), run_id)
             .await
@@ -327,7 +434,9 @@ impl Engine {
             .filter(|r| r.flow_id == flow_id)
             .ok_or_else(|| TestError::UnknownRun(run_id.into(), flow_id.into()))?;
         serde_json::from_str(&run.trigger).map_err(|e| {
-            TestError::Unfit(format!("the trigger data of run `{run_id}` cannot be read: {e}"))
+            TestError::Unfit(format!(
+                "the trigger data of run `{run_id}` cannot be read: {e}"
+            ))
         })
     }
 
@@ -381,7 +490,7 @@ impl Engine {
                 describe_triggers(def, spelling)
             ))),
             Err(ManualError::Intake(e)) => Err(TestError::Engine(e.into())),
-            Err(e) => Err(TestError::Manual(e)),
+            Err(e) => Err(TestError::Refused(e)),
         }
     }
 
@@ -393,6 +502,25 @@ impl Engine {
             ..self.inner.config.clone()
         }
     }
+}
+
+/// An event of a test, checked as `POST /api/v1/events` checks one.
+fn test_event(event: Value) -> Result<EventIn, TestError> {
+    if !event.is_object() {
+        return Err(TestError::Invalid(
+            "`event` must be one event (an object)".into(),
+        ));
+    }
+    let event: EventIn = serde_json::from_value(event)
+        .map_err(|e| TestError::Invalid(format!("`event` is not an event: {e}")))?;
+    let problems: Vec<String> = check_event(0, &event)
+        .iter()
+        .map(|p| format!("`event.{}` {}", p.field, p.message))
+        .collect();
+    if !problems.is_empty() {
+        return Err(TestError::Invalid(problems.join("; ")));
+    }
+    Ok(event)
 }
 
 fn notes_lines(notes: &Notes) -> Vec<String> {

@@ -14,6 +14,7 @@ mod connection_limits;
 mod console;
 mod crash;
 mod delivery;
+mod flow_test;
 mod hostile_input;
 mod multi_node;
 mod run_controls;

@@ -11,8 +11,8 @@ use chrono::Utc;
 use serde_json::Value;
 
 use super::{Args, millis_between};
-use crate::engine::test_run::Notes;
 use crate::cli::validate::Format;
+use crate::engine::test_run::Notes;
 use crate::flow::model::FlowDef;
 
 /// Step states after which a step does not change any more.

@@ -25,6 +25,7 @@ use flowd::api;
 use flowd::api::listen::Limits;
 use flowd::engine::{Engine, EngineConfig};
 use flowd::runner::worker::{self, RunnerConfig};
+use flowd::secrets::Secrets;
 use flowd::store::nodes::{self, NodeInfo};
 use flowd::trigger::schedule;
 use tokio::net::TcpListener;
@@ -51,6 +52,8 @@ pub struct EngineSetup {
     pub max_body: usize,
     /// This node's name in the registry and on attempts.
     pub node_id: String,
+    /// Secrets as `FLOWD_SECRET_<NAME>` would set them (name, value).
+    pub secrets: Vec<(String, String)>,
 }
 
 impl EngineSetup {
@@ -62,6 +65,7 @@ impl EngineSetup {
             lease: Duration::from_secs(3),
             max_body: api::DEFAULT_MAX_BODY,
             node_id: format!("test-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]),
+            secrets: Vec::new(),
         }
     }
 }
@@ -84,10 +88,10 @@ impl TestEngine {
     pub async fn start(setup: &EngineSetup) -> TestEngine {
         refuse_engine_variables();
         init_logging();
-        let engine = Engine::open(EngineConfig::new(
-            setup.database_url.clone(),
-            setup.node_id.clone(),
-        ))
+        let engine = Engine::open(EngineConfig {
+            secrets: Secrets::from_pairs(setup.secrets.clone()),
+            ..EngineConfig::new(setup.database_url.clone(), setup.node_id.clone())
+        })
         .await
         .unwrap_or_else(|e| panic!("open the engine on {}: {e}", setup.database_url));
         let flows_dir = setup.flows_dir.clone().filter(|dir| dir.is_dir());
