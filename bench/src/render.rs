@@ -171,7 +171,9 @@ pub struct PageFigures {
 impl PageFigures {
     /// Whether the page met the goal at p99.
     pub fn met(&self) -> bool {
-        self.latency.p99.is_some_and(|p99| p99 <= GOAL.as_nanos() as u64)
+        self.latency
+            .p99
+            .is_some_and(|p99| p99 <= GOAL.as_nanos() as u64)
     }
 }
 
@@ -323,7 +325,10 @@ pub async fn measure_pages(
                 .map(|g| format!("/runs?entity=guest&entity_id={}", g * 431))
                 .collect(),
         ),
-        ("run page", runs.iter().map(|r| format!("/runs/{r}")).collect()),
+        (
+            "run page",
+            runs.iter().map(|r| format!("/runs/{r}")).collect(),
+        ),
     ];
     let mut figures = Vec::new();
     for (name, paths) in pages {
@@ -469,7 +474,10 @@ mod tests {
         }
         let _provider = rustls::crypto::ring::default_provider().install_default();
         let dir = tempfile::tempdir().expect("a temporary folder");
-        let http = reqwest::Client::builder().no_proxy().build().expect("a client");
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .expect("a client");
         let sizes = Sizes {
             flows: 3,
             runs: 300,
@@ -493,7 +501,10 @@ mod tests {
         let runs = failed_runs(&http, &base).await.expect("failed runs");
         assert_eq!(runs.len(), 30, "one in ten runs failed");
         let run = get(&format!("/runs/{}", runs[0])).await;
-        assert!(run.contains("HTTP 503") && run.contains("try later"), "{run}");
+        assert!(
+            run.contains("HTTP 503") && run.contains("try later"),
+            "{run}"
+        );
         let log = get("/runs?status=failed").await;
         assert!(log.contains(&runs[0]));
         let figures = measure_pages(&http, &base, sizes).await.expect("measure");

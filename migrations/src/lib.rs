@@ -13,6 +13,7 @@ mod m20261123_000002_flow_limit_indexes;
 mod m20261124_000001_node_liveness;
 mod m20261205_000001_flow_lifecycle;
 mod m20261205_000002_secrets;
+mod m20261206_300001_run_figures_index;
 
 /// The list of flowd's migrations, oldest first.
 pub struct Migrator;
@@ -26,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261124_000001_node_liveness::Migration),
             Box::new(m20261205_000001_flow_lifecycle::Migration),
             Box::new(m20261205_000002_secrets::Migration),
+            Box::new(m20261206_300001_run_figures_index::Migration),
         ]
     }
 }

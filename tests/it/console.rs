@@ -171,6 +171,21 @@ async fn grid_lists_the_flows(browser: &Browser, base: &str) {
     ] {
         assert!(grid.contains(flow), "the grid lists {flow}:\n{grid}");
     }
+    // With its triggers (entity, actions, `if`) and its targets.
+    let row = browser.text("#flow-guest-to-crm").await;
+    for shown in [
+        "guest",
+        "create",
+        "update",
+        "https://crm.example.com/api/v2/contacts",
+    ] {
+        assert!(
+            row.contains(shown),
+            "the guest-to-crm row shows {shown}:\n{row}"
+        );
+    }
+    let row = browser.text("#flow-nightly-report").await;
+    assert!(row.contains("0 30 3 * * *"), "the schedule's cron: {row}");
     browser.screenshot("flows").await;
 }
 
@@ -308,7 +323,10 @@ async fn test_panel_dry_run_then_send(browser: &Browser, base: &str, sink: &Sink
     );
     assert_eq!(members(sink), 0, "a dry run sends nothing");
     browser
-        .script("document.getElementById('test-result').scrollIntoView();", vec![])
+        .script(
+            "document.getElementById('test-result').scrollIntoView();",
+            vec![],
+        )
         .await;
     browser.screenshot("flow-test").await;
 
