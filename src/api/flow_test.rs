@@ -34,12 +34,13 @@ pub async fn test_flow(
     // Only an object: serde would also read a struct from an array of its fields.
     let request: TestRequest = match body {
         body @ Value::Object(_) => serde_json::from_value(body)
-            .map_err(|e| invalid(format!("the test body is not valid: {e}")))?,
+            .map_err(|e| TestError::Invalid(format!("the test body is not valid: {e}")))?,
         _ => {
-            return Err(invalid(
+            return Err(TestError::Invalid(
                 "the test body must be a JSON object with one of `event`, `input` or `run_id`"
                     .into(),
-            ));
+            )
+            .into());
         }
     };
     let test = engine.test_flow(&id, request).await?;
@@ -51,29 +52,23 @@ pub async fn test_flow(
     Ok((status, Json(test)))
 }
 
-fn invalid(message: String) -> ApiError {
-    ApiError::Unprocessable {
-        code: "invalid_request",
-        message,
-        details: Vec::new(),
-    }
-}
-
 impl From<TestError> for ApiError {
     fn from(e: TestError) -> ApiError {
         let message = e.to_string();
-        let unprocessable = |code| ApiError::Unprocessable {
-            code,
-            message: message.clone(),
-            details: Vec::new(),
+        let code = match e {
+            TestError::Invalid(_) => "invalid_request",
+            TestError::Unfit(_) => "trigger_mismatch",
+            TestError::TooLong => "dry_run_too_long",
+            TestError::UnknownFlow(_) | TestError::UnknownRun(..) => {
+                return ApiError::NotFound(message);
+            }
+            TestError::Refused(e) => return e.into(),
+            TestError::Engine(e) => return e.into(),
         };
-        match e {
-            TestError::Invalid(_) => unprocessable("invalid_request"),
-            TestError::Unfit(_) => unprocessable("trigger_mismatch"),
-            TestError::TooLong => unprocessable("dry_run_too_long"),
-            TestError::UnknownFlow(_) | TestError::UnknownRun(..) => ApiError::NotFound(message),
-            TestError::Refused(e) => e.into(),
-            TestError::Engine(e) => e.into(),
+        ApiError::Unprocessable {
+            code,
+            message,
+            details: Vec::new(),
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::console::pages::flow::flow_page;
 use crate::console::pages::run::step_view;
 use crate::console::pages::runs::RunLine;
 use crate::console::session::Visitor;
-use crate::console::view::query;
+use crate::console::view::{json_field, query};
 use crate::engine::test_run::{TestError, TestRequest, TestRun};
 use crate::flow::model::{FlowDef, Trigger};
 use crate::trigger::manual::ManualError;
@@ -164,28 +164,21 @@ pub async fn test(
 
 /// The test the form asks for; `Err` says what is wrong with it.
 fn request_of(form: &TestForm) -> Result<TestRequest, String> {
-    let json = |what: &str, text: Option<&str>| -> Result<Option<Value>, String> {
-        match text.map(str::trim).filter(|t| !t.is_empty()) {
-            None => Ok(None),
-            Some(text) => serde_json::from_str(text)
-                .map(Some)
-                .map_err(|e| format!("The {what} is not valid JSON: {e}.")),
-        }
-    };
     let mut request = TestRequest {
         send: form.action.as_deref() == Some("send"),
         ..TestRequest::default()
     };
     match form.mode.as_str() {
         "event" => {
-            request.event = json("event", form.example.as_deref())?;
+            request.event = json_field("event", form.example.as_deref())?;
             if request.event.is_none() {
                 return Err("Paste an example event.".into());
             }
         }
         "input" => {
-            request.input = Some(json("input", form.example.as_deref())?.unwrap_or(json!({})));
-            request.entity = json("entity", form.entity.as_deref())?;
+            request.input =
+                Some(json_field("input", form.example.as_deref())?.unwrap_or(json!({})));
+            request.entity = json_field("entity", form.entity.as_deref())?;
         }
         "run" => {
             request.run_id = form.run_id.clone().filter(|r| !r.is_empty());
