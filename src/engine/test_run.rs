@@ -282,6 +282,10 @@ impl RunnerTask {
 /// gets near it.
 const DRY_RUN_LIMIT: Duration = Duration::from_secs(30);
 
+/// Dry runs at once in this process: each opens a database of its own, so a burst of tests
+/// queues here instead of taking the machine from the runs being served.
+static DRY_RUNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
 impl Engine {
     /// Tests flow `flow_id` as `request` asks: a dry run, or a real run when `send`.
     pub async fn test_flow(
@@ -389,6 +393,8 @@ impl Engine {
             ..TestOptions::default()
         };
         let (def, notes) = one_shot(flow.flow.def.clone(), options);
+        // Closed only when the process ends, so acquiring cannot fail; if it could, run anyway.
+        let _turn = DRY_RUNS.acquire().await.ok();
         let sandbox = Sandbox::open(self.sandbox_config(), Delivery::DryRun).await?;
         let outcome = async {
             sandbox
