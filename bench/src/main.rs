@@ -14,6 +14,7 @@
 mod cluster;
 mod flowd;
 mod load;
+mod render;
 mod report;
 mod sink;
 mod workload;
@@ -92,6 +93,20 @@ struct Args {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Instead of W1: the console render benchmark (issue #16). Makes a SQLite database with
+    /// --flows flows and --runs runs, then measures the flows page, filtered run log pages and
+    /// run pages over HTTP (goal: p99 under 100 ms). Needs the `sqlite3` shell.
+    #[arg(long)]
+    render: bool,
+    /// With --render: flows in the database.
+    #[arg(long, default_value_t = 1_000)]
+    flows: usize,
+    /// With --render: runs in the database.
+    #[arg(long, default_value_t = 1_000_000)]
+    runs: usize,
+    /// With --render: measured requests per page (after a tenth as many to warm up).
+    #[arg(long, default_value_t = 500)]
+    requests: usize,
 }
 
 /// `60`, `60s`, `500ms`, `2m`, `1.5s`.
@@ -172,6 +187,9 @@ fn check_args(args: &Args) -> anyhow::Result<()> {
     if args.nodes == 0 {
         bail!("--nodes must be at least 1");
     }
+    if args.render && (args.flows == 0 || args.runs == 0 || args.requests == 0) {
+        bail!("--flows, --runs and --requests must be at least 1");
+    }
     if args.nodes > 1 && !args.database_url.as_deref().is_some_and(is_postgres) {
         bail!(
             "--nodes {} needs --database-url postgres://…: several nodes share one PostgreSQL \
@@ -186,7 +204,7 @@ fn is_postgres(url: &str) -> bool {
     url.starts_with("postgres://") || url.starts_with("postgresql://")
 }
 
-fn machine() -> Value {
+pub(crate) fn machine() -> Value {
     let cpus = std::thread::available_parallelism().map_or(0, |n| n.get());
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
@@ -238,6 +256,14 @@ async fn runs_left(http: &reqwest::Client, base: &str) -> anyhow::Result<(Value,
 async fn run(args: &Args) -> anyhow::Result<bool> {
     check_args(args)?;
     let bin = flowd::locate(args.flowd.as_deref(), args.no_build)?;
+    if args.render {
+        let sizes = render::Sizes {
+            flows: args.flows,
+            runs: args.runs,
+            requests: args.requests,
+        };
+        return render::run(&bin, sizes, args.keep, args.json).await;
+    }
     let t0 = Instant::now();
     let tmp = tempfile::Builder::new()
         .prefix("flowd-bench-")

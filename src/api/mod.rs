@@ -9,6 +9,7 @@ pub mod body;
 pub mod error;
 pub mod events;
 pub mod extract;
+pub mod flow_test;
 pub mod flows;
 pub mod health;
 pub mod hooks;
@@ -92,6 +93,7 @@ impl RouteTable {
             .routes(routes!(flows::list_revisions))
             .routes(routes!(flows::get_revision))
             .routes(routes!(flows::restore_revision))
+            .routes(routes!(flow_test::test_flow))
             .routes(routes!(actions::trigger_flow))
             .routes(routes!(actions::list_actions))
             .routes(routes!(nodes::list_nodes))

@@ -18,25 +18,20 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde_json::Value;
-use tokio::sync::watch;
 
 use crate::cli::config::Config;
 use crate::cli::validate::Format;
-use crate::core::duration::Duration as FlowDuration;
 use crate::core::status::RunStatus;
-use crate::core::trigger_data::{ManualEntity, TriggerData};
-use crate::engine::secrets::MasterKeySource;
-use crate::engine::{Engine, EngineConfig, EventIn, flow_input};
+use crate::core::trigger_data::ManualEntity;
+use crate::engine::EventIn;
+use crate::engine::test_run::{
+    CLI_SPELLING, Sandbox, TestError, TestOptions, TestTrigger, one_shot,
+};
 use crate::flow::load::{FileReport, find_flow_files, is_flow_file, load_file, load_files};
-use crate::flow::model::{FlowDef, Trigger};
 use crate::flow::validate::{Options, ValidFlow};
-use crate::runner::worker::{self, RunnerConfig};
 use crate::step::Delivery;
-use crate::step::retry::RetryPolicy;
-use crate::store::StoreOptions;
-use crate::store::flows::FlowSource;
 use crate::trigger::entity::check_event;
-use crate::trigger::manual::{ManualError, ManualRequest};
+use crate::trigger::manual::ManualRequest;
 
 mod report;
 
@@ -114,37 +109,48 @@ pub fn run(args: &Args, config: &Config) -> ExitCode {
 async fn run_flow(args: &Args, config: &Config) -> Result<RunStatus, RunError> {
     let (path, flow) = find_flow(args, &config.validation)?;
     let trigger = read_trigger(args)?;
-    let (def, notes) = one_shot(flow.def.clone(), args);
-    let dir = tempfile::tempdir().map_err(anyhow::Error::from)?;
+    let options = TestOptions {
+        dry_run: args.dry_run,
+        retry: args.retry,
+        no_wait: args.no_wait,
+    };
+    let (def, notes) = one_shot(flow.def.clone(), options);
     let delivery = if args.dry_run {
         Delivery::DryRun
     } else {
         Delivery::Send
     };
-    let database_url = format!("sqlite://{}", dir.path().join("run.db").display());
-    let engine = Engine::open_with(
-        EngineConfig {
-            // A throw-away store: the durability and pool settings of the real one do not apply.
-            store: StoreOptions::default(),
-            // Nor does its secret store: secrets come from the environment here.
-            master_key: MasterKeySource::None,
-            ..config.engine(database_url, "flowd-run")
-        },
-        delivery,
-    )
-    .await
-    .map_err(anyhow::Error::from)?;
+    // The database URL is the sandbox's own; secrets come from the environment here.
+    let base = config.engine(String::new(), "flowd-run");
+    let sandbox = Sandbox::open(base, delivery)
+        .await
+        .map_err(anyhow::Error::from)?;
     let outcome = async {
-        add_flow(&engine, &flow, &def, &path).await?;
-        let run_id = start(&engine, &flow, trigger).await?;
+        let yaml = std::fs::read_to_string(&path).unwrap_or_default();
+        sandbox
+            .add_flow(&flow.id, &flow.name, &def, &yaml, Some(&path))
+            .await
+            .map_err(anyhow::Error::from)?;
+        let run_id = sandbox
+            .engine()
+            .start_test(&flow.id, trigger, &CLI_SPELLING)
+            .await
+            .map_err(refused)?;
         let mut printer = report::Printer::new(args, &def, notes);
         printer.started(&flow.id, &run_id);
-        watch_run(&engine, &run_id, &mut printer).await
+        watch_run(&sandbox, &run_id, &mut printer).await
     }
     .await;
-    engine.store().clone().close().await;
-    drop(dir);
+    sandbox.close().await;
     outcome
+}
+
+/// A refused test is the input's fault (exit 2); anything else is not.
+fn refused(e: TestError) -> RunError {
+    match e {
+        TestError::Engine(e) => RunError::Internal(e.into()),
+        other => input(other.to_string()),
+    }
 }
 
 /// The flow named by FLOW: a file, or the flow with that id in the flows folder. Problems in
@@ -211,13 +217,7 @@ fn print_diagnostics(report: &FileReport) {
     }
 }
 
-/// What starts the run, as given on the command line.
-enum Start {
-    Event(EventIn),
-    Manual(ManualRequest),
-}
-
-fn read_trigger(args: &Args) -> Result<Start, RunError> {
+fn read_trigger(args: &Args) -> Result<TestTrigger, RunError> {
     let stdin_uses = [&args.event, &args.input, &args.entity]
         .iter()
         .filter(|a| a.as_deref() == Some("-"))
@@ -242,7 +242,7 @@ fn read_trigger(args: &Args) -> Result<Start, RunError> {
         if !problems.is_empty() {
             return Err(input(format!("--event: {}", problems.join("; "))));
         }
-        return Ok(Start::Event(event));
+        return Ok(TestTrigger::Event(event));
     }
     let input_value = match &args.input {
         Some(text) => parse::<Value>("--input", "JSON", &read_source("--input", text)?)?,
@@ -259,7 +259,7 @@ fn read_trigger(args: &Args) -> Result<Start, RunError> {
         )?),
         None => None,
     };
-    Ok(Start::Manual(ManualRequest {
+    Ok(TestTrigger::Manual(ManualRequest {
         input: input_value,
         entity,
     }))
@@ -296,231 +296,18 @@ fn parse<T: serde::de::DeserializeOwned>(
     })
 }
 
-/// Notes on how this run differs from a served one, printed before the steps.
-pub(crate) struct Notes {
-    pub lines: Vec<String>,
-    /// Delay steps finished at once, with the wait they skipped.
-    pub skipped_delays: Vec<(String, FlowDuration)>,
-}
-
-/// The flow as `flowd run` executes it: enabled, one attempt per step unless `--retry`, delays
-/// of zero with `--no-wait` or `--dry-run`.
-fn one_shot(mut def: FlowDef, args: &Args) -> (FlowDef, Notes) {
-    let mut notes = Notes {
-        lines: Vec::new(),
-        skipped_delays: Vec::new(),
-    };
-    if def.enabled == Some(false) {
-        def.enabled = Some(true);
-        notes
-            .lines
-            .push("the flow is disabled (`enabled: false`); running it anyway".into());
-    }
-    if !args.retry {
-        let settings = def.settings.get_or_insert_with(Default::default);
-        one_attempt(settings.retry.get_or_insert_with(no_policy));
-        for policy in def
-            .steps
-            .iter_mut()
-            .filter_map(|s| s.http.as_mut()?.retry.as_mut())
-        {
-            one_attempt(policy);
-        }
-    }
-    if args.no_wait || args.dry_run {
-        for step in &mut def.steps {
-            if let Some(delay) = step.delay.as_mut() {
-                notes.skipped_delays.push((step.id.clone(), *delay));
-                *delay = FlowDuration::from_millis(0);
-            }
-        }
-    }
-    (def, notes)
-}
-
-fn no_policy() -> RetryPolicy {
-    RetryPolicy {
-        attempts: None,
-        delay: None,
-        max_delay: None,
-    }
-}
-
-fn one_attempt(policy: &mut RetryPolicy) {
-    policy.attempts = Some(1);
-}
-
-/// Stores the flow in the temporary database, as a file flow, and loads it.
-async fn add_flow(
-    engine: &Engine,
-    flow: &ValidFlow,
-    def: &FlowDef,
-    path: &Path,
-) -> Result<(), RunError> {
-    let yaml = std::fs::read_to_string(path).unwrap_or_default();
-    let stored = flow_input(
-        &flow.id,
-        &flow.name,
-        def,
-        &yaml,
-        FlowSource::File,
-        Some(path),
-    )
-    .map_err(anyhow::Error::from)?;
-    let store = engine.store();
-    let now = Utc::now().timestamp_millis();
-    let txn = store.begin_write().await.map_err(anyhow::Error::from)?;
-    crate::store::flows::save(&txn, store.backend(), &stored, now)
-        .await
-        .map_err(anyhow::Error::from)?;
-    txn.commit().await.map_err(anyhow::Error::from)?;
-    engine
-        .reload_registry()
-        .await
-        .map_err(anyhow::Error::from)?;
-    Ok(())
-}
-
-/// Starts the run as the API would: the event through trigger matching, the input through the
-/// manual trigger (or the webhook trigger of a flow without a manual one).
-async fn start(engine: &Engine, flow: &ValidFlow, trigger: Start) -> Result<String, RunError> {
-    match trigger {
-        Start::Event(event) => {
-            let explain = no_match(&flow.id, &flow.def, &event);
-            let results = engine
-                .emit(vec![event])
-                .await
-                .map_err(anyhow::Error::from)?;
-            results
-                .into_iter()
-                .flat_map(|r| r.runs)
-                .next()
-                .ok_or_else(|| input(explain))
-        }
-        Start::Manual(request) => match engine.trigger_manual(&flow.id, request.clone()).await {
-            Ok(run_id) => Ok(run_id),
-            Err(ManualError::NoManualTrigger(_)) => start_webhook(engine, flow, request).await,
-            Err(ManualError::EntityMismatch(_)) => Err(input(format!(
-                "flow `{}` {}; its triggers: {}",
-                flow.id,
-                if request.entity.is_some() {
-                    "does not run on this --entity"
-                } else {
-                    "runs on one entity: pass --entity"
-                },
-                describe_triggers(&flow.def)
-            ))),
-            Err(ManualError::Intake(e)) => Err(RunError::Internal(e.into())),
-            Err(e) => Err(input(e.to_string())),
-        },
-    }
-}
-
-async fn start_webhook(
-    engine: &Engine,
-    flow: &ValidFlow,
-    request: ManualRequest,
-) -> Result<String, RunError> {
-    let path = flow.def.triggers.iter().find_map(|t| match t {
-        Trigger::Webhook(w) => Some(w.webhook.path.clone()),
-        _ => None,
-    });
-    let (Some(path), None) = (path, &request.entity) else {
-        return Err(input(format!(
-            "flow `{}` has no manual trigger{}; its triggers: {}",
-            flow.id,
-            if request.entity.is_some() {
-                " that takes --entity"
-            } else {
-                " or webhook trigger"
-            },
-            describe_triggers(&flow.def)
-        )));
-    };
-    let registry = engine.registry();
-    let entry = registry
-        .get(&flow.id)
-        .ok_or_else(|| anyhow::anyhow!("flow `{}` was not loaded", flow.id))?;
-    let trigger = TriggerData::Webhook {
-        path,
-        input: request.input,
-    };
-    let run_id = engine
-        .intake()
-        .start_run(entry, &trigger)
-        .await
-        .map_err(anyhow::Error::from)?;
-    Ok(run_id)
-}
-
-/// Why an event started no run, for a person: the triggers it was checked against.
-fn no_match(flow_id: &str, def: &FlowDef, event: &EventIn) -> String {
-    let has_entity = def.triggers.iter().any(|t| matches!(t, Trigger::Entity(_)));
-    if !has_entity {
-        return format!(
-            "flow `{flow_id}` has no entity trigger, so no event starts it; its triggers: {}. \
-             Use --input for a manual or webhook trigger",
-            describe_triggers(def)
-        );
-    }
-    format!(
-        "the event ({}.{}, id {}) matches none of flow `{flow_id}`'s triggers: {}",
-        event.entity,
-        event.action,
-        event.id,
-        describe_triggers(def)
-    )
-}
-
-fn describe_triggers(def: &FlowDef) -> String {
-    let described: Vec<String> = def
-        .triggers
-        .iter()
-        .map(|t| match t {
-            Trigger::Entity(e) => {
-                let actions: Vec<&str> = e.actions().iter().map(|a| a.as_str()).collect();
-                let mut text = format!("entity `{}` on {}", e.entity, actions.join("/"));
-                if let Some(ids) = &e.ids {
-                    let ids: Vec<&str> = ids.iter().map(|i| i.0.as_str()).collect();
-                    text.push_str(&format!(" with ids {}", ids.join(", ")));
-                }
-                if let Some(fields) = &e.fields {
-                    text.push_str(&format!(" when {} changed", fields.join(" or ")));
-                }
-                if let Some(condition) = &e.condition {
-                    text.push_str(&format!(" if {}", condition.as_str()));
-                }
-                text
-            }
-            Trigger::Manual(m) => match &m.manual.entity {
-                Some(entity) => format!(
-                    "manual on one `{entity}` (--entity '{{\"type\": \"{entity}\", \"id\": …, \"data\": {{…}}}}', --input)"
-                ),
-                None => "manual (--input)".to_string(),
-            },
-            Trigger::Schedule(s) => format!("schedule `{}`", s.schedule.cron),
-            Trigger::Webhook(w) => format!("webhook `{}`", w.webhook.path),
-        })
-        .collect();
-    described.join("; ")
-}
-
 /// How often the run is looked at while it executes: steps are printed at most this late.
 const LOOK_EVERY: Duration = Duration::from_millis(50);
 
 /// Executes the run on the real runner and reports it until it ends. The first Ctrl-C cancels
 /// the run (it stops after the step in flight), a second one quits at once.
 async fn watch_run(
-    engine: &Engine,
+    sandbox: &Sandbox,
     run_id: &str,
     printer: &mut report::Printer,
 ) -> Result<RunStatus, RunError> {
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let config = RunnerConfig {
-        workers: 1,
-        ..RunnerConfig::default()
-    };
-    let runner = tokio::spawn(worker::run(engine.runner().clone(), config, stop_rx));
+    let engine = sandbox.engine();
+    let runner = sandbox.start_runner();
     let mut cancelled = false;
     // One listener across the loop: a Ctrl-C while the run is being read is not lost.
     let mut interrupt = Box::pin(tokio::signal::ctrl_c());
@@ -549,12 +336,7 @@ async fn watch_run(
             break Ok(status_of(&detail));
         }
     };
-    if stop_tx.send(true).is_err() {
-        tracing::debug!("The runner had stopped already.");
-    }
-    if let Err(e) = runner.await {
-        tracing::warn!(error = %e, "The runner task ended abnormally.");
-    }
+    runner.stop().await;
     let status = ended?;
     printer.finished();
     Ok(status)

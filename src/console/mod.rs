@@ -51,6 +51,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/flows/{id}/resume", post(flows::resume))
         .route("/flows/{id}/delete", post(flows::delete))
         .route("/flows/{id}/restore", post(flow::restore))
+        .route("/flows/{id}/test", post(flow_test::test))
         .route("/validate", post(flow::validate))
         .route("/runs", get(runs::page))
         .route("/runs/rows", get(runs::rows))

@@ -53,6 +53,17 @@ pub fn trigger_summary(trigger: &Value) -> String {
     }
 }
 
+/// The JSON a person typed in a form field named `what`: `None` when left empty, else the value
+/// or a sentence saying where the JSON is wrong.
+pub fn json_field(what: &str, text: Option<&str>) -> Result<Option<Value>, String> {
+    match text.map(str::trim).filter(|t| !t.is_empty()) {
+        None => Ok(None),
+        Some(text) => serde_json::from_str(text)
+            .map(Some)
+            .map_err(|e| format!("The {what} is not valid JSON: {e}.")),
+    }
+}
+
 /// A query string of the given pairs, empty values left out: `?a=1&b=x`.
 pub fn query(pairs: &[(&str, Option<&str>)]) -> String {
     let mut out = url::form_urlencoded::Serializer::new(String::new());

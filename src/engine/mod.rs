@@ -11,6 +11,7 @@ pub mod reads;
 pub mod run_view;
 pub mod runs;
 pub mod secrets;
+pub mod test_run;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -67,6 +68,8 @@ pub enum EngineError {
     RunJson(#[source] serde_json::Error),
     #[error(transparent)]
     MasterKey(#[from] MasterKeyError),
+    #[error("cannot make a temporary folder for a test run")]
+    TempDir(#[source] std::io::Error),
 }
 
 impl From<RevisionError> for EngineError {
@@ -140,6 +143,8 @@ struct Inner {
     master_key: Option<MasterKey>,
     /// The store's summary when the secrets were last loaded.
     secrets_seen: Mutex<String>,
+    /// The configuration the engine was opened with, for test runs' sandboxes.
+    config: EngineConfig,
 }
 
 impl Engine {
@@ -154,6 +159,12 @@ impl Engine {
         config: EngineConfig,
         delivery: Delivery,
     ) -> Result<Engine, EngineError> {
+        // Kept without key material: a sandbox needs neither the master key nor API keys.
+        let kept = EngineConfig {
+            master_key: MasterKeySource::None,
+            api_keys: ApiKeys::default(),
+            ..config.clone()
+        };
         let store = Store::connect(&config.database_url, &config.store).await?;
         store.migrate().await?;
         // Before anything else: a wrong key stops the start with nothing changed.
@@ -207,6 +218,7 @@ impl Engine {
                 secrets,
                 master_key,
                 secrets_seen: Mutex::new(String::new()),
+                config: kept,
             }),
         };
         engine.refresh_secrets().await?;

@@ -128,6 +128,16 @@ impl Secrets {
         Secrets { values, unreadable }
     }
 
+    /// These values as a fixed set, as if all came from the environment: what a throw-away
+    /// engine (a test run's) keeps for its life, whatever its own store holds.
+    pub fn fixed(&self) -> Secrets {
+        Secrets::from_pairs(
+            self.values
+                .iter()
+                .map(|(name, (value, _))| (name.clone(), value.clone())),
+        )
+    }
+
     /// The `secrets` object of a template context.
     pub fn to_context(&self) -> Value {
         let map: Map<String, Value> = self

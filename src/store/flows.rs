@@ -185,7 +185,8 @@ pub enum Which<'a> {
 }
 
 /// Flows with their run figures in one query, whatever their number: the figures are
-/// subqueries on `idx_runs_flow_created_at`, so each is an index range, never a scan of history.
+/// subqueries on `idx_runs_flow_created_status` (flow, created, status), so each is a range of that
+/// index alone, never a scan of history nor a read of each run.
 pub async fn list_with_figures(
     conn: &impl ConnectionTrait,
     backend: Backend,

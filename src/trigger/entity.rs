@@ -153,6 +153,22 @@ impl Intake {
     }
 }
 
+impl Intake {
+    /// The trigger data `event` gives `flow` when one of its entity triggers fires on it (its
+    /// actions, ids, fields, `match` and `if`), storing nothing: a test of one flow starts its
+    /// run with it, without recording the event (a later real event with the same id must not
+    /// be taken for a repeat).
+    pub fn event_trigger(&self, flow: &FlowEntry, event: &EventIn) -> Option<TriggerData> {
+        let now = self.clock.now();
+        let event_id = event.event_id.clone().unwrap_or_else(new_id);
+        let fires_any = flow.flow.def.triggers.iter().enumerate().any(|(i, t)| {
+            matches!(t, Trigger::Entity(e) if e.entity == event.entity)
+                && fires(flow, i, event, &event_id, now)
+        });
+        fires_any.then(|| trigger_data(event, &event_id, now))
+    }
+}
+
 /// One run per flow, even when several of its triggers match.
 fn dedup_flows(mut flows: Vec<&FlowEntry>) -> Vec<&FlowEntry> {
     let mut seen = std::collections::HashSet::new();
@@ -245,16 +261,7 @@ fn new_event(
     now: DateTime<Utc>,
 ) -> Result<NewEvent, IntakeError> {
     let millis = now.timestamp_millis();
-    let data = TriggerData::Entity {
-        event: event_info(event, event_id, now),
-        entity: entity_with_id(&event.data, &event.id),
-        previous: event.previous.clone(),
-        changed: event
-            .previous
-            .as_ref()
-            .map(|p| changed_fields(p, &event.data))
-            .unwrap_or_default(),
-    };
+    let data = trigger_data(event, event_id, now);
     let trigger = TriggerRecord::of(&data)?;
     let runs = flows
         .iter()
@@ -270,4 +277,18 @@ fn new_event(
         created_at: millis,
         runs,
     })
+}
+
+/// What a run started by `event` sees as its trigger.
+fn trigger_data(event: &EventIn, event_id: &str, now: DateTime<Utc>) -> TriggerData {
+    TriggerData::Entity {
+        event: event_info(event, event_id, now),
+        entity: entity_with_id(&event.data, &event.id),
+        previous: event.previous.clone(),
+        changed: event
+            .previous
+            .as_ref()
+            .map(|p| changed_fields(p, &event.data))
+            .unwrap_or_default(),
+    }
 }

@@ -17,7 +17,8 @@ fn sqlite_url(dir: &Path) -> String {
     format!("sqlite://{}", dir.join("flowd.db").display())
 }
 
-/// The example flows of `flows/` and the test's own: `push` (an http step to the sink),
+/// The example flows of `flows/` and the test's own: `push` (an http step to the sink), `tested`
+/// (an http step with a secret header, for the test panel),
 /// `greet` (a manual action on a visitor), `limited` (a rate limit of 1/s).
 fn flows_dir(dir: &Path, sink: &Sink) -> PathBuf {
     let flows = dir.join("flows");
@@ -63,8 +64,23 @@ steps:
   - id: shape
     map: {id: "{{entity.id}}"}
 "#;
+    let tested = format!(
+        r#"id: tested
+name: Tested in the console
+triggers:
+  - entity: member
+    on: [create]
+steps:
+  - id: card
+    map: {{member: "{{{{entity.id}}}}", name: "{{{{entity.name}}}}"}}
+  - id: post
+    http: {{url: "{}", headers: {{X-Api-Key: "{{{{secrets.SINK_KEY}}}}"}}, body: "{{{{steps.card}}}}"}}
+"#,
+        sink.url("/members")
+    );
     for (name, yaml) in [
         ("push.yaml", push.as_str()),
+        ("tested.yaml", tested.as_str()),
         ("greet.yaml", greet),
         ("limited.yaml", limited),
     ] {
@@ -72,6 +88,9 @@ steps:
     }
     flows
 }
+
+/// The secret the `tested` flow sends in a header.
+const SINK_KEY: &str = "sk-console-Secret-77";
 
 const API_FLOW: &str = "id: edited\nname: Edited in the console\ntriggers:\n  - manual: {label: Go}\nsteps:\n  - id: m\n    map: {a: 1}\n";
 
@@ -95,6 +114,7 @@ async fn console_in_a_browser() {
     let flows = flows_dir(dir.path(), &sink);
     let setup = EngineSetup {
         master_key: Some(flowd::secrets::cipher::MasterKey::generate()),
+        secrets: vec![("SINK_KEY".into(), SINK_KEY.into())],
         ..EngineSetup::new(sqlite_url(dir.path()), flows)
     };
     let mut engine = TestEngine::start(&setup).await;
@@ -115,6 +135,7 @@ async fn console_in_a_browser() {
     let run_url = failed_run_appears_live(&browser, &base, &api).await;
     failed_run_shows_request_and_response(&browser, &run_url).await;
     retry_succeeds_once_the_target_is_fixed(&browser, &sink).await;
+    test_panel_dry_run_then_send(&browser, &base, &sink).await;
     manual_action_shows_its_run(&browser, &base).await;
     inbox_and_nodes(&browser, &base).await;
     secrets_are_set_and_deleted_write_only(&browser, &base, &api).await;
@@ -152,6 +173,21 @@ async fn grid_lists_the_flows(browser: &Browser, base: &str) {
     ] {
         assert!(grid.contains(flow), "the grid lists {flow}:\n{grid}");
     }
+    // With its triggers (entity, actions, `if`) and its targets.
+    let row = browser.text("#flow-guest-to-crm").await;
+    for shown in [
+        "guest",
+        "create",
+        "update",
+        "https://crm.example.com/api/v2/contacts",
+    ] {
+        assert!(
+            row.contains(shown),
+            "the guest-to-crm row shows {shown}:\n{row}"
+        );
+    }
+    let row = browser.text("#flow-nightly-report").await;
+    assert!(row.contains("0 30 3 * * *"), "the schedule's cron: {row}");
     browser.screenshot("flows").await;
 }
 
@@ -237,6 +273,96 @@ async fn retry_succeeds_once_the_target_is_fixed(browser: &Browser, sink: &Sink)
     browser.click(".crumbs a[href='/runs?flow=push']").await;
     browser.click("table.runs a[href^='/flows/push']").await;
     assert!(browser.text("#flow-runs").await.contains("succeeded"));
+}
+
+/// The flow page's test panel: paste an event, see the request the http step would send with
+/// `***` for the secret and nothing sent; a mistake is named in the panel; then send it for real
+/// and see the run succeed at the sink, secret and all.
+async fn test_panel_dry_run_then_send(browser: &Browser, base: &str, sink: &Sink) {
+    let members = |s: &Sink| s.requests().iter().filter(|r| r.path == "/members").count();
+    browser.goto(&format!("{base}/flows/tested")).await;
+    let prefilled = browser.text("#test-example").await;
+    assert!(prefilled.contains(r#""entity": "member""#), "{prefilled}");
+    let event = r#"{"entity": "member", "action": "create", "id": "m-1", "data": {"name": "Ada"}}"#;
+    set_field(browser, "test-example", "{\"entity\": ").await;
+    browser.click("#test-dry").await;
+    let problem = browser.text("#test-problem").await;
+    assert!(problem.contains("not valid JSON"), "{problem}");
+    set_field(browser, "test-example", &event.replace("member", "order")).await;
+    browser.click("#test-dry").await;
+    // The page before has a problem too: wait for this one.
+    browser
+        .wait_for("the mismatch to be named", "#test-problem", false, |p| {
+            p.contains("matches none of flow `tested`'s triggers: entity `member` on create")
+        })
+        .await;
+    set_field(browser, "test-example", event).await;
+    browser.click("#test-dry").await;
+    assert_eq!(browser.text("#test-status").await, "succeeded");
+    browser.click("#test-result #step-card summary").await;
+    let output = browser.text("#test-result #step-card pre").await;
+    assert!(
+        output.contains(r#""name": "Ada""#),
+        "the map's output: {output}"
+    );
+    let request = browser.text("#test-result #step-post .exchange").await;
+    assert!(
+        request.contains(&format!("POST {}", sink.url("/members"))),
+        "the request: {request}"
+    );
+    assert!(
+        request.contains("x-api-key ***"),
+        "the secret is masked: {request}"
+    );
+    let body = browser.text("#test-result #step-post .request-body").await;
+    assert!(body.contains(r#""member":"m-1""#), "the body: {body}");
+    let source = browser
+        .script("return document.documentElement.outerHTML;", vec![])
+        .await;
+    assert!(
+        !source.to_string().contains(SINK_KEY),
+        "no secret in the page"
+    );
+    assert_eq!(members(sink), 0, "a dry run sends nothing");
+    browser
+        .script(
+            "document.getElementById('test-result').scrollIntoView();",
+            vec![],
+        )
+        .await;
+    browser.screenshot("flow-test").await;
+
+    browser.click("#test-send").await;
+    assert!(browser.text(".notice").await.contains("Sent for real"));
+    browser
+        .wait_for("the test run to succeed", "#run-status", true, |s| {
+            s == "succeeded"
+        })
+        .await;
+    let sent: Vec<_> = sink
+        .requests()
+        .into_iter()
+        .filter(|r| r.path == "/members")
+        .collect();
+    assert_eq!(sent.len(), 1, "one real request");
+    assert_eq!(sent[0].header("x-api-key"), Some(SINK_KEY));
+    assert_eq!(
+        sent[0].json(),
+        Some(json!({"member": "m-1", "name": "Ada"}))
+    );
+}
+
+/// Sets a form field's value, as typing would.
+async fn set_field(browser: &Browser, id: &str, value: &str) {
+    browser
+        .script(
+            "document.getElementById(arguments[0]).value = arguments[1];",
+            vec![
+                Value::String(id.to_string()),
+                Value::String(value.to_string()),
+            ],
+        )
+        .await;
 }
 
 /// Run a manual action on an entity and see its result.

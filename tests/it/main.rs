@@ -18,6 +18,7 @@ mod contention;
 mod crash;
 mod delivery;
 mod fault_matrix;
+mod flow_test;
 mod hostile_input;
 mod intake;
 mod limits;

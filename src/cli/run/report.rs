@@ -10,8 +10,9 @@ use std::collections::HashMap;
 use chrono::Utc;
 use serde_json::Value;
 
-use super::{Args, Notes, millis_between};
+use super::{Args, millis_between};
 use crate::cli::validate::Format;
+use crate::engine::test_run::Notes;
 use crate::flow::model::FlowDef;
 
 /// Step states after which a step does not change any more.

@@ -15,7 +15,7 @@ use crate::console::Console;
 use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
 use crate::console::session::Visitor;
-use crate::console::view::query;
+use crate::console::view::{json_field, query};
 use crate::core::trigger_data::ManualEntity;
 use crate::trigger::manual::ManualRequest;
 
@@ -83,16 +83,9 @@ pub async fn run(
     State(console): State<Console>,
     Form(form): Form<RunForm>,
 ) -> Result<Response, ConsoleError> {
-    let input = match form
-        .input
-        .as_deref()
-        .map(str::trim)
-        .filter(|i| !i.is_empty())
-    {
-        None => Value::Null,
-        Some(text) => serde_json::from_str(text)
-            .map_err(|e| ConsoleError::BadRequest(format!("The input is not valid JSON: {e}.")))?,
-    };
+    let input = json_field("input", form.input.as_deref())
+        .map_err(ConsoleError::BadRequest)?
+        .unwrap_or(Value::Null);
     let entity = form
         .entity
         .filter(|e| !e.is_empty())

@@ -14,6 +14,8 @@ use crate::console::Console;
 use crate::console::diff::{DiffLine, diff};
 use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
+use crate::console::pages::flow_test::TestPanel;
+use crate::console::pages::run::StepView;
 use crate::console::pages::runs::RunLine;
 use crate::console::session::Visitor;
 use crate::console::view::{query, when_millis};
@@ -70,7 +72,7 @@ pub struct ActionLine {
 
 #[derive(Template)]
 #[template(path = "console/flow.html")]
-struct FlowPage {
+pub(super) struct FlowPage {
     layout: Layout,
     id: String,
     name: String,
@@ -90,6 +92,10 @@ struct FlowPage {
     diff: Vec<DiffLine>,
     /// Why no diff is shown although one was asked for.
     diff_problem: String,
+    pub(super) test: TestPanel,
+    /// The steps of the dry run just made (for the steps' partial); empty before one.
+    pub(super) steps: Vec<StepView>,
+    pub(super) dry_run: bool,
 }
 
 #[derive(Template)]
@@ -124,7 +130,7 @@ pub async fn page(
 
 /// The page of `flow`; `edited` is YAML the user sent that was not saved, shown with its
 /// problems instead of the stored YAML.
-async fn flow_page(
+pub(super) async fn flow_page(
     console: &Console,
     visitor: &Visitor,
     flow: FlowView,
@@ -141,13 +147,15 @@ async fn flow_page(
         flow: Some(flow.id.clone()),
         ..RunFilter::default()
     };
-    let rows = console
+    let rows: Vec<RunLine> = console
         .engine
         .list_runs(&recent, RECENT_RUNS)
         .await?
         .iter()
         .map(RunLine::of)
         .collect();
+    let registry = console.engine.registry();
+    let test = TestPanel::new(registry.get(&flow.id).map(|e| &e.flow.def), &rows);
     let actions = console
         .engine
         .every_action()
@@ -197,6 +205,9 @@ async fn flow_page(
         compared: None,
         diff: Vec::new(),
         diff_problem: String::new(),
+        test,
+        steps: Vec::new(),
+        dry_run: false,
         id: flow.id,
         name: flow.name,
     })

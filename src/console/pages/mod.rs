@@ -2,6 +2,7 @@
 
 pub mod actions;
 pub mod flow;
+pub mod flow_test;
 pub mod flows;
 pub mod inbox;
 pub mod nodes;

@@ -55,6 +55,8 @@ pub struct AttemptView {
     pub response_body: String,
     pub error: String,
     pub curl: String,
+    /// A message a notify step sent (or would send), as JSON; empty for HTTP requests.
+    pub message: String,
 }
 
 #[derive(Template)]
@@ -77,6 +79,8 @@ struct RunPage {
     error: String,
     controls: Vec<Control>,
     steps: Vec<StepView>,
+    /// Always `false` here; the steps' partial is shared with the flow page's dry runs.
+    dry_run: bool,
 }
 
 pub async fn page(
@@ -111,6 +115,7 @@ pub async fn page(
         status: run.status.as_str().to_string(),
         finished_run: run.status.is_terminal(),
         steps: steps.iter().map(step_view).collect(),
+        dry_run: false,
         id: run.id,
         flow: run.flow,
         revision: run.revision,
@@ -155,7 +160,7 @@ fn controls(status: RunStatus, flow_exists: bool) -> Vec<Control> {
     ]
 }
 
-fn step_view(step: &StepOut) -> StepView {
+pub(crate) fn step_view(step: &StepOut) -> StepView {
     StepView {
         id: step.id.clone(),
         kind: step.kind.clone(),
@@ -171,6 +176,10 @@ fn attempt_view(a: &AttemptOut) -> AttemptView {
         .request
         .clone()
         .and_then(|r| serde_json::from_value(r).ok());
+    let message = match &request {
+        Some(_) => String::new(),
+        None => pretty(a.request.as_ref()),
+    };
     let response: Option<RecordedResponse> = a
         .response
         .clone()
@@ -201,6 +210,7 @@ fn attempt_view(a: &AttemptOut) -> AttemptView {
         response_body: response.map(|r| r.body).unwrap_or_default(),
         error: a.error.clone().unwrap_or_default(),
         curl: a.curl.clone().unwrap_or_default(),
+        message,
     }
 }
 

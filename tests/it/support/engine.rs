@@ -25,6 +25,7 @@ use flowd::api;
 use flowd::api::listen::Limits;
 use flowd::engine::{Engine, EngineConfig};
 use flowd::runner::worker::{self, RunnerConfig};
+use flowd::secrets::Secrets;
 use flowd::store::nodes::{self, NodeInfo};
 use flowd::trigger::schedule;
 use tokio::net::TcpListener;
@@ -53,6 +54,8 @@ pub struct EngineSetup {
     pub node_id: String,
     /// The key of the secret store (`FLOWD_MASTER_KEY`); without one, secrets cannot be set.
     pub master_key: Option<flowd::secrets::cipher::MasterKey>,
+    /// Secrets as `FLOWD_SECRET_<NAME>` would set them (name, value).
+    pub secrets: Vec<(String, String)>,
 }
 
 impl EngineSetup {
@@ -65,6 +68,7 @@ impl EngineSetup {
             max_body: api::DEFAULT_MAX_BODY,
             node_id: format!("test-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]),
             master_key: None,
+            secrets: Vec::new(),
         }
     }
 }
@@ -87,7 +91,10 @@ impl TestEngine {
     pub async fn start(setup: &EngineSetup) -> TestEngine {
         refuse_engine_variables();
         init_logging();
-        let mut config = EngineConfig::new(setup.database_url.clone(), setup.node_id.clone());
+        let mut config = EngineConfig {
+            secrets: Secrets::from_pairs(setup.secrets.clone()),
+            ..EngineConfig::new(setup.database_url.clone(), setup.node_id.clone())
+        };
         if let Some(key) = &setup.master_key {
             config.master_key = flowd::engine::secrets::MasterKeySource::Given(key.clone());
         }
