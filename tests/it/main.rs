@@ -9,6 +9,8 @@ mod api_flows;
 mod api_robustness;
 mod architecture;
 mod auth_and_cli;
+mod auth_table;
+mod bench;
 mod cli_run_export;
 mod connection_limits;
 mod console;
