@@ -65,7 +65,12 @@ async fn every_api_operation_needs_the_key() {
     let api: Api = server.api();
     let bearer = format!("Bearer {KEY}");
     let answer = api
-        .call("GET", "/api/v1/openapi.json", None, &[("authorization", &bearer)])
+        .call(
+            "GET",
+            "/api/v1/openapi.json",
+            None,
+            &[("authorization", &bearer)],
+        )
         .await
         .expect("the document is served");
     assert_eq!(answer.status, 200, "{}", answer.text());
@@ -84,7 +89,9 @@ async fn every_api_operation_needs_the_key() {
             continue;
         }
         if !spec["security"].is_array() {
-            failures.push(format!("{method} {path}: the document does not say it needs a key"));
+            failures.push(format!(
+                "{method} {path}: the document does not say it needs a key"
+            ));
         }
         let target = filled(&path);
         // A well-formed JSON body, so only the key can be what is refused.
@@ -94,7 +101,10 @@ async fn every_api_operation_needs_the_key() {
         for (what, headers) in [
             ("no key", vec![]),
             ("a wrong key", vec![("authorization", "Bearer not-the-key")]),
-            ("the key in lower case", vec![("authorization", "Bearer TABLE-KEY")]),
+            (
+                "the key in lower case",
+                vec![("authorization", "Bearer TABLE-KEY")],
+            ),
         ] {
             checked += 1;
             match api.call(&method, &target, body, &headers).await {
@@ -114,7 +124,10 @@ async fn every_api_operation_needs_the_key() {
         failures.join("\n")
     );
     // Every operation of the API at the time of writing; fewer means the table lost routes.
-    assert!(checked >= 3 * 25, "only {checked} requests: did the document lose operations?");
+    assert!(
+        checked >= 3 * 25,
+        "only {checked} requests: did the document lose operations?"
+    );
     // And the key does open it: the table is not passing because everything is refused.
     let answer = api
         .call("GET", "/api/v1/flows", None, &[("authorization", &bearer)])

@@ -24,3 +24,4 @@ mod steps_e2e;
 mod triggers;
 mod usage_metrics;
 mod validate;
+mod webhook_paths;
