@@ -15,9 +15,12 @@ MAX_EXAMPLES=${SCHEMATHESIS_MAX_EXAMPLES:-40}
 TIME_LIMIT=${SCHEMATHESIS_TIME_LIMIT:-180}
 FLOWD=${1:-target/debug/flowd}
 
+# The version and every dependency are pinned in .ci/schemathesis-requirements.txt (a newer
+# hypothesis once broke an older schemathesis). To upgrade: install the new schemathesis in a
+# fresh virtual environment and write `pip freeze` of it there.
 if ! schemathesis --version 2>/dev/null | grep -q "$SCHEMATHESIS_VERSION"; then
   echo "Installing schemathesis $SCHEMATHESIS_VERSION from PyPI."
-  python3 -m pip install --quiet --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION"
+  python3 -m pip install --quiet --disable-pip-version-check -r .ci/schemathesis-requirements.txt
 fi
 if [ ! -x "$FLOWD" ]; then
   cargo build --locked --bin flowd
