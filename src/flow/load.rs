@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::core::diagnostic::Pos;
 use crate::core::diagnostic::{Diagnostic, FlowPath};
-use crate::flow::registry::{webhook_clash_key, webhook_taken_message};
+use crate::flow::registry::{same_flow_clash_message, webhook_clash_key, webhook_taken_message};
 use crate::flow::validate::{MAX_FLOW_BYTES, Options, Report, validate_source};
 
 /// The outcome of validating one file.
@@ -184,17 +184,11 @@ pub fn check_across_files(reports: &mut [FileReport]) {
                         webhook_taken_message(hook, &flow.id, spelling, other, &where_),
                     ));
                 }
+                // Validation refuses this already; kept for flows checked without it.
                 Some((_, _, spelling)) => problems.push(Diagnostic::error(
                     path.clone(),
                     *pos,
-                    if spelling == hook {
-                        format!("webhook path `{hook}` is used twice in this flow")
-                    } else {
-                        format!(
-                            "webhook paths `{spelling}` and `{hook}` of this flow differ only in \
-                             letter case; choose paths that differ in more than case"
-                        )
-                    },
+                    same_flow_clash_message(spelling, hook),
                 )),
                 None => {
                     hooks.insert(

@@ -91,6 +91,18 @@ pub fn webhook_taken_message(
     }
 }
 
+/// Why webhook path `second` is refused after `first` in the same flow.
+pub fn same_flow_clash_message(first: &str, second: &str) -> String {
+    if first == second {
+        format!("webhook path `{second}` is used twice in this flow")
+    } else {
+        format!(
+            "webhook paths `{first}` and `{second}` of this flow differ only in letter case; \
+             choose paths that differ in more than case"
+        )
+    }
+}
+
 impl Registry {
     pub fn new(entries: Vec<FlowEntry>) -> Registry {
         let mut by_entity: HashMap<String, Vec<(String, usize)>> = HashMap::new();

@@ -40,6 +40,15 @@ async fn paths_that_differ_only_in_case_are_refused() {
         );
         assert!(text.contains(&expected), "{text}");
     }
+    // Within one flow too.
+    let both = "id: both\ntriggers:\n  - webhook: {path: in}\n  - webhook: {path: IN}\nsteps:\n  - id: a\n    map: {x: 1}\n";
+    let (status, body) = create(&api, both).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert!(
+        body.to_string()
+            .contains("webhook paths `in` and `IN` of this flow differ only in letter case"),
+        "{body}"
+    );
     // Nothing was stored, and requests still match exactly.
     let (_, listed) = api.request("GET", "/api/v1/flows", None).await.unwrap();
     assert_eq!(
