@@ -11,14 +11,14 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const NOW: i64 = 1_765_000_000;
 const TOLERANCE: i64 = 300;
 
+/// A header value as text; `None` when it is missing or not UTF-8 (the server sees it missing).
+fn text(part: Option<&[u8]>) -> Option<&str> {
+    part.and_then(|p| std::str::from_utf8(p).ok())
+}
+
 fuzz_target!(|data: &[u8]| {
     let mut parts = data.splitn(4, |b| *b == b'\n');
-    let field = |part: Option<&[u8]>| part.and_then(|p| std::str::from_utf8(p).ok());
-    let (id, timestamp, signature) = (
-        field(parts.next()),
-        field(parts.next()),
-        field(parts.next()),
-    );
+    let (id, timestamp, signature) = (text(parts.next()), text(parts.next()), text(parts.next()));
     let body = parts.next().unwrap_or_default();
     let headers = SignatureHeaders {
         id,
