@@ -183,7 +183,7 @@ fn ms(nanos: Option<u64>) -> f64 {
 }
 
 /// Starts `flowd serve` on `database_url` in `dir` and waits until it is ready.
-async fn serve(
+pub async fn serve(
     bin: &Path,
     dir: &Path,
     database_url: &str,
@@ -282,7 +282,7 @@ async fn measure(
 }
 
 /// Ids of failed runs (those have their steps and attempts), from the API.
-async fn failed_runs(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<String>> {
+pub async fn failed_runs(http: &reqwest::Client, base: &str) -> anyhow::Result<Vec<String>> {
     let url = format!("{base}/api/v1/runs?status=failed&limit=500");
     let body: Value = serde_json::from_slice(&http.get(&url).send().await?.bytes().await?)
         .with_context(|| format!("GET {url}: not JSON"))?;
@@ -440,78 +440,5 @@ impl Report<'_> {
             ));
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The debug `flowd` of this workspace (`cargo build --bin flowd`), if built.
-    fn debug_flowd() -> Option<std::path::PathBuf> {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent()?;
-        let bin = root.join("target/debug/flowd");
-        bin.is_file().then_some(bin)
-    }
-
-    fn missing(what: &str) {
-        eprintln!("skipped: {what}");
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "{what} (CI=true: this test must run)"
-        );
-    }
-
-    /// A small database made by the population code is one flowd serves: its flows in the
-    /// grid, its failed runs in the log, a run with its steps and attempt.
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn the_population_makes_a_database_flowd_serves() {
-        let Some(bin) = debug_flowd() else {
-            return missing("no target/debug/flowd: run `cargo build --bin flowd` first");
-        };
-        if Command::new("sqlite3").arg("-version").output().is_err() {
-            return missing("no `sqlite3` shell (Debian package sqlite3)");
-        }
-        let _provider = rustls::crypto::ring::default_provider().install_default();
-        let dir = tempfile::tempdir().expect("a temporary folder");
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .expect("a client");
-        let sizes = Sizes {
-            flows: 3,
-            runs: 300,
-            requests: 3,
-        };
-        let url = populate(&bin, dir.path(), sizes, &http)
-            .await
-            .expect("populate");
-        let mut flowd = serve(&bin, dir.path(), &url, &http).await.expect("serve");
-        let base = flowd.base_url.clone();
-        let get = |path: &str| {
-            let (http, url) = (http.clone(), format!("{base}{path}"));
-            async move {
-                let answer = http.get(&url).send().await.expect("an answer");
-                assert_eq!(answer.status().as_u16(), 200, "GET {url}");
-                answer.text().await.expect("a body")
-            }
-        };
-        let grid = get("/").await;
-        assert!(grid.contains("flow-0002") && grid.contains("crm.example.com"));
-        let runs = failed_runs(&http, &base).await.expect("failed runs");
-        assert_eq!(runs.len(), 30, "one in ten runs failed");
-        let run = get(&format!("/runs/{}", runs[0])).await;
-        assert!(
-            run.contains("HTTP 503") && run.contains("try later"),
-            "{run}"
-        );
-        let log = get("/runs?status=failed").await;
-        assert!(log.contains(&runs[0]));
-        let figures = measure_pages(&http, &base, sizes).await.expect("measure");
-        assert_eq!(figures.len(), 5);
-        flowd
-            .terminate(Duration::from_secs(30))
-            .await
-            .expect("stop flowd");
     }
 }

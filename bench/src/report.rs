@@ -143,7 +143,7 @@ pub fn check_deliveries(events: &Events, arrivals: &[Arrival]) -> Deliveries {
 }
 
 /// Nearest-rank percentile of sorted values.
-fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
+pub fn percentile(sorted: &[u64], q: f64) -> Option<u64> {
     if sorted.is_empty() {
         return None;
     }
@@ -607,20 +607,5 @@ impl Outcome<'_> {
             }
         }
         out
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn nearest_rank_percentiles() {
-        let v: Vec<u64> = (1..=100).collect();
-        assert_eq!(percentile(&v, 0.5), Some(50));
-        assert_eq!(percentile(&v, 0.99), Some(99));
-        assert_eq!(percentile(&v, 1.0), Some(100));
-        assert_eq!(percentile(&[7], 0.99), Some(7));
-        assert_eq!(percentile(&[], 0.5), None);
     }
 }

@@ -93,28 +93,3 @@ pub fn event_index(body: &Value) -> Option<usize> {
     let id: usize = body.get("guest_id")?.as_str()?.parse().ok()?;
     id.checked_sub(1)
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn events_are_valid_json_and_round_trip_their_index() {
-        let one: Value = serde_json::from_str(&request_body(4, 5, 1)).expect("json");
-        assert_eq!(one["id"], "5");
-        assert_eq!(one["data"]["last_name"], "Lovelace-O'Brien");
-        let many: Value = serde_json::from_str(&request_body(0, 3, 3)).expect("json");
-        assert_eq!(many.as_array().map(Vec::len), Some(3));
-        assert_eq!(event_index(&expected_body(41)), Some(41));
-        assert_eq!(event_index(&json!({"guest_id": "0"})), None);
-        assert_eq!(event_index(&json!({"guest_id": 3})), None);
-    }
-
-    #[test]
-    fn the_flow_names_the_sink() {
-        let yaml = flow_yaml("http://127.0.0.1:9/w1");
-        assert!(yaml.contains(r#"url: "http://127.0.0.1:9/w1""#));
-        assert!(yaml.contains(r#"body: "{{steps.contact}}""#));
-        assert!(yaml.contains(r#"guest_id: "{{entity.id}}""#));
-    }
-}

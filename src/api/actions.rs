@@ -27,7 +27,7 @@ const MAX_WAIT: std::time::Duration = std::time::Duration::from_secs(300);
 pub struct TriggerQuery {
     /// Wait up to this long (`10s`, `2m`; at most 5 minutes) and answer 200 with the run once it
     /// is terminal; 202 as usual when it is not by then.
-    #[param(example = "10s")]
+    #[param(example = "10s", pattern = r"^[0-9]{1,9}(\.[0-9]{1,6})?(ms|s|m|h|d)$")]
     wait: Option<String>,
 }
 

@@ -317,6 +317,7 @@ impl From<IntakeError> for ApiError {
 mod tests {
     use std::io::Write;
     use std::sync::{Arc, Mutex};
+    use std::time::Duration;
 
     use axum::Router;
     use axum::routing::get;
@@ -345,7 +346,11 @@ mod tests {
         let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut answer = String::new();
-        stream.read_to_string(&mut answer).await.unwrap();
+        // A deadline, so a server that never closes fails the test instead of hanging it.
+        tokio::time::timeout(Duration::from_secs(60), stream.read_to_string(&mut answer))
+            .await
+            .expect("the server answers and closes within 60 s")
+            .unwrap();
         answer
     }
 

@@ -20,8 +20,10 @@ pub struct ListQuery {
     /// Only notifications not marked read.
     unread: Option<bool>,
     /// Page size: 50 unless given, at most 500.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u64>,
     /// `next_cursor` of the page before.
+    #[param(pattern = r"^[+-]?[0-9]{1,18}\..+$")]
     cursor: Option<String>,
 }
 
@@ -66,7 +68,7 @@ pub async fn list_notifications(
     State(engine): State<Engine>,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Page<NotificationOut>>, ApiError> {
-    let limit = page_limit(q.limit);
+    let limit = page_limit(q.limit)?;
     let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
     let rows = engine
         .notifications(q.unread.unwrap_or(false), after.as_ref(), limit + 1)

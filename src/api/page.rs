@@ -5,12 +5,21 @@
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::api::error::ApiError;
+
 pub const DEFAULT_LIMIT: u64 = 50;
 pub const MAX_LIMIT: u64 = 500;
 
-/// The page size a request asks for, within bounds.
-pub fn page_limit(asked: Option<u64>) -> u64 {
-    asked.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT)
+/// The page size a request asks for: 1 to [`MAX_LIMIT`], as the API document says (a size
+/// outside is refused rather than quietly changed, so the document and the server agree).
+pub fn page_limit(asked: Option<u64>) -> Result<u64, ApiError> {
+    match asked {
+        None => Ok(DEFAULT_LIMIT),
+        Some(limit @ 1..=MAX_LIMIT) => Ok(limit),
+        Some(other) => Err(ApiError::BadRequest(format!(
+            "`limit` must be 1 to {MAX_LIMIT}, got {other}"
+        ))),
+    }
 }
 
 /// One page of a list, newest first.

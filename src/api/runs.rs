@@ -55,8 +55,12 @@ pub struct ListQuery {
     #[param(format = DateTime)]
     until: Option<String>,
     /// Page size: 50 unless given, at most 500.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<u64>,
-    /// `next_cursor` of the page before.
+    /// `next_cursor` of the page before (a run id).
+    #[param(
+        pattern = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+    )]
     cursor: Option<String>,
 }
 
@@ -80,7 +84,7 @@ pub async fn list_runs(
             })
         })
         .transpose()?;
-    let limit = page_limit(q.limit);
+    let limit = page_limit(q.limit)?;
     let filter = RunFilter {
         flow: q.flow,
         status,

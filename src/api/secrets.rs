@@ -50,6 +50,7 @@ pub struct SecretIn {
 #[into_params(parameter_in = Path)]
 pub struct SecretName {
     /// `[A-Z][A-Z0-9_]{0,63}`, as templates write it: `{{secrets.NAME}}`.
+    #[param(pattern = r"^[A-Z][A-Z0-9_]{0,63}$")]
     name: String,
 }
 

@@ -22,11 +22,27 @@ pub struct UsageQuery {
     /// Only this flow.
     flow: Option<String>,
     /// Runs started at or after: an RFC 3339 time, or a date (its midnight UTC).
+    #[param(schema_with = time_or_date)]
     since: Option<String>,
     /// Runs started before: an RFC 3339 time, or a date (the whole day is included).
+    #[param(schema_with = time_or_date)]
     until: Option<String>,
     /// `true`: only days on which a limit made runs wait; `false`: only the other days.
     exceeded: Option<bool>,
+}
+
+/// The schema of `since` and `until`: an RFC 3339 time or a date.
+fn time_or_date() -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    let string_in = |format| {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(SchemaFormat::KnownFormat(format)))
+    };
+    AnyOfBuilder::new()
+        .item(string_in(KnownFormat::DateTime))
+        .item(string_in(KnownFormat::Date))
+        .into()
 }
 
 /// One flow on one UTC day: the runs its triggers started that day and how they went.

@@ -135,13 +135,19 @@ pub struct ManualEntity {
     pub data: Value,
 }
 
-/// The OpenAPI schema of what `text_or_number` reads: a string or a number.
+/// The OpenAPI schema of an entity id as `text_or_number` reads it: a string of 1 to 256
+/// characters, or a number (the lengths constrain strings only).
 pub fn text_or_number_schema() -> utoipa::openapi::schema::Object {
     use utoipa::openapi::schema::{ObjectBuilder, SchemaType, Type};
     ObjectBuilder::new()
         .schema_type(SchemaType::from_iter([Type::String, Type::Number]))
+        .min_length(Some(1))
+        .max_length(Some(MAX_ID_LEN))
         .build()
 }
+
+/// Longest entity or event id, in bytes.
+pub const MAX_ID_LEN: usize = 256;
 
 /// An id given as a string or a number; kept as text.
 pub fn text_or_number<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {

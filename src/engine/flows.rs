@@ -11,6 +11,7 @@ use crate::core::diagnostic::Pos;
 use crate::core::diagnostic::{Diagnostic, FlowPath};
 use crate::engine::{Engine, EngineError, flow_input};
 use crate::flow::model::FlowDef;
+use crate::flow::registry::webhook_taken_message;
 use crate::flow::summary::{self, TriggerSummary};
 use crate::flow::validate::{Options, ValidFlow, validate_source};
 use crate::store::StoreError;
@@ -134,15 +135,12 @@ impl Engine {
             .webhook_paths
             .iter()
             .filter_map(|(path, at, pos)| {
-                let (other, _) = registry.webhook(path)?;
+                let (other, spelling) = registry.webhook_alike(path)?;
                 (other.id != flow.id).then(|| {
                     Diagnostic::error(
                         at.clone(),
                         *pos,
-                        format!(
-                            "webhook path `{path}` is used by flow `{}` already",
-                            other.id
-                        ),
+                        webhook_taken_message(path, &flow.id, spelling, &other.id, ""),
                     )
                 })
             })

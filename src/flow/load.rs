@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::core::diagnostic::Pos;
 use crate::core::diagnostic::{Diagnostic, FlowPath};
+use crate::flow::registry::{same_flow_clash_message, webhook_clash_key, webhook_taken_message};
 use crate::flow::validate::{MAX_FLOW_BYTES, Options, Report, validate_source};
 
 /// The outcome of validating one file.
@@ -152,7 +153,8 @@ pub fn load_files(files: &[PathBuf], options: &Options) -> Vec<FileReport> {
 /// Marks a flow id or webhook path used a second time as an error in the later file.
 pub fn check_across_files(reports: &mut [FileReport]) {
     let mut ids: HashMap<String, PathBuf> = HashMap::new();
-    let mut hooks: HashMap<String, (PathBuf, String)> = HashMap::new();
+    // Clash key → (file, flow id, the path as spelled there).
+    let mut hooks: HashMap<String, (PathBuf, String, String)> = HashMap::new();
     for report in reports.iter_mut() {
         let Some(flow) = &report.report.flow else {
             continue;
@@ -172,24 +174,27 @@ pub fn check_across_files(reports: &mut [FileReport]) {
             ids.insert(flow.id.clone(), report.path.clone());
         }
         for (hook, path, pos) in &flow.webhook_paths {
-            match hooks.get(hook) {
-                Some((file, other)) if other != &flow.id || file != &report.path => {
+            // Paths that differ only in letter case clash too (see `Registry::webhook_alike`).
+            match hooks.get(&webhook_clash_key(hook)) {
+                Some((file, other, spelling)) if other != &flow.id || file != &report.path => {
+                    let where_ = format!(" ({})", file.display());
                     problems.push(Diagnostic::error(
                         path.clone(),
                         *pos,
-                        format!(
-                            "webhook path `{hook}` is already used by flow `{other}` ({})",
-                            file.display()
-                        ),
+                        webhook_taken_message(hook, &flow.id, spelling, other, &where_),
                     ));
                 }
-                Some(_) => problems.push(Diagnostic::error(
+                // Validation refuses this already; kept for flows checked without it.
+                Some((_, _, spelling)) => problems.push(Diagnostic::error(
                     path.clone(),
                     *pos,
-                    format!("webhook path `{hook}` is used twice in this flow"),
+                    same_flow_clash_message(spelling, hook),
                 )),
                 None => {
-                    hooks.insert(hook.clone(), (report.path.clone(), flow.id.clone()));
+                    hooks.insert(
+                        webhook_clash_key(hook),
+                        (report.path.clone(), flow.id.clone(), hook.clone()),
+                    );
                 }
             }
         }

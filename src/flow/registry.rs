@@ -76,6 +76,43 @@ pub struct Registry {
     limited_ids: Vec<String>,
 }
 
+/// Two webhook paths with the same key clash: they differ at most in letter case.
+pub fn webhook_clash_key(path: &str) -> String {
+    path.to_lowercase()
+}
+
+/// Why webhook `path` of flow `flow` is refused beside `spelling`, the clashing path of flow
+/// `other` (`where_` says where that flow is written, e.g. its file, or is empty).
+pub fn webhook_taken_message(
+    path: &str,
+    flow: &str,
+    spelling: &str,
+    other: &str,
+    where_: &str,
+) -> String {
+    if path == spelling {
+        format!("webhook path `{path}` is already used by flow `{other}`{where_}")
+    } else {
+        format!(
+            "webhook path `{path}` of flow `{flow}` differs only in letter case from `{spelling}` \
+             of flow `{other}`{where_}: requests match paths exactly, so the two would look alike \
+             but start different flows; choose a path that differs in more than case"
+        )
+    }
+}
+
+/// Why webhook path `second` is refused after `first` in the same flow.
+pub fn same_flow_clash_message(first: &str, second: &str) -> String {
+    if first == second {
+        format!("webhook path `{second}` is used twice in this flow")
+    } else {
+        format!(
+            "webhook paths `{first}` and `{second}` of this flow differ only in letter case; \
+             choose paths that differ in more than case"
+        )
+    }
+}
+
 impl Registry {
     pub fn new(entries: Vec<FlowEntry>) -> Registry {
         let mut by_entity: HashMap<String, Vec<(String, usize)>> = HashMap::new();
@@ -108,6 +145,19 @@ impl Registry {
     pub fn webhook(&self, path: &str) -> Option<(&FlowEntry, usize)> {
         let (id, index) = self.by_webhook.get(path)?;
         self.flows.get(id).map(|f| (f, *index))
+    }
+
+    /// The flow listening at a path that equals `path` but for letter case, with that path as
+    /// it is spelled there. Requests match paths exactly, but `sec` and `SEC` beside each other
+    /// look alike to a person and to case-insensitive proxies, so a second one is refused. A
+    /// scan, not an index: it runs only when a flow is saved.
+    pub fn webhook_alike(&self, path: &str) -> Option<(&FlowEntry, &str)> {
+        let key = webhook_clash_key(path);
+        let (spelling, (id, _)) = self
+            .by_webhook
+            .iter()
+            .find(|(other, _)| webhook_clash_key(other) == key)?;
+        self.flows.get(id).map(|f| (f, spelling.as_str()))
     }
 
     /// Flows with a concurrency or rate limit, or an order key.

@@ -12,6 +12,7 @@ use crate::flow::cron::{CronError, CronSchedule};
 use crate::flow::model::{
     AutoPause, AutoPauseLimits, EntityAction, FLOW_ID_PATTERN, FlowDef, ScheduleTrigger, Trigger,
 };
+use crate::flow::registry::{same_flow_clash_message, webhook_clash_key};
 use crate::flow::schema::check_shape;
 use crate::flow::yaml::{self, Node, NodeValue};
 use crate::step::StepDef;
@@ -298,6 +299,8 @@ impl Cx<'_> {
         }
         let entity_types: HashSet<&str> =
             def.entity_triggers().map(|t| t.entity.as_str()).collect();
+        // Clash key → the path as first written in this flow.
+        let mut hook_paths: HashMap<String, &str> = HashMap::new();
         for (kept, trigger) in def.triggers.iter().enumerate() {
             let path = triggers.index(self.trigger_index[kept]);
             match trigger {
@@ -367,8 +370,18 @@ impl Cx<'_> {
                     self.check_schedule(&s.schedule, path.key("schedule"));
                 }
                 Trigger::Webhook(w) => {
-                    if let Some(problem) = look_alike_path_problem(&w.webhook.path) {
+                    let hook = w.webhook.path.as_str();
+                    if let Some(problem) = look_alike_path_problem(hook) {
                         self.error(path.key("webhook").key("path"), problem);
+                    }
+                    match hook_paths.get(&webhook_clash_key(hook)) {
+                        Some(first) => {
+                            let problem = same_flow_clash_message(first, hook);
+                            self.error(path.key("webhook").key("path"), problem);
+                        }
+                        None => {
+                            hook_paths.insert(webhook_clash_key(hook), hook);
+                        }
                     }
                     if let Some(condition) = &w.webhook.condition {
                         let at = path.key("webhook").key("if");

@@ -4,14 +4,12 @@
 //! test.
 //!
 //! Backoff is `delay × 2^(attempt-1)`, spread by ±20 % jitter, then capped at `max_delay`. A
-//! `Retry-After` from the target is honoured as a lower bound, even above `max_delay` (the
-//! target knows best when it can take the request again), but never beyond [`RETRY_AFTER_CAP`]
-//! (one hour), so a hostile or broken header cannot park a run for days.
+//! `Retry-After` from the target is honoured as a lower bound up to `max_delay`: the flow's
+//! author wrote `max_delay` as the longest any one wait may be, and a header from the target
+//! (hostile, broken, or `86400` on a 2 s policy) must not override that. With the default
+//! `max_delay` of 2 h a target can still ask for up to two hours.
 
 use std::time::Duration;
-
-/// The longest wait a `Retry-After` header can impose.
-pub const RETRY_AFTER_CAP: Duration = Duration::from_secs(3600);
 
 /// Relative spread of the jitter: a sample of ±1 moves the delay by ±20 %.
 const JITTER_SPREAD: f64 = 0.2;
@@ -27,7 +25,7 @@ pub fn backoff(
 ) -> Duration {
     let computed = exponential(attempt, delay, max_delay, jitter);
     match retry_after {
-        Some(after) => computed.max(after.min(RETRY_AFTER_CAP)),
+        Some(after) => computed.max(after.min(max_delay)),
         None => computed,
     }
 }
@@ -89,18 +87,21 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_a_lower_bound_up_to_an_hour() {
+    fn retry_after_is_a_lower_bound_up_to_max_delay() {
         assert_eq!(backoff(1, S(10), S(60), Some(S(30)), 0.0), S(30));
         assert_eq!(backoff(1, S(10), S(60), Some(S(1)), 0.0), S(10));
         assert_eq!(
             backoff(1, S(10), S(60), Some(S(600)), 0.0),
-            S(600),
-            "above max_delay"
+            S(60),
+            "capped at max_delay"
         );
-        assert_eq!(
-            backoff(1, S(10), S(60), Some(S(86_400)), 0.0),
-            RETRY_AFTER_CAP
-        );
+        // The probe's case: a day asked for, a 2 s policy.
+        let two_s = Duration::from_secs(2);
+        let ms = Duration::from_millis;
+        assert_eq!(backoff(1, ms(100), two_s, Some(S(86_400)), 0.0), two_s);
+        // The default policy (10 s, 2 h) honours up to two hours.
+        assert_eq!(backoff(1, S(10), S(7200), Some(S(5400)), 0.0), S(5400));
+        assert_eq!(backoff(1, S(10), S(7200), Some(S(86_400)), 0.0), S(7200));
         assert_eq!(backoff(20, S(10), S(7200), Some(S(5)), 0.0), S(7200));
     }
 }

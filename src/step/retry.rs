@@ -95,7 +95,19 @@ mod tests {
         let r = Retry::resolve(Some(&step), Some(&flow));
         assert_eq!(r.attempts, 3);
         assert_eq!(r.delay, Duration::from_secs(2));
-        assert_eq!(r.max_delay, DEFAULT_RETRY.max_delay);
-        assert_eq!(Retry::resolve(None, None), DEFAULT_RETRY);
+        assert_eq!(r.max_delay, Duration::from_secs(2 * 3600));
+    }
+
+    /// SPEC §4's defaults, written out here rather than read from `DEFAULT_RETRY`, so a changed
+    /// constant fails this test.
+    #[test]
+    fn the_defaults_are_the_specs_12_attempts_10_s_2_h() {
+        let spec = Retry {
+            attempts: 12,
+            delay: Duration::from_secs(10),
+            max_delay: Duration::from_secs(7200),
+        };
+        assert_eq!(Retry::resolve(None, None), spec);
+        assert_eq!(Retry::resolve(Some(&RetryPolicy::default()), None), spec);
     }
 }

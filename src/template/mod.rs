@@ -963,14 +963,73 @@ mod tests {
         );
     }
 
+    /// SPEC §2's helpers, copied from the SPEC by hand: the list flowd publishes and the helpers
+    /// it knows must both be exactly these, so a helper lost or added shows up here.
+    const SPEC_INLINE: [&str; 25] = [
+        "eq",
+        "ne",
+        "gt",
+        "gte",
+        "lt",
+        "lte",
+        "and",
+        "or",
+        "not",
+        "len",
+        "lowercase",
+        "uppercase",
+        "trim",
+        "default",
+        "concat",
+        "replace",
+        "split",
+        "join",
+        "json",
+        "number",
+        "date_format",
+        "base64",
+        "url_encode",
+        "sha256",
+        "in",
+    ];
+    const SPEC_BLOCK: [&str; 4] = ["if", "unless", "each", "with"];
+
     #[test]
-    fn helper_table_matches_public_list() {
+    fn the_helpers_are_the_specs() {
+        let mut spec: Vec<&str> = SPEC_INLINE.iter().chain(&SPEC_BLOCK).copied().collect();
+        spec.sort_unstable();
         let mut listed: Vec<&str> = HELPERS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(listed, spec, "HELPERS differs from SPEC §2");
         let mut known: Vec<&str> = helpers::INLINE_HELPERS.iter().map(|h| h.name).collect();
         known.extend_from_slice(helpers::BLOCK_HELPERS);
-        listed.sort_unstable();
         known.sort_unstable();
-        assert_eq!(listed, known);
+        assert_eq!(
+            known, spec,
+            "the helpers templates know differ from SPEC §2"
+        );
+        // And each one is accepted by the compiler, as a template would use it.
+        for name in SPEC_INLINE {
+            let source = format!("{{{{{name} entity.a entity.b}}}}");
+            if let Err(e) = Template::compile(&source) {
+                assert!(
+                    !e.message.contains("unknown helper"),
+                    "{source}: {}",
+                    e.message
+                );
+            }
+        }
+        for name in SPEC_BLOCK {
+            let source = format!("{{{{#{name} entity.a}}}}x{{{{/{name}}}}}");
+            if let Err(e) = Template::compile(&source) {
+                panic!("{source}: {}", e.message);
+            }
+        }
+        assert!(
+            compile_error("{{sha512 entity.a}}")
+                .message
+                .contains("unknown helper")
+        );
     }
 
     #[test]

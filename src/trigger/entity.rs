@@ -13,7 +13,8 @@ use crate::core::id::new_id;
 use crate::core::new_run::TriggerRecord;
 use crate::core::time::rfc3339;
 use crate::core::trigger_data::{
-    EventInfo, TriggerData, changed_fields, entity_with_id, text_or_number, text_or_number_schema,
+    EventInfo, MAX_ID_LEN, TriggerData, changed_fields, entity_with_id, text_or_number,
+    text_or_number_schema,
 };
 use crate::flow::model::{self, EntityAction, EntityTrigger, Trigger};
 use crate::flow::registry::FlowEntry;
@@ -27,6 +28,7 @@ use crate::trigger::{Intake, IntakeError};
 #[schema(example = json!({"entity": "guest", "action": "update", "id": "42", "data": {"email": "ada@example.com"}, "previous": {"email": "ada@old.example.com"}, "event_id": "guest-42-v7"}))]
 pub struct EventIn {
     /// The entity type: lower-case letters, digits, `_`, `.` and `-`, starting with a letter.
+    #[schema(pattern = r"^[a-z][a-z0-9_.\-]{0,63}$")]
     pub entity: String,
     pub action: EntityAction,
     /// The entity's id (a number is taken as its text), at most 256 characters.
@@ -43,6 +45,7 @@ pub struct EventIn {
     pub previous: Option<Value>,
     /// The sender's id for this event: a repeated one starts nothing new.
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 256)]
     pub event_id: Option<String>,
 }
 
@@ -83,14 +86,11 @@ pub fn check_event(index: usize, event: &EventIn) -> Vec<EventProblem> {
             "must be an entity type of lower-case letters, digits, `_`, `.` and `-`, starting with a letter",
         );
     }
-    if event.id.is_empty() || event.id.len() > 256 {
+    // Characters, not bytes: JSON Schema's `maxLength` in the API document counts characters.
+    if !id_length_ok(&event.id) {
         problem("id", "must be a non-empty id of at most 256 characters");
     }
-    if event
-        .event_id
-        .as_ref()
-        .is_some_and(|e| e.is_empty() || e.len() > 256)
-    {
+    if event.event_id.as_ref().is_some_and(|e| !id_length_ok(e)) {
         problem(
             "event_id",
             "must be a non-empty id of at most 256 characters",
@@ -107,6 +107,11 @@ pub fn check_event(index: usize, event: &EventIn) -> Vec<EventProblem> {
         problem("previous", "must be an object");
     }
     problems
+}
+
+/// An id of 1 to [`MAX_ID_LEN`] characters.
+pub fn id_length_ok(id: &str) -> bool {
+    !id.is_empty() && id.chars().count() <= MAX_ID_LEN
 }
 
 impl Intake {

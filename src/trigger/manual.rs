@@ -209,7 +209,7 @@ fn check_request(request: &ManualRequest) -> Result<(), ManualError> {
         return Err(ManualError::BadRequest("`input` must be an object".into()));
     }
     if let Some(entity) = &request.entity {
-        if entity.id.is_empty() || entity.id.len() > 256 {
+        if !crate::trigger::entity::id_length_ok(&entity.id) {
             return Err(ManualError::BadRequest(
                 "`entity.id` must be a non-empty id of at most 256 characters".into(),
             ));

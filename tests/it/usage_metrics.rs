@@ -9,11 +9,8 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use flowd::store::sql::{get, stmt};
 use flowd::store::testing::TestDb;
-use flowd::store::{Store, StoreOptions};
 use reqwest::StatusCode;
-use sea_orm::ConnectionTrait;
 use serde_json::{Value, json};
 
 use crate::support::api::{Answer, Api};
@@ -63,9 +60,7 @@ async fn usage_and_metrics_follow_runs(database_url: &str, dir: &Path) {
     let failed: Vec<&Value> = runs.values().filter(|r| r["status"] == "failed").collect();
     assert_eq!(failed.len(), 1, "only the run with the dead target fails");
 
-    let waits = rate_limited_waits(database_url).await;
-    assert!(waits > 0, "6 starts at 2/s hold some runs back");
-    check_usage(&api, &runs, waits).await;
+    check_usage(&api, &runs).await;
     check_usage_filters(&api, &runs).await;
     check_bad_usage_queries(&api).await;
 
@@ -194,24 +189,6 @@ async fn start_runs(api: &Api, sink: &Sink) -> Vec<String> {
     run_ids
 }
 
-/// The sum of `rate_limited_waits` over the `limited` flow's runs, read from the database.
-async fn rate_limited_waits(database_url: &str) -> i64 {
-    let store = Store::connect(database_url, &StoreOptions::default())
-        .await
-        .expect("open the database");
-    let sql =
-        "SELECT CAST(SUM(rate_limited_waits) AS BIGINT) AS n FROM runs WHERE flow_id = 'limited'";
-    let row = store
-        .reader()
-        .query_one_raw(stmt(store.backend(), sql, Vec::new()))
-        .await
-        .expect("query the runs")
-        .expect("one row");
-    let waits = get::<i64>(&row, "n").expect("a count");
-    store.close().await;
-    waits
-}
-
 /// GET `path_and_query` and its status and JSON body.
 async fn get_json(api: &Api, path_and_query: &str) -> (StatusCode, Value) {
     let response = api
@@ -272,14 +249,23 @@ fn totals(items: &[Value], days: &BTreeSet<String>) -> HashMap<String, [i64; 5]>
     totals
 }
 
-async fn check_usage(api: &Api, runs: &HashMap<String, Value>, waits: i64) {
+async fn check_usage(api: &Api, runs: &HashMap<String, Value>) {
     let days = creation_days(runs);
     let items = usage(api, "").await;
     let totals = totals(&items, &days);
     assert_eq!(totals.len(), 3, "{items:?}");
     // 3 + 1 runs; 3 delivered at once, 2 refused tries of the failed one; Slack is not counted.
     assert_eq!(totals["push"], [4, 3, 1, 5, 0], "{items:?}");
-    assert_eq!(totals["limited"], [6, 6, 0, 0, waits], "{items:?}");
+    assert_eq!(totals["limited"][..4], [6, 6, 0, 0], "{items:?}");
+    // Six runs posted at once under 2/s: two start at once, four are put off to the next second,
+    // where two start and the last two are put off again. How often a claim finds the window
+    // full beyond that depends on timing, so this is a lower bound from the limit's meaning,
+    // not a count read back from the table the endpoint reads.
+    let waits = totals["limited"][4];
+    assert!(
+        waits >= 6,
+        "6 starts at 2/s make at least 4 + 2 waits: {items:?}"
+    );
     assert_eq!(totals["hook"], [1, 1, 0, 0, 0], "{items:?}");
     let order: Vec<(&str, &str)> = items
         .iter()

@@ -160,6 +160,15 @@ fn flow_ids_and_webhook_paths_must_be_unique_across_files() {
         messages.iter().any(|m| m.contains("third.yaml: triggers[1].webhook.path: webhook path `refunds` is used twice in this flow")),
         "{messages:?}"
     );
+    // Paths that differ only in letter case look alike: refused, naming both flows.
+    assert!(
+        messages.iter().any(|m| m.contains("fourth.yaml: triggers[0].webhook.path: webhook path `Orders` of flow `cased` differs only in letter case from `orders` of flow `shared` (")),
+        "{messages:?}"
+    );
+    assert!(
+        messages.iter().any(|m| m.contains("third.yaml: triggers[2].webhook.path: webhook paths `refunds` and `REFUNDS` of this flow differ only in letter case")),
+        "{messages:?}"
+    );
 }
 
 #[test]

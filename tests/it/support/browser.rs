@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use fantoccini::elements::Element;
-use fantoccini::wd::Capabilities;
+use fantoccini::wd::{Capabilities, TimeoutConfiguration};
 use fantoccini::{Client, ClientBuilder, Locator};
 use serde_json::json;
 
@@ -207,19 +207,30 @@ async fn connect(url: &str, browser: &Path) -> Client {
     let deadline = Instant::now() + PATIENCE;
     loop {
         let connector = hyper_util::client::legacy::connect::HttpConnector::new();
-        match ClientBuilder::new(connector)
-            .capabilities(capabilities.clone())
-            .connect(url)
-            .await
-        {
-            Ok(client) => return client,
-            Err(e) if Instant::now() < deadline => {
+        // A driver that accepts the connection but never answers must fail the test, not hang it.
+        let mut builder = ClientBuilder::new(connector);
+        builder.capabilities(capabilities.clone());
+        match tokio::time::timeout(PATIENCE, builder.connect(url)).await {
+            Ok(Ok(client)) => return with_timeouts(client).await,
+            Ok(Err(e)) if Instant::now() < deadline => {
                 let _ = e;
                 tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            Err(e) => panic!("no WebDriver session from chromedriver at {url}: {e}"),
+            Ok(Err(e)) => panic!("no WebDriver session from chromedriver at {url}: {e}"),
+            Err(_) => panic!("chromedriver at {url} did not answer within {PATIENCE:?}"),
         }
     }
+}
+
+/// Bounds page loads and scripts by [`PATIENCE`] (WebDriver's defaults are 300 s and 30 s), so a
+/// page that never finishes loading fails its test instead of stalling it for minutes.
+async fn with_timeouts(client: Client) -> Client {
+    let timeouts = TimeoutConfiguration::new(Some(PATIENCE), Some(PATIENCE), None);
+    client
+        .update_timeouts(timeouts)
+        .await
+        .unwrap_or_else(|e| panic!("set the WebDriver timeouts: {e}"));
+    client
 }
 
 fn free_port() -> u16 {

@@ -804,6 +804,14 @@ mod tests {
         assert_eq!(headers.len(), 2);
     }
 
+    /// One line from the sink, within a deadline: a sink that stops answering fails the test.
+    async fn read_line(read: &mut (impl AsyncBufReadExt + Unpin), line: &mut String) {
+        tokio::time::timeout(Duration::from_secs(30), read.read_line(line))
+            .await
+            .expect("the sink answers within 30 s")
+            .expect("read");
+    }
+
     /// A raw session, byte for byte, as a client that is not lettre would speak it.
     #[tokio::test]
     async fn speaks_smtp_over_a_socket() {
@@ -819,7 +827,7 @@ mod tests {
             let mut line = String::new();
             loop {
                 line.clear();
-                read.read_line(&mut line).await.expect("read");
+                read_line(&mut read, &mut line).await;
                 if line.get(3..4) != Some("-") {
                     break;
                 }
@@ -860,18 +868,12 @@ mod tests {
         sink.set_greeting(421);
         let mut first = String::new();
         let stream = TcpStream::connect(sink.addr).await.expect("connect");
-        BufReader::new(stream)
-            .read_line(&mut first)
-            .await
-            .expect("read");
+        read_line(&mut BufReader::new(stream), &mut first).await;
         assert!(first.starts_with("421"), "{first}");
         sink.accept_all();
         let mut second = String::new();
         let stream = TcpStream::connect(sink.addr).await.expect("connect");
-        BufReader::new(stream)
-            .read_line(&mut second)
-            .await
-            .expect("read");
+        read_line(&mut BufReader::new(stream), &mut second).await;
         assert!(second.starts_with("220"), "{second}");
     }
 }
