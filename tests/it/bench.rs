@@ -88,7 +88,11 @@ fn the_flow_names_the_sink() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_population_makes_a_database_flowd_serves() {
     let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_flowd"));
-    if std::process::Command::new("sqlite3").arg("-version").output().is_err() {
+    if std::process::Command::new("sqlite3")
+        .arg("-version")
+        .output()
+        .is_err()
+    {
         eprintln!("skipped: no `sqlite3` shell (Debian package sqlite3)");
         assert!(
             std::env::var("CI").as_deref() != Ok("true"),
@@ -111,7 +115,9 @@ async fn the_population_makes_a_database_flowd_serves() {
     let url = render::populate(&bin, dir.path(), sizes, &http)
         .await
         .expect("populate");
-    let mut flowd = render::serve(&bin, dir.path(), &url, &http).await.expect("serve");
+    let mut flowd = render::serve(&bin, dir.path(), &url, &http)
+        .await
+        .expect("serve");
     let base = flowd.base_url.clone();
     let get = |path: &str| {
         let (http, url) = (http.clone(), format!("{base}{path}"));
@@ -123,7 +129,9 @@ async fn the_population_makes_a_database_flowd_serves() {
     };
     let grid = get("/").await;
     assert!(grid.contains("flow-0002") && grid.contains("crm.example.com"));
-    let runs = render::failed_runs(&http, &base).await.expect("failed runs");
+    let runs = render::failed_runs(&http, &base)
+        .await
+        .expect("failed runs");
     assert_eq!(runs.len(), 30, "one in ten runs failed");
     let run = get(&format!("/runs/{}", runs[0])).await;
     assert!(
@@ -132,7 +140,9 @@ async fn the_population_makes_a_database_flowd_serves() {
     );
     let log = get("/runs?status=failed").await;
     assert!(log.contains(&runs[0]));
-    let figures = render::measure_pages(&http, &base, sizes).await.expect("measure");
+    let figures = render::measure_pages(&http, &base, sizes)
+        .await
+        .expect("measure");
     assert_eq!(figures.len(), 5);
     flowd
         .terminate(Duration::from_secs(30))
