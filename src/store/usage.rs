@@ -4,10 +4,12 @@
 //! Usage groups runs by the day they were created (a trigger started them) and counts, for
 //! those runs, how many succeeded and failed, the attempts of their `http` steps (attempts of
 //! `notify` steps are not HTTP usage, even when Slack is called over HTTP) and their
-//! rate-limited waits. A day's row therefore only grows while its runs finish. It is a single
-//! query: a range of the existing `created_at` index plus a primary-key lookup of each run's
-//! step rows, so no index is added to the tables the hot path writes. Its cost follows the runs
-//! in the window: about 1.7 s for 150,000 runs on SQLite on the 2-core machine.
+//! rate-limited waits. A day's row therefore only grows while its runs finish. It is the daily
+//! rollup (`usage_daily`, where finished runs are folded shortly after they end, see `rollup`)
+//! plus a count of the runs not folded yet: a range of the partial index that holds only those
+//! (the runs in flight and the few finished since the last fold), with a primary-key lookup of
+//! each one's step rows. Its cost therefore follows the flows and days in the window and the
+//! runs in flight, not the history.
 
 use chrono::NaiveDate;
 use sea_orm::{ConnectionTrait, Value};
@@ -16,6 +18,8 @@ use crate::store::sql::{get, stmt};
 use crate::store::{Backend, StoreError};
 
 const DAY_MS: i64 = 86_400_000;
+
+pub mod rollup;
 
 /// Which runs to count: created in `[since, until)` (unix milliseconds), of one flow or all.
 #[derive(Debug, Clone)]
@@ -58,7 +62,7 @@ pub async fn usage(
     let mut rows = conn
         .query_all_raw(stmt(backend, &sql, values.clone()))
         .await?;
-    // Runs pruned by retention are counted in the daily rollup instead.
+    // Runs folded already (finished, or pruned by retention) are counted in the rollup.
     let flow = if filter.flow.is_some() {
         " AND flow_id = ?"
     } else {
@@ -90,8 +94,8 @@ pub async fn usage(
     Ok(days)
 }
 
-/// The usage query: one pass over the runs created in the window (the `created_at` index),
-/// with each run's `http` attempts read from its step rows (`step_runs.attempts` is the number
+/// The live part: one pass over the runs of the window not folded yet (the partial index
+/// `idx_runs_usage_unfolded`), with each run's `http` attempts read from its step rows (`step_runs.attempts` is the number
 /// of attempts recorded for the step, so the attempts table itself is not read).
 fn usage_sql(one_flow: bool) -> String {
     let flow = if one_flow { " AND r.flow_id = ?" } else { "" };
@@ -105,7 +109,7 @@ fn usage_sql(one_flow: bool) -> String {
          FROM (SELECT r.flow_id, r.created_at / {DAY_MS} AS day, r.status, r.rate_limited_waits, \
            (SELECT COALESCE(SUM(s.attempts), 0) FROM step_runs s \
              WHERE s.run_id = r.id AND s.kind = 'http') AS http \
-           FROM runs r WHERE r.created_at >= ? AND r.created_at < ?{flow}) u \
+           FROM runs r WHERE r.usage_folded = FALSE AND r.created_at >= ? AND r.created_at < ?{flow}) u \
          GROUP BY flow_id, day"
     )
 }
