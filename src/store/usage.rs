@@ -21,7 +21,8 @@ const DAY_MS: i64 = 86_400_000;
 
 pub mod rollup;
 
-/// Which runs to count: created in `[since, until)` (unix milliseconds), of one flow or all.
+/// Which runs to count: created on the UTC days that `[since, until)` (unix milliseconds)
+/// touches, of one flow or all.
 #[derive(Debug, Clone)]
 pub struct UsageFilter {
     pub flow: Option<String>,
@@ -54,14 +55,19 @@ pub async fn usage(
     backend: Backend,
     filter: &UsageFilter,
 ) -> Result<Vec<DayUsage>, StoreError> {
-    let mut values: Vec<Value> = vec![filter.since.into(), filter.until.into()];
-    if let Some(flow) = &filter.flow {
-        values.push(flow.clone().into());
-    }
+    // Usage is kept per day, so a window that cuts a day counts that whole day: the rollup
+    // cannot split one, and the live part must count the same runs as it would once folded.
+    let first_day = filter.since.div_euclid(DAY_MS);
+    let end_day = (filter.until + DAY_MS - 1).div_euclid(DAY_MS);
+    let with_flow = |mut values: Vec<Value>| {
+        if let Some(flow) = &filter.flow {
+            values.push(flow.clone().into());
+        }
+        values
+    };
+    let live = with_flow(vec![(first_day * DAY_MS).into(), (end_day * DAY_MS).into()]);
     let sql = usage_sql(filter.flow.is_some());
-    let mut rows = conn
-        .query_all_raw(stmt(backend, &sql, values.clone()))
-        .await?;
+    let mut rows = conn.query_all_raw(stmt(backend, &sql, live)).await?;
     // Runs folded already (finished, or pruned by retention) are counted in the rollup.
     let flow = if filter.flow.is_some() {
         " AND flow_id = ?"
@@ -70,9 +76,10 @@ pub async fn usage(
     };
     let rollup = format!(
         "SELECT flow_id, day, runs_started, runs_succeeded, runs_failed, http_attempts, rate_limited_waits \
-         FROM usage_daily WHERE day * {DAY_MS} >= ? AND day * {DAY_MS} < ?{flow}"
+         FROM usage_daily WHERE day >= ? AND day < ?{flow}"
     );
-    rows.extend(conn.query_all_raw(stmt(backend, &rollup, values)).await?);
+    let days = with_flow(vec![first_day.into(), end_day.into()]);
+    rows.extend(conn.query_all_raw(stmt(backend, &rollup, days)).await?);
     let parts = rows
         .iter()
         .map(|row| {

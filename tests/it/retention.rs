@@ -124,25 +124,28 @@ async fn failed_folded_retried_and_pruned_runs_are_counted_once() {
         .request(
             "POST",
             "/api/v1/runs/retry",
-            Some(("application/json", r#"{"flow": "again", "status": "failed"}"#)),
+            Some((
+                "application/json",
+                r#"{"flow": "again", "status": "failed"}"#,
+            )),
         )
         .await
         .expect("an answer in JSON");
     assert_eq!(status, StatusCode::ACCEPTED, "{body}");
     let delivered = || sink.requests().iter().filter(|r| r.accepted()).count();
     assert!(
-        sink.wait_for(|all| all.iter().filter(|r| r.accepted()).count() == FAILING, PATIENCE)
-            .await,
+        sink.wait_for(
+            |all| all.iter().filter(|r| r.accepted()).count() == FAILING,
+            PATIENCE
+        )
+        .await,
         "every retried run is delivered: {} of {FAILING}",
         delivered()
     );
     api.wait_until_all_terminal(&runs, PATIENCE)
         .await
         .expect("every retried run ends");
-    server
-        .terminate(PATIENCE)
-        .await
-        .expect("the server stops");
+    server.terminate(PATIENCE).await.expect("the server stops");
 
     // Now prune them all: FLOWD_RETENTION=1s.
     let env = FlowdEnv {
@@ -154,10 +157,19 @@ async fn failed_folded_retried_and_pruned_runs_are_counted_once() {
     wait_until(|| async { runs_listed(&api).await == 0 }).await;
     let usage = usage_of(&api, "again").await;
     let at_sink = (delivered() as i64, sink.count() as i64);
-    assert_eq!(at_sink, (FAILING as i64, 2 * FAILING as i64), "the sink saw a failure and a delivery per run");
     assert_eq!(
-        ["runs_started", "runs_succeeded", "runs_failed", "http_attempts"]
-            .map(|k| usage_sum(&usage, k)),
+        at_sink,
+        (FAILING as i64, 2 * FAILING as i64),
+        "the sink saw a failure and a delivery per run"
+    );
+    assert_eq!(
+        [
+            "runs_started",
+            "runs_succeeded",
+            "runs_failed",
+            "http_attempts"
+        ]
+        .map(|k| usage_sum(&usage, k)),
         [FAILING as i64, at_sink.0, 0, at_sink.1],
         "usage after retry and pruning: {usage}"
     );

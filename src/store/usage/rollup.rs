@@ -23,7 +23,13 @@ pub async fn add_unfolded(
     if ids.is_empty() {
         return Ok(());
     }
-    let sql = upsert_sql("", &format!("r.id IN ({}) AND r.usage_folded = FALSE", placeholders(ids.len())));
+    let sql = upsert_sql(
+        "",
+        &format!(
+            "r.id IN ({}) AND r.usage_folded = FALSE",
+            placeholders(ids.len())
+        ),
+    );
     let values = ids.iter().map(|id| Value::from(id.clone())).collect();
     conn.execute_raw(stmt(backend, &sql, values)).await?;
     Ok(())

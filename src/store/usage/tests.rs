@@ -189,7 +189,8 @@ async fn usage_groups_runs_by_flow_and_creation_day() {
         assert_eq!(rows.len(), 2, "{rows:?}");
         assert!(rows.iter().all(|r| r.flow_id == "sync"));
 
-        // The window is [since, until): the run at 23:00 is out, the one at midnight in.
+        // A window counts the whole days it touches: `until` at 23:00 still counts the run
+        // created at 23:00, and the day before `since` (a midnight) stays out.
         let window = UsageFilter {
             flow: None,
             since: NOV_22,
@@ -197,7 +198,7 @@ async fn usage_groups_runs_by_flow_and_creation_day() {
         };
         let rows = usage(store.reader(), backend, &window).await.unwrap();
         let sync = rows.iter().find(|r| r.flow_id == "sync").unwrap();
-        assert_eq!(*sync, row("sync", "2026-11-22", [2, 2, 0, 3, 1]));
+        assert_eq!(*sync, row("sync", "2026-11-22", [3, 2, 1, 6, 3]));
         assert_eq!(rows.len(), 3, "{rows:?}");
 
         let empty = UsageFilter {
@@ -248,8 +249,16 @@ async fn a_retried_run_is_counted_once_through_fold_retry_and_pruning() {
         let (store, backend) = (&db.store, db.store.backend());
         let conn = store.writer();
         insert(conn, ("r1", "a", "failed", NOV_22, 1, &[("http", 2)])).await;
-        insert(conn, ("r2", "a", "succeeded", NOV_22 + HOUR, 0, &[("http", 1)])).await;
-        insert(conn, ("r3", "a", "running", NOV_22 + 2 * HOUR, 2, &[("http", 1)])).await;
+        insert(
+            conn,
+            ("r2", "a", "succeeded", NOV_22 + HOUR, 0, &[("http", 1)]),
+        )
+        .await;
+        insert(
+            conn,
+            ("r3", "a", "running", NOV_22 + 2 * HOUR, 2, &[("http", 1)]),
+        )
+        .await;
         let window = UsageFilter {
             flow: None,
             since: NOV_22,
@@ -270,7 +279,11 @@ async fn a_retried_run_is_counted_once_through_fold_retry_and_pruning() {
         assert_eq!(read().await, failed_once);
 
         let txn = store.begin_write().await.unwrap();
-        assert!(retry(&txn, backend, "r1", NOV_22 + 3 * HOUR, None).await.unwrap());
+        assert!(
+            retry(&txn, backend, "r1", NOV_22 + 3 * HOUR, None)
+                .await
+                .unwrap()
+        );
         txn.commit().await.unwrap();
         // Started still, neither failed nor succeeded while it runs again.
         assert_eq!(read().await, vec![row("a", "2026-11-22", [3, 1, 0, 4, 3])]);
@@ -290,7 +303,9 @@ async fn a_retried_run_is_counted_once_through_fold_retry_and_pruning() {
         let txn = store.begin_write().await.unwrap();
         let cutoff = NOV_22 + DAY_MS * 10;
         assert_eq!(
-            prune_runs(&txn, backend, &Scope::AllBut(&[]), cutoff, 10).await.unwrap(),
+            prune_runs(&txn, backend, &Scope::AllBut(&[]), cutoff, 10)
+                .await
+                .unwrap(),
             3
         );
         txn.commit().await.unwrap();
