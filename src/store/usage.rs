@@ -6,10 +6,11 @@
 //! `notify` steps are not HTTP usage, even when Slack is called over HTTP) and their
 //! rate-limited waits. A day's row therefore only grows while its runs finish. It is the daily
 //! rollup (`usage_daily`, where finished runs are folded shortly after they end, see `rollup`)
-//! plus a count of the runs not folded yet: a range of the partial index that holds only those
+//! of the whole days in the window, plus a count of the runs not folded yet: a range of the partial index that holds only those
 //! (the runs in flight and the few finished since the last fold), with a primary-key lookup of
 //! each one's step rows. Its cost therefore follows the flows and days in the window and the
-//! runs in flight, not the history.
+//! runs in flight, not the history. Days the window cuts (an RFC 3339 bound that is not a
+//! midnight) are counted from the runs kept in the cut part instead, at most two days' runs.
 
 use chrono::NaiveDate;
 use sea_orm::{ConnectionTrait, Value};
@@ -21,8 +22,9 @@ const DAY_MS: i64 = 86_400_000;
 
 pub mod rollup;
 
-/// Which runs to count: created on the UTC days that `[since, until)` (unix milliseconds)
-/// touches, of one flow or all.
+/// Which runs to count: created in `[since, until)` (unix milliseconds), of one flow or all.
+/// On days the window cuts (bounds that are not midnights), runs pruned by retention are not
+/// counted: the rollup keeps whole days only.
 #[derive(Debug, Clone)]
 pub struct UsageFilter {
     pub flow: Option<String>,
@@ -55,31 +57,37 @@ pub async fn usage(
     backend: Backend,
     filter: &UsageFilter,
 ) -> Result<Vec<DayUsage>, StoreError> {
-    // Usage is kept per day, so a window that cuts a day counts that whole day: the rollup
-    // cannot split one, and the live part must count the same runs as it would once folded.
-    let first_day = filter.since.div_euclid(DAY_MS);
-    let end_day = (filter.until + DAY_MS - 1).div_euclid(DAY_MS);
     let with_flow = |mut values: Vec<Value>| {
         if let Some(flow) = &filter.flow {
             values.push(flow.clone().into());
         }
         values
     };
-    let live = with_flow(vec![(first_day * DAY_MS).into(), (end_day * DAY_MS).into()]);
-    let sql = usage_sql(filter.flow.is_some());
-    let mut rows = conn.query_all_raw(stmt(backend, &sql, live)).await?;
-    // Runs folded already (finished, or pruned by retention) are counted in the rollup.
-    let flow = if filter.flow.is_some() {
-        " AND flow_id = ?"
-    } else {
-        ""
-    };
-    let rollup = format!(
-        "SELECT flow_id, day, runs_started, runs_succeeded, runs_failed, http_attempts, rate_limited_waits \
-         FROM usage_daily WHERE day >= ? AND day < ?{flow}"
-    );
-    let days = with_flow(vec![first_day.into(), end_day.into()]);
-    rows.extend(conn.query_all_raw(stmt(backend, &rollup, days)).await?);
+    let window = Window::of(filter.since, filter.until);
+    let mut rows = Vec::new();
+    // Days cut by the window are counted from the runs still kept: the rollup cannot split one.
+    for (since, until) in window.cut_parts() {
+        let sql = usage_sql(filter.flow.is_some(), false);
+        let values = with_flow(vec![since.into(), until.into()]);
+        rows.extend(conn.query_all_raw(stmt(backend, &sql, values)).await?);
+    }
+    if let Some((first, end)) = window.whole_days {
+        // Whole days: the rollup, plus the runs not folded into it yet.
+        let sql = usage_sql(filter.flow.is_some(), true);
+        let values = with_flow(vec![(first * DAY_MS).into(), (end * DAY_MS).into()]);
+        rows.extend(conn.query_all_raw(stmt(backend, &sql, values)).await?);
+        let flow = if filter.flow.is_some() {
+            " AND flow_id = ?"
+        } else {
+            ""
+        };
+        let rollup = format!(
+            "SELECT flow_id, day, runs_started, runs_succeeded, runs_failed, http_attempts, rate_limited_waits \
+             FROM usage_daily WHERE day >= ? AND day < ?{flow}"
+        );
+        let values = with_flow(vec![first.into(), end.into()]);
+        rows.extend(conn.query_all_raw(stmt(backend, &rollup, values)).await?);
+    }
     let parts = rows
         .iter()
         .map(|row| {
@@ -101,11 +109,49 @@ pub async fn usage(
     Ok(days)
 }
 
-/// The live part: one pass over the runs of the window not folded yet (the partial index
+/// A usage window split into the whole UTC days it holds (day numbers `[first, end)`) and the
+/// cut days at its edges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Window {
+    since: i64,
+    until: i64,
+    whole_days: Option<(i64, i64)>,
+}
+
+impl Window {
+    fn of(since: i64, until: i64) -> Window {
+        let first = (since + DAY_MS - 1).div_euclid(DAY_MS);
+        let end = until.div_euclid(DAY_MS);
+        Window {
+            since,
+            until,
+            whole_days: (first < end).then_some((first, end)),
+        }
+    }
+
+    /// The parts of the window outside its whole days, as `[since, until)` milliseconds.
+    fn cut_parts(&self) -> Vec<(i64, i64)> {
+        let Some((first, end)) = self.whole_days else {
+            return vec![(self.since, self.until)];
+        };
+        [(self.since, first * DAY_MS), (end * DAY_MS, self.until)]
+            .into_iter()
+            .filter(|(since, until)| since < until)
+            .collect()
+    }
+}
+
+/// The live part: one pass over the runs created in a range, all of them (`only_unfolded`
+/// false, for cut days) or those not folded yet (the partial index
 /// `idx_runs_usage_unfolded`), with each run's `http` attempts read from its step rows (`step_runs.attempts` is the number
 /// of attempts recorded for the step, so the attempts table itself is not read).
-fn usage_sql(one_flow: bool) -> String {
+fn usage_sql(one_flow: bool, only_unfolded: bool) -> String {
     let flow = if one_flow { " AND r.flow_id = ?" } else { "" };
+    let unfolded = if only_unfolded {
+        "r.usage_folded = FALSE AND "
+    } else {
+        ""
+    };
     // PostgreSQL sums BIGINTs into NUMERIC: cast back so both backends answer BIGINT.
     format!(
         "SELECT flow_id, day, COUNT(*) AS runs_started, \
@@ -116,7 +162,7 @@ fn usage_sql(one_flow: bool) -> String {
          FROM (SELECT r.flow_id, r.created_at / {DAY_MS} AS day, r.status, r.rate_limited_waits, \
            (SELECT COALESCE(SUM(s.attempts), 0) FROM step_runs s \
              WHERE s.run_id = r.id AND s.kind = 'http') AS http \
-           FROM runs r WHERE r.usage_folded = FALSE AND r.created_at >= ? AND r.created_at < ?{flow}) u \
+           FROM runs r WHERE {unfolded}r.created_at >= ? AND r.created_at < ?{flow}) u \
          GROUP BY flow_id, day"
     )
 }

@@ -189,8 +189,7 @@ async fn usage_groups_runs_by_flow_and_creation_day() {
         assert_eq!(rows.len(), 2, "{rows:?}");
         assert!(rows.iter().all(|r| r.flow_id == "sync"));
 
-        // A window counts the whole days it touches: `until` at 23:00 still counts the run
-        // created at 23:00, and the day before `since` (a midnight) stays out.
+        // The window is [since, until): the run at 23:00 is out, the one at midnight in.
         let window = UsageFilter {
             flow: None,
             since: NOV_22,
@@ -198,7 +197,7 @@ async fn usage_groups_runs_by_flow_and_creation_day() {
         };
         let rows = usage(store.reader(), backend, &window).await.unwrap();
         let sync = rows.iter().find(|r| r.flow_id == "sync").unwrap();
-        assert_eq!(*sync, row("sync", "2026-11-22", [3, 2, 1, 6, 3]));
+        assert_eq!(*sync, row("sync", "2026-11-22", [2, 2, 0, 3, 1]));
         assert_eq!(rows.len(), 3, "{rows:?}");
 
         let empty = UsageFilter {
@@ -277,6 +276,15 @@ async fn a_retried_run_is_counted_once_through_fold_retry_and_pruning() {
         assert_eq!(fold().await, 2, "the two finished runs are folded");
         assert_eq!(fold().await, 0, "and only once");
         assert_eq!(read().await, failed_once);
+        // A window that cuts the day counts the cut part from the runs, folded or not.
+        let cut = UsageFilter {
+            since: NOV_22 + 1,
+            ..window.clone()
+        };
+        assert_eq!(
+            usage(store.reader(), backend, &cut).await.unwrap(),
+            vec![row("a", "2026-11-22", [2, 1, 0, 2, 2])]
+        );
 
         let txn = store.begin_write().await.unwrap();
         assert!(
@@ -382,4 +390,29 @@ async fn usage_over_a_million_runs() {
         live.len()
     );
     db.cleanup().await;
+}
+
+#[test]
+fn a_window_splits_into_whole_days_and_cut_parts() {
+    let day = |n: i64| n * DAY_MS;
+    let w = Window::of(day(3), day(5));
+    assert_eq!((w.whole_days, w.cut_parts()), (Some((3, 5)), vec![]));
+    let w = Window::of(day(3) - HOUR, day(5) + HOUR);
+    assert_eq!(
+        (w.whole_days, w.cut_parts()),
+        (
+            Some((3, 5)),
+            vec![(day(3) - HOUR, day(3)), (day(5), day(5) + HOUR)]
+        )
+    );
+    let w = Window::of(day(3) + HOUR, day(3) + 2 * HOUR);
+    assert_eq!(
+        (w.whole_days, w.cut_parts()),
+        (None, vec![(day(3) + HOUR, day(3) + 2 * HOUR)])
+    );
+    let w = Window::of(day(3) + HOUR, day(4) + HOUR);
+    assert_eq!(
+        (w.whole_days, w.cut_parts()),
+        (None, vec![(day(3) + HOUR, day(4) + HOUR)])
+    );
 }
