@@ -17,6 +17,7 @@ mod m20261206_100001_order_key;
 mod m20261206_100002_operations;
 mod m20261206_100003_retention;
 mod m20261206_300001_run_figures_index;
+mod m20261206_500001_usage_rollup;
 
 /// The list of flowd's migrations, oldest first.
 pub struct Migrator;
@@ -34,6 +35,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_100002_operations::Migration),
             Box::new(m20261206_100003_retention::Migration),
             Box::new(m20261206_300001_run_figures_index::Migration),
+            Box::new(m20261206_500001_usage_rollup::Migration),
         ]
     }
 }

@@ -86,7 +86,10 @@ impl Runner {
             .ok()
             .and_then(|flow| flow.timeout);
         let deadline = timeout.map(|t| now + t.as_millis() as i64);
-        if !runs::retry(store.writer(), store.backend(), run_id, now, deadline).await? {
+        let txn = store.begin_write().await?;
+        let retried = runs::retry(&txn, store.backend(), run_id, now, deadline).await?;
+        txn.commit().await.map_err(StoreError::from)?;
+        if !retried {
             return Err(ControlError::NotRetryable(run_id.into(), run.status));
         }
         self.wake.new_runs();

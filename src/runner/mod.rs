@@ -17,6 +17,7 @@ pub mod operations;
 pub mod retention;
 pub mod revision;
 pub mod transition;
+pub mod usage_rollup;
 pub mod view;
 pub mod worker;
 

@@ -56,6 +56,10 @@ pub async fn run(runner: Runner, config: RunnerConfig, mut shutdown: watch::Rece
         config.poll,
         shutdown.clone(),
     ));
+    let folder = tokio::spawn(crate::runner::usage_rollup::run(
+        runner.clone(),
+        shutdown.clone(),
+    ));
     let pruner = config.retention.map(|keep| {
         tokio::spawn(crate::runner::retention::run(
             runner.clone(),
@@ -86,6 +90,7 @@ pub async fn run(runner: Runner, config: RunnerConfig, mut shutdown: watch::Rece
     drain(&runner, config, tasks).await;
     heartbeat.abort();
     bulk.abort();
+    folder.abort();
     if let Some(pruner) = pruner {
         pruner.abort();
     }

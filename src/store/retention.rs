@@ -1,15 +1,15 @@
 //! Retention: finished runs older than the retention are deleted with their steps and
-//! attempts, a small batch per transaction, and each batch's usage is first added to the daily
-//! rollup (`usage_daily`) in the same transaction, so usage stays exact after pruning. Old
+//! attempts, a small batch per transaction, and the usage of those of a batch not folded into
+//! the daily rollup yet (`usage_daily`, see `store/usage/rollup.rs`) is first added to it in the
+//! same transaction, so usage stays exact after pruning and no run is counted twice. Old
 //! events go the same way. On PostgreSQL the batch is locked with `SKIP LOCKED`, so nodes
 //! pruning at once never fold a run twice.
 
 use sea_orm::{ConnectionTrait, Value};
 
 use crate::store::sql::{get, placeholders, skip_locked, stmt};
+use crate::store::usage::rollup;
 use crate::store::{Backend, StoreError};
-
-const DAY_MS: i64 = 86_400_000;
 
 /// Which runs one pass prunes: finished ones created and finished before `cutoff`, of one
 /// flow, or of every flow except `except` (flows with their own retention).
@@ -38,22 +38,8 @@ pub async fn prune_runs(
             .map(|id| Value::from(id.clone()))
             .collect::<Vec<_>>()
     };
-    let fold = format!(
-        "INSERT INTO usage_daily (flow_id, day, runs_started, runs_succeeded, runs_failed, http_attempts, rate_limited_waits) \
-         SELECT r.flow_id, r.created_at / {DAY_MS}, COUNT(*), \
-           CAST(SUM(CASE WHEN r.status = 'succeeded' THEN 1 ELSE 0 END) AS BIGINT), \
-           CAST(SUM(CASE WHEN r.status = 'failed' THEN 1 ELSE 0 END) AS BIGINT), \
-           CAST(SUM((SELECT COALESCE(SUM(s.attempts), 0) FROM step_runs s WHERE s.run_id = r.id AND s.kind = 'http')) AS BIGINT), \
-           CAST(SUM(r.rate_limited_waits) AS BIGINT) \
-         FROM runs r WHERE r.id IN ({list}) GROUP BY r.flow_id, r.created_at / {DAY_MS} \
-         ON CONFLICT (flow_id, day) DO UPDATE SET \
-           runs_started = usage_daily.runs_started + excluded.runs_started, \
-           runs_succeeded = usage_daily.runs_succeeded + excluded.runs_succeeded, \
-           runs_failed = usage_daily.runs_failed + excluded.runs_failed, \
-           http_attempts = usage_daily.http_attempts + excluded.http_attempts, \
-           rate_limited_waits = usage_daily.rate_limited_waits + excluded.rate_limited_waits"
-    );
-    conn.execute_raw(stmt(backend, &fold, id_values())).await?;
+    // Runs the background fold has not reached yet are added now; the others are in already.
+    rollup::add_unfolded(conn, backend, &ids).await?;
     for table in ["attempts", "step_runs"] {
         let sql = format!("DELETE FROM {table} WHERE run_id IN ({list})");
         conn.execute_raw(stmt(backend, &sql, id_values())).await?;
@@ -114,6 +100,8 @@ mod tests {
     use crate::store::runs::insert_runs;
     use crate::store::testing::{TestDb, pending_run};
     use crate::store::usage::{UsageFilter, usage};
+
+    const DAY_MS: i64 = 86_400_000;
 
     #[tokio::test]
     async fn pruned_runs_stay_counted_in_usage() {

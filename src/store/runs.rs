@@ -489,7 +489,8 @@ pub async fn cancel(
 }
 
 /// Resumes a failed or cancelled run at its first step that did not succeed; that step gets a
-/// fresh retry budget. Returns false when the run is not failed or cancelled.
+/// fresh retry budget. Returns false when the run is not failed or cancelled. Its usage leaves
+/// the rollup (it is folded again when it ends), so `conn` must be a write transaction.
 pub async fn retry(
     conn: &impl ConnectionTrait,
     backend: Backend,
@@ -497,8 +498,9 @@ pub async fn retry(
     now: i64,
     deadline_at: Option<i64>,
 ) -> Result<bool, StoreError> {
+    crate::store::usage::rollup::unfold(conn, backend, run_id).await?;
     let sql = "UPDATE runs SET status = 'pending', attempt = attempt + 1, error = NULL, finished_at = NULL, \
-               cancel_requested = FALSE, due_at = ?, deadline_at = ? WHERE id = ? AND status IN ('failed', 'cancelled') \
+               cancel_requested = FALSE, usage_folded = FALSE, due_at = ?, deadline_at = ? WHERE id = ? AND status IN ('failed', 'cancelled') \
                RETURNING next_step";
     let Some(row) = conn
         .query_one_raw(stmt(

@@ -236,3 +236,183 @@ async fn active_runs_count_unfinished_runs_by_status() {
         db.cleanup().await;
     }
 }
+
+/// A run fails, is folded into the rollup, is retried (taken out again), succeeds with one more
+/// HTTP attempt, is folded again and pruned: at every step usage counts it once, as written
+/// out by hand here.
+#[tokio::test]
+async fn a_retried_run_is_counted_once_through_fold_retry_and_pruning() {
+    use crate::store::retention::{Scope, prune_runs};
+    use crate::store::runs::retry;
+    for db in TestDb::all().await {
+        let (store, backend) = (&db.store, db.store.backend());
+        let conn = store.writer();
+        insert(conn, ("r1", "a", "failed", NOV_22, 1, &[("http", 2)])).await;
+        insert(
+            conn,
+            ("r2", "a", "succeeded", NOV_22 + HOUR, 0, &[("http", 1)]),
+        )
+        .await;
+        insert(
+            conn,
+            ("r3", "a", "running", NOV_22 + 2 * HOUR, 2, &[("http", 1)]),
+        )
+        .await;
+        let window = UsageFilter {
+            flow: None,
+            since: NOV_22,
+            until: NOV_22 + DAY_MS,
+        };
+        let read = || async { usage(store.reader(), backend, &window).await.unwrap() };
+        let failed_once = vec![row("a", "2026-11-22", [3, 1, 1, 4, 3])];
+        assert_eq!(read().await, failed_once);
+
+        let fold = || async {
+            let txn = store.begin_write().await.unwrap();
+            let folded = rollup::fold_finished(&txn, backend, 10).await.unwrap();
+            txn.commit().await.unwrap();
+            folded
+        };
+        assert_eq!(fold().await, 2, "the two finished runs are folded");
+        assert_eq!(fold().await, 0, "and only once");
+        assert_eq!(read().await, failed_once);
+        // A window that cuts the day counts the cut part from the runs, folded or not.
+        let cut = UsageFilter {
+            since: NOV_22 + 1,
+            ..window.clone()
+        };
+        assert_eq!(
+            usage(store.reader(), backend, &cut).await.unwrap(),
+            vec![row("a", "2026-11-22", [2, 1, 0, 2, 2])]
+        );
+
+        let txn = store.begin_write().await.unwrap();
+        assert!(
+            retry(&txn, backend, "r1", NOV_22 + 3 * HOUR, None)
+                .await
+                .unwrap()
+        );
+        txn.commit().await.unwrap();
+        // Started still, neither failed nor succeeded while it runs again.
+        assert_eq!(read().await, vec![row("a", "2026-11-22", [3, 1, 0, 4, 3])]);
+
+        let finish = [
+            "UPDATE runs SET status = 'succeeded', finished_at = created_at + 1 WHERE id IN ('r1', 'r3')",
+            "UPDATE step_runs SET attempts = attempts + 1 WHERE run_id = 'r1'",
+        ];
+        for sql in finish {
+            conn.execute_raw(stmt(backend, sql, vec![])).await.unwrap();
+        }
+        let succeeded = vec![row("a", "2026-11-22", [3, 3, 0, 5, 3])];
+        assert_eq!(read().await, succeeded);
+        assert_eq!(fold().await, 2, "the retried run and the third one");
+        assert_eq!(read().await, succeeded);
+
+        let txn = store.begin_write().await.unwrap();
+        let cutoff = NOV_22 + DAY_MS * 10;
+        assert_eq!(
+            prune_runs(&txn, backend, &Scope::AllBut(&[]), cutoff, 10)
+                .await
+                .unwrap(),
+            3
+        );
+        txn.commit().await.unwrap();
+        assert_eq!(read().await, succeeded, "pruned runs stay counted once");
+        db.cleanup().await;
+    }
+}
+
+/// The figure for docs/performance.md: usage over 30 days of 1,000,000 runs (20 flows, one
+/// `http` step each, a tenth failed, 1,000 still running) in a SQLite file, counted live as
+/// before the rollup, then read from the rollup after the background fold took the finished
+/// runs in. Run with `cargo test --lib usage_over_a_million_runs -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement: fills a SQLite file with 1,000,000 runs (minutes)"]
+async fn usage_over_a_million_runs() {
+    const RUNS: i64 = 1_000_000;
+    const IN_FLIGHT: i64 = 1_000;
+    let db = TestDb::sqlite().await;
+    let (store, backend) = (&db.store, db.store.backend());
+    let spacing = 30 * DAY_MS / RUNS;
+    let fill = [
+        format!(
+            "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < {RUNS} - 1) \
+             INSERT INTO runs (id, flow_id, revision, status, trigger, next_step, attempt, lease_epoch, \
+               cancel_requested, rate_limited_waits, created_at, started_at, finished_at) \
+             SELECT printf('r%07d', i), 'flow' || (i % 20), 1, \
+               CASE WHEN i >= {RUNS} - {IN_FLIGHT} THEN 'running' WHEN i % 10 = 0 THEN 'failed' ELSE 'succeeded' END, \
+               '{{}}', 1, 1, 1, FALSE, i % 3, {NOV_22} + i * {spacing}, {NOV_22} + i * {spacing}, \
+               CASE WHEN i >= {RUNS} - {IN_FLIGHT} THEN NULL ELSE {NOV_22} + i * {spacing} + 50 END FROM n"
+        ),
+        "INSERT INTO step_runs (run_id, step_index, step_id, kind, status, attempts, retry_base) \
+         SELECT id, 0, 's0', 'http', 'succeeded', 1 + rate_limited_waits, 0 FROM runs"
+            .to_string(),
+    ];
+    for sql in fill {
+        store
+            .writer()
+            .execute_raw(stmt(backend, &sql, vec![]))
+            .await
+            .unwrap();
+    }
+    let window = UsageFilter {
+        flow: None,
+        since: NOV_22,
+        until: NOV_22 + 30 * DAY_MS,
+    };
+    let timed = || async {
+        let started = std::time::Instant::now();
+        let rows = usage(store.reader(), backend, &window).await.unwrap();
+        (rows, started.elapsed())
+    };
+    let (live, live_took) = timed().await;
+    let mut folded_runs = 0;
+    loop {
+        let txn = store.begin_write().await.unwrap();
+        let folded = rollup::fold_finished(&txn, backend, 1_000).await.unwrap();
+        txn.commit().await.unwrap();
+        if folded == 0 {
+            break;
+        }
+        folded_runs += folded;
+    }
+    assert_eq!(folded_runs as i64, RUNS - IN_FLIGHT);
+    let mut took = Vec::new();
+    for _ in 0..5 {
+        let (rows, elapsed) = timed().await;
+        assert_eq!(rows, live, "the rollup answers what the live count did");
+        took.push(elapsed);
+    }
+    let started: i64 = live.iter().map(|d| d.runs_started).sum();
+    assert_eq!(started, RUNS);
+    eprintln!(
+        "usage over {RUNS} runs, {} flow-days: counted live {live_took:?}; from the rollup {took:?}",
+        live.len()
+    );
+    db.cleanup().await;
+}
+
+#[test]
+fn a_window_splits_into_whole_days_and_cut_parts() {
+    let day = |n: i64| n * DAY_MS;
+    let w = Window::of(day(3), day(5));
+    assert_eq!((w.whole_days, w.cut_parts()), (Some((3, 5)), vec![]));
+    let w = Window::of(day(3) - HOUR, day(5) + HOUR);
+    assert_eq!(
+        (w.whole_days, w.cut_parts()),
+        (
+            Some((3, 5)),
+            vec![(day(3) - HOUR, day(3)), (day(5), day(5) + HOUR)]
+        )
+    );
+    let w = Window::of(day(3) + HOUR, day(3) + 2 * HOUR);
+    assert_eq!(
+        (w.whole_days, w.cut_parts()),
+        (None, vec![(day(3) + HOUR, day(3) + 2 * HOUR)])
+    );
+    let w = Window::of(day(3) + HOUR, day(4) + HOUR);
+    assert_eq!(
+        (w.whole_days, w.cut_parts()),
+        (None, vec![(day(3) + HOUR, day(4) + HOUR)])
+    );
+}
