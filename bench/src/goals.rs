@@ -205,7 +205,7 @@ impl Outcome<'_> {
             share,
         );
         goal.met_otherwise = pushed_back > 0 && p99_ms.is_some_and(|p| p < 100.0);
-        goal.note = format!("{pushed_back} answers 429 (intake pushed back)");
+        goal.note = format!("{pushed_back} answered 429");
         goal
     }
 

@@ -176,6 +176,8 @@ fn a_goal_is_met_by_its_measured_figure() {
 fn goals_refuses_a_fixed_rate() {
     let refused = Args::try_parse_from(["flowd-bench", "--goals", "--rate", "100"]);
     assert!(refused.is_err());
+    let goals = Args::try_parse_from(["flowd-bench", "--goals", "--count", "100"]).expect("parse");
+    assert!(check_args(&goals).is_ok());
     let args = Args::try_parse_from(["flowd-bench", "--backlog", "--rate", "100"]).expect("parse");
     assert!(check_args(&args).is_err());
 }
