@@ -341,7 +341,7 @@ async fn run_goals(args: &Args, bin: &Path) -> anyhow::Result<bool> {
         let report = w1(&run_args, bin).await?;
         all_ok &= report.ok;
         if !args.json {
-            print!("{}\n", report.human);
+            println!("{}", report.human);
         }
         goals.extend(report.goals);
         reports.push(report.json);
