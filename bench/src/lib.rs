@@ -13,13 +13,14 @@
 
 mod cluster;
 pub mod flowd;
+pub mod goals;
 mod load;
 pub mod render;
 pub mod report;
 mod sink;
 pub mod workload;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -33,7 +34,7 @@ use crate::flowd::{Perf, PgDatabase};
 use crate::load::{Events, Plan};
 use crate::sink::Sink;
 
-#[derive(Debug, Parser)]
+#[derive(Clone, Debug, Parser)]
 #[command(
     name = "flowd-bench",
     about = "Benchmark flowd with workload W1 (SPEC §9): events in, HTTP deliveries out, all checked.",
@@ -93,6 +94,16 @@ pub struct Args {
     /// Print the report as JSON on stdout.
     #[arg(long)]
     json: bool,
+    /// Hold the runner: pause the W1 flow while the events are posted (their runs wait as
+    /// `held`), then resume it and wait for the deliveries. Measures peak RSS with a backlog of
+    /// --count runs (the goal is about 100,000).
+    #[arg(long)]
+    backlog: bool,
+    /// Run the goals of issue #20 in sequence (SQLite closed loop with --concurrency clients
+    /// and --count events, open loop at 5,000 and at 200 events/s, a 100,000-run backlog, and
+    /// PostgreSQL one node when --database-url is a postgres:// URL) and print one table.
+    #[arg(long, conflicts_with_all = ["render", "rate", "backlog", "nodes"])]
+    goals: bool,
     /// Instead of W1: the console render benchmark (issue #16). Makes a SQLite database with
     /// --flows flows and --runs runs, then measures the flows page, filtered run log pages and
     /// run pages over HTTP (goal: p99 under 100 ms). Needs the `sqlite3` shell.
@@ -191,6 +202,9 @@ pub fn check_args(args: &Args) -> anyhow::Result<()> {
     if args.render && (args.flows == 0 || args.runs == 0 || args.requests == 0) {
         bail!("--flows, --runs and --requests must be at least 1");
     }
+    if args.backlog && args.rate.is_some() {
+        bail!("--backlog posts as fast as flowd accepts; leave out --rate");
+    }
     if args.nodes > 1 && !args.database_url.as_deref().is_some_and(is_postgres) {
         bail!(
             "--nodes {} needs --database-url postgres://…: several nodes share one PostgreSQL \
@@ -265,6 +279,100 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         };
         return render::run(&bin, sizes, args.keep, args.json).await;
     }
+    if args.goals {
+        return run_goals(args, &bin).await;
+    }
+    let report = w1(args, &bin).await?;
+    if args.json {
+        println!("{:#}", report.json);
+    } else {
+        print!("{}", report.human);
+    }
+    Ok(report.ok)
+}
+
+/// One W1 run: its report as JSON and as text, the goals it could judge, and whether every
+/// check passed (the goals do not count there).
+pub struct W1Report {
+    pub ok: bool,
+    pub json: Value,
+    pub human: String,
+    pub goals: Vec<goals::Goal>,
+}
+
+/// The runs of `--goals`: (what it measures, its options).
+fn goal_runs(args: &Args) -> Vec<(&'static str, Args)> {
+    let sqlite = Args {
+        database_url: None,
+        ..args.clone()
+    };
+    let open = |rate: f64| Args {
+        rate: Some(rate),
+        // Ten seconds of events, so that a p99 rests on many samples.
+        count: (rate * 10.0) as usize,
+        ..sqlite.clone()
+    };
+    let mut runs = vec![
+        ("SQLite closed loop", sqlite.clone()),
+        ("open loop, fast", open(goals::OPEN_LOOP_FAST)),
+        ("open loop, idle", open(goals::OPEN_LOOP_IDLE)),
+        (
+            "backlog",
+            Args {
+                backlog: true,
+                count: goals::BACKLOG_RUNS,
+                duration: sqlite.duration.max(Duration::from_secs(600)),
+                drain_timeout: sqlite.drain_timeout.max(Duration::from_secs(600)),
+                ..sqlite.clone()
+            },
+        ),
+    ];
+    if args.database_url.as_deref().is_some_and(is_postgres) {
+        runs.push(("PostgreSQL one node", args.clone()));
+    }
+    runs
+}
+
+async fn run_goals(args: &Args, bin: &Path) -> anyhow::Result<bool> {
+    let mut all_ok = true;
+    let (mut goals, mut reports) = (Vec::new(), Vec::new());
+    for (what, run_args) in goal_runs(args) {
+        eprintln!("flowd-bench: goals: {what}");
+        let report = w1(&run_args, bin).await?;
+        all_ok &= report.ok;
+        if !args.json {
+            println!("{}", report.human);
+        }
+        goals.extend(report.goals);
+        reports.push(report.json);
+    }
+    if args.json {
+        let table: Vec<Value> = goals.iter().map(goals::Goal::json).collect();
+        println!("{:#}", json!({"goals": table, "runs": reports}));
+    } else {
+        print!("{}", goals::table(&goals));
+    }
+    Ok(all_ok)
+}
+
+/// Pauses or resumes the W1 flow (`--backlog`).
+async fn flow_action(http: &reqwest::Client, base: &str, action: &str) -> anyhow::Result<()> {
+    let url = format!("{base}/api/v1/flows/{}/{action}", workload::FLOW_ID);
+    let answer = http.post(&url).send().await?;
+    let code = answer.status();
+    if code.as_u16() != 200 {
+        bail!(
+            "POST {url}: {code} {}",
+            answer.text().await.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// Runs W1 once with these options against this flowd binary.
+pub async fn w1(args: &Args, bin: &Path) -> anyhow::Result<W1Report> {
+    check_args(args)?;
+    let bin = bin.to_path_buf();
     let t0 = Instant::now();
     let tmp = tempfile::Builder::new()
         .prefix("flowd-bench-")
@@ -318,6 +426,9 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         extra_env: &args.flowd_env,
     };
     let (mut flowd, ready_after) = Cluster::start(&shared, args.nodes, &http).await?;
+    if args.backlog {
+        flow_action(&http, flowd.base_url(), "pause").await?;
+    }
     let pids = flowd.pids();
     let rss_start_kb = flowd.max_status_kb("VmRSS");
     flowd.start_measuring();
@@ -349,6 +460,13 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
         rate: args.rate,
     });
     let stats = load::run(plan, events.clone(), http.clone()).await;
+    if args.backlog {
+        eprintln!(
+            "flowd-bench: resuming the flow: {} held runs",
+            stats.events_acked
+        );
+        flow_action(&http, flowd.base_url(), "resume").await?;
+    }
     eprintln!(
         "flowd-bench: {} events accepted in {:.2} s ({} request errors); waiting for deliveries",
         stats.events_acked,
@@ -419,6 +537,7 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
             "rate": args.rate,
             "workers": args.workers,
             "nodes": args.nodes,
+            "backlog": args.backlog,
             "flowd_cpu_s_per_node": flowd_cpu_per_node,
             "flowd_env": args.flowd_env.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
         }),
@@ -455,10 +574,10 @@ async fn run(args: &Args) -> anyhow::Result<bool> {
                 .to_string(),
         );
     }
-    if args.json {
-        println!("{:#}", outcome.json());
-    } else {
-        print!("{}", outcome.human());
-    }
-    Ok(ok)
+    Ok(W1Report {
+        ok,
+        json: outcome.json(),
+        human: outcome.human(),
+        goals: outcome.goals(),
+    })
 }

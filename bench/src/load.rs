@@ -74,6 +74,9 @@ pub struct LoadStats {
     pub ack_latency_ns: Vec<u64>,
     pub error_count: usize,
     pub errors: Vec<String>,
+    /// Requests answered 429 (intake pushing back); also counted in `error_count`, as the
+    /// harness does not retry them.
+    pub pushed_back: usize,
     /// Open loop: requests that left more than [`LATE`] after their due time, and the worst lag.
     pub late_requests: usize,
     pub max_lag_ns: u64,
@@ -88,6 +91,7 @@ impl LoadStats {
         self.events_acked += other.events_acked;
         self.ack_latency_ns.extend(other.ack_latency_ns);
         self.error_count += other.error_count;
+        self.pushed_back += other.pushed_back;
         for e in other.errors {
             if self.errors.len() < KEPT_ERRORS {
                 self.errors.push(e);
@@ -205,6 +209,9 @@ async fn client(
         };
         let answered = Instant::now();
         if status.as_u16() != 202 {
+            if status.as_u16() == 429 {
+                stats.pushed_back += 1;
+            }
             let text = String::from_utf8_lossy(&bytes);
             stats.error(format!(
                 "events {first}..{last}: HTTP {status}: {}",

@@ -7,6 +7,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::flowd::RssPeak;
+use crate::goals::Goal;
 use crate::load::{Events, LoadStats};
 use crate::sink::Arrival;
 use crate::workload;
@@ -41,6 +42,8 @@ pub struct Deliveries {
     pub last_ack_ns: Option<u64>,
     pub first_arrival_ns: Option<u64>,
     pub last_arrival_ns: Option<u64>,
+    /// Most runs accepted and not yet delivered at any one time.
+    pub max_backlog: usize,
 }
 
 impl Deliveries {
@@ -76,6 +79,7 @@ pub fn check_deliveries(events: &Events, arrivals: &[Arrival]) -> Deliveries {
         d.last_arrival_ns = Some(d.last_arrival_ns.map_or(a.at_ns, |l| l.max(a.at_ns)));
     }
     let mut missing_examples = Vec::new();
+    let mut acked_at_ns = Vec::new();
     for (n, got) in per_event.iter().enumerate() {
         let id = n + 1;
         let acked = events.acked(n);
@@ -89,6 +93,7 @@ pub fn check_deliveries(events: &Events, arrivals: &[Arrival]) -> Deliveries {
             continue;
         };
         d.accepted += 1;
+        acked_at_ns.push(acked);
         d.last_ack_ns = Some(d.last_ack_ns.map_or(acked, |l| l.max(acked)));
         let Some(first) = got.iter().map(|a| a.at_ns).min() else {
             d.missing += 1;
@@ -132,6 +137,7 @@ pub fn check_deliveries(events: &Events, arrivals: &[Arrival]) -> Deliveries {
             ));
         }
     }
+    d.max_backlog = max_backlog(acked_at_ns, d.delivered_at_ns.clone());
     if d.missing > 0 {
         d.example(format!(
             "{} accepted events never arrived, e.g. ids {}",
@@ -140,6 +146,20 @@ pub fn check_deliveries(events: &Events, arrivals: &[Arrival]) -> Deliveries {
         ));
     }
     d
+}
+
+/// The most accepted-but-undelivered runs at any instant: a sweep over both sorted timelines.
+fn max_backlog(mut acked: Vec<u64>, mut delivered: Vec<u64>) -> usize {
+    acked.sort_unstable();
+    delivered.sort_unstable();
+    let (mut out, mut best) = (0usize, 0usize);
+    for (i, at) in acked.iter().enumerate() {
+        while out < delivered.len() && delivered[out] <= *at {
+            out += 1;
+        }
+        best = best.max((i + 1).saturating_sub(out));
+    }
+    best
 }
 
 /// Nearest-rank percentile of sorted values.
@@ -284,7 +304,7 @@ pub struct Outcome<'a> {
 
 impl Outcome<'_> {
     /// VmHWM, or the largest sample when that is higher (the kernel updates VmHWM lazily).
-    fn peak_rss_kb(&self) -> u64 {
+    pub(crate) fn peak_rss_kb(&self) -> u64 {
         self.rss_hwm_kb.unwrap_or(0).max(self.rss_peak.rss_kb)
     }
 
@@ -349,7 +369,7 @@ impl Outcome<'_> {
         p
     }
 
-    fn rates(&self) -> (Option<f64>, Option<f64>, Option<f64>, f64, f64) {
+    pub(crate) fn rates(&self) -> (Option<f64>, Option<f64>, Option<f64>, f64, f64) {
         let d = self.deliveries;
         let secs = |a: Option<u64>, b: Option<u64>| match (a, b) {
             (Some(a), Some(b)) if b > a => Some((b - a) as f64 / 1e9),
@@ -372,7 +392,7 @@ impl Outcome<'_> {
 
     /// Runs completed per second while the clients were sending, and after the last answer
     /// (the runner alone working off the backlog), with the number of runs in each phase.
-    fn phases(&self) -> Option<(f64, usize, f64, usize)> {
+    pub(crate) fn phases(&self) -> Option<(f64, usize, f64, usize)> {
         let d = self.deliveries;
         let (first, last_ack, last) = (d.first_send_ns?, d.last_ack_ns?, d.last_arrival_ns?);
         let during = d.delivered_at_ns.iter().filter(|&&t| t <= last_ack).count();
@@ -406,6 +426,7 @@ impl Outcome<'_> {
                 "sent": self.load.events_sent,
                 "accepted": d.accepted,
                 "request_errors": self.load.error_count,
+                "answered_429": self.load.pushed_back,
                 "errors": self.load.errors,
                 "accepted_per_s": accepted_per_s.map(|r| round(r, 0)),
                 "load_s": round(load_s, 3),
@@ -466,6 +487,7 @@ impl Outcome<'_> {
                 })).collect::<Vec<_>>(),
             },
             "flowd_exit": self.exit,
+            "goals": self.goals().iter().map(Goal::json).collect::<Vec<_>>(),
         })
     }
 
@@ -589,6 +611,9 @@ impl Outcome<'_> {
         }
         for e in &l.errors {
             line(format!("  request error: {e}"));
+        }
+        for goal in self.goals() {
+            line(format!("  goal         {}", goal.human()));
         }
         let problems = self.problems();
         if problems.is_empty() {

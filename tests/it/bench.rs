@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use clap::Parser;
+use flowd_bench::goals::{Bound, Goal};
 use flowd_bench::render;
 use flowd_bench::report::percentile;
 use flowd_bench::workload::{event_index, expected_body, flow_yaml, request_body};
@@ -148,4 +149,116 @@ async fn the_population_makes_a_database_flowd_serves() {
         .terminate(Duration::from_secs(30))
         .await
         .expect("stop flowd");
+}
+
+#[test]
+fn a_goal_is_met_by_its_measured_figure() {
+    let goal = |bound, figure| Goal::new("g".into(), bound, "runs/s", figure);
+    assert_eq!(
+        goal(Bound::AtLeast(10_000.0), Some(9_999.0)).met(),
+        Some(false)
+    );
+    assert_eq!(
+        goal(Bound::AtLeast(10_000.0), Some(10_000.0)).met(),
+        Some(true)
+    );
+    assert_eq!(goal(Bound::Below(25.0), Some(25.0)).met(), Some(false));
+    assert_eq!(goal(Bound::Below(25.0), None).met(), None);
+    let line = goal(Bound::AtLeast(10_000.0), Some(12_345.6)).human();
+    assert!(
+        line.contains("12,346 runs/s") && line.contains("≥ 10,000"),
+        "{line}"
+    );
+    assert!(line.ends_with("met"), "{line}");
+}
+
+#[test]
+fn goals_refuses_a_fixed_rate() {
+    let refused = Args::try_parse_from(["flowd-bench", "--goals", "--rate", "100"]);
+    assert!(refused.is_err());
+    let goals = Args::try_parse_from(["flowd-bench", "--goals", "--count", "100"]).expect("parse");
+    assert!(check_args(&goals).is_ok());
+    let args = Args::try_parse_from(["flowd-bench", "--backlog", "--rate", "100"]).expect("parse");
+    assert!(check_args(&args).is_err());
+}
+
+/// A small W1 run against the debug `flowd`, as CI runs it: every check passes (each event
+/// delivered exactly once with the mapped body, no request errors, no errors in flowd's log,
+/// a clean stop) and the goal lines of a SQLite closed loop are there, met or not (a debug build
+/// on a loaded machine says nothing about the goals).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_w1_run_passes_every_check_and_reports_the_goals() {
+    let _provider = rustls::crypto::ring::default_provider().install_default();
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_flowd"));
+    let args = Args::try_parse_from([
+        "flowd-bench",
+        "--count",
+        "2000",
+        "--concurrency",
+        "16",
+        "--drain-timeout",
+        "120s",
+    ])
+    .expect("parse");
+    let report = flowd_bench::w1(&args, &bin)
+        .await
+        .expect("the benchmark runs");
+    assert!(report.ok, "{}", report.human);
+    let check = &report.json["check"];
+    assert_eq!(check["missing"], 0, "{}", report.human);
+    assert_eq!(check["extra_deliveries"], 0);
+    assert_eq!(check["body_mismatches"], 0);
+    assert_eq!(report.json["runs"]["delivered"], 2000);
+    assert_eq!(report.json["flowd_log"]["error"], 0);
+    let names: Vec<&str> = report.goals.iter().map(|g| g.name.trim()).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(
+        names[0].contains("SQLite closed loop, 16 clients"),
+        "{names:?}"
+    );
+    assert!(
+        names[1].contains("p99") && names[2].contains("accepted"),
+        "{names:?}"
+    );
+    assert!(
+        report.goals.iter().all(|g| g.met().is_some()),
+        "{}",
+        report.human
+    );
+    let json_goals = report.json["goals"].as_array().expect("goals in the JSON");
+    assert_eq!(json_goals.len(), 3);
+    assert!(json_goals[0]["figure"].as_f64().is_some_and(|f| f > 0.0));
+    assert_eq!(
+        report.human.matches("  goal ").count(),
+        3,
+        "{}",
+        report.human
+    );
+}
+
+/// `--backlog`: the flow is paused while events are posted, so every run waits as `held`;
+/// the backlog is all of them, and resuming delivers each once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_backlog_is_measured_then_delivered() {
+    let _provider = rustls::crypto::ring::default_provider().install_default();
+    let bin = std::path::PathBuf::from(env!("CARGO_BIN_EXE_flowd"));
+    let args = Args::try_parse_from([
+        "flowd-bench",
+        "--backlog",
+        "--count",
+        "500",
+        "--concurrency",
+        "8",
+    ])
+    .expect("parse");
+    let report = flowd_bench::w1(&args, &bin)
+        .await
+        .expect("the benchmark runs");
+    assert!(report.ok, "{}", report.human);
+    assert_eq!(report.json["runs"]["delivered"], 500);
+    let backlog = report.goals.last().expect("the backlog goal");
+    assert!(backlog.name.contains("backlog"), "{}", backlog.name);
+    assert_eq!(backlog.note, "backlog reached 500 runs");
+    // 500 runs are not the goal's 100,000: not measured rather than a verdict.
+    assert_eq!(backlog.met(), None);
 }
