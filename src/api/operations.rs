@@ -19,27 +19,53 @@ use crate::store::operations::OperationFilter;
 
 pub use crate::engine::operations::OperationOut;
 
-/// The runs a bulk operation handles; every key optional. Documented shape only: the handler
-/// reads the body itself to name what is wrong.
+/// The runs a bulk operation handles; every key optional, no other key. Documented shape
+/// only: the handler reads the body itself to name what is wrong. `S` is the statuses the
+/// operation takes (a retry only `failed` and `cancelled`).
 #[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
-pub struct BulkFilter {
+pub struct BulkFilter<S: ToSchema> {
     /// Only runs of this flow.
     flow: Option<String>,
     /// A status or a list of statuses (any of). Retry: `failed` and/or `cancelled`, default
     /// both. Replay: any, default all.
-    #[schema(value_type = Option<Vec<RunStatus>>)]
-    status: Option<Value>,
+    status: Option<Vec<S>>,
     /// Only runs started for this entity type.
     entity: Option<String>,
     /// Only runs started for this entity id.
     entity_id: Option<String>,
     /// Only runs created at or after this time (RFC 3339).
-    #[schema(format = DateTime)]
+    #[schema(schema_with = time_or_null)]
     since: Option<String>,
     /// Only runs created before this time (RFC 3339).
-    #[schema(format = DateTime)]
+    #[schema(schema_with = time_or_null)]
     until: Option<String>,
+}
+
+/// An RFC 3339 time or `null`. As one schema with `type: [string, null]` its `format` is lost
+/// on contract tools that generate strings for a list of types (schemathesis sent `""`), so
+/// the two are separate branches.
+fn time_or_null() -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{AnyOfBuilder, KnownFormat, ObjectBuilder, SchemaFormat, Type};
+    AnyOfBuilder::new()
+        .item(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .format(Some(SchemaFormat::KnownFormat(KnownFormat::DateTime))),
+        )
+        .item(ObjectBuilder::new().schema_type(Type::Null))
+        .description(Some("An RFC 3339 time, e.g. 2026-01-31T09:00:00Z"))
+        .into()
+}
+
+/// The statuses a bulk retry takes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum RetryableStatus {
+    Failed,
+    Cancelled,
 }
 
 /// A bulk operation was started.
@@ -60,7 +86,7 @@ pub struct OperationId {
 
 /// Retries every failed or cancelled run the filter matches (at most 100,000, oldest first),
 /// in the background; each at most once, across restarts.
-#[utoipa::path(post, path = "/api/v1/runs/retry", tag = "runs", request_body = BulkFilter, responses(
+#[utoipa::path(post, path = "/api/v1/runs/retry", tag = "runs", request_body = BulkFilter<RetryableStatus>, responses(
     (status = 202, description = "the operation started; follow it at /api/v1/operations/{id}", body = OperationAccepted),
     (status = 400, description = "a bad filter", body = ErrorBody),
 ))]
@@ -73,7 +99,7 @@ pub async fn bulk_retry(
 
 /// Starts a new run, on the flow's current revision, for every run the filter matches (at most
 /// 100,000, oldest first), in the background; each at most once, across restarts.
-#[utoipa::path(post, path = "/api/v1/runs/replay", tag = "runs", request_body = BulkFilter, responses(
+#[utoipa::path(post, path = "/api/v1/runs/replay", tag = "runs", request_body = BulkFilter<RunStatus>, responses(
     (status = 202, description = "the operation started; follow it at /api/v1/operations/{id}", body = OperationAccepted),
     (status = 400, description = "a bad filter", body = ErrorBody),
 ))]
