@@ -15,3 +15,4 @@ pub mod status;
 pub mod time;
 pub mod trigger_data;
 pub mod wake;
+pub mod workspace;
