@@ -20,6 +20,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod operations;
 pub mod page;
+pub mod quotas;
 pub mod runs;
 pub mod secrets;
 pub mod usage;
@@ -106,6 +107,8 @@ impl RouteTable {
             .routes(routes!(operations::bulk_replay))
             .routes(routes!(operations::get_operation))
             .routes(routes!(usage::get_usage))
+            // MERGE: Administer (both: quotas are set and read by `admin` keys, W1's roles)
+            .routes(routes!(quotas::get_quotas, quotas::put_quotas))
             .routes(routes!(notifications::list_notifications))
             .routes(routes!(notifications::mark_read))
             .routes(routes!(secrets::list_secrets))
