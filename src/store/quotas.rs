@@ -371,3 +371,131 @@ pub async fn first_notice(
     let result = conn.execute_raw(stmt(backend, sql, values)).await?;
     Ok(result.rows_affected() == 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::new_run::NewRun;
+    use crate::store::runs::{Claim, WorkspaceScope, claim, insert_runs};
+    use crate::store::testing::{TestDb, pending_run};
+
+    /// Runs of flows in `default` (`f`), `acme`, and two look-alikes: `acme_x` (a `LIKE`
+    /// wildcard would match it) and `acm`.
+    fn runs() -> Vec<NewRun> {
+        ["f", "acme/f", "acme_x/f", "acm/f"]
+            .iter()
+            .enumerate()
+            .map(|(n, flow)| NewRun {
+                flow_id: (*flow).to_owned(),
+                ..pending_run(&format!("r{n}"), 10)
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn holds_and_releases_touch_only_their_workspace() {
+        for db in TestDb::all().await {
+            let (w, backend) = (db.store.writer(), db.store.backend());
+            insert_runs(w, backend, &runs()).await.unwrap();
+            let acme = hold_fresh(w, backend, "acme", 20, 1_000).await.unwrap();
+            assert_eq!(acme.per_flow, vec![("acme/f".to_owned(), 1)]);
+            assert_eq!(acme.first, Some(("r1".to_owned(), "acme/f".to_owned())));
+            let default = hold_fresh(w, backend, "default", 20, 1_000).await.unwrap();
+            assert_eq!(default.per_flow, vec![("f".to_owned(), 1)]);
+            assert_eq!(release_due(w, backend, "acme", Some(999)).await.unwrap(), 0);
+            assert_eq!(
+                release_due(w, backend, "acme", Some(1_000)).await.unwrap(),
+                1
+            );
+            // The others are claimed around the workspaces left out; `default` is still held.
+            let skipped = ["acme_x".to_owned()];
+            let all_but = Claim {
+                owner: "n",
+                now: 2_000,
+                lease_ms: 1_000,
+                limit: 10,
+                skip_flows: &[],
+                only_flow: None,
+                started: None,
+                ordered: false,
+                workspaces: WorkspaceScope::Skip(&skipped),
+            };
+            let mut got: Vec<String> = claim(w, backend, &all_but)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| r.flow_id)
+                .collect();
+            got.sort();
+            assert_eq!(got, ["acm/f", "acme/f"]);
+            let only = Claim {
+                workspaces: WorkspaceScope::Only("acme_x"),
+                ..all_but.clone()
+            };
+            let got = claim(w, backend, &only).await.unwrap();
+            assert_eq!(got.len(), 1);
+            assert_eq!(got[0].flow_id, "acme_x/f");
+            db.cleanup().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn slots_stop_at_the_limit_and_a_new_window_starts_afresh() {
+        for db in TestDb::all().await {
+            let (w, backend) = (db.store.writer(), db.store.backend());
+            let take = |now| take_slot(w, backend, "acme", QuotaKind::Http, now, 2);
+            assert!(take(60_000).await.unwrap());
+            assert!(take(60_500).await.unwrap());
+            assert!(!take(119_999).await.unwrap(), "the third in one minute");
+            assert!(take(120_000).await.unwrap(), "the next minute");
+            let other = take_slot(w, backend, "other", QuotaKind::Http, 60_000, 2);
+            assert!(other.await.unwrap(), "another workspace counts apart");
+            assert_eq!(
+                used(w, backend, "acme", QuotaKind::Http, 60_000)
+                    .await
+                    .unwrap(),
+                0,
+                "old windows are dropped"
+            );
+            assert!(
+                first_notice(w, backend, "acme", QuotaKind::Http, 5)
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                !first_notice(w, backend, "acme", QuotaKind::Http, 6)
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                first_notice(w, backend, "acme", QuotaKind::Runs, 6)
+                    .await
+                    .unwrap()
+            );
+            assert!(
+                first_notice(w, backend, "acme", QuotaKind::Http, DAY_MS)
+                    .await
+                    .unwrap()
+            );
+            db.cleanup().await;
+        }
+    }
+
+    #[tokio::test]
+    async fn settings_round_trip_and_empty_ones_remove_the_row() {
+        for db in TestDb::all().await {
+            let (w, backend) = (db.store.writer(), db.store.backend());
+            let quotas = Quotas {
+                runs_per_day: Some(100),
+                http_attempts_per_minute: None,
+            };
+            set(w, backend, "acme", quotas, 7).await.unwrap();
+            let row = get_one(w, backend, "acme").await.unwrap().unwrap();
+            assert_eq!((row.quotas, row.updated_at), (quotas, 7));
+            assert_eq!(list(w, backend).await.unwrap().len(), 1);
+            set(w, backend, "acme", Quotas::default(), 8).await.unwrap();
+            assert_eq!(get_one(w, backend, "acme").await.unwrap(), None);
+            db.cleanup().await;
+        }
+    }
+}

@@ -573,6 +573,7 @@ mod tests {
             only_flow: None,
             started: None,
             ordered: false,
+            workspaces: WorkspaceScope::All,
         }
     }
 
