@@ -70,8 +70,10 @@ pub async fn claim_workspace(
         workspaces: WorkspaceScope::Only(workspace),
         ..base.clone()
     };
-    let mut got = WorkspaceClaim::default();
-    got.runs = runs::claim(txn, backend, &scoped(Some(true), base.limit)).await?;
+    let mut got = WorkspaceClaim {
+        runs: runs::claim(txn, backend, &scoped(Some(true), base.limit)).await?,
+        ..WorkspaceClaim::default()
+    };
     let left = base.limit.saturating_sub(got.runs.len() as u64) as i64;
     let kind = (workspace, QuotaKind::Runs);
     let used = quotas::used(txn, backend, workspace, QuotaKind::Runs, base.now).await?;
