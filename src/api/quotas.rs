@@ -52,6 +52,7 @@ pub struct WorkspacePath {
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/quotas", tag = "workspaces",
     params(WorkspacePath), responses(
         (status = 200, description = "the workspace's quotas; null: no limit", body = QuotasOut),
+        (status = 404, description = "`not_found`: no such workspace", body = ErrorBody),
         (status = 422, description = "`invalid_workspace`: not a workspace name", body = ErrorBody),
     ))]
 pub async fn get_quotas(
@@ -94,6 +95,7 @@ impl From<QuotaError> for ApiError {
                 message,
                 details: Vec::new(),
             },
+            QuotaError::UnknownWorkspace(_) => ApiError::NotFound(e.to_string()),
             QuotaError::Invalid(ref problems) => ApiError::Unprocessable {
                 code: "invalid_quota",
                 message: e.to_string(),

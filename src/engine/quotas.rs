@@ -22,6 +22,9 @@ pub enum QuotaError {
     /// A workspace name that cannot be one.
     #[error("{0}")]
     Workspace(String),
+    /// A workspace flowd does not know.
+    #[error("no workspace `{0}`: it has no quotas set and is not `default`")]
+    UnknownWorkspace(String),
     /// A bad body: each problem as (field, message).
     #[error("the quotas are not valid: {}", .0.iter().map(|(f, m)| format!("`{f}` {m}")).collect::<Vec<_>>().join("; "))]
     Invalid(Vec<(String, String)>),
@@ -91,11 +94,16 @@ pub fn parse_quotas(body: &Value) -> Result<Quotas, QuotaError> {
 }
 
 impl Engine {
-    /// The quotas of `workspace` (none set: both `None`).
+    /// The quotas of `workspace` (none set: both `None`). Until workspaces are stored, a
+    /// workspace is known when it is `default` or has quotas set.
     pub async fn quotas(&self, workspace: &str) -> Result<WorkspaceQuotas, QuotaError> {
         check_workspace(workspace)?;
         let store = self.store();
         let row = quotas::get_one(store.reader(), store.backend(), workspace).await?;
+        // MERGE: answer for the workspaces W1 stores (and refuse a PUT to an unknown one).
+        if row.is_none() && workspace != crate::core::workspace::DEFAULT_WORKSPACE {
+            return Err(QuotaError::UnknownWorkspace(workspace.to_owned()));
+        }
         Ok(workspace_quotas(workspace, row))
     }
 

@@ -161,6 +161,7 @@ async fn two_nodes_share_the_quota(url: &str) {
         runs.extend(post_guests(&node.api(), 20).await);
     }
     wait_for_held(&a.api(), 50).await;
+    assert!(sink.wait_for(|r| r.len() >= 30, PATIENCE).await);
     assert_eq!(
         sink.count(),
         30,
@@ -221,8 +222,12 @@ async fn quotas_round_trip_and_bad_values_store_nothing() {
     let engine = start(&db.url, &flows(dir.path(), &sink), &TestClock::at(NOON)).await;
     let api = engine.api();
     let path = "/api/v1/workspaces/acme/quotas";
-    let (status, none) = api.request("GET", path, None).await.unwrap();
-    assert_eq!(status, StatusCode::OK);
+    let (status, unknown) = api.request("GET", path, None).await.unwrap();
+    assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}");
+    let none = api
+        .get_json("/api/v1/workspaces/default/quotas")
+        .await
+        .unwrap();
     assert_eq!(none["runs_per_day"], Value::Null, "{none}");
     assert_eq!(none["updated_at"], Value::Null, "{none}");
     let set = put_quotas(
