@@ -135,9 +135,10 @@ pub async fn page(
     Query(q): Query<FlowsQuery>,
 ) -> Result<Response, ConsoleError> {
     let show_deleted = q.deleted.is_some();
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let flows = console
         .engine
-        .flow_summaries(FlowFilter {
+        .flow_summaries(&access, FlowFilter {
             include_deleted: show_deleted,
         })
         .await?;
@@ -153,7 +154,8 @@ pub async fn pause(
     State(console): State<Console>,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    console.engine.pause_flow(&id).await?;
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
+    console.engine.pause_flow(&access, &id).await?;
     back(&format!(
         "Paused {id}: nothing is sent until you resume it; new runs wait as held."
     ))
@@ -171,7 +173,8 @@ pub async fn resume(
     Form(form): Form<ResumeForm>,
 ) -> Result<Response, ConsoleError> {
     let discard = form.discard_held.is_some();
-    console.engine.resume_flow(&id, discard).await?;
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
+    console.engine.resume_flow(&access, &id, discard).await?;
     back(&if discard {
         format!("Resumed {id}; the runs held while it was paused are cancelled.")
     } else {
@@ -183,7 +186,8 @@ pub async fn delete(
     State(console): State<Console>,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    console.engine.delete_flow(&id).await?;
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
+    console.engine.delete_flow(&access, &id).await?;
     back(&format!(
         "Deleted {id}: its unfinished runs are cancelled; its runs stay in the log."
     ))
