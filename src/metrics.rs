@@ -21,8 +21,8 @@ use prometheus::{
     HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-use crate::core::workspace::split_flow_key;
 use crate::core::status::RunStatus;
+use crate::core::workspace::split_flow_key;
 use crate::store::usage::ActiveRuns;
 
 /// The content type of the text exposition format 0.0.4.
@@ -351,7 +351,9 @@ mod tests {
         metrics.webhook_received("a\"b\\c\nd");
         let text = metrics.render(None).unwrap();
         assert!(
-            text.contains(r#"flowd_webhooks_received_total{flow="a\"b\\c\nd",workspace="default"} 1"#),
+            text.contains(
+                r#"flowd_webhooks_received_total{flow="a\"b\\c\nd",workspace="default"} 1"#
+            ),
             "{text}"
         );
     }

@@ -25,7 +25,10 @@ pub async fn require_key(
     next: Next,
 ) -> Result<Response, ApiError> {
     let named = named_workspace(request.uri().query())?;
-    if named.as_deref().is_some_and(|ws| !engine.workspace_exists(ws)) {
+    if named
+        .as_deref()
+        .is_some_and(|ws| !engine.workspace_exists(ws))
+    {
         return Err(workspace_not_found(named.as_deref().unwrap_or_default()));
     }
     let access = if engine.auth_required() {
@@ -117,12 +120,14 @@ impl<S: Send + Sync> FromRequestParts<S> for Access {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Access, ApiError> {
-        parts.extensions.get::<Access>().cloned().ok_or_else(|| {
-            ApiError::Unauthorized {
+        parts
+            .extensions
+            .get::<Access>()
+            .cloned()
+            .ok_or_else(|| ApiError::Unauthorized {
                 code: "unauthorized",
                 message: "send `Authorization: Bearer <API key>`".into(),
-            }
-        })
+            })
     }
 }
 

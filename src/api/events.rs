@@ -8,10 +8,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+use crate::api::auth::workspace_not_found;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::JsonBody;
 use crate::api::page::Items;
-use crate::api::auth::workspace_not_found;
 use crate::core::workspace::Access;
 use crate::engine::Engine;
 use crate::trigger::entity::{EventIn, EventProblem, EventResult, check_event};

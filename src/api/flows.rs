@@ -291,7 +291,9 @@ pub async fn resume_flow(
         _ => return Err(resume_problem()),
     };
     Ok(Json(flow_out(
-        &engine.resume_flow(&access, &id, resume.discard_held).await?,
+        &engine
+            .resume_flow(&access, &id, resume.discard_held)
+            .await?,
     )))
 }
 

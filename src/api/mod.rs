@@ -141,7 +141,11 @@ pub const PERMISSIONS: &[(&str, &str, Option<Permission>)] = {
         ("POST", "/api/v1/flows/{id}/resume", Some(Operate)),
         ("GET", "/api/v1/flows/{id}/revisions", Some(Read)),
         ("GET", "/api/v1/flows/{id}/revisions/{revision}", Some(Read)),
-        ("POST", "/api/v1/flows/{id}/revisions/{revision}/restore", Some(Edit)),
+        (
+            "POST",
+            "/api/v1/flows/{id}/revisions/{revision}/restore",
+            Some(Edit),
+        ),
         ("POST", "/api/v1/flows/{id}/test", Some(Edit)),
         ("POST", "/api/v1/flows/{id}/trigger", Some(Trigger)),
         ("GET", "/api/v1/actions", Some(Read)),
@@ -259,6 +263,46 @@ mod tests {
             }
         }
         documented
+    }
+
+    #[test]
+    fn a_request_takes_the_permission_of_its_route() {
+        use Permission::*;
+        assert_eq!(
+            permission_of_request("POST", "/api/v1/runs/retry"),
+            Some(Operate)
+        );
+        assert_eq!(
+            permission_of_request("GET", "/api/v1/runs/0190a8a0"),
+            Some(Read)
+        );
+        let cancel = permission_of_request("POST", "/api/v1/runs/0190a8a0/cancel");
+        assert_eq!(cancel, Some(Operate));
+        assert_eq!(
+            permission_of_request("POST", "/api/v1/flows/validate"),
+            Some(Read)
+        );
+        assert_eq!(
+            permission_of_request("DELETE", "/api/v1/flows/x"),
+            Some(Edit)
+        );
+        assert_eq!(permission_of_request("GET", "/api/v1/openapi.json"), None);
+        assert_eq!(permission_of_request("GET", "/metrics"), Some(Administer));
+        // A route without a row is closed to all but admin keys.
+        assert_eq!(
+            permission_of_request("POST", "/api/v1/nowhere"),
+            Some(Administer)
+        );
+    }
+
+    #[test]
+    fn every_operation_behind_a_key_has_a_permission() {
+        let missing: Vec<(String, String)> = documented()
+            .into_iter()
+            .filter(|(_, path)| path.starts_with("/api/v1") || path == "/metrics")
+            .filter(|(method, path)| !PERMISSIONS.iter().any(|(m, p, _)| m == method && p == path))
+            .collect();
+        assert!(missing.is_empty(), "add these to PERMISSIONS: {missing:?}");
     }
 
     #[tokio::test]

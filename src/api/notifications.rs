@@ -76,7 +76,12 @@ pub async fn list_notifications(
     let limit = page_limit(q.limit)?;
     let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
     let rows = engine
-        .notifications(&access, q.unread.unwrap_or(false), after.as_ref(), limit + 1)
+        .notifications(
+            &access,
+            q.unread.unwrap_or(false),
+            after.as_ref(),
+            limit + 1,
+        )
         .await?;
     let page = Page::cut(rows, limit, |n| format!("{}.{}", n.created_at, n.id));
     Ok(Json(page.map(notification_out)))
@@ -104,7 +109,10 @@ fn notification_out(n: &Notification) -> NotificationOut {
     NotificationOut {
         id: n.id.clone(),
         workspace: n.workspace.clone(),
-        flow: n.flow_id.as_deref().map(|f| split_flow_key(f).1.to_string()),
+        flow: n
+            .flow_id
+            .as_deref()
+            .map(|f| split_flow_key(f).1.to_string()),
         run_id: n.run_id.clone(),
         step: n.step_id.clone(),
         title: n.title.clone(),

@@ -55,7 +55,8 @@ pub fn run(args: &Args, config: &Config) -> ExitCode {
         }
     };
     // A folder given is a flows folder: its first-level folders name workspaces, as in serve.
-    let roots: Vec<std::path::PathBuf> = args.paths.iter().filter(|p| p.is_dir()).cloned().collect();
+    let roots: Vec<std::path::PathBuf> =
+        args.paths.iter().filter(|p| p.is_dir()).cloned().collect();
     let reports = load_files_under(&roots, &files, &options);
     match args.format {
         Format::Text => print_text(&reports),

@@ -226,7 +226,10 @@ mod tests {
             role: Role::Viewer,
         };
         let own = viewer.access(None).unwrap();
-        assert_eq!((own.workspace.as_str(), own.all_workspaces), ("acme", false));
+        assert_eq!(
+            (own.workspace.as_str(), own.all_workspaces),
+            ("acme", false)
+        );
         assert_eq!(viewer.access(Some("acme")), Some(own));
         assert_eq!(viewer.access(Some("other")), None);
         let admin = KeyGrant {
@@ -236,7 +239,10 @@ mod tests {
         };
         assert!(admin.access(None).unwrap().all_workspaces);
         let named = admin.access(Some("acme")).unwrap();
-        assert_eq!((named.workspace.as_str(), named.all_workspaces), ("acme", false));
+        assert_eq!(
+            (named.workspace.as_str(), named.all_workspaces),
+            ("acme", false)
+        );
     }
 
     #[test]

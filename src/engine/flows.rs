@@ -121,9 +121,11 @@ impl Engine {
         source: &str,
         id: Option<&str>,
     ) -> Result<Checked, FlowError> {
-        let declared = crate::flow::yaml::parse(source)
-            .ok()
-            .and_then(|node| node.get("workspace").and_then(|n| n.as_str()).map(str::to_string));
+        let declared = crate::flow::yaml::parse(source).ok().and_then(|node| {
+            node.get("workspace")
+                .and_then(|n| n.as_str())
+                .map(str::to_string)
+        });
         let workspace = match &declared {
             Some(ws) if access.all_workspaces => ws.clone(),
             _ => access.workspace.clone(),
@@ -420,12 +422,17 @@ impl Engine {
         revision: i64,
     ) -> Result<Revision, FlowError> {
         let store = self.store();
-        flows::revision(store.reader(), store.backend(), &key_of(access, id), revision)
-            .await?
-            .ok_or_else(|| FlowError::UnknownRevision {
-                flow: id.into(),
-                revision,
-            })
+        flows::revision(
+            store.reader(),
+            store.backend(),
+            &key_of(access, id),
+            revision,
+        )
+        .await?
+        .ok_or_else(|| FlowError::UnknownRevision {
+            flow: id.into(),
+            revision,
+        })
     }
 
     /// Makes an old revision of an API flow current again, as a new revision (like a revert:

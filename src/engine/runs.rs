@@ -5,10 +5,10 @@
 use std::time::Duration;
 
 use crate::core::trigger_data::{ManualEntity, TriggerData};
-use crate::engine::{Engine, EngineError, EventIn, EventResult};
-use crate::runner::control::{Cancelled, ControlError};
 use crate::core::workspace::{Access, DEFAULT_WORKSPACE};
 use crate::engine::flows::key_of;
+use crate::engine::{Engine, EngineError, EventIn, EventResult};
+use crate::runner::control::{Cancelled, ControlError};
 use crate::store::events;
 use crate::store::run_log::RunRow;
 use crate::trigger::manual::{Action, ManualError, ManualRequest};

@@ -261,7 +261,8 @@ impl Engine {
         workspaces.insert(DEFAULT_WORKSPACE);
         let mut out = Vec::new();
         for workspace in workspaces.into_iter().filter(|ws| access.sees(ws)) {
-            let in_ws: Vec<&StoredSecret> = rows.iter().filter(|r| r.workspace == workspace).collect();
+            let in_ws: Vec<&StoredSecret> =
+                rows.iter().filter(|r| r.workspace == workspace).collect();
             out.extend(self.secrets_of(workspace, &in_ws));
         }
         Ok(out)

@@ -468,7 +468,11 @@ impl Engine {
         spelling: &Spelling,
     ) -> Result<String, TestError> {
         let def = &flow.flow.def;
-        match self.intake().trigger_manual(&flow.id, request.clone()).await {
+        match self
+            .intake()
+            .trigger_manual(&flow.id, request.clone())
+            .await
+        {
             Ok(run_id) => Ok(run_id),
             Err(ManualError::NoManualTrigger(_)) => {
                 let path = def.triggers.iter().find_map(|t| match t {

@@ -130,7 +130,11 @@ pub fn load_files(files: &[PathBuf], options: &Options) -> Vec<FileReport> {
 /// Like [`load_files`], where a file under one of the flows folders `roots` in a folder of its
 /// own belongs to the workspace that folder names (`flows/acme/x.yaml` → `acme`), unless it
 /// says `workspace:` itself (SPEC §1).
-pub fn load_files_under(roots: &[PathBuf], files: &[PathBuf], options: &Options) -> Vec<FileReport> {
+pub fn load_files_under(
+    roots: &[PathBuf],
+    files: &[PathBuf],
+    options: &Options,
+) -> Vec<FileReport> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(16);
@@ -252,5 +256,54 @@ pub fn check_across_files(reports: &mut [FileReport]) {
             report.report.diagnostics.extend(problems);
             report.report.flow = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FLOW: &str = "triggers:\n  - webhook: {path: crm}\nsteps:\n  - id: m\n    map: {x: 1}\n";
+
+    #[test]
+    fn the_folder_names_the_workspace_and_ids_are_unique_per_workspace() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        for folder in ["", "acme", "beta"] {
+            std::fs::create_dir_all(root.join(folder)).unwrap();
+            std::fs::write(root.join(folder).join("x.yaml"), FLOW).unwrap();
+        }
+        // The key wins over the folder: this one is an `x` with path `crm` in beta.
+        std::fs::write(
+            root.join("acme").join("y.yaml"),
+            format!("id: x\nworkspace: beta\n{FLOW}"),
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("Bad Name")).unwrap();
+        std::fs::write(
+            root.join("Bad Name").join("z.yaml"),
+            FLOW.replace("crm", "z"),
+        )
+        .unwrap();
+        let files = find_flow_files(std::slice::from_ref(&root)).unwrap();
+        let reports = load_files_under(std::slice::from_ref(&root), &files, &Options::default());
+        let outcome = |path: &Path| {
+            let report = reports.iter().find(|r| r.path == path).unwrap();
+            match &report.report.flow {
+                Some(flow) => Ok(flow.key()),
+                None => Err(report.report.diagnostics[0].message.clone()),
+            }
+        };
+        assert_eq!(outcome(&root.join("x.yaml")), Ok("x".into()));
+        assert_eq!(outcome(&root.join("acme/x.yaml")), Ok("acme/x".into()));
+        // `acme/y.yaml` comes first and holds `x` of beta, so `beta/x.yaml` is the duplicate.
+        assert_eq!(outcome(&root.join("acme/y.yaml")), Ok("beta/x".into()));
+        let clash = outcome(&root.join("beta/x.yaml")).unwrap_err();
+        assert!(clash.contains("duplicate flow id `x`"), "{clash}");
+        let bad = outcome(&root.join("Bad Name/z.yaml")).unwrap_err();
+        assert!(
+            bad.contains("the folder `Bad Name` names this flow's workspace"),
+            "{bad}"
+        );
     }
 }

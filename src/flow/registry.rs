@@ -127,8 +127,7 @@ pub fn same_flow_clash_message(first: &str, second: &str) -> String {
 
 impl Registry {
     pub fn new(entries: Vec<FlowEntry>) -> Registry {
-        let mut by_entity: HashMap<String, HashMap<String, Vec<(String, usize)>>> =
-            HashMap::new();
+        let mut by_entity: HashMap<String, HashMap<String, Vec<(String, usize)>>> = HashMap::new();
         let mut by_webhook = HashMap::new();
         for entry in &entries {
             let workspace = entry.workspace();
@@ -200,7 +199,9 @@ impl Registry {
     /// Whether a flow of any workspace listens to entity type `entity` (bounds the metric's
     /// label values to the types flows name).
     pub fn listens_to(&self, entity: &str) -> bool {
-        self.by_entity.values().any(|by_type| by_type.contains_key(entity))
+        self.by_entity
+            .values()
+            .any(|by_type| by_type.contains_key(entity))
     }
 
     /// The entity triggers of `workspace`'s flows listening to `entity`, with their flows.

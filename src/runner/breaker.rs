@@ -7,10 +7,10 @@
 use serde_json::json;
 use tracing::warn;
 
-use crate::core::workspace::split_flow_key;
 use crate::core::duration::Duration;
 use crate::core::error::Chain;
 use crate::core::time::rfc3339_ms;
+use crate::core::workspace::split_flow_key;
 use crate::flow::compiled::CompiledFlow;
 use crate::flow::model::{AutoPauseNotify, Settings};
 use crate::runner::Runner;

@@ -61,7 +61,9 @@ pub async fn execute(
     // The generation first: a change between the two reads is seen again at the next look.
     let mut generation = runner.secrets.generation();
     // A run sees only its workspace's secrets (SPEC §11).
-    let workspace = crate::core::workspace::split_flow_key(&run.flow_id).0.to_string();
+    let workspace = crate::core::workspace::split_flow_key(&run.flow_id)
+        .0
+        .to_string();
     let mut secrets = runner.secrets.current_in(&workspace);
     let context = new_context(&run, &flow, &trigger, &secrets, runner.clock.now());
     let redactor = runner.step_env.redactor.current();

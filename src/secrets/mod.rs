@@ -374,7 +374,8 @@ mod tests {
         let env = Secrets::from_pairs([("PINNED".to_string(), "from-env".to_string())]);
         let shared = SharedSecrets::new(env);
         let before = shared.generation();
-        let row = |name: &str, value: &str| ("default".to_string(), name.to_string(), value.to_string());
+        let row =
+            |name: &str, value: &str| ("default".to_string(), name.to_string(), value.to_string());
         let default = |name: &str| ("default".to_string(), name.to_string());
         shared.set_stored(
             [row("PINNED", "from-store"), row("TOKEN", "t")],
@@ -397,17 +398,28 @@ mod tests {
     fn each_workspace_sees_only_its_own_secrets() {
         let env = Secrets::from_pairs([("HOST".to_string(), "host-value".to_string())]);
         let shared = SharedSecrets::new(env);
-        let row = |ws: &str, name: &str, value: &str| (ws.to_string(), name.to_string(), value.to_string());
+        let row = |ws: &str, name: &str, value: &str| {
+            (ws.to_string(), name.to_string(), value.to_string())
+        };
         shared.set_stored(
-            [row("acme", "TOKEN", "acme-token"), row("beta", "TOKEN", "beta-token")],
+            [
+                row("acme", "TOKEN", "acme-token"),
+                row("beta", "TOKEN", "beta-token"),
+            ],
             BTreeSet::new(),
         );
         let acme = shared.current_in("acme");
-        assert_eq!(acme.to_context(), serde_json::json!({"TOKEN": "acme-token"}));
+        assert_eq!(
+            acme.to_context(),
+            serde_json::json!({"TOKEN": "acme-token"})
+        );
         assert!(!shared.current().is_set("TOKEN"));
         assert!(shared.current().is_set("HOST"));
         assert!(!shared.current_in("gamma").is_set("HOST"));
-        let all: BTreeSet<&str> = shared.all().values().map(|v| v).collect::<Vec<_>>().into_iter().collect();
-        assert!(all.contains("acme-token") && all.contains("beta-token") && all.contains("host-value"));
+        let everything = shared.all();
+        let all: BTreeSet<&str> = everything.values().collect();
+        assert!(
+            all.contains("acme-token") && all.contains("beta-token") && all.contains("host-value")
+        );
     }
 }

@@ -111,7 +111,8 @@ pub async fn mark_read(
     id: &str,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let mut sql = String::from("UPDATE notifications SET read_at = COALESCE(read_at, ?) WHERE id = ?");
+    let mut sql =
+        String::from("UPDATE notifications SET read_at = COALESCE(read_at, ?) WHERE id = ?");
     let mut values: Vec<Value> = vec![now.into(), id.to_string().into()];
     if let Some(workspace) = workspace {
         sql.push_str(" AND workspace = ?");

@@ -6,8 +6,8 @@
 use sea_orm::{ConnectionTrait, Value};
 
 use crate::core::new_run::NewRun;
-use crate::core::workspace::split_flow_key;
 use crate::core::status::{RunStatus, StepStatus};
+use crate::core::workspace::split_flow_key;
 use crate::store::sql::{get, get_parsed, placeholders, skip_locked, stmt};
 use crate::store::{Backend, StoreError};
 

@@ -142,15 +142,21 @@ mod tests {
         for db in TestDb::all().await {
             let (w, b) = (db.store.writer(), db.store.backend());
             let empty = fingerprint(w, b).await.unwrap();
-            let first = put(w, b, "default", "TOKEN", "v1:aaa", "k1", 1_000).await.unwrap();
+            let first = put(w, b, "default", "TOKEN", "v1:aaa", "k1", 1_000)
+                .await
+                .unwrap();
             assert_eq!((first.created_at, first.updated_at), (1_000, 1_000));
             let one = fingerprint(w, b).await.unwrap();
             assert_ne!(one, empty);
-            let again = put(w, b, "default", "TOKEN", "v1:bbb", "k1", 2_000).await.unwrap();
+            let again = put(w, b, "default", "TOKEN", "v1:bbb", "k1", 2_000)
+                .await
+                .unwrap();
             assert_eq!((again.created_at, again.updated_at), (1_000, 2_000));
             assert_eq!(again.sealed, "v1:bbb");
             assert_ne!(fingerprint(w, b).await.unwrap(), one);
-            put(w, b, "default", "OTHER", "v1:ccc", "k1", 3_000).await.unwrap();
+            put(w, b, "default", "OTHER", "v1:ccc", "k1", 3_000)
+                .await
+                .unwrap();
             let names: Vec<String> = list(w).await.unwrap().into_iter().map(|r| r.name).collect();
             assert_eq!(names, ["OTHER", "TOKEN"]);
             let outcome = reseal_all(w, |row| {

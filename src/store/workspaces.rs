@@ -21,7 +21,8 @@ pub async fn create(
     name: &str,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let sql = "INSERT INTO workspaces (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING";
+    let sql =
+        "INSERT INTO workspaces (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING";
     let values = vec![name.to_string().into(), now.into()];
     let done = conn.execute_raw(stmt(backend, sql, values)).await?;
     Ok(done.rows_affected() > 0)

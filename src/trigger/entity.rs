@@ -12,11 +12,11 @@ use utoipa::ToSchema;
 use crate::core::id::new_id;
 use crate::core::new_run::TriggerRecord;
 use crate::core::time::rfc3339;
-use crate::core::workspace::DEFAULT_WORKSPACE;
 use crate::core::trigger_data::{
     EventInfo, MAX_ID_LEN, TriggerData, changed_fields, entity_with_id, text_or_number,
     text_or_number_schema,
 };
+use crate::core::workspace::DEFAULT_WORKSPACE;
 use crate::flow::model::{self, EntityAction, EntityTrigger, Trigger};
 use crate::flow::registry::FlowEntry;
 use crate::store::events::NewEvent;
@@ -319,5 +319,19 @@ fn trigger_data(event: &EventIn, event_id: &str, now: DateTime<Utc>) -> TriggerD
             .as_ref()
             .map(|p| changed_fields(p, &event.data))
             .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_key;
+
+    #[test]
+    fn event_keys_of_two_workspaces_never_meet() {
+        assert_eq!(event_key("default", "ev-1"), "ev-1");
+        assert_eq!(event_key("acme", "ev-1"), "@acme/ev-1");
+        // A default id that looks like another workspace's key is kept apart from it.
+        assert_eq!(event_key("default", "@acme/ev-1"), "@default/@acme/ev-1");
+        assert_ne!(event_key("default", "acme/ev-1"), event_key("acme", "ev-1"));
     }
 }

@@ -59,10 +59,7 @@ impl Keyed {
         let answer = self
             .call(method, path, Some(("application/yaml", yaml)))
             .await;
-        (
-            answer.status.as_u16(),
-            answer.json().unwrap_or(Value::Null),
-        )
+        (answer.status.as_u16(), answer.json().unwrap_or(Value::Null))
     }
 }
 
@@ -91,7 +88,11 @@ async fn world(url: &str, flows: &std::path::Path) -> (TestEngine, Keyed, Beta) 
     let engine = TestEngine::start(&setup).await;
     let admin = Keyed::new(&engine.api(), &engine.add_api_key("root").await);
     let (status, body) = admin
-        .json("POST", "/api/v1/workspaces", Some(&json!({"name": "alpha"})))
+        .json(
+            "POST",
+            "/api/v1/workspaces",
+            Some(&json!({"name": "alpha"})),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     let b_key = engine.add_key("beta-editor", "beta", Role::Editor).await;
@@ -100,20 +101,40 @@ async fn world(url: &str, flows: &std::path::Path) -> (TestEngine, Keyed, Beta) 
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["workspace"], "beta", "{body}");
     let (status, body) = b
-        .json("POST", "/api/v1/flows/bflow/trigger?wait=20s", Some(&json!({})))
+        .json(
+            "POST",
+            "/api/v1/flows/bflow/trigger?wait=20s",
+            Some(&json!({})),
+        )
         .await;
-    assert_eq!((status, &body["status"]), (200, &json!("succeeded")), "{body}");
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("succeeded")),
+        "{body}"
+    );
     let run = body["id"].as_str().unwrap().to_owned();
     let notes = b.get("/api/v1/notifications").await;
     let notification = notes["items"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(notes["items"][0]["workspace"], "beta", "{notes}");
     let (status, body) = b
-        .json("PUT", "/api/v1/secrets/B_TOKEN", Some(&json!({"value": "beta-secret-value"})))
+        .json(
+            "PUT",
+            "/api/v1/secrets/B_TOKEN",
+            Some(&json!({"value": "beta-secret-value"})),
+        )
         .await;
-    assert_eq!((status, &body["workspace"]), (200, &json!("beta")), "{body}");
+    assert_eq!(
+        (status, &body["workspace"]),
+        (200, &json!("beta")),
+        "{body}"
+    );
     // A retry matches nothing (the run succeeded), so beta's runs stay as they are.
     let (status, body) = b
-        .json("POST", "/api/v1/runs/retry", Some(&json!({"flow": "bflow"})))
+        .json(
+            "POST",
+            "/api/v1/runs/retry",
+            Some(&json!({"flow": "bflow"})),
+        )
         .await;
     assert_eq!(status, 202, "{body}");
     let operation = body["operation_id"].as_str().unwrap().to_owned();
@@ -304,14 +325,25 @@ async fn a_key_of_one_workspace_reaches_nothing_of_another() {
         let after = (b.get("/api/v1/runs").await, b.get("/api/v1/secrets").await);
         assert_eq!(after.1, before.1, "beta's secrets changed");
         let ids = |runs: &Value| -> Vec<Value> {
-            runs["items"].as_array().unwrap().iter().map(|r| r["id"].clone()).collect()
+            runs["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].clone())
+                .collect()
         };
         assert_eq!(ids(&after.0), ids(&before.0), "beta's runs changed");
         let run = b.get(&format!("/api/v1/runs/{}", beta.run)).await;
         assert_eq!(run["status"], "succeeded", "{run}");
         let notes = b.get("/api/v1/notifications?unread=true").await;
         assert_eq!(notes["items"].as_array().unwrap().len(), 1, "{notes}");
-        let (status, _) = b.json("GET", &format!("/api/v1/operations/{}", beta.operation), None).await;
+        let (status, _) = b
+            .json(
+                "GET",
+                &format!("/api/v1/operations/{}", beta.operation),
+                None,
+            )
+            .await;
         assert_eq!(status, 200);
         engine.stop().await;
         db.cleanup().await;
@@ -338,15 +370,21 @@ async fn each_role_may_do_what_it_should_and_is_told_the_role_it_lacks() {
                 .iter()
                 .any(|(m, p, _)| m == method && p == path)
             {
-                failures.push(format!("{method} {path}: no row in flowd::api::PERMISSIONS"));
+                failures.push(format!(
+                    "{method} {path}: no row in flowd::api::PERMISSIONS"
+                ));
                 continue;
             }
             let needed = flowd::api::permission(method, path);
-            let (filled, _) = aimed_at_beta(method, path, &Beta {
-                run: "0190a8a0-0000-7000-8000-000000000000".into(),
-                notification: "none".into(),
-                operation: "none".into(),
-            });
+            let (filled, _) = aimed_at_beta(
+                method,
+                path,
+                &Beta {
+                    run: "0190a8a0-0000-7000-8000-000000000000".into(),
+                    notification: "none".into(),
+                    operation: "none".into(),
+                },
+            );
             let answer = key.call(method, &filled, None).await;
             let body = answer.json().unwrap_or(Value::Null);
             match needed.filter(|p| !role.allows(*p)) {
@@ -391,7 +429,10 @@ async fn one_id_one_path_and_one_event_id_live_in_two_workspaces() {
         .map(|f| f["workspace"].as_str().unwrap())
         .collect();
     assert_eq!(hooked.len(), 2, "{flows}");
-    assert!(hooked.contains(&"default") && hooked.contains(&"beta"), "{flows}");
+    assert!(
+        hooked.contains(&"default") && hooked.contains(&"beta"),
+        "{flows}"
+    );
 
     // One webhook path in each: `/hooks/crm` and `/hooks/@beta/crm` start their own flow.
     let mut started = Vec::new();
@@ -402,10 +443,15 @@ async fn one_id_one_path_and_one_event_id_live_in_two_workspaces() {
         let detail = admin
             .get(&format!("/api/v1/runs/{run}?workspace={workspace}"))
             .await;
-        assert_eq!((&detail["flow"], &detail["workspace"]), (&json!("hooked"), &json!(workspace)));
+        assert_eq!(
+            (&detail["flow"], &detail["workspace"]),
+            (&json!("hooked"), &json!(workspace))
+        );
         started.push(run);
     }
-    let (status, _) = admin.json("POST", "/hooks/@alpha/crm", Some(&json!({}))).await;
+    let (status, _) = admin
+        .json("POST", "/hooks/@alpha/crm", Some(&json!({})))
+        .await;
     assert_eq!(status, 404, "alpha has no webhook `crm`");
 
     // One event id in two workspaces: two events, each starting its workspace's flow.
@@ -423,7 +469,10 @@ async fn one_id_one_path_and_one_event_id_live_in_two_workspaces() {
         runs_of.push(body["items"][0]["runs"].clone());
     }
     assert_ne!(runs_of[0], runs_of[1], "default and beta share an event id");
-    assert_eq!(runs_of[1], runs_of[2], "a repeated event id of beta started something new");
+    assert_eq!(
+        runs_of[1], runs_of[2],
+        "a repeated event id of beta started something new"
+    );
     let default_runs = runs_of[0].as_array().unwrap();
     let beta_runs = runs_of[1].as_array().unwrap();
     // Beta has two flows on `guest`: `hooked` and `bflow`; default one.
@@ -456,15 +505,27 @@ async fn a_run_reads_only_its_own_workspaces_secrets() {
         &engine.add_key("beta-editor", "beta", Role::Editor).await,
     );
     let (status, body) = admin
-        .json("PUT", "/api/v1/secrets/TOKEN", Some(&json!({"value": "default-token-value"})))
+        .json(
+            "PUT",
+            "/api/v1/secrets/TOKEN",
+            Some(&json!({"value": "default-token-value"})),
+        )
         .await;
-    assert_eq!((status, &body["workspace"]), (200, &json!("default")), "{body}");
+    assert_eq!(
+        (status, &body["workspace"]),
+        (200, &json!("default")),
+        "{body}"
+    );
 
     let run_in = |who: &'static str| {
         let key = if who == "beta" { &beta } else { &admin };
         async move {
             let (status, body) = key
-                .json("POST", "/api/v1/flows/push/trigger?wait=20s", Some(&json!({})))
+                .json(
+                    "POST",
+                    "/api/v1/flows/push/trigger?wait=20s",
+                    Some(&json!({})),
+                )
                 .await;
             assert_eq!(status, 200, "{who}: {body}");
             body
@@ -477,9 +538,17 @@ async fn a_run_reads_only_its_own_workspaces_secrets() {
     assert!(failed.to_string().contains("missing_secret"), "{failed}");
 
     let (status, body) = beta
-        .json("PUT", "/api/v1/secrets/TOKEN", Some(&json!({"value": "beta-token-value"})))
+        .json(
+            "PUT",
+            "/api/v1/secrets/TOKEN",
+            Some(&json!({"value": "beta-token-value"})),
+        )
         .await;
-    assert_eq!((status, &body["workspace"]), (200, &json!("beta")), "{body}");
+    assert_eq!(
+        (status, &body["workspace"]),
+        (200, &json!("beta")),
+        "{body}"
+    );
     let ok = run_in("beta").await;
     assert_eq!(ok["status"], "succeeded", "{ok}");
     let tokens: Vec<String> = sink
@@ -517,9 +586,16 @@ async fn a_database_of_the_previous_release_upgrades_into_default() {
             ..EngineSetup::new(&db.url, dir.path().join("flows"))
         };
         let engine = TestEngine::start(&setup).await;
-        let access = engine.engine().access_for_key(key).expect("the old key works");
+        let access = engine
+            .engine()
+            .access_for_key(key)
+            .expect("the old key works");
         assert_eq!(
-            (access.workspace.as_str(), access.role, access.all_workspaces),
+            (
+                access.workspace.as_str(),
+                access.role,
+                access.all_workspaces
+            ),
             ("default", Role::Admin, true),
             "{}",
             hash_key(key)
@@ -527,17 +603,30 @@ async fn a_database_of_the_previous_release_upgrades_into_default() {
         let old = Keyed::new(&engine.api(), key);
         let flow = old.get("/api/v1/flows/old-flow").await;
         assert_eq!(flow["workspace"], "default", "{flow}");
-        let run = old.get("/api/v1/runs/0190a8a0-0000-7000-8000-0000000000aa").await;
-        assert_eq!((&run["workspace"], &run["flow"]), (&json!("default"), &json!("old-flow")));
+        let run = old
+            .get("/api/v1/runs/0190a8a0-0000-7000-8000-0000000000aa")
+            .await;
+        assert_eq!(
+            (&run["workspace"], &run["flow"]),
+            (&json!("default"), &json!("old-flow"))
+        );
         let secrets = old.get("/api/v1/secrets").await;
         assert_eq!(secrets["items"][0]["name"], "OLD_SECRET", "{secrets}");
         assert_eq!(secrets["items"][0]["readable"], true, "{secrets}");
         // The stored event id still deduplicates; a new one starts the old flow.
-        let event = |id: &str| json!({"entity": "guest", "action": "create", "id": "1", "event_id": id});
-        let (status, body) = old.json("POST", "/api/v1/events", Some(&event("ev-old"))).await;
+        let event =
+            |id: &str| json!({"entity": "guest", "action": "create", "id": "1", "event_id": id});
+        let (status, body) = old
+            .json("POST", "/api/v1/events", Some(&event("ev-old")))
+            .await;
         assert_eq!(status, 202);
-        assert_eq!(body["items"][0]["runs"], json!(["0190a8a0-0000-7000-8000-0000000000aa"]));
-        let (_, body) = old.json("POST", "/api/v1/events", Some(&event("ev-new"))).await;
+        assert_eq!(
+            body["items"][0]["runs"],
+            json!(["0190a8a0-0000-7000-8000-0000000000aa"])
+        );
+        let (_, body) = old
+            .json("POST", "/api/v1/events", Some(&event("ev-new")))
+            .await;
         let new_run = body["items"][0]["runs"][0].as_str().unwrap().to_owned();
         let api = engine.api();
         let done = Keyed::new(&api, key);
@@ -637,7 +726,15 @@ async fn the_command_line_makes_workspaces_and_scoped_keys_a_server_honours() {
     assert!(ok, "{err}");
     let (ok, _, err) = flowd_cli(
         dir.path(),
-        &["keys", "create", "x", "--workspace", "acme", "--role", "viewer"],
+        &[
+            "keys",
+            "create",
+            "x",
+            "--workspace",
+            "acme",
+            "--role",
+            "viewer",
+        ],
     );
     assert!(!ok && err.contains("no workspace `acme`"), "{err}");
     let (ok, _, err) = flowd_cli(dir.path(), &["keys", "create", "x", "--role", "root"]);
@@ -649,10 +746,21 @@ async fn the_command_line_makes_workspaces_and_scoped_keys_a_server_honours() {
     let (ok, _, err) = flowd_cli(dir.path(), &["workspaces", "create", "acme"]);
     assert!(!ok && err.contains("exists already"), "{err}");
     let (ok, list, _) = flowd_cli(dir.path(), &["workspaces", "list"]);
-    assert!(ok && list.contains("acme") && list.contains("default"), "{list}");
+    assert!(
+        ok && list.contains("acme") && list.contains("default"),
+        "{list}"
+    );
     let (ok, key, err) = flowd_cli(
         dir.path(),
-        &["keys", "create", "viewer", "--workspace", "acme", "--role", "viewer"],
+        &[
+            "keys",
+            "create",
+            "viewer",
+            "--workspace",
+            "acme",
+            "--role",
+            "viewer",
+        ],
     );
     assert!(ok, "{err}");
     let key = key.trim().to_owned();
@@ -676,7 +784,13 @@ async fn the_command_line_makes_workspaces_and_scoped_keys_a_server_honours() {
         .json("POST", "/api/v1/flows/a/trigger", Some(&json!({})))
         .await;
     assert_eq!(status, 403, "{body}");
-    assert_eq!(body["error"]["details"][0]["role_needed"], "trigger", "{body}");
+    assert_eq!(
+        body["error"]["details"][0]["role_needed"], "trigger",
+        "{body}"
+    );
     let (status, body) = viewer.json("GET", "/metrics", None).await;
-    assert_eq!((status, &body["error"]["details"][0]["role_needed"]), (403, &json!("admin")));
+    assert_eq!(
+        (status, &body["error"]["details"][0]["role_needed"]),
+        (403, &json!("admin"))
+    );
 }

@@ -138,9 +138,12 @@ pub async fn page(
     let access = crate::core::workspace::Access::local(); // MERGE: session access
     let flows = console
         .engine
-        .flow_summaries(&access, FlowFilter {
-            include_deleted: show_deleted,
-        })
+        .flow_summaries(
+            &access,
+            FlowFilter {
+                include_deleted: show_deleted,
+            },
+        )
         .await?;
     let page = FlowsPage {
         layout: Layout::new(&visitor, "flows", "Flows").with_notice(q.notice),

@@ -76,7 +76,11 @@ async fn render(
     status: StatusCode,
 ) -> Result<Response, ConsoleError> {
     let access = crate::core::workspace::Access::local(); // MERGE: session access
-    let secrets = console.engine.list_secrets(&access).await.map_err(problem)?;
+    let secrets = console
+        .engine
+        .list_secrets(&access)
+        .await
+        .map_err(problem)?;
     let page = SecretsPage {
         layout,
         secrets: secrets.into_iter().map(SecretLine::of).collect(),
@@ -126,7 +130,11 @@ pub async fn delete(
     Path(name): Path<String>,
 ) -> Result<Response, ConsoleError> {
     let access = crate::core::workspace::Access::local(); // MERGE: session access
-    console.engine.delete_secret(&access, &name).await.map_err(problem)?;
+    console
+        .engine
+        .delete_secret(&access, &name)
+        .await
+        .map_err(problem)?;
     back(&format!(
         "Deleted {name}: steps that read it fail with missing_secret until it is set again."
     ))
