@@ -13,8 +13,9 @@ use axum::middleware::Next;
 use axum::response::Response;
 
 use crate::api::error::ApiError;
-use crate::core::workspace::{Access, Permission, Role};
+use crate::core::workspace::{Access, Permission, Role, workspace_name_problem};
 use crate::engine::Engine;
+use crate::engine::auth::KeyGrant;
 
 /// The query parameter with which an admin key names the workspace it acts in.
 pub const WORKSPACE_PARAM: &str = "workspace";
@@ -24,43 +25,62 @@ pub async fn require_key(
     mut request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let named = named_workspace(request.uri().query())?;
-    if named
-        .as_deref()
-        .is_some_and(|ws| !engine.workspace_exists(ws))
-    {
-        return Err(workspace_not_found(named.as_deref().unwrap_or_default()));
-    }
-    let access = if engine.auth_required() {
-        let key = request
-            .headers()
-            .get(AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(bearer_token);
-        let Some(key) = key else {
-            return Err(ApiError::Unauthorized {
-                code: "unauthorized",
-                message: "send `Authorization: Bearer <API key>`".into(),
-            });
-        };
-        let Some(grant) = engine.key_grant(key) else {
-            return Err(ApiError::Unauthorized {
-                code: "unauthorized",
-                message: "the API key is not valid (revoked or mistyped)".into(),
-            });
-        };
-        grant
-            .access(named.as_deref())
-            .ok_or_else(|| workspace_not_found(named.as_deref().unwrap_or_default()))?
+    let grant = if engine.auth_required() {
+        Some(key_grant(&engine, &request)?)
     } else {
-        local_access(named.as_deref())
+        None
+    };
+    let named = named_workspace(request.uri().query())?;
+    if let Some(ws) = named.as_deref() {
+        if let Some(problem) = workspace_name_problem(ws) {
+            return Err(ApiError::BadRequest(format!(
+                "bad query parameter `workspace`: {problem}"
+            )));
+        }
+        if !engine.workspace_exists(ws) {
+            return Err(workspace_not_found(ws));
+        }
+    }
+    let access = match grant {
+        Some(grant) => grant
+            .access(named.as_deref())
+            .ok_or_else(|| workspace_not_found(named.as_deref().unwrap_or_default()))?,
+        None => local_access(named.as_deref()),
     };
     let method = request.method().as_str();
-    if let Some(needed) = crate::api::permission_of_request(method, request.uri().path()) {
+    let path = request.uri().path();
+    let query = request.uri().query().unwrap_or_default();
+    if let Some((name, taken)) = crate::api::unknown_query_parameter(method, path, query) {
+        let taken: Vec<String> = taken.iter().map(|t| format!("`{t}`")).collect();
+        return Err(ApiError::BadRequest(format!(
+            "`{name}` is not a parameter of this request; it takes {}",
+            taken.join(", ")
+        )));
+    }
+    if let Some(needed) = crate::api::permission_of_request(method, path) {
         check_role(&access, needed)?;
     }
     request.extensions_mut().insert(access);
     Ok(next.run(request).await)
+}
+
+/// What the request's key grants: 401 without a key or with one that is not valid.
+fn key_grant(engine: &Engine, request: &Request) -> Result<KeyGrant, ApiError> {
+    let key = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(bearer_token);
+    let Some(key) = key else {
+        return Err(ApiError::Unauthorized {
+            code: "unauthorized",
+            message: "send `Authorization: Bearer <API key>`".into(),
+        });
+    };
+    engine.key_grant(key).ok_or_else(|| ApiError::Unauthorized {
+        code: "unauthorized",
+        message: "the API key is not valid (revoked or mistyped)".into(),
+    })
 }
 
 /// A server without keys: the local administrator, in the workspace named if any.

@@ -182,6 +182,12 @@ pub fn permission(method: &str, path: &str) -> Option<Permission> {
 /// the row of [`PERMISSIONS`] whose path template it fits, literal segments winning over
 /// parameters (`/api/v1/runs/retry` over `/api/v1/runs/{id}`); `Administer` for none.
 pub fn permission_of_request(method: &str, path: &str) -> Option<Permission> {
+    route_of_request(method, path).map_or(Some(Permission::Administer), |(_, needed)| needed)
+}
+
+/// The row of [`PERMISSIONS`] whose path template `path` fits, literal segments winning over
+/// parameters: the route template and its permission.
+fn route_of_request(method: &str, path: &str) -> Option<(&'static str, Option<Permission>)> {
     let segments: Vec<&str> = path.split('/').collect();
     let fits = |template: &str| -> Option<usize> {
         let parts: Vec<&str> = template.split('/').collect();
@@ -203,9 +209,47 @@ pub fn permission_of_request(method: &str, path: &str) -> Option<Permission> {
     PERMISSIONS
         .iter()
         .filter(|(m, _, _)| *m == method)
-        .filter_map(|(_, template, needed)| Some((fits(template)?, *needed)))
+        .filter_map(|(_, template, needed)| Some((fits(template)?, (*template, *needed))))
         .max_by_key(|(literal, _)| *literal)
-        .map_or(Some(Permission::Administer), |(_, needed)| needed)
+        .map(|(_, route)| route)
+}
+
+/// The query parameters each operation takes, as the OpenAPI document says, by method and path
+/// template: read once, so every route refuses a parameter it does not take (they all take
+/// `workspace`, which is read by the auth layer and not by the handler).
+static QUERY_PARAMETERS: std::sync::LazyLock<
+    std::collections::HashMap<(String, String), Vec<String>>,
+> = std::sync::LazyLock::new(|| {
+    let doc = serde_json::to_value(openapi()).unwrap_or_default();
+    let mut taken = std::collections::HashMap::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, operation) in item.as_object().into_iter().flatten() {
+            let names = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query")
+                .filter_map(|p| p["name"].as_str().map(str::to_string))
+                .collect();
+            taken.insert((method.to_uppercase(), path.clone()), names);
+        }
+    }
+    taken
+});
+
+/// A query parameter of `query` that the operation `method path` does not take, with the
+/// ones it takes, if any.
+pub fn unknown_query_parameter(
+    method: &str,
+    path: &str,
+    query: &str,
+) -> Option<(String, Vec<String>)> {
+    let (template, _) = route_of_request(method, path)?;
+    let taken = QUERY_PARAMETERS.get(&(method.to_string(), template.to_string()))?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .map(|(name, _)| name.into_owned())
+        .find(|name| !taken.contains(name))
+        .map(|name| (name, taken.clone()))
 }
 
 async fn not_found(uri: axum::http::Uri) -> error::ApiError {

@@ -215,9 +215,11 @@ fn is_safe_id(id: &str) -> bool {
 fn yaml_of(flow: &FlowRow) -> Result<String, String> {
     let definition: Value = serde_json::from_str(&flow.definition)
         .map_err(|e| format!("the stored definition is not JSON: {e}"))?;
-    let report = validate_source(&flow.yaml, Some(&flow.id), &Options::default());
+    // `flow.id` is the flow key; the source holds the bare id.
+    let id = split_flow_key(&flow.id).1;
+    let report = validate_source(&flow.yaml, Some(id), &Options::default());
     let source_fits = report.flow.is_some_and(|f| {
-        f.id == flow.id && serde_json::to_value(&f.def).ok().as_ref() == Some(&definition)
+        f.id == id && serde_json::to_value(&f.def).ok().as_ref() == Some(&definition)
     });
     let mut yaml = if source_fits {
         flow.yaml.clone()

@@ -360,6 +360,25 @@ impl Engine {
             info!(flow = %id, file = %path, "Flow file removed; the flow is deleted (its runs stay).");
             flows::delete_with_runs(&txn, store.backend(), id, now).await?;
         }
+        // A file that now holds another flow key (its `id:` or its workspace changed, e.g. a
+        // file in a subfolder that names a workspace since workspaces exist): the flow it held
+        // before is deleted, or both would take the file's events.
+        let now_held: HashMap<String, String> = reports
+            .iter()
+            .filter_map(|r| Some((r.path.display().to_string(), r.report.flow.as_ref()?.key())))
+            .collect();
+        let moved = stored.iter().filter(|f| {
+            f.source == FlowSource::File
+                && f.deleted_at.is_none()
+                && f.path
+                    .as_ref()
+                    .and_then(|p| now_held.get(p))
+                    .is_some_and(|key| *key != f.id)
+        });
+        for flow in moved {
+            info!(flow = %flow.id, file = ?flow.path, "The flow file holds another flow now; the flow it held is deleted (its runs stay).");
+            flows::delete_with_runs(&txn, store.backend(), &flow.id, now).await?;
+        }
         txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;
         info!(dir = %dir.display(), loaded, files = reports.len(), "Flow files loaded.");

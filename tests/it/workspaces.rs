@@ -579,11 +579,21 @@ async fn a_database_of_the_previous_release_upgrades_into_default() {
         let key = "fk_previous_release_key_0123456789";
         let master = MasterKey::generate();
         previous_release_rows(&db, key, &master).await;
-
+        // A file in a subfolder was a flow of its own id; the folder now names its workspace.
         let dir = tempfile::tempdir().unwrap();
+        let flows = dir.path().join("flows");
+        std::fs::create_dir_all(flows.join("crm")).unwrap();
+        let moved = flows.join("crm").join("moved.yaml");
+        std::fs::write(
+            &moved,
+            "triggers:\n  - entity: guest\nsteps:\n  - id: m\n    map: {x: 1}\n",
+        )
+        .unwrap();
+        previous_release_file_flow(&db, &moved).await;
+
         let setup = EngineSetup {
             master_key: Some(master),
-            ..EngineSetup::new(&db.url, dir.path().join("flows"))
+            ..EngineSetup::new(&db.url, &flows)
         };
         let engine = TestEngine::start(&setup).await;
         let access = engine
@@ -639,11 +649,45 @@ async fn a_database_of_the_previous_release_upgrades_into_default() {
             assert!(std::time::Instant::now() < deadline, "{run}");
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        // The file's flow moved into the folder's workspace; its old self is deleted.
+        let (status, _) = old.json("GET", "/api/v1/flows/moved", None).await;
+        assert_eq!(status, 404);
+        let flow = old.get("/api/v1/flows/moved?workspace=crm").await;
+        assert_eq!(flow["workspace"], "crm", "{flow}");
         // Its webhook answers where it did.
         let (status, body) = old.json("POST", "/hooks/old-hook", Some(&json!({}))).await;
         assert_eq!(status, 202, "{body}");
         engine.stop().await;
         db.cleanup().await;
+    }
+}
+
+/// A file flow `moved` of `file`, as the release before workspaces stored it.
+async fn previous_release_file_flow(db: &TestDb, file: &std::path::Path) {
+    use sea_orm::ConnectionTrait;
+    let yaml = std::fs::read_to_string(file).unwrap();
+    let report = flowd::flow::validate::validate_source(&yaml, Some("moved"), &Default::default());
+    let definition = serde_json::to_string(&report.flow.unwrap().def).unwrap();
+    let now = chrono::Utc::now().timestamp_millis();
+    let q = |s: &str| s.replace('\'', "''");
+    for sql in [
+        format!(
+            "INSERT INTO flows (id, name, source, path, revision, enabled, paused, created_at, updated_at) \
+             VALUES ('moved', 'moved', 'file', '{}', 1, TRUE, FALSE, {now}, {now})",
+            q(&file.display().to_string())
+        ),
+        format!(
+            "INSERT INTO flow_revisions (flow_id, revision, sha256, source, definition, created_at) \
+             VALUES ('moved', 1, 'x', '{}', '{}', {now})",
+            q(&yaml),
+            q(&definition)
+        ),
+    ] {
+        db.store
+            .writer()
+            .execute_unprepared(&sql)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 }
 
@@ -699,32 +743,13 @@ async fn previous_release_rows(db: &TestDb, key: &str, master: &MasterKey) {
     }
 }
 
-/// `flowd` with `args` on the SQLite database of `dir`: (success, stdout, stderr).
-fn flowd_cli(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    let url = format!("sqlite://{}", dir.join("flowd.db").display());
-    let output = crate::support::flowd::output_within(
-        std::process::Command::new(env!("CARGO_BIN_EXE_flowd"))
-            .args(args)
-            .env("FLOWD_DATABASE_URL", url)
-            .env_remove("FLOWD_API_KEYS")
-            .env("RUST_LOG", "warn")
-            .current_dir(dir),
-        None,
-    );
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_command_line_makes_workspaces_and_scoped_keys_a_server_honours() {
     use crate::support::flowd::{FlowdEnv, FlowdProcess};
     let dir = tempfile::tempdir().unwrap();
-    let (ok, _, err) = flowd_cli(dir.path(), &["migrate"]);
+    let (ok, _, err) = crate::support::flowd::cli_in(dir.path(), &["migrate"]);
     assert!(ok, "{err}");
-    let (ok, _, err) = flowd_cli(
+    let (ok, _, err) = crate::support::flowd::cli_in(
         dir.path(),
         &[
             "keys",
@@ -737,20 +762,21 @@ async fn the_command_line_makes_workspaces_and_scoped_keys_a_server_honours() {
         ],
     );
     assert!(!ok && err.contains("no workspace `acme`"), "{err}");
-    let (ok, _, err) = flowd_cli(dir.path(), &["keys", "create", "x", "--role", "root"]);
+    let (ok, _, err) =
+        crate::support::flowd::cli_in(dir.path(), &["keys", "create", "x", "--role", "root"]);
     assert!(!ok && err.contains("`root` is not a role"), "{err}");
-    let (ok, _, err) = flowd_cli(dir.path(), &["workspaces", "create", "Acme"]);
+    let (ok, _, err) = crate::support::flowd::cli_in(dir.path(), &["workspaces", "create", "Acme"]);
     assert!(!ok && err.contains("not a workspace name"), "{err}");
-    let (ok, _, err) = flowd_cli(dir.path(), &["workspaces", "create", "acme"]);
+    let (ok, _, err) = crate::support::flowd::cli_in(dir.path(), &["workspaces", "create", "acme"]);
     assert!(ok, "{err}");
-    let (ok, _, err) = flowd_cli(dir.path(), &["workspaces", "create", "acme"]);
+    let (ok, _, err) = crate::support::flowd::cli_in(dir.path(), &["workspaces", "create", "acme"]);
     assert!(!ok && err.contains("exists already"), "{err}");
-    let (ok, list, _) = flowd_cli(dir.path(), &["workspaces", "list"]);
+    let (ok, list, _) = crate::support::flowd::cli_in(dir.path(), &["workspaces", "list"]);
     assert!(
         ok && list.contains("acme") && list.contains("default"),
         "{list}"
     );
-    let (ok, key, err) = flowd_cli(
+    let (ok, key, err) = crate::support::flowd::cli_in(
         dir.path(),
         &[
             "keys",
@@ -764,7 +790,20 @@ async fn the_command_line_makes_workspaces_and_scoped_keys_a_server_honours() {
     );
     assert!(ok, "{err}");
     let key = key.trim().to_owned();
-    let (ok, list, _) = flowd_cli(dir.path(), &["keys", "list"]);
+    let (ok, editor, err) = crate::support::flowd::cli_in(
+        dir.path(),
+        &[
+            "keys",
+            "create",
+            "ed",
+            "--workspace",
+            "acme",
+            "--role",
+            "editor",
+        ],
+    );
+    assert!(ok, "{err}");
+    let (ok, list, _) = crate::support::flowd::cli_in(dir.path(), &["keys", "list"]);
     assert!(ok && list.contains("\tacme\tviewer\t"), "{list}");
 
     let flows = dir.path().join("flows");
@@ -793,4 +832,20 @@ async fn the_command_line_makes_workspaces_and_scoped_keys_a_server_honours() {
         (status, &body["error"]["details"][0]["role_needed"]),
         (403, &json!("admin"))
     );
+
+    // An API flow of acme is exported into the folder that gives it back to acme.
+    let editor = Keyed::new(&server.api(), editor.trim());
+    let yaml = "id: made\ntriggers:\n  - manual: {label: Go}\nsteps:\n  - id: m\n    map: {x: 1}\n";
+    let (status, body) = editor.yaml("POST", "/api/v1/flows", yaml).await;
+    assert_eq!(
+        (status, &body["workspace"]),
+        (201, &json!("acme")),
+        "{body}"
+    );
+    let out = dir.path().join("exported");
+    let out_arg = out.display().to_string();
+    let (ok, _, err) = crate::support::flowd::cli_in(dir.path(), &["export", "--out", &out_arg]);
+    assert!(ok, "{err}");
+    let written = std::fs::read_to_string(out.join("acme").join("made.yaml")).unwrap();
+    assert_eq!(written, yaml);
 }
