@@ -13,7 +13,7 @@ use tracing::{info, warn};
 use crate::core::workspace::{Access, DEFAULT_WORKSPACE};
 use crate::engine::Engine;
 use crate::secrets::cipher::{KeyError, MasterKey};
-use crate::secrets::{InvalidSecret, Source, check_name, check_value};
+use crate::secrets::{InvalidSecret, OpenedSecret, SecretRef, Source, check_name, check_value};
 use crate::store::secrets::{self as stored, StoredSecret};
 use crate::store::{Store, StoreError};
 
@@ -124,7 +124,7 @@ pub async fn open_master_key(
 pub fn open_all(
     key: Option<&MasterKey>,
     rows: &[StoredSecret],
-) -> (Vec<(String, String, String)>, BTreeSet<(String, String)>) {
+) -> (Vec<OpenedSecret>, BTreeSet<SecretRef>) {
     let mut values = Vec::with_capacity(rows.len());
     let mut unreadable = BTreeSet::new();
     for row in rows {

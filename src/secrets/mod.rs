@@ -27,6 +27,12 @@ pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 /// The longest name: `[A-Z][A-Z0-9_]{0,63}`.
 pub const MAX_NAME_CHARS: usize = 64;
 
+/// A stored secret opened: `(workspace, name, value)`.
+pub type OpenedSecret = (String, String, String);
+
+/// Which stored secret: `(workspace, name)`.
+pub type SecretRef = (String, String);
+
 /// Where a secret's value comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -262,8 +268,8 @@ impl SharedSecrets {
     /// `unreadable` holds `(workspace, name)` of the rows that could not be decrypted.
     pub fn set_stored(
         &self,
-        stored: impl IntoIterator<Item = (String, String, String)>,
-        unreadable: BTreeSet<(String, String)>,
+        stored: impl IntoIterator<Item = OpenedSecret>,
+        unreadable: BTreeSet<SecretRef>,
     ) {
         let mut values: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
         let mut all = self.inner.env.clone();
