@@ -202,9 +202,36 @@ impl Engine {
 
     /// `answer` with every secret value in it shown as `***`, wherever it is.
     fn redacted<T: Serialize + DeserializeOwned>(&self, answer: T) -> Result<T, EngineError> {
-        let value = serde_json::to_value(&answer).map_err(EngineError::RunJson)?;
-        let value = self.step_env().redactor.redact_value(&value);
+        let mut value = serde_json::to_value(&answer).map_err(EngineError::RunJson)?;
+        let redactor = self.step_env().redactor.current();
+        match &mut value {
+            Value::Array(runs) => runs.iter_mut().for_each(|run| redact_run(&redactor, run)),
+            run => redact_run(&redactor, run),
+        }
         serde_json::from_value(value).map_err(EngineError::RunJson)
+    }
+}
+
+/// The parts of a run (as JSON) that hold data — its trigger, outputs, requests, responses and
+/// errors — with every secret value shown as `***`. Field names, statuses and kinds are flowd's
+/// own words and stay as they are: a secret that happens to be a short word (`c`) would
+/// otherwise turn `succeeded` into `su******eeded` and `created_at` into no field at all.
+fn redact_run(redactor: &crate::outbound::record::Redactor, run: &mut Value) {
+    let redact = |value: &mut Value, keys: &[&str]| {
+        for key in keys {
+            if let Some(part) = value.get_mut(*key) {
+                *part = redactor.redact_value(part);
+            }
+        }
+    };
+    redact(run, &["trigger", "error"]);
+    let steps = run.get_mut("steps").and_then(Value::as_array_mut);
+    for step in steps.into_iter().flatten() {
+        redact(step, &["output", "error"]);
+        let attempts = step.get_mut("attempts").and_then(Value::as_array_mut);
+        for attempt in attempts.into_iter().flatten() {
+            redact(attempt, &["request", "response", "error", "curl"]);
+        }
     }
 }
 
@@ -283,4 +310,30 @@ fn time(millis: Option<i64>) -> Option<String> {
     millis
         .and_then(DateTime::<Utc>::from_timestamp_millis)
         .map(rfc3339)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::redact_run;
+    use crate::outbound::record::Redactor;
+
+    #[test]
+    fn a_short_secret_hides_in_data_but_not_in_statuses_kinds_or_field_names() {
+        let redactor = Redactor::new(["c"]);
+        let mut run = json!({"status": "succeeded", "created_at": "x", "error": "c!",
+            "trigger": {"kind": "manual", "input": {"c": "abc"}},
+            "steps": [{"kind": "http", "status": "succeeded", "output": "abc",
+                "attempts": [{"n": 1, "curl": "curl -H c", "request": {"url": "c"}}]}]});
+        redact_run(&redactor, &mut run);
+        assert_eq!(run["status"], "succeeded");
+        assert_eq!(run["created_at"], "x");
+        assert_eq!(run["error"], "***!");
+        assert_eq!(run["trigger"]["input"], json!({"***": "ab***"}));
+        assert_eq!(run["steps"][0]["status"], "succeeded");
+        assert_eq!(run["steps"][0]["output"], "ab***");
+        assert_eq!(run["steps"][0]["attempts"][0]["curl"], "***url -H ***");
+        assert_eq!(run["steps"][0]["attempts"][0]["request"]["url"], "***");
+    }
 }
