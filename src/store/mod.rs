@@ -34,6 +34,7 @@ pub mod transitions;
 pub mod usage;
 mod wal;
 pub mod webhooks;
+pub mod workspaces;
 
 use std::fmt;
 
@@ -182,7 +183,7 @@ mod tests {
     use crate::store::entity::nodes;
     use crate::store::testing::TestDb;
 
-    const TABLES: [&str; 14] = [
+    const TABLES: [&str; 15] = [
         "flows",
         "flow_revisions",
         "events",
@@ -197,6 +198,7 @@ mod tests {
         "secrets",
         "operations",
         "usage_daily",
+        "workspaces",
     ];
 
     async fn assert_migrated(store: &Store) {

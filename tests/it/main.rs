@@ -38,3 +38,4 @@ mod triggers;
 mod usage_metrics;
 mod validate;
 mod webhook_paths;
+mod workspaces;
