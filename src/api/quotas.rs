@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{ApiPath, JsonBody};
 use crate::core::time::rfc3339_ms;
+use crate::core::workspace::Access;
 use crate::engine::Engine;
 use crate::engine::quotas::{QuotaError, WorkspaceQuotas, parse_quotas};
 
@@ -52,14 +53,15 @@ pub struct WorkspacePath {
 #[utoipa::path(get, path = "/api/v1/workspaces/{ws}/quotas", tag = "workspaces",
     params(WorkspacePath), responses(
         (status = 200, description = "the workspace's quotas; null: no limit", body = QuotasOut),
-        (status = 404, description = "`not_found`: no such workspace", body = ErrorBody),
+        (status = 404, description = "`workspace_not_found`: no such workspace, or not this key's", body = ErrorBody),
         (status = 422, description = "`invalid_workspace`: not a workspace name", body = ErrorBody),
     ))]
 pub async fn get_quotas(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(WorkspacePath { ws }): ApiPath<WorkspacePath>,
 ) -> Result<Json<QuotasOut>, ApiError> {
-    Ok(Json(quotas_out(engine.quotas(&ws).await?)))
+    Ok(Json(quotas_out(engine.quotas(&access, &ws).await?)))
 }
 
 /// Sets the quotas of a workspace; every node applies them within a second. Runs held by a
@@ -67,15 +69,19 @@ pub async fn get_quotas(
 #[utoipa::path(put, path = "/api/v1/workspaces/{ws}/quotas", tag = "workspaces",
     params(WorkspacePath), request_body = QuotasIn, responses(
         (status = 200, description = "the quotas as stored", body = QuotasOut),
+        (status = 404, description = "`workspace_not_found`: no such workspace, or not this key's", body = ErrorBody),
         (status = 422, description = "`invalid_quota` naming each bad field in `details`, or `invalid_workspace`; nothing is stored", body = ErrorBody),
     ))]
 pub async fn put_quotas(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(WorkspacePath { ws }): ApiPath<WorkspacePath>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<QuotasOut>, ApiError> {
     let quotas = parse_quotas(&body)?;
-    Ok(Json(quotas_out(engine.set_quotas(&ws, quotas).await?)))
+    Ok(Json(quotas_out(
+        engine.set_quotas(&access, &ws, quotas).await?,
+    )))
 }
 
 fn quotas_out(q: WorkspaceQuotas) -> QuotasOut {
@@ -95,7 +101,7 @@ impl From<QuotaError> for ApiError {
                 message,
                 details: Vec::new(),
             },
-            QuotaError::UnknownWorkspace(_) => ApiError::NotFound(e.to_string()),
+            QuotaError::UnknownWorkspace(ws) => crate::api::auth::workspace_not_found(&ws),
             QuotaError::Invalid(ref problems) => ApiError::Unprocessable {
                 code: "invalid_quota",
                 message: e.to_string(),

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use crate::core::workspace::workspace_name_problem;
+use crate::core::workspace::{Access, workspace_name_problem};
 use crate::engine::{Engine, EngineError};
 use crate::store::quotas::{self, QuotaRow, Quotas};
 
@@ -94,16 +94,16 @@ pub fn parse_quotas(body: &Value) -> Result<Quotas, QuotaError> {
 }
 
 impl Engine {
-    /// The quotas of `workspace` (none set: both `None`). Until workspaces are stored, a
-    /// workspace is known when it is `default` or has quotas set.
-    pub async fn quotas(&self, workspace: &str) -> Result<WorkspaceQuotas, QuotaError> {
-        check_workspace(workspace)?;
+    /// The quotas of `workspace` (none set: both `None`). A workspace `access` does not see is
+    /// unknown, as one that does not exist.
+    pub async fn quotas(
+        &self,
+        access: &Access,
+        workspace: &str,
+    ) -> Result<WorkspaceQuotas, QuotaError> {
+        self.check_known(access, workspace)?;
         let store = self.store();
         let row = quotas::get_one(store.reader(), store.backend(), workspace).await?;
-        // MERGE: answer for the workspaces W1 stores (and refuse a PUT to an unknown one).
-        if row.is_none() && workspace != crate::core::workspace::DEFAULT_WORKSPACE {
-            return Err(QuotaError::UnknownWorkspace(workspace.to_owned()));
-        }
         Ok(workspace_quotas(workspace, row))
     }
 
@@ -112,10 +112,11 @@ impl Engine {
     /// claim holds again whatever is still over.
     pub async fn set_quotas(
         &self,
+        access: &Access,
         workspace: &str,
         new: Quotas,
     ) -> Result<WorkspaceQuotas, QuotaError> {
-        check_workspace(workspace)?;
+        self.check_known(access, workspace)?;
         let store = self.store();
         let backend = store.backend();
         let now = self.runner().now_ms();
@@ -150,6 +151,17 @@ impl Engine {
             quotas::release_due(store.writer(), store.backend(), workspace, None).await?;
         }
         Ok(())
+    }
+}
+
+impl Engine {
+    fn check_known(&self, access: &Access, workspace: &str) -> Result<(), QuotaError> {
+        check_workspace(workspace)?;
+        if access.sees(workspace) && self.workspace_exists(workspace) {
+            Ok(())
+        } else {
+            Err(QuotaError::UnknownWorkspace(workspace.to_owned()))
+        }
     }
 }
 

@@ -224,6 +224,15 @@ async fn quotas_round_trip_and_bad_values_store_nothing() {
     let path = "/api/v1/workspaces/acme/quotas";
     let (status, unknown) = api.request("GET", path, None).await.unwrap();
     assert_eq!(status, StatusCode::NOT_FOUND, "{unknown}");
+    let (status, unknown) = api
+        .request("PUT", path, Some(("application/json", "{}")))
+        .await
+        .unwrap();
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "a workspace must exist: {unknown}"
+    );
     let none = api
         .get_json("/api/v1/workspaces/default/quotas")
         .await
@@ -309,7 +318,21 @@ fn flows(dir: &Path, sink: &Sink) -> PathBuf {
     flows
 }
 
+/// Sets `workspace`'s quotas, creating the workspace first when it is not there yet.
 async fn put_quotas(api: &Api, workspace: &str, body: Value) -> Value {
+    let create = json!({ "name": workspace }).to_string();
+    let (status, answer) = api
+        .request(
+            "POST",
+            "/api/v1/workspaces",
+            Some(("application/json", &create)),
+        )
+        .await
+        .expect("create the workspace");
+    assert!(
+        status == StatusCode::CREATED || status == StatusCode::CONFLICT,
+        "create {workspace}: {status} {answer}"
+    );
     let path = format!("/api/v1/workspaces/{workspace}/quotas");
     let (status, answer) = api
         .request("PUT", &path, Some(("application/json", &body.to_string())))

@@ -89,9 +89,10 @@ pub async fn page(
     Path(id): Path<String>,
     Query(q): Query<NoticeQuery>,
 ) -> Result<Response, ConsoleError> {
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let detail = console
         .engine
-        .run_detail(&id)
+        .run_detail(&access, &id)
         .await?
         .ok_or_else(|| ConsoleError::NotFound(format!("There is no run `{id}`.")))?;
     let flow_exists = console.engine.registry().get(&detail.run.flow).is_some();
@@ -220,19 +221,20 @@ pub async fn control(
     Path((id, control)): Path<(String, String)>,
 ) -> Result<Response, ConsoleError> {
     let engine = &console.engine;
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let (run_id, notice) = match control.as_str() {
         "retry" => {
-            engine.retry_run(&id).await?;
+            engine.retry_run(&access, &id).await?;
             (
                 id,
                 "Retrying: the run resumes at its first step that did not succeed.",
             )
         }
         "replay" => (
-            engine.replay_run(&id).await?,
+            engine.replay_run(&access, &id).await?,
             "Replayed: this is the new run, on the flow's current revision.",
         ),
-        "cancel" => match engine.cancel_run(&id).await? {
+        "cancel" => match engine.cancel_run(&access, &id).await? {
             Cancelled::Now => (id, "Cancelled."),
             Cancelled::AfterCurrentStep => {
                 (id, "Cancelling: the run stops after the step in flight.")

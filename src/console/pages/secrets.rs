@@ -75,7 +75,12 @@ async fn render(
     name: String,
     status: StatusCode,
 ) -> Result<Response, ConsoleError> {
-    let secrets = console.engine.list_secrets().await.map_err(problem)?;
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
+    let secrets = console
+        .engine
+        .list_secrets(&access)
+        .await
+        .map_err(problem)?;
     let page = SecretsPage {
         layout,
         secrets: secrets.into_iter().map(SecretLine::of).collect(),
@@ -97,7 +102,8 @@ pub async fn set(
     Form(form): Form<SetForm>,
 ) -> Result<Response, ConsoleError> {
     let name = form.name.trim();
-    match console.engine.set_secret(name, &form.value).await {
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
+    match console.engine.set_secret(&access, name, &form.value).await {
         Ok(info) => {
             let notice = match info.source {
                 Source::Store => format!(
@@ -123,7 +129,12 @@ pub async fn delete(
     State(console): State<Console>,
     Path(name): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    console.engine.delete_secret(&name).await.map_err(problem)?;
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
+    console
+        .engine
+        .delete_secret(&access, &name)
+        .await
+        .map_err(problem)?;
     back(&format!(
         "Deleted {name}: steps that read it fail with missing_secret until it is set again."
     ))
