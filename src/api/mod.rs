@@ -20,6 +20,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod operations;
 pub mod page;
+pub mod portal_links;
 pub mod runs;
 pub mod secrets;
 pub mod usage;
@@ -109,7 +110,12 @@ impl RouteTable {
             .routes(routes!(notifications::list_notifications))
             .routes(routes!(notifications::mark_read))
             .routes(routes!(secrets::list_secrets))
-            .routes(routes!(secrets::put_secret, secrets::delete_secret));
+            .routes(routes!(secrets::put_secret, secrets::delete_secret))
+            .routes(routes!(
+                portal_links::issue_portal_link, // MERGE: Administer
+                portal_links::list_portal_links  // MERGE: Administer
+            ))
+            .routes(routes!(portal_links::revoke_portal_link)); // MERGE: Administer
         openapi::require_key(api_v1.get_openapi_mut());
         RouteTable { public, api_v1 }
     }

@@ -19,6 +19,7 @@ pub mod nodes;
 pub mod notifications;
 pub mod operations;
 mod options;
+pub mod portal_links;
 pub mod retention;
 pub mod run_log;
 pub mod runs;
@@ -182,7 +183,7 @@ mod tests {
     use crate::store::entity::nodes;
     use crate::store::testing::TestDb;
 
-    const TABLES: [&str; 14] = [
+    const TABLES: [&str; 15] = [
         "flows",
         "flow_revisions",
         "events",
@@ -197,6 +198,7 @@ mod tests {
         "secrets",
         "operations",
         "usage_daily",
+        "portal_links",
     ];
 
     async fn assert_migrated(store: &Store) {

@@ -429,6 +429,19 @@ async fn a_notification(client: &reqwest::Client, base: &str) -> String {
         .to_owned()
 }
 
+/// The id of a portal link of workspace `acme`, for the revoke example.
+async fn a_portal_link(client: &reqwest::Client, base: &str) -> String {
+    let answer = client
+        .post(format!("{base}/api/v1/workspaces/acme/portal-links"))
+        .json(&serde_json::json!({"role": "viewer"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::CREATED);
+    let body: Value = answer.json().await.unwrap();
+    body["id"].as_str().expect("the link's id").to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_curl_example_of_the_api_doc_answers_as_documented() {
     let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/api.md");
@@ -457,6 +470,7 @@ async fn every_curl_example_of_the_api_doc_answers_as_documented() {
         ("KEY", "fk_docs_example".to_owned()),
         ("RUN_ID", waiting_run(&client, &base).await),
         ("NOTIFICATION_ID", a_notification(&client, &base).await),
+        ("LINK_ID", a_portal_link(&client, &base).await),
     ]);
 
     let mut failures = Vec::new();
