@@ -433,12 +433,13 @@ async fn a_notification(client: &reqwest::Client, base: &str) -> String {
 async fn a_portal_link(client: &reqwest::Client, base: &str) -> String {
     let answer = client
         .post(format!("{base}/api/v1/workspaces/acme/portal-links"))
-        .json(&serde_json::json!({"role": "viewer"}))
+        .header("content-type", "application/json")
+        .body(r#"{"role": "viewer"}"#)
         .send()
         .await
         .unwrap();
     assert_eq!(answer.status(), StatusCode::CREATED);
-    let body: Value = answer.json().await.unwrap();
+    let body: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
     body["id"].as_str().expect("the link's id").to_owned()
 }
 

@@ -719,7 +719,7 @@ fn session_cookie(headers: &axum::http::HeaderMap) -> String {
     set.split(';').next().expect("name=value").to_string()
 }
 
-fn csrf_of(page: &str) -> String {
+pub(crate) fn csrf_of(page: &str) -> String {
     let start = page
         .find(r#"name="csrf-token" content=""#)
         .expect("the CSRF meta tag")

@@ -26,6 +26,7 @@ mod intake;
 mod limits;
 mod multi_node;
 mod ordering;
+mod portal;
 mod retention;
 mod run_controls;
 mod run_guarantees;
