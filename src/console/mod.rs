@@ -98,7 +98,10 @@ pub fn router(engine: Engine) -> Router {
             console.clone(),
             session::visit,
         ))
-        .route("/portal/{token}", get(session::redeem))
+        .route(
+            "/portal/{token}",
+            get(session::redeem).head(session::look_at_link),
+        )
         .route("/assets/{file}", get(assets::serve));
     pages
         .merge(open)

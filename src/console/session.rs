@@ -483,6 +483,11 @@ pub async fn redeem(
     response
 }
 
+/// `HEAD /portal/{token}`: what link checkers and previews send; it does not use the link up.
+pub async fn look_at_link() -> StatusCode {
+    StatusCode::OK
+}
+
 fn refused_link(refusal: Refusal) -> Response {
     let message = refusal.message().to_string();
     match refusal {

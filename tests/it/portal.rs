@@ -201,8 +201,22 @@ async fn a_portal_link_opens_the_scoped_console_once_until_revoked_or_expired() 
     assert!(why.contains("already been used"), "{why}");
     assert_eq!(redeem(&api, &viewer).await.0.status, StatusCode::GONE);
 
+    // An admin issues an operator link on the workspaces page; it is shown once.
+    let operator = issue_in_the_console(&browser, &base).await;
+    let listed = admin(&api, "GET", "/api/v1/workspaces/default/portal-links", None).await;
+    let operator_id = listed.json().unwrap()["items"][0]["id"]
+        .as_str()
+        .expect("the newest link")
+        .to_string();
+    assert_eq!(link_state(&api, "default", &operator_id).await, "unused");
+    browser.goto(&format!("{base}/workspaces")).await;
+    let again = browser.client.source().await.expect("the page source");
+    assert!(
+        !again.contains(&token_of(&operator)),
+        "the URL is shown only once"
+    );
+
     // An operator pauses and resumes; revoking the link ends the session on its next request.
-    let (operator_id, operator) = issue(&api, "default", json!({"role": "operator"})).await;
     browser.goto(&operator).await;
     browser.click("button.pause").await;
     browser
@@ -233,6 +247,40 @@ async fn a_portal_link_opens_the_scoped_console_once_until_revoked_or_expired() 
     assert_eq!(after.status, StatusCode::GONE, "{}", after.text());
 
     browser.close().await;
+}
+
+/// Logs in with the key, issues an operator link for `default` on the workspaces page and returns
+/// the URL it shows.
+async fn issue_in_the_console(browser: &Browser, base: &str) -> String {
+    browser
+        .goto(&format!("{base}/login?next=%2Fworkspaces"))
+        .await;
+    browser
+        .find("#key")
+        .await
+        .send_keys(KEY)
+        .await
+        .expect("type the key");
+    browser.click("form[action='/login'] button").await;
+    browser
+        .wait_for("the workspaces page", "h1", false, |h| h == "Workspaces")
+        .await;
+    browser
+        .find("#link-workspace")
+        .await
+        .send_keys("default")
+        .await
+        .expect("type the workspace");
+    browser
+        .find("#link-role option[value='operator']")
+        .await
+        .click()
+        .await
+        .expect("choose operator");
+    browser.click("#issue-link button").await;
+    let url = browser.text("#issued-url").await;
+    assert!(url.contains("/portal/"), "{url}");
+    url
 }
 
 /// Before W1's workspace scoping is merged the console lists every workspace's flows to anyone.
@@ -351,6 +399,14 @@ async fn portal_links_through_the_api_never_keep_or_show_the_token() {
         ),
         "{item}"
     );
+
+    // A HEAD (a link checker's) does not use the link up.
+    let head = api
+        .call("HEAD", &path_of(&url), None, &[])
+        .await
+        .expect("HEAD");
+    assert_eq!(head.status, StatusCode::OK);
+    assert!(head.headers.get("set-cookie").is_none());
 
     // Opened: a framed session cookie, the configured frame ancestors, no X-Frame-Options.
     let (opened, cookie) = redeem(&api, &url).await;
