@@ -91,11 +91,11 @@ pub struct LinkPath {
     ))]
 pub async fn issue_portal_link(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(WorkspacePath { ws }): ApiPath<WorkspacePath>,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<PortalLinkIssued>), ApiError> {
     let spec = read_spec(body)?;
-    let access = Access::local(); // MERGE: key access (W1's extractor)
     let issued = engine.issue_portal_link(&access, &ws, spec).await?;
     let out = PortalLinkIssued {
         id: issued.link.id.clone(),
@@ -113,9 +113,9 @@ pub async fn issue_portal_link(
     ))]
 pub async fn list_portal_links(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(WorkspacePath { ws }): ApiPath<WorkspacePath>,
 ) -> Result<Json<Items<PortalLinkOut>>, ApiError> {
-    let access = Access::local(); // MERGE: key access (W1's extractor)
     let links = engine.list_portal_links(&access, &ws).await?;
     let items = links
         .into_iter()
@@ -133,9 +133,9 @@ pub async fn list_portal_links(
     ))]
 pub async fn revoke_portal_link(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(LinkPath { ws, id }): ApiPath<LinkPath>,
 ) -> Result<StatusCode, ApiError> {
-    let access = Access::local(); // MERGE: key access (W1's extractor)
     engine.revoke_portal_link(&access, &ws, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -1,5 +1,6 @@
-//! `flowd keys create NAME | list | revoke ID`: API keys, stored hashed. A new key is printed
-//! once; only its prefix is shown afterwards.
+//! `flowd keys create NAME [--workspace W] [--role R] | list | revoke ID`: API keys, stored
+//! hashed, each acting in one workspace with one role (SPEC §11). A new key is printed once; only
+//! its prefix is shown afterwards.
 
 use std::process::ExitCode;
 
@@ -9,6 +10,7 @@ use crate::cli::block_on;
 use crate::cli::config::Config;
 use crate::cli::database;
 use crate::core::time::rfc3339;
+use crate::core::workspace::Role;
 use crate::store::api_keys;
 
 #[derive(Debug, clap::Args)]
@@ -35,8 +37,14 @@ enum KeysCommand {
     Create {
         /// A name to tell the key apart, e.g. the program that uses it.
         name: String,
+        /// The workspace the key acts in; it must exist (`flowd workspaces create`).
+        #[arg(long, default_value = crate::core::workspace::DEFAULT_WORKSPACE)]
+        workspace: String,
+        /// What the key may do: admin, editor, operator, viewer or trigger (SPEC §11).
+        #[arg(long, default_value = "admin", value_parser = parse_role)]
+        role: Role,
     },
-    /// List keys: id, prefix, name, created, revoked.
+    /// List keys: id, prefix, name, workspace, role, created, revoked.
     List,
     /// Revoke a key by id or prefix.
     Revoke { id: String },
@@ -47,13 +55,19 @@ pub fn run(args: &Args, config: &Config) -> ExitCode {
         let store = database::open("keys", &args.database_url, args.create, &config.store).await?;
         let now = Utc::now().timestamp_millis();
         match &args.command {
-            KeysCommand::Create { name } => {
-                let (row, key) = api_keys::create(store.writer(), name, now).await?;
+            KeysCommand::Create {
+                name,
+                workspace,
+                role,
+            } => {
+                crate::cli::workspaces::require(&store, workspace).await?;
+                let (row, key) =
+                    api_keys::create(store.writer(), name, workspace, *role, now).await?;
                 println!("{key}");
                 eprintln!(
-                    "Created API key `{}` ({}). It is shown only now: store it somewhere safe. \
-                     Send it as `Authorization: Bearer <key>`.",
-                    row.name, row.prefix
+                    "Created API key `{}` ({}), `{}` of workspace `{}`. It is shown only now: \
+                     store it somewhere safe. Send it as `Authorization: Bearer <key>`.",
+                    row.name, row.prefix, row.role, row.workspace
                 );
             }
             KeysCommand::List => {
@@ -64,10 +78,12 @@ pub fn run(args: &Args, config: &Config) -> ExitCode {
                 for k in keys {
                     let revoked = k.revoked_at.and_then(time).map(|t| format!("revoked {t}"));
                     println!(
-                        "{}\t{}\t{}\tcreated {}\t{}",
+                        "{}\t{}\t{}\t{}\t{}\tcreated {}\t{}",
                         k.id,
                         k.prefix,
                         k.name,
+                        k.workspace,
+                        k.role,
                         time(k.created_at).unwrap_or_default(),
                         revoked.as_deref().unwrap_or("active")
                     );
@@ -82,6 +98,12 @@ pub fn run(args: &Args, config: &Config) -> ExitCode {
         }
         store.close().await;
         Ok(())
+    })
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text).ok_or_else(|| {
+        format!("`{text}` is not a role: admin, editor, operator, viewer or trigger")
     })
 }
 

@@ -321,16 +321,17 @@ async fn watch_run(
                 cancelled = true;
                 interrupt = Box::pin(tokio::signal::ctrl_c());
                 eprintln!("Cancelling the run after the step in flight (Ctrl-C again to quit at once).");
-                if let Err(e) = engine.cancel_run(run_id).await {
+                if let Err(e) = engine.cancel_run(&crate::core::workspace::Access::local(), run_id).await {
                     eprintln!("flowd run: cannot cancel: {e}");
                 }
                 false
             }
         };
-        let detail = crate::api::runs::run_detail(engine, run_id)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot read the run: {e}"))?
-            .ok_or_else(|| anyhow::anyhow!("run `{run_id}` disappeared"))?;
+        let detail =
+            crate::api::runs::run_detail(engine, &crate::core::workspace::Access::local(), run_id)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot read the run: {e}"))?
+                .ok_or_else(|| anyhow::anyhow!("run `{run_id}` disappeared"))?;
         printer.update(&detail);
         if ended {
             break Ok(status_of(&detail));

@@ -27,7 +27,7 @@ use serde::Deserialize;
 use crate::console::error::ConsoleError;
 use crate::console::layout::Layout;
 use crate::console::{Console, MAX_FORM};
-use crate::core::workspace::{Access, Actor, DEFAULT_WORKSPACE, Permission, Role};
+use crate::core::workspace::{Access, Permission, Role};
 use crate::engine::auth::KeyFingerprint;
 use crate::engine::portal::{PortalGrant, Refusal};
 
@@ -70,20 +70,58 @@ pub struct Visitor {
     pub access: Option<Access>,
 }
 
-/// The access of the request's session, for handlers that call the engine.
+/// The access of the request's session, for handlers that call the engine. A page of another
+/// workspace's object carries `?workspace=W` (as the API's requests do): an admin session acts in
+/// `W` for that request, any other session only in its own workspace; a workspace the session
+/// may not see, or that does not exist, is 404 and tells the two apart no more than the API.
 pub struct SessionAccess(pub Access);
 
-impl<S: Send + Sync> FromRequestParts<S> for SessionAccess {
+impl FromRequestParts<Console> for SessionAccess {
     type Rejection = ConsoleError;
 
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<SessionAccess, ConsoleError> {
-        parts
+    async fn from_request_parts(
+        parts: &mut Parts,
+        console: &Console,
+    ) -> Result<SessionAccess, ConsoleError> {
+        let access = parts
             .extensions
             .get::<Visitor>()
             .and_then(|v| v.access.clone())
-            .map(SessionAccess)
-            .ok_or_else(|| ConsoleError::Unauthorized("Log in first.".into()))
+            .ok_or_else(|| ConsoleError::Unauthorized("Log in first.".into()))?;
+        match named_workspace(parts.uri.query()) {
+            None => Ok(SessionAccess(access)),
+            Some(ws) => in_workspace(console, access, &ws).map(SessionAccess),
+        }
     }
+}
+
+/// The query parameter naming the workspace of the page's object.
+pub const WORKSPACE_PARAM: &str = "workspace";
+
+/// The first `?workspace=` of a query.
+fn named_workspace(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(name, _)| name == WORKSPACE_PARAM)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// `access` narrowed to workspace `ws`, when the session may act there.
+fn in_workspace(console: &Console, access: Access, ws: &str) -> Result<Access, ConsoleError> {
+    let visible = access.all_workspaces || access.workspace == ws;
+    if !visible || !console.engine.workspace_exists(ws) {
+        return Err(ConsoleError::NotFound(format!("no workspace `{ws}`")));
+    }
+    Ok(Access {
+        workspace: ws.to_string(),
+        all_workspaces: false,
+        ..access
+    })
+}
+
+/// The query that names workspace `ws` on a link to one of its objects. Always written, even
+/// for `default`: an admin key's session acts in the key's own workspace when none is named.
+pub fn workspace_query(ws: &str) -> String {
+    crate::console::view::query(&[(WORKSPACE_PARAM, Some(ws))])
 }
 
 impl Sessions {
@@ -430,12 +468,7 @@ pub async fn login(
 /// The fingerprint of a valid key and the access it gives.
 fn key_access(console: &Console, key: &str) -> Option<(KeyFingerprint, Access)> {
     let fingerprint = console.engine.key_fingerprint(key)?;
-    let access = Access {
-        workspace: DEFAULT_WORKSPACE.to_string(),
-        all_workspaces: true,
-        role: Role::Admin,
-        actor: Actor::Key { id: String::new() },
-    }; // MERGE: access_for_key — W1's `console.engine.access_for_key(key)` gives the key's own.
+    let access = console.engine.access_for_key(key)?;
     Some((fingerprint, access))
 }
 

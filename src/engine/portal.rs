@@ -17,6 +17,7 @@ use crate::core::workspace::{Access, Actor, Role, workspace_name_problem};
 use crate::engine::{Engine, EngineError};
 use crate::store::StoreError;
 use crate::store::portal_links::{self, NewPortalLink, PortalLink, Redeemed};
+use crate::store::workspaces;
 
 /// The shortest and longest life of a link, and the default.
 pub const MIN_TTL: Duration = Duration::from_secs(60);
@@ -214,7 +215,7 @@ impl Engine {
         workspace: &str,
         spec: PortalLinkSpec,
     ) -> Result<IssuedLink, PortalError> {
-        self.check_workspace(access, workspace)?;
+        self.check_workspace(access, workspace).await?;
         let now = self.runner().now_ms();
         let store = self.store();
         let (link, token) = portal_links::create(
@@ -239,7 +240,7 @@ impl Engine {
         access: &Access,
         workspace: &str,
     ) -> Result<Vec<PortalLink>, PortalError> {
-        self.check_workspace(access, workspace)?;
+        self.check_workspace(access, workspace).await?;
         Ok(portal_links::list(self.store().reader(), workspace).await?)
     }
 
@@ -251,7 +252,7 @@ impl Engine {
         workspace: &str,
         id: &str,
     ) -> Result<(), PortalError> {
-        self.check_workspace(access, workspace)?;
+        self.check_workspace(access, workspace).await?;
         let now = self.runner().now_ms();
         if portal_links::revoke(self.store().writer(), workspace, id, now).await? {
             Ok(())
@@ -297,17 +298,6 @@ impl Engine {
         Ok(link.is_some_and(|l| l.revoked_at.is_none() && l.expires_at > now))
     }
 
-    /// The workspaces that have portal links, with `default`, sorted.
-    // MERGE: W1's list of workspaces replaces this on the console's workspaces page.
-    pub async fn portal_workspaces(&self, access: &Access) -> Result<Vec<String>, EngineError> {
-        let mut names = portal_links::workspaces(self.store().reader()).await?;
-        names.push(crate::core::workspace::DEFAULT_WORKSPACE.to_string());
-        names.retain(|w| access.sees(w));
-        names.sort();
-        names.dedup();
-        Ok(names)
-    }
-
     /// Where link `link` stands now: `revoked`, `expired`, `used` (its session may still be
     /// open) or `unused`.
     pub fn portal_link_state(&self, link: &PortalLink) -> &'static str {
@@ -342,12 +332,17 @@ impl Engine {
             .unwrap_or_else(|| "http://127.0.0.1:8080".to_string())
     }
 
-    /// The workspace must exist and be visible to `access`; otherwise it is unknown (404,
-    /// revealing nothing).
-    fn check_workspace(&self, access: &Access, workspace: &str) -> Result<(), PortalError> {
-        // MERGE: workspace exists — W1's workspaces table decides; until then any valid name.
+    /// The workspace must exist (read from the store, so one created a moment ago on another
+    /// node counts) and be visible to `access`; otherwise it is unknown (404, revealing
+    /// nothing).
+    async fn check_workspace(&self, access: &Access, workspace: &str) -> Result<(), PortalError> {
+        let unknown = || PortalError::UnknownWorkspace(workspace.to_string());
         if workspace_name_problem(workspace).is_some() || !access.sees(workspace) {
-            return Err(PortalError::UnknownWorkspace(workspace.to_string()));
+            return Err(unknown());
+        }
+        let store = self.store();
+        if !workspaces::exists(store.reader(), store.backend(), workspace).await? {
+            return Err(unknown());
         }
         Ok(())
     }

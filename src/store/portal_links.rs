@@ -9,8 +9,7 @@ use chacha20poly1305::aead::OsRng;
 use chacha20poly1305::aead::rand_core::RngCore;
 use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, Set,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder, Set,
 };
 
 use crate::store::StoreError;
@@ -84,17 +83,6 @@ pub async fn list(
         .filter(Column::Workspace.eq(workspace))
         .order_by_desc(Column::CreatedAt)
         .order_by_desc(Column::Id)
-        .all(conn)
-        .await?)
-}
-
-/// The workspaces that have links.
-pub async fn workspaces(conn: &impl ConnectionTrait) -> Result<Vec<String>, StoreError> {
-    Ok(Entity::find()
-        .select_only()
-        .column(Column::Workspace)
-        .distinct()
-        .into_tuple()
         .all(conn)
         .await?)
 }

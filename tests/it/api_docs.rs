@@ -429,8 +429,16 @@ async fn a_notification(client: &reqwest::Client, base: &str) -> String {
         .to_owned()
 }
 
-/// The id of a portal link of workspace `acme`, for the revoke example.
+/// The id of a portal link of workspace `acme` (created here), for the revoke example.
 async fn a_portal_link(client: &reqwest::Client, base: &str) -> String {
+    let created = client
+        .post(format!("{base}/api/v1/workspaces"))
+        .header("content-type", "application/json")
+        .body(r#"{"name": "acme"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
     let answer = client
         .post(format!("{base}/api/v1/workspaces/acme/portal-links"))
         .header("content-type", "application/json")

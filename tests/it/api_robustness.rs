@@ -522,16 +522,7 @@ impl<'a> Prober<'a> {
         }
         for (what, id) in hostile_ids() {
             let target = with_query(&fill(&self.op.path, &id), &required_query(self.op));
-            // MERGE: workspace exists — until W1's workspaces table, every well-formed name is a
-            // workspace, whose list of portal links is empty; W1 makes an unknown one 404.
-            let listing =
-                self.op.method == Method::GET && self.op.path.starts_with("/api/v1/workspaces/");
-            let expect = if what == "an unknown UUIDv7" && listing {
-                Expect::NoServerError
-            } else {
-                Expect::ClientError
-            };
-            self.push(format!("id: {what}"), target, None, expect);
+            self.push(format!("id: {what}"), target, None, Expect::ClientError);
         }
     }
 

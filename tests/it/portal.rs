@@ -23,10 +23,15 @@ const EXPIRY_PATIENCE: Duration = Duration::from_secs(240);
 
 const HELLO: &str = "id: hello\nname: Say hello\ntriggers:\n  - manual: {label: Hello}\nsteps:\n  - id: m\n    map: {a: 1}\n";
 
+const GUEST: &str = "id: guest\nname: Greet a guest\ntriggers:\n  - manual: {label: Greet}\nsteps:\n  - id: m\n    map: {a: 1}\n";
+
 fn setup(dir: &Path) -> (String, PathBuf) {
     let flows = dir.join("flows");
     std::fs::create_dir_all(&flows).expect("flows folder");
     std::fs::write(flows.join("hello.yaml"), HELLO).expect("a flow");
+    // The folder makes workspace `acme` (created when the flows load) with a flow of its own.
+    std::fs::create_dir_all(flows.join("acme")).expect("acme's folder");
+    std::fs::write(flows.join("acme").join("guest.yaml"), GUEST).expect("acme's flow");
     (
         format!("sqlite://{}", dir.join("flowd.db").display()),
         flows,
@@ -84,12 +89,7 @@ async fn redeem(api: &Api, url: &str) -> (Answer, Option<String>) {
         .call("GET", &path_of(url), None, &[])
         .await
         .expect("GET the link");
-    let cookie = answer
-        .headers
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(str::to_string);
+    let cookie = cookie_set_by(&answer);
     (answer, cookie)
 }
 
@@ -283,25 +283,142 @@ async fn issue_in_the_console(browser: &Browser, base: &str) -> String {
     url
 }
 
-/// Before W1's workspace scoping is merged the console lists every workspace's flows to anyone.
+/// The session cookie a response sets, as a `cookie` header value.
+fn cookie_set_by(answer: &Answer) -> Option<String> {
+    answer
+        .headers
+        .get("set-cookie")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(str::to_string)
+}
+
+/// A console session logged in with the admin key, without a browser (nor following the
+/// login's redirect, whose answer carries the new session's cookie).
+async fn admin_session(api: &Api, base_url: &str) -> String {
+    let login = api
+        .call("GET", "/login", None, &[])
+        .await
+        .expect("GET /login");
+    let cookie = cookie_set_by(&login).expect("a session cookie");
+    let form = format!("_csrf={}&key={KEY}", csrf_of(&login.text()));
+    let answer = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("an HTTP client")
+        .post(format!("{base_url}/login"))
+        .header("cookie", cookie)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .expect("POST /login");
+    assert!(answer.status().is_redirection(), "{}", answer.status());
+    let set = answer
+        .headers()
+        .get("set-cookie")
+        .expect("the logged-in session's cookie");
+    let set = set.to_str().expect("a cookie");
+    set.split(';').next().expect("name=value").to_string()
+}
+
+/// A portal session sees its workspace's flows and runs only: another workspace's flow or run
+/// page is 404, whether named with `?workspace=` or not. An admin session lists every
+/// workspace's flows, and the grid's and run page's links open a flow of `acme` by naming it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "needs W1's workspace scoping of engine reads (MERGE: enable after merging #19 W1)"]
 async fn a_portal_session_sees_only_its_workspace() {
     let dir = tempfile::tempdir().expect("temporary directory");
     let flowd = start_flowd(dir.path(), &[]).await;
     let api = flowd.api();
+    let ran = |flow: &'static str, ws: &'static str| {
+        let api = &api;
+        async move {
+            let path = format!("/api/v1/flows/{flow}/trigger?wait=20s&workspace={ws}");
+            let answer = admin(api, "POST", &path, Some(json!({}))).await;
+            assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+            answer.json().expect("JSON")["id"]
+                .as_str()
+                .expect("id")
+                .to_string()
+        }
+    };
+    let default_run = ran("hello", "default").await;
+    let acme_run = ran("guest", "acme").await;
+
     let (_, link) = issue(&api, "acme", json!({"role": "viewer"})).await;
     let (_, cookie) = redeem(&api, &link).await;
-    let grid = page(&api, "/", &cookie.expect("a session")).await;
+    let cookie = cookie.expect("a session");
+    let grid = page(&api, "/", &cookie).await;
     assert_eq!(grid.status, StatusCode::OK);
     assert!(
         grid.text().contains("id=\"workspace\""),
         "the workspace is shown"
     );
     assert!(
-        !grid.text().contains("hello"),
+        grid.text().contains("Greet a guest"),
+        "acme's flow is listed"
+    );
+    assert!(
+        !grid.text().contains("Say hello"),
         "a flow of `default` is not listed for acme"
     );
+    assert!(
+        grid.text().contains("href=\"/flows/guest?workspace=acme\""),
+        "links name the flow's workspace"
+    );
+    for own in [
+        "/flows/guest?workspace=acme".to_string(),
+        "/flows/guest".to_string(),
+        format!("/runs/{acme_run}"),
+        "/runs?workspace=acme".to_string(),
+    ] {
+        let answer = page(&api, &own, &cookie).await;
+        assert_eq!(answer.status, StatusCode::OK, "{own}: {}", answer.text());
+    }
+    let runs = page(&api, "/runs", &cookie).await.text();
+    assert!(
+        runs.contains(&acme_run) && !runs.contains(&default_run),
+        "{runs}"
+    );
+    for other in [
+        "/flows/hello".to_string(),
+        "/flows/hello?workspace=default".to_string(),
+        "/flows/guest?workspace=default".to_string(),
+        format!("/runs/{default_run}"),
+        format!("/runs/{default_run}?workspace=default"),
+        "/runs?workspace=default".to_string(),
+        "/flows/guest?workspace=nowhere".to_string(),
+    ] {
+        let answer = page(&api, &other, &cookie).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{other}");
+        assert!(!answer.text().contains("Say hello"), "{other}");
+    }
+
+    // An admin: every workspace's flows; acme's flow and run pages through their links.
+    let admin_cookie = admin_session(&api, &flowd.base_url).await;
+    let grid = page(&api, "/", &admin_cookie).await.text();
+    assert!(
+        grid.contains("Say hello") && grid.contains("Greet a guest"),
+        "{grid}"
+    );
+    assert!(
+        grid.contains("href=\"/flows/guest?workspace=acme\""),
+        "{grid}"
+    );
+    let flow = page(&api, "/flows/guest?workspace=acme", &admin_cookie).await;
+    assert_eq!(flow.status, StatusCode::OK, "{}", flow.text());
+    assert!(flow.text().contains("Greet a guest"), "acme's flow page");
+    assert!(flow.text().contains(&acme_run), "its runs are listed on it");
+    let run = page(&api, &format!("/runs/{acme_run}"), &admin_cookie).await;
+    assert_eq!(run.status, StatusCode::OK);
+    assert!(
+        run.text().contains("href=\"/flows/guest?workspace=acme\""),
+        "the run links to its flow in acme: {}",
+        run.text()
+    );
+    let hello = page(&api, "/flows/hello?workspace=default", &admin_cookie).await;
+    assert_eq!(hello.status, StatusCode::OK);
+    assert!(hello.text().contains("Say hello"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::console::Console;
 use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
-use crate::console::session::Visitor;
+use crate::console::session::{SessionAccess, Visitor};
 use crate::console::view::{json_field, query};
 use crate::core::trigger_data::ManualEntity;
 use crate::trigger::manual::ManualRequest;
@@ -46,13 +46,14 @@ struct ActionsPage {
 
 pub async fn page(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Extension(visitor): Extension<Visitor>,
     Query(q): Query<ActionsQuery>,
 ) -> Result<Response, ConsoleError> {
     let chosen = q.flow.unwrap_or_default();
     let mut actions: Vec<ActionLine> = console
         .engine
-        .every_action()
+        .every_action(&access)
         .into_iter()
         .map(|a| ActionLine {
             chosen: a.flow == chosen,
@@ -81,6 +82,7 @@ pub struct RunForm {
 /// Starts the action's run, waits a moment for it to end, and shows it.
 pub async fn run(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Form(form): Form<RunForm>,
 ) -> Result<Response, ConsoleError> {
     let input = json_field("input", form.input.as_deref())
@@ -101,7 +103,7 @@ pub async fn run(
     }
     let engine = &console.engine;
     let run_id = engine
-        .trigger_manual(&form.flow, ManualRequest { input, entity })
+        .trigger_manual(&access, &form.flow, ManualRequest { input, entity })
         .await?;
     engine.wait_for_run_end(&run_id, WAIT).await?;
     let notice = "Action started: this is its run.";

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use crate::console::Console;
 use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
-use crate::console::session::Visitor;
+use crate::console::session::{SessionAccess, Visitor};
 use crate::console::view::when_millis;
 
 /// Notifications on one page; older ones stay in the API (`GET /api/v1/notifications`).
@@ -42,13 +42,14 @@ struct InboxPage {
 
 pub async fn page(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Extension(visitor): Extension<Visitor>,
     Query(q): Query<InboxQuery>,
 ) -> Result<Response, ConsoleError> {
     let unread_only = q.unread.is_some();
     let notes = console
         .engine
-        .notifications(unread_only, None, PAGE)
+        .notifications(&access, unread_only, None, PAGE)
         .await?;
     let page = InboxPage {
         layout: Layout::new(&visitor, "inbox", "Inbox"),
@@ -71,9 +72,10 @@ pub async fn page(
 
 pub async fn mark_read(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    if !console.engine.mark_notification_read(&id).await? {
+    if !console.engine.mark_notification_read(&access, &id).await? {
         return Err(ConsoleError::NotFound(format!(
             "There is no notification `{id}`."
         )));

@@ -166,7 +166,8 @@ async fn render(
 ) -> Result<Response, ConsoleError> {
     let engine = &console.engine;
     let mut workspaces = Vec::new();
-    for name in engine.portal_workspaces(access).await? {
+    for workspace in engine.list_workspaces(access).await? {
+        let name = workspace.name;
         let links = engine
             .list_portal_links(access, &name)
             .await
