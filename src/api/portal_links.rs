@@ -196,9 +196,9 @@ impl From<PortalError> for ApiError {
         let message = e.to_string();
         match e {
             PortalError::Invalid { field, .. } => invalid(field, message),
-            PortalError::UnknownWorkspace(_) | PortalError::UnknownLink { .. } => {
-                ApiError::NotFound(message)
-            }
+            // As the auth layer answers for a `?workspace=` the key may not see.
+            PortalError::UnknownWorkspace(ws) => crate::api::auth::workspace_not_found(&ws),
+            PortalError::UnknownLink { .. } => ApiError::NotFound(message),
             PortalError::Engine(e) => e.into(),
         }
     }

@@ -469,6 +469,22 @@ async fn portal_links_through_the_api_never_keep_or_show_the_token() {
     )
     .await;
     assert_eq!(unknown.status, StatusCode::NOT_FOUND);
+    let missing = admin(
+        &api,
+        "POST",
+        "/api/v1/workspaces/nowhere/portal-links",
+        Some(json!({"role": "viewer"})),
+    )
+    .await;
+    assert_eq!(
+        missing.status,
+        StatusCode::NOT_FOUND,
+        "a workspace that does not exist"
+    );
+    assert_eq!(
+        missing.json().expect("JSON")["error"]["code"],
+        "workspace_not_found"
+    );
     let no_key = api
         .call("GET", links, None, &[])
         .await
