@@ -416,6 +416,31 @@ async fn a_portal_session_sees_only_its_workspace() {
         "the run links to its flow in acme: {}",
         run.text()
     );
+    // acme's action, run from its page in the admin session: a run of acme's flow.
+    let actions = page(&api, "/actions?flow=guest&workspace=acme", &admin_cookie).await;
+    let actions = actions.text();
+    assert!(
+        actions.contains("action=\"/actions?workspace=acme\"") && !actions.contains("Say hello"),
+        "{actions}"
+    );
+    let form = format!("_csrf={}&flow=guest&entity=&input=", csrf_of(&actions));
+    let started = api
+        .call(
+            "POST",
+            "/actions?workspace=acme",
+            Some(("application/x-www-form-urlencoded", form.as_bytes())),
+            &[("cookie", &admin_cookie)],
+        )
+        .await
+        .expect("run acme's action");
+    assert_eq!(started.status, StatusCode::OK, "{}", started.text());
+    assert!(
+        started
+            .text()
+            .contains("href=\"/flows/guest?workspace=acme\""),
+        "the action's run is one of acme's flow: {}",
+        started.text()
+    );
     let hello = page(&api, "/flows/hello?workspace=default", &admin_cookie).await;
     assert_eq!(hello.status, StatusCode::OK);
     assert!(hello.text().contains("Say hello"));

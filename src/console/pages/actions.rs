@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::console::Console;
 use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
-use crate::console::session::{SessionAccess, Visitor};
+use crate::console::session::{SessionAccess, Visitor, workspace_query};
 use crate::console::view::{json_field, query};
 use crate::core::trigger_data::ManualEntity;
 use crate::trigger::manual::ManualRequest;
@@ -30,6 +30,8 @@ pub struct ActionsQuery {
 
 pub struct ActionLine {
     pub flow: String,
+    /// The query naming the flow's workspace, on its link and its form.
+    pub ws: String,
     pub label: String,
     /// The entity type it runs on; empty when it takes none.
     pub entity: String,
@@ -57,6 +59,7 @@ pub async fn page(
         .into_iter()
         .map(|a| ActionLine {
             chosen: a.flow == chosen,
+            ws: workspace_query(&a.workspace),
             flow: a.flow,
             label: a.label,
             entity: a.entity,

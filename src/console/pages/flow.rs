@@ -167,7 +167,7 @@ pub(super) async fn flow_page(
         .engine
         .every_action(access)
         .into_iter()
-        .filter(|a| a.flow == flow.id)
+        .filter(|a| a.flow == flow.id && a.workspace == flow.workspace)
         .map(|a| ActionLine {
             label: a.label,
             entity: a.entity,
