@@ -20,6 +20,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod operations;
 pub mod page;
+pub mod portal_links;
 pub mod quotas;
 pub mod runs;
 pub mod secrets;
@@ -117,7 +118,12 @@ impl RouteTable {
             .routes(routes!(
                 workspaces::list_workspaces,
                 workspaces::create_workspace
-            ));
+            ))
+            .routes(routes!(
+                portal_links::issue_portal_link,
+                portal_links::list_portal_links
+            ))
+            .routes(routes!(portal_links::revoke_portal_link));
         openapi::require_key(api_v1.get_openapi_mut());
         RouteTable { public, api_v1 }
     }
@@ -168,6 +174,21 @@ pub const PERMISSIONS: &[(&str, &str, Option<Permission>)] = {
         ("DELETE", "/api/v1/secrets/{name}", Some(Edit)),
         ("GET", "/api/v1/workspaces", Some(Read)),
         ("POST", "/api/v1/workspaces", Some(Administer)),
+        (
+            "POST",
+            "/api/v1/workspaces/{ws}/portal-links",
+            Some(Administer),
+        ),
+        (
+            "GET",
+            "/api/v1/workspaces/{ws}/portal-links",
+            Some(Administer),
+        ),
+        (
+            "DELETE",
+            "/api/v1/workspaces/{ws}/portal-links/{id}",
+            Some(Administer),
+        ),
         ("GET", "/api/v1/workspaces/{ws}/quotas", Some(Read)),
         ("PUT", "/api/v1/workspaces/{ws}/quotas", Some(Administer)),
     ]

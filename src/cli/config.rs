@@ -20,6 +20,7 @@ use url::{Host, Url};
 
 use crate::engine::EngineConfig;
 use crate::engine::auth::{ApiKeys, MIN_KEY_LEN};
+use crate::engine::portal::PortalSettings;
 use crate::engine::secrets::MasterKeySource;
 use crate::flow::validate::Options;
 use crate::outbound::guard::{NetPolicy, PolicyError};
@@ -132,6 +133,20 @@ pub struct ConfigArgs {
         value_name = "PATH"
     )]
     master_key_file: Option<PathBuf>,
+    /// The address people reach this server at, which portal links start with:
+    /// `https://flowd.example.com` [default: http://<listen address>].
+    #[arg(long, env = "FLOWD_PUBLIC_URL", global = true, value_name = "URL")]
+    public_url: Option<String>,
+    /// Sites that may show the console in a frame (portal links embedded in an iframe):
+    /// origins separated by spaces, `https://app.example.com https://*.example.org`
+    /// [default: none, the console cannot be framed].
+    #[arg(
+        long,
+        env = "FLOWD_CONSOLE_FRAME_ANCESTORS",
+        global = true,
+        value_name = "ORIGINS"
+    )]
+    console_frame_ancestors: Option<String>,
 }
 
 impl ConfigArgs {
@@ -191,6 +206,8 @@ pub struct Config {
     pub master_key: Option<MasterKey>,
     /// `FLOWD_MASTER_KEY_FILE`, when given.
     pub master_key_file: Option<PathBuf>,
+    /// `FLOWD_PUBLIC_URL` and `FLOWD_CONSOLE_FRAME_ANCESTORS`, checked.
+    pub portal: PortalSettings,
     /// Risky combinations found while parsing, for `main` to log once logging is set up.
     pub warnings: Vec<Warning>,
 }
@@ -208,6 +225,11 @@ pub enum ConfigError {
     Email(#[from] EmailError),
     #[error(transparent)]
     MasterKey(#[from] KeyError),
+    #[error("{setting}: {message}")]
+    Portal {
+        setting: &'static str,
+        message: String,
+    },
 }
 
 impl Config {
@@ -256,6 +278,8 @@ impl Config {
             .filter(|k| !k.trim().is_empty())
             .map(|k| MasterKey::parse(k, "FLOWD_MASTER_KEY"))
             .transpose()?;
+        let portal = portal_settings(args)?;
+        warnings.extend(framing_warning(&portal));
         Ok(Config {
             log,
             store,
@@ -266,6 +290,7 @@ impl Config {
             secrets,
             master_key,
             master_key_file: args.master_key_file.clone(),
+            portal,
             warnings,
         })
     }
@@ -302,9 +327,48 @@ impl Config {
             mailer: self.mailer.clone(),
             secrets: self.secrets.clone(),
             api_keys: self.api_keys.clone(),
+            portal: self.portal.clone(),
             clock: crate::core::clock::SystemClock::shared(),
         }
     }
+}
+
+/// The public URL and the frame ancestors, each checked and named when wrong.
+fn portal_settings(args: &ConfigArgs) -> Result<PortalSettings, ConfigError> {
+    let given = |value: &Option<String>| value.clone().filter(|v| !v.trim().is_empty());
+    let public_url = given(&args.public_url)
+        .map(|url| PortalSettings::parse_public_url(&url))
+        .transpose()
+        .map_err(|message| ConfigError::Portal {
+            setting: "FLOWD_PUBLIC_URL",
+            message,
+        })?;
+    let frame_ancestors = PortalSettings::parse_frame_ancestors(
+        args.console_frame_ancestors.as_deref().unwrap_or_default(),
+    )
+    .map_err(|message| ConfigError::Portal {
+        setting: "FLOWD_CONSOLE_FRAME_ANCESTORS",
+        message,
+    })?;
+    Ok(PortalSettings {
+        public_url,
+        frame_ancestors,
+    })
+}
+
+/// A framed console needs cookies a browser keeps only over HTTPS.
+fn framing_warning(portal: &PortalSettings) -> Option<Warning> {
+    let https = portal
+        .public_url
+        .as_deref()
+        .is_some_and(|url| url.starts_with("https://"));
+    (portal.framing_allowed() && !https).then(|| Warning {
+        setting: "FLOWD_CONSOLE_FRAME_ANCESTORS".into(),
+        message: "Framed portal sessions use `SameSite=None; Secure; Partitioned` cookies, which \
+                  browsers keep only over HTTPS: serve the console over HTTPS and set \
+                  FLOWD_PUBLIC_URL to its https:// address."
+            .into(),
+    })
 }
 
 /// The master key file's name when none is given.

@@ -94,6 +94,7 @@ async fn serve(args: &Args, config: &Config) -> anyhow::Result<()> {
     raise_open_file_limit();
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
     let addr = listener.local_addr()?;
+    engine.set_listen_address(addr);
     register_node(&engine, host, args.lease.as_millis() as i64).await?;
     let (stop_tx, stop_rx) = watch::channel(false);
     let runner_config = RunnerConfig {

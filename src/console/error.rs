@@ -19,6 +19,8 @@ pub enum ConsoleError {
     BadRequest(String),
     Unauthorized(String),
     Forbidden(String),
+    /// A link that worked once and works no more (used, expired, revoked).
+    Gone(String),
     /// A failure of the server; the text is logged, not shown.
     Internal(String),
 }
@@ -31,6 +33,7 @@ impl ConsoleError {
             ConsoleError::BadRequest(m) => (StatusCode::BAD_REQUEST, "Cannot do that", m),
             ConsoleError::Unauthorized(m) => (StatusCode::UNAUTHORIZED, "Log in", m),
             ConsoleError::Forbidden(m) => (StatusCode::FORBIDDEN, "Refused", m),
+            ConsoleError::Gone(m) => (StatusCode::GONE, "Link no longer valid", m),
             ConsoleError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "Something went wrong",

@@ -7,6 +7,7 @@ use axum::response::{Html, IntoResponse, Response};
 use tracing::error;
 
 use crate::console::session::Visitor;
+use crate::core::workspace::{Access, Permission};
 
 /// The frame's data: the page's title, which navigation entry is current, the CSRF token of
 /// the forms, and a notice from the action before (after a redirect).
@@ -16,6 +17,36 @@ pub struct Layout {
     pub csrf: String,
     pub can_log_out: bool,
     pub notice: Option<String>,
+    /// What the session may do, for showing only the controls it may use.
+    pub can: Can,
+    /// The one workspace the session sees (a portal link, a key of one workspace); shown in the
+    /// navigation. `None` when it sees every workspace.
+    pub workspace: Option<String>,
+}
+
+/// The permissions of a session, as the templates ask them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Can {
+    /// Pause, resume, retry, replay, cancel.
+    pub operate: bool,
+    /// Run actions, send test runs for real.
+    pub trigger: bool,
+    /// Change flows and secrets.
+    pub edit: bool,
+    /// The admin pages: nodes, workspaces.
+    pub administer: bool,
+}
+
+impl Can {
+    fn of(access: Option<&Access>) -> Can {
+        let may = |p| access.is_some_and(|a| a.may(p));
+        Can {
+            operate: may(Permission::Operate),
+            trigger: may(Permission::Trigger),
+            edit: may(Permission::Edit),
+            administer: may(Permission::Administer),
+        }
+    }
 }
 
 impl Layout {
@@ -26,6 +57,12 @@ impl Layout {
             csrf: visitor.csrf.clone(),
             can_log_out: visitor.can_log_out,
             notice: None,
+            can: Can::of(visitor.access.as_ref()),
+            workspace: visitor
+                .access
+                .as_ref()
+                .filter(|a| !a.all_workspaces)
+                .map(|a| a.workspace.clone()),
         }
     }
 
@@ -45,6 +82,8 @@ impl Layout {
             csrf: String::new(),
             can_log_out: false,
             notice: None,
+            can: Can::default(),
+            workspace: None,
         }
     }
 

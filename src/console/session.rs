@@ -3,7 +3,11 @@
 //! with `X-Forwarded-Proto: https`), and a CSRF token that every state-changing request must
 //! carry (the hidden `_csrf` field of forms, or the `X-CSRF-Token` header of the script's
 //! requests). Once API keys exist, a session must be logged in with one: the session keeps the
-//! key's fingerprint, never the key, and ends when the key is revoked. Sessions live in this
+//! key's fingerprint, never the key, and ends when the key is revoked. A portal link
+//! (`/portal/{token}`) opens a session scoped to the link's workspace and role, which ends when
+//! the link expires or is revoked (asked of the database on every request, so a revocation on
+//! any node counts). Every session carries the [`Access`] its pages act with ([`SessionAccess`]),
+//! and every route declares the [`Permission`] it needs ([`require`]). Sessions live in this
 //! node's memory: a restart asks for the key again.
 
 use std::collections::HashMap;
@@ -13,7 +17,8 @@ use std::time::{Duration, Instant};
 use askama::Template;
 use axum::Form;
 use axum::body::Body;
-use axum::extract::{Query, Request, State};
+use axum::extract::{FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -22,7 +27,9 @@ use serde::Deserialize;
 use crate::console::error::ConsoleError;
 use crate::console::layout::Layout;
 use crate::console::{Console, MAX_FORM};
+use crate::core::workspace::{Access, Permission, Role};
 use crate::engine::auth::KeyFingerprint;
+use crate::engine::portal::{PortalGrant, Refusal};
 
 const COOKIE: &str = "flowd_session";
 /// A session unused this long ends.
@@ -35,16 +42,86 @@ pub struct Sessions {
 
 struct Session {
     csrf: String,
-    key: Option<KeyFingerprint>,
+    who: Who,
     last_seen: Instant,
+}
+
+/// What a session was opened with.
+#[derive(Debug, Clone)]
+enum Who {
+    /// Nothing yet: a visitor of an open server, or one who has not logged in.
+    Nobody,
+    /// An API key, by its fingerprint, with the access it gives.
+    Key {
+        fingerprint: KeyFingerprint,
+        access: Access,
+    },
+    /// A portal link.
+    Portal(PortalGrant),
 }
 
 /// The session of the request at hand, for the handlers (a request extension).
 #[derive(Debug, Clone)]
 pub struct Visitor {
     pub csrf: String,
-    /// Whether a logged-in key may end its session (only when keys are required).
+    /// Whether the session may be ended (a key's, when keys are required, or a portal link's).
     pub can_log_out: bool,
+    /// What the session may see and do; `None` on the login page before logging in.
+    pub access: Option<Access>,
+}
+
+/// The access of the request's session, for handlers that call the engine. A page of another
+/// workspace's object carries `?workspace=W` (as the API's requests do): an admin session acts in
+/// `W` for that request, any other session only in its own workspace; a workspace the session
+/// may not see, or that does not exist, is 404 and tells the two apart no more than the API.
+pub struct SessionAccess(pub Access);
+
+impl FromRequestParts<Console> for SessionAccess {
+    type Rejection = ConsoleError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        console: &Console,
+    ) -> Result<SessionAccess, ConsoleError> {
+        let access = parts
+            .extensions
+            .get::<Visitor>()
+            .and_then(|v| v.access.clone())
+            .ok_or_else(|| ConsoleError::Unauthorized("Log in first.".into()))?;
+        match named_workspace(parts.uri.query()) {
+            None => Ok(SessionAccess(access)),
+            Some(ws) => in_workspace(console, access, &ws).map(SessionAccess),
+        }
+    }
+}
+
+/// The query parameter naming the workspace of the page's object.
+pub const WORKSPACE_PARAM: &str = "workspace";
+
+/// The first `?workspace=` of a query.
+fn named_workspace(query: Option<&str>) -> Option<String> {
+    url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(name, _)| name == WORKSPACE_PARAM)
+        .map(|(_, value)| value.into_owned())
+}
+
+/// `access` narrowed to workspace `ws`, when the session may act there.
+fn in_workspace(console: &Console, access: Access, ws: &str) -> Result<Access, ConsoleError> {
+    let visible = access.all_workspaces || access.workspace == ws;
+    if !visible || !console.engine.workspace_exists(ws) {
+        return Err(ConsoleError::NotFound(format!("no workspace `{ws}`")));
+    }
+    Ok(Access {
+        workspace: ws.to_string(),
+        all_workspaces: false,
+        ..access
+    })
+}
+
+/// The query that names workspace `ws` on a link to one of its objects. Always written, even
+/// for `default`: an admin key's session acts in the key's own workspace when none is named.
+pub fn workspace_query(ws: &str) -> String {
+    crate::console::view::query(&[(WORKSPACE_PARAM, Some(ws))])
 }
 
 impl Sessions {
@@ -52,8 +129,8 @@ impl Sessions {
         f(&mut self.map.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
-    /// The session `id` names, if it is alive: its CSRF token and key.
-    fn find(&self, id: &str) -> Option<(String, Option<KeyFingerprint>)> {
+    /// The session `id` names, if it is alive: its CSRF token and what opened it.
+    fn find(&self, id: &str) -> Option<(String, Who)> {
         self.with(|map| {
             let session = map.get_mut(id)?;
             if session.last_seen.elapsed() > IDLE {
@@ -61,12 +138,12 @@ impl Sessions {
                 return None;
             }
             session.last_seen = Instant::now();
-            Some((session.csrf.clone(), session.key.clone()))
+            Some((session.csrf.clone(), session.who.clone()))
         })
     }
 
     /// A new session; returns its id and CSRF token. Ended sessions are dropped meanwhile.
-    fn open(&self, key: Option<KeyFingerprint>) -> (String, String) {
+    fn open(&self, who: Who) -> (String, String) {
         let (id, csrf) = (random_token(), random_token());
         self.with(|map| {
             map.retain(|_, s| s.last_seen.elapsed() <= IDLE);
@@ -74,7 +151,7 @@ impl Sessions {
                 id.clone(),
                 Session {
                     csrf: csrf.clone(),
-                    key,
+                    who,
                     last_seen: Instant::now(),
                 },
             );
@@ -110,25 +187,35 @@ async fn check(console: Console, request: Request, next: Next, need_login: bool)
     let auth_required = console.engine.auth_required();
     let found = session_id(request.headers())
         .and_then(|id| Some((id.clone(), console.sessions.find(&id)?)));
-    let logged_in = |key: &Option<KeyFingerprint>| {
-        key.as_ref()
-            .is_some_and(|k| console.engine.fingerprint_is_valid(k))
-    };
     let changes_state = !matches!(*request.method(), Method::GET | Method::HEAD);
-    let (id, csrf, new) = match found {
-        Some((id, (csrf, key))) => {
-            if need_login && auth_required && !logged_in(&key) {
-                return ask_to_log_in(&request, changes_state);
-            }
-            (id, csrf, false)
-        }
+    let (id, csrf, who, new) = match found {
+        Some((id, (csrf, who))) => (id, csrf, who, false),
         // A state change needs the session the form came from: none, no change.
         None if changes_state => return refused_without_session(),
         None if need_login && auth_required => return ask_to_log_in(&request, false),
         None => {
-            let (id, csrf) = console.sessions.open(None);
-            (id, csrf, true)
+            let (id, csrf) = console.sessions.open(Who::Nobody);
+            (id, csrf, Who::Nobody, true)
         }
+    };
+    let access = match standing(&console, &who, auth_required).await {
+        Ok(Standing::Allowed(access)) => Some(access),
+        Ok(Standing::NeedsLogin) if need_login => {
+            return ask_to_log_in(&request, changes_state);
+        }
+        Ok(Standing::NeedsLogin) => None,
+        Ok(Standing::PortalEnded) => {
+            console.sessions.close(&id);
+            let mut response = ConsoleError::Gone(
+                "This portal session has ended: its link expired or was revoked. Ask for a new \
+                 link."
+                    .into(),
+            )
+            .into_response();
+            clear_cookie(&mut response);
+            return response;
+        }
+        Err(e) => return e.into_response(),
     };
     let mut request = request;
     if changes_state {
@@ -140,13 +227,68 @@ async fn check(console: Console, request: Request, next: Next, need_login: bool)
     let secure = over_tls(request.headers());
     request.extensions_mut().insert(Visitor {
         csrf,
-        can_log_out: auth_required,
+        can_log_out: auth_required || matches!(who, Who::Portal(_)),
+        access,
     });
     let mut response = next.run(request).await;
     if new {
-        set_cookie(&mut response, &id, secure);
+        set_cookie(&mut response, &id, CookieKind::Strict { secure });
     }
     response
+}
+
+/// Whether a session may go on, and as whom.
+enum Standing {
+    Allowed(Access),
+    NeedsLogin,
+    /// Its portal link expired or was revoked: the session is over.
+    PortalEnded,
+}
+
+async fn standing(
+    console: &Console,
+    who: &Who,
+    auth_required: bool,
+) -> Result<Standing, ConsoleError> {
+    let engine = &console.engine;
+    Ok(match who {
+        Who::Portal(grant) => {
+            if engine.portal_link_in_force(&grant.link_id).await? {
+                Standing::Allowed(grant.access())
+            } else {
+                Standing::PortalEnded
+            }
+        }
+        Who::Key { .. } | Who::Nobody if !auth_required => Standing::Allowed(Access::local()),
+        Who::Key {
+            fingerprint,
+            access,
+        } if engine.fingerprint_is_valid(fingerprint) => Standing::Allowed(access.clone()),
+        Who::Key { .. } | Who::Nobody => Standing::NeedsLogin,
+    })
+}
+
+/// For every console route: the session's role must allow `permission` (the route declares
+/// it in `console::router`), else 403 naming the role needed.
+pub async fn require(
+    State(permission): State<Permission>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let role = request
+        .extensions()
+        .get::<Visitor>()
+        .and_then(|v| v.access.as_ref())
+        .map(|a| a.role);
+    match role {
+        Some(role) if role.allows(permission) => next.run(request).await,
+        Some(role) => ConsoleError::Forbidden(format!(
+            "This needs the role `{}`; this session has the role `{role}`.",
+            Role::needed_for(permission)
+        ))
+        .into_response(),
+        None => ConsoleError::Unauthorized("Log in first.".into()).into_response(),
+    }
 }
 
 fn session_id(headers: &HeaderMap) -> Option<String> {
@@ -167,9 +309,24 @@ fn over_tls(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.eq_ignore_ascii_case("https"))
 }
 
-fn set_cookie(response: &mut Response, id: &str, secure: bool) {
-    let secure = if secure { "; Secure" } else { "" };
-    let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict{secure}");
+/// How a session cookie travels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CookieKind {
+    /// Only with requests from the console itself; `Secure` when the request came over TLS.
+    Strict { secure: bool },
+    /// Also inside a frame on another site (a portal session when frame ancestors are set):
+    /// browsers send such cookies only with `SameSite=None`, keep those only when `Secure`
+    /// (so over HTTPS), and `Partitioned` keeps the cookie to that one embedding site.
+    Framed,
+}
+
+fn set_cookie(response: &mut Response, id: &str, kind: CookieKind) {
+    let attributes = match kind {
+        CookieKind::Strict { secure: false } => "SameSite=Strict",
+        CookieKind::Strict { secure: true } => "SameSite=Strict; Secure",
+        CookieKind::Framed => "SameSite=None; Secure; Partitioned",
+    };
+    let cookie = format!("{COOKIE}={id}; Path=/; HttpOnly; {attributes}");
     if let Ok(value) = HeaderValue::from_str(&cookie) {
         response.headers_mut().append(header::SET_COOKIE, value);
     }
@@ -287,7 +444,7 @@ pub async fn login(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let next = safe_next(form.next.as_deref());
-    let Some(fingerprint) = console.engine.key_fingerprint(form.key.trim()) else {
+    let Some((fingerprint, access)) = key_access(&console, form.key.trim()) else {
         let page = LoginPage {
             layout: Layout::bare(&visitor, "Log in"),
             next,
@@ -298,10 +455,79 @@ pub async fn login(
     if let Some(old) = session_id(&headers) {
         console.sessions.close(&old);
     }
-    let (id, _) = console.sessions.open(Some(fingerprint));
+    let (id, _) = console.sessions.open(Who::Key {
+        fingerprint,
+        access,
+    });
     let mut response = Redirect::to(&next).into_response();
-    set_cookie(&mut response, &id, over_tls(&headers));
+    let secure = over_tls(&headers);
+    set_cookie(&mut response, &id, CookieKind::Strict { secure });
     response
+}
+
+/// The fingerprint of a valid key and the access it gives.
+fn key_access(console: &Console, key: &str) -> Option<(KeyFingerprint, Access)> {
+    let fingerprint = console.engine.key_fingerprint(key)?;
+    let access = console.engine.access_for_key(key)?;
+    Some((fingerprint, access))
+}
+
+#[derive(Template)]
+#[template(path = "console/portal.html")]
+struct PortalOpened {
+    layout: Layout,
+}
+
+/// `GET /portal/{token}`: a valid link opens a session scoped to its workspace and role, once.
+/// The answer is a page that moves on to the console by itself rather than a redirect: after a
+/// navigation that started on another site, browsers leave `SameSite=Strict` cookies off every
+/// request of the redirect chain, so a redirect would arrive without the new session.
+pub async fn redeem(
+    State(console): State<Console>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    let grant = match console.engine.redeem_portal_link(&token).await {
+        Ok(Ok(grant)) => grant,
+        Ok(Err(refusal)) => return refused_link(refusal),
+        Err(e) => return ConsoleError::from(e).into_response(),
+    };
+    if let Some(old) = session_id(&headers) {
+        console.sessions.close(&old);
+    }
+    let (id, csrf) = console.sessions.open(Who::Portal(grant));
+    let visitor = Visitor {
+        csrf,
+        can_log_out: false,
+        access: None,
+    };
+    let page = PortalOpened {
+        layout: Layout::bare(&visitor, "Opening the console"),
+    };
+    let mut response = crate::console::layout::html(StatusCode::OK, &page);
+    let kind = if console.engine.portal_settings().framing_allowed() {
+        CookieKind::Framed
+    } else {
+        CookieKind::Strict {
+            secure: over_tls(&headers),
+        }
+    };
+    set_cookie(&mut response, &id, kind);
+    response
+}
+
+/// `HEAD /portal/{token}`: what link checkers and previews send; it does not use the link up.
+pub async fn look_at_link() -> StatusCode {
+    StatusCode::OK
+}
+
+fn refused_link(refusal: Refusal) -> Response {
+    let message = refusal.message().to_string();
+    match refusal {
+        Refusal::Unknown => ConsoleError::NotFound(message),
+        Refusal::Expired | Refusal::AlreadyUsed | Refusal::Revoked => ConsoleError::Gone(message),
+    }
+    .into_response()
 }
 
 pub async fn logout(State(console): State<Console>, headers: HeaderMap) -> Response {
@@ -341,6 +567,27 @@ mod tests {
         assert!(same(b"abc", b"abc"));
         assert!(!same(b"abc", b"abd"));
         assert!(!same(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn framed_cookies_cross_sites_and_others_stay_strict() {
+        let cookie = |kind| {
+            let mut response = Response::new(Body::empty());
+            set_cookie(&mut response, "id", kind);
+            response.headers()[header::SET_COOKIE]
+                .to_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            cookie(CookieKind::Framed),
+            "flowd_session=id; Path=/; HttpOnly; SameSite=None; Secure; Partitioned"
+        );
+        assert_eq!(
+            cookie(CookieKind::Strict { secure: false }),
+            "flowd_session=id; Path=/; HttpOnly; SameSite=Strict"
+        );
+        assert!(cookie(CookieKind::Strict { secure: true }).ends_with("SameSite=Strict; Secure"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod flows;
 pub mod follow;
 pub mod operations;
+pub mod portal;
 pub mod quotas;
 pub mod reads;
 pub mod run_view;
@@ -17,7 +18,7 @@ pub mod workspaces;
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
@@ -26,6 +27,7 @@ use crate::core::clock::{SharedClock, SystemClock};
 use crate::core::jitter::Jitter;
 use crate::core::wake::Wake;
 use crate::engine::auth::ApiKeys;
+use crate::engine::portal::PortalSettings;
 use crate::engine::secrets::{MasterKeyError, MasterKeySource};
 use crate::flow::catalog::Catalog;
 use crate::flow::compiled::{BrokenRevision, CompiledFlow};
@@ -103,6 +105,8 @@ pub struct EngineConfig {
     pub master_key: MasterKeySource,
     /// Keys that open the API besides the stored ones (`FLOWD_API_KEYS`).
     pub api_keys: ApiKeys,
+    /// Where portal links point, and who may frame the console.
+    pub portal: PortalSettings,
     /// Where the runner and the triggers read the time: the system's clock, or a test's.
     pub clock: SharedClock,
 }
@@ -121,6 +125,7 @@ impl EngineConfig {
             secrets: Secrets::default(),
             master_key: MasterKeySource::None,
             api_keys: ApiKeys::default(),
+            portal: PortalSettings::default(),
             clock: SystemClock::shared(),
         }
     }
@@ -150,6 +155,8 @@ struct Inner {
     secrets_seen: Mutex<String>,
     /// The configuration the engine was opened with, for test runs' sandboxes.
     config: EngineConfig,
+    /// `http://<address>` of the server, once it listens: portal links' default base.
+    listen_url: OnceLock<String>,
 }
 
 impl Engine {
@@ -225,6 +232,7 @@ impl Engine {
                 master_key,
                 secrets_seen: Mutex::new(String::new()),
                 config: kept,
+                listen_url: OnceLock::new(),
             }),
         };
         engine.refresh_secrets().await?;

@@ -19,6 +19,7 @@ pub mod nodes;
 pub mod notifications;
 pub mod operations;
 mod options;
+pub mod portal_links;
 pub mod quotas;
 pub mod retention;
 pub mod run_log;
@@ -184,7 +185,7 @@ mod tests {
     use crate::store::entity::nodes;
     use crate::store::testing::TestDb;
 
-    const TABLES: [&str; 19] = [
+    const TABLES: [&str; 20] = [
         "flows",
         "flow_revisions",
         "events",
@@ -200,6 +201,7 @@ mod tests {
         "operations",
         "usage_daily",
         "workspaces",
+        "portal_links",
         "workspace_quotas",
         "quota_windows",
         "quota_holds",

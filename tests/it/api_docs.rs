@@ -463,6 +463,28 @@ async fn a_notification(client: &reqwest::Client, base: &str) -> String {
         .to_owned()
 }
 
+/// The id of a portal link of workspace `acme` (created here), for the revoke example.
+async fn a_portal_link(client: &reqwest::Client, base: &str) -> String {
+    let created = client
+        .post(format!("{base}/api/v1/workspaces"))
+        .header("content-type", "application/json")
+        .body(r#"{"name": "acme"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), StatusCode::CREATED);
+    let answer = client
+        .post(format!("{base}/api/v1/workspaces/acme/portal-links"))
+        .header("content-type", "application/json")
+        .body(r#"{"role": "viewer"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::CREATED);
+    let body: Value = serde_json::from_slice(&answer.bytes().await.unwrap()).unwrap();
+    body["id"].as_str().expect("the link's id").to_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_curl_example_of_the_api_doc_answers_as_documented() {
     let doc_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/api.md");
@@ -491,6 +513,7 @@ async fn every_curl_example_of_the_api_doc_answers_as_documented() {
         ("KEY", "fk_docs_example".to_owned()),
         ("RUN_ID", waiting_run(&client, &base).await),
         ("NOTIFICATION_ID", a_notification(&client, &base).await),
+        ("LINK_ID", a_portal_link(&client, &base).await),
     ]);
 
     let mut failures = Vec::new();

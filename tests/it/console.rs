@@ -270,7 +270,9 @@ async fn retry_succeeds_once_the_target_is_fixed(browser: &Browser, sink: &Sink)
     let last = "#step-push section.attempt:last-of-type .response-status";
     assert_eq!(browser.text(last).await, "200", "the retry's attempt");
     // The flow's page lists it among its latest runs.
-    browser.click(".crumbs a[href='/runs?flow=push']").await;
+    browser
+        .click(".crumbs a[href='/runs?flow=push&workspace=default']")
+        .await;
     browser.click("table.runs a[href^='/flows/push']").await;
     assert!(browser.text("#flow-runs").await.contains("succeeded"));
 }
@@ -719,7 +721,7 @@ fn session_cookie(headers: &axum::http::HeaderMap) -> String {
     set.split(';').next().expect("name=value").to_string()
 }
 
-fn csrf_of(page: &str) -> String {
+pub(crate) fn csrf_of(page: &str) -> String {
     let start = page
         .find(r#"name="csrf-token" content=""#)
         .expect("the CSRF meta tag")

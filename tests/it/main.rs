@@ -26,6 +26,7 @@ mod intake;
 mod limits;
 mod multi_node;
 mod ordering;
+mod portal;
 mod quota;
 mod readme_tour;
 mod retention;

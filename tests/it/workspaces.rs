@@ -191,6 +191,8 @@ fn isolation(method: &str, path: &str) -> Option<Expect> {
         | ("POST", "/api/v1/workspaces")
         | ("PUT", "/api/v1/workspaces/{ws}/quotas") => Forbidden,
         ("GET", "/api/v1/workspaces/{ws}/quotas") => NotFound,
+        // Portal links are handed out by admins only, to any workspace.
+        (_, p) if p.starts_with("/api/v1/workspaces/{ws}/portal-links") => Forbidden,
         ("GET", "/api/v1/openapi.json") | ("GET", "/api/v1/nodes") => Global,
         ("POST", "/api/v1/events") => Refused(404),
         ("POST", "/api/v1/flows") | ("POST", "/api/v1/flows/validate") => Refused(422),

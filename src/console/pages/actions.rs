@@ -14,7 +14,7 @@ use serde_json::Value;
 use crate::console::Console;
 use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
-use crate::console::session::Visitor;
+use crate::console::session::{SessionAccess, Visitor, workspace_query};
 use crate::console::view::{json_field, query};
 use crate::core::trigger_data::ManualEntity;
 use crate::trigger::manual::ManualRequest;
@@ -30,6 +30,8 @@ pub struct ActionsQuery {
 
 pub struct ActionLine {
     pub flow: String,
+    /// The query naming the flow's workspace, on its link and its form.
+    pub ws: String,
     pub label: String,
     /// The entity type it runs on; empty when it takes none.
     pub entity: String,
@@ -46,17 +48,18 @@ struct ActionsPage {
 
 pub async fn page(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Extension(visitor): Extension<Visitor>,
     Query(q): Query<ActionsQuery>,
 ) -> Result<Response, ConsoleError> {
     let chosen = q.flow.unwrap_or_default();
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let mut actions: Vec<ActionLine> = console
         .engine
         .every_action(&access)
         .into_iter()
         .map(|a| ActionLine {
             chosen: a.flow == chosen,
+            ws: workspace_query(&a.workspace),
             flow: a.flow,
             label: a.label,
             entity: a.entity,
@@ -82,6 +85,7 @@ pub struct RunForm {
 /// Starts the action's run, waits a moment for it to end, and shows it.
 pub async fn run(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Form(form): Form<RunForm>,
 ) -> Result<Response, ConsoleError> {
     let input = json_field("input", form.input.as_deref())
@@ -101,7 +105,6 @@ pub async fn run(
         ));
     }
     let engine = &console.engine;
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let run_id = engine
         .trigger_manual(&access, &form.flow, ManualRequest { input, entity })
         .await?;

@@ -17,9 +17,10 @@ use crate::console::layout::{Layout, html};
 use crate::console::pages::flow_test::TestPanel;
 use crate::console::pages::run::StepView;
 use crate::console::pages::runs::RunLine;
-use crate::console::session::Visitor;
+use crate::console::session::{SessionAccess, Visitor, WORKSPACE_PARAM, workspace_query};
 use crate::console::view::{query, when_millis};
 use crate::core::diagnostic::Diagnostic;
+use crate::core::workspace::{Access, flow_key};
 use crate::engine::flows::{FlowError, FlowView};
 use crate::store::flows::FlowSource;
 use crate::store::run_log::RunFilter;
@@ -75,6 +76,9 @@ pub struct ActionLine {
 pub(super) struct FlowPage {
     layout: Layout,
     id: String,
+    /// The flow's workspace, and the query naming it on links and forms.
+    workspace: String,
+    ws: String,
     name: String,
     /// Where a file flow lives; empty for API flows, which are edited here.
     path: String,
@@ -106,13 +110,13 @@ struct ProblemList {
 
 pub async fn page(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Extension(visitor): Extension<Visitor>,
     Path(id): Path<String>,
     Query(q): Query<FlowQuery>,
 ) -> Result<Response, ConsoleError> {
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let flow = console.engine.flow_view(&access, &id).await?;
-    let mut page = flow_page(&console, &visitor, flow, None, Vec::new()).await?;
+    let mut page = flow_page(&console, &access, &visitor, flow, None, Vec::new()).await?;
     page.layout = page.layout.with_notice(q.notice);
     if let (Some(from), Some(to)) = (q.from, q.to) {
         let old = console.engine.flow_revision(&access, &id, from).await?;
@@ -133,6 +137,7 @@ pub async fn page(
 /// problems instead of the stored YAML.
 pub(super) async fn flow_page(
     console: &Console,
+    access: &Access,
     visitor: &Visitor,
     flow: FlowView,
     edited: Option<String>,
@@ -143,26 +148,26 @@ pub(super) async fn flow_page(
         yaml,
         ..
     } = flow;
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
-    let revisions = console.engine.flow_revisions(&access, &flow.id).await?;
+    let revisions = console.engine.flow_revisions(access, &flow.id).await?;
     let recent = RunFilter {
         flow: Some(flow.id.clone()),
         ..RunFilter::default()
     };
     let rows: Vec<RunLine> = console
         .engine
-        .list_runs(&access, &recent, RECENT_RUNS)
+        .list_runs(access, &recent, RECENT_RUNS)
         .await?
         .iter()
         .map(RunLine::of)
         .collect();
     let registry = console.engine.registry();
-    let test = TestPanel::new(registry.get(&flow.id).map(|e| &e.flow.def), &rows);
+    let entry = registry.get(&flow_key(&flow.workspace, &flow.id));
+    let test = TestPanel::new(entry.map(|e| &e.flow.def), &rows);
     let actions = console
         .engine
-        .every_action(&access)
+        .every_action(access)
         .into_iter()
-        .filter(|a| a.flow == flow.id)
+        .filter(|a| a.flow == flow.id && a.workspace == flow.workspace)
         .map(|a| ActionLine {
             label: a.label,
             entity: a.entity,
@@ -210,6 +215,8 @@ pub(super) async fn flow_page(
         test,
         steps: Vec::new(),
         dry_run: false,
+        ws: workspace_query(&flow.workspace),
+        workspace: flow.workspace,
         id: flow.id,
         name: flow.name,
     })
@@ -223,21 +230,25 @@ pub struct SaveForm {
 /// Saves an API flow as a new revision; a flow with problems is shown again with them.
 pub async fn save(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Extension(visitor): Extension<Visitor>,
     Path(id): Path<String>,
     Form(form): Form<SaveForm>,
 ) -> Result<Response, ConsoleError> {
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     match console.engine.replace_flow(&access, &id, &form.yaml).await {
         Ok(flow) => {
             let notice = format!("Saved: revision {}.", flow.summary.revision);
-            let to = format!("/flows/{id}{}", query(&[("notice", Some(&notice))]));
+            let to = format!(
+                "/flows/{id}{}",
+                query(&[("notice", Some(&notice)), in_ws(&access)])
+            );
             Ok(Redirect::to(&to).into_response())
         }
         Err(FlowError::Invalid(diagnostics)) => {
             let flow = console.engine.flow_view(&access, &id).await?;
             let problems = diagnostics.iter().map(Problem::of).collect();
-            let mut page = flow_page(&console, &visitor, flow, Some(form.yaml), problems).await?;
+            let mut page =
+                flow_page(&console, &access, &visitor, flow, Some(form.yaml), problems).await?;
             page.layout = page
                 .layout
                 .with_notice(Some("Not saved: the flow has problems.".into()));
@@ -257,10 +268,10 @@ pub struct ValidateForm {
 /// The problems of a flow being edited, as a list for the editor.
 pub async fn validate(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Form(form): Form<ValidateForm>,
 ) -> Result<Response, ConsoleError> {
     let id = form.id.as_deref().filter(|i| !i.is_empty());
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let problems = match console.engine.check_flow(&access, &form.yaml, id) {
         Ok(checked) => checked.warnings.iter().map(Problem::of).collect(),
         Err(FlowError::Invalid(errors)) => errors.iter().map(Problem::of).collect(),
@@ -277,10 +288,10 @@ pub struct RestoreForm {
 /// Makes an old revision of an API flow current again, as a new revision.
 pub async fn restore(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Path(id): Path<String>,
     Form(form): Form<RestoreForm>,
 ) -> Result<Response, ConsoleError> {
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let flow = console
         .engine
         .restore_flow_revision(&access, &id, form.revision)
@@ -289,6 +300,14 @@ pub async fn restore(
         "Revision {} restored as revision {}.",
         form.revision, flow.summary.revision
     );
-    let to = format!("/flows/{id}{}", query(&[("notice", Some(&notice))]));
+    let to = format!(
+        "/flows/{id}{}",
+        query(&[("notice", Some(&notice)), in_ws(&access)])
+    );
     Ok(Redirect::to(&to).into_response())
+}
+
+/// The `workspace` pair of a redirect back to a flow page: the workspace the request acted in.
+fn in_ws(access: &Access) -> (&'static str, Option<&str>) {
+    (WORKSPACE_PARAM, Some(&access.workspace))
 }

@@ -17,7 +17,7 @@ use crate::console::layout::html;
 use crate::console::pages::flow::flow_page;
 use crate::console::pages::run::step_view;
 use crate::console::pages::runs::RunLine;
-use crate::console::session::Visitor;
+use crate::console::session::{SessionAccess, Visitor};
 use crate::console::view::{json_field, query};
 use crate::engine::test_run::{TestError, TestRequest, TestRun};
 use crate::flow::model::{FlowDef, Trigger};
@@ -120,15 +120,13 @@ pub struct TestForm {
 /// Runs the test: a dry run is shown on the flow page, a real run is opened.
 pub async fn test(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Extension(visitor): Extension<Visitor>,
     Path(id): Path<String>,
     Form(form): Form<TestForm>,
 ) -> Result<Response, ConsoleError> {
     let outcome = match request_of(&form) {
-        Ok(request) => {
-            let access = crate::core::workspace::Access::local(); // MERGE: session access
-            console.engine.test_flow(&access, &id, request).await
-        }
+        Ok(request) => console.engine.test_flow(&access, &id, request).await,
         Err(message) => Err(TestError::Invalid(message)),
     };
     let (status, outcome) = match outcome {
@@ -147,9 +145,8 @@ pub async fn test(
             (status, Err(message))
         }
     };
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let flow = console.engine.flow_view(&access, &id).await?;
-    let mut page = flow_page(&console, &visitor, flow, None, Vec::new()).await?;
+    let mut page = flow_page(&console, &access, &visitor, flow, None, Vec::new()).await?;
     page.test.keep(&form);
     match outcome {
         Ok(TestRun { notes, run, .. }) => {

@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::console::Console;
 use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
-use crate::console::session::Visitor;
+use crate::console::session::{SessionAccess, Visitor, workspace_query};
 use crate::console::view::query;
 use crate::engine::flows::{FlowFilter, FlowSummary};
 use crate::store::flows::{FlowSource, PauseReason};
@@ -36,6 +36,9 @@ pub struct TriggerLine {
 /// One flow as a row of the grid.
 pub struct FlowLine {
     pub id: String,
+    /// Its workspace, and the query naming it on links.
+    pub workspace: String,
+    pub ws: String,
     pub name: String,
     pub description: String,
     /// The file's name for file flows (the whole path in `path`), `API` for API flows.
@@ -85,6 +88,8 @@ impl FlowLine {
         let path = flow.path.clone().unwrap_or_default();
         FlowLine {
             id: flow.id.clone(),
+            workspace: flow.workspace.clone(),
+            ws: workspace_query(&flow.workspace),
             name: flow.name.clone(),
             description: flow.description.clone().unwrap_or_default(),
             source: match flow.source {
@@ -131,11 +136,11 @@ struct FlowsPage {
 
 pub async fn page(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Extension(visitor): Extension<Visitor>,
     Query(q): Query<FlowsQuery>,
 ) -> Result<Response, ConsoleError> {
     let show_deleted = q.deleted.is_some();
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let flows = console
         .engine
         .flow_summaries(
@@ -155,9 +160,9 @@ pub async fn page(
 
 pub async fn pause(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     console.engine.pause_flow(&access, &id).await?;
     back(&format!(
         "Paused {id}: nothing is sent until you resume it; new runs wait as held."
@@ -172,11 +177,11 @@ pub struct ResumeForm {
 
 pub async fn resume(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Path(id): Path<String>,
     Form(form): Form<ResumeForm>,
 ) -> Result<Response, ConsoleError> {
     let discard = form.discard_held.is_some();
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     console.engine.resume_flow(&access, &id, discard).await?;
     back(&if discard {
         format!("Resumed {id}; the runs held while it was paused are cancelled.")
@@ -187,9 +192,9 @@ pub async fn resume(
 
 pub async fn delete(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     console.engine.delete_flow(&access, &id).await?;
     back(&format!(
         "Deleted {id}: its unfinished runs are cancelled; its runs stay in the log."

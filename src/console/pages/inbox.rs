@@ -11,8 +11,9 @@ use serde::Deserialize;
 use crate::console::Console;
 use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
-use crate::console::session::Visitor;
+use crate::console::session::{SessionAccess, Visitor, workspace_query};
 use crate::console::view::when_millis;
+use crate::core::workspace::split_flow_key;
 
 /// Notifications on one page; older ones stay in the API (`GET /api/v1/notifications`).
 const PAGE: u64 = 200;
@@ -27,6 +28,8 @@ pub struct NoteLine {
     pub title: String,
     pub text: String,
     pub flow: String,
+    /// The query naming the flow's workspace on its link.
+    pub ws: String,
     pub run_id: String,
     pub created: String,
     pub read: bool,
@@ -42,11 +45,11 @@ struct InboxPage {
 
 pub async fn page(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Extension(visitor): Extension<Visitor>,
     Query(q): Query<InboxQuery>,
 ) -> Result<Response, ConsoleError> {
     let unread_only = q.unread.is_some();
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let notes = console
         .engine
         .notifications(&access, unread_only, None, PAGE)
@@ -62,7 +65,12 @@ pub async fn page(
                 id: n.id,
                 title: n.title,
                 text: n.text,
-                flow: n.flow_id.unwrap_or_default(),
+                ws: workspace_query(&n.workspace),
+                flow: n
+                    .flow_id
+                    .as_deref()
+                    .map(|key| split_flow_key(key).1.to_string())
+                    .unwrap_or_default(),
                 run_id: n.run_id.unwrap_or_default(),
             })
             .collect(),
@@ -72,9 +80,9 @@ pub async fn page(
 
 pub async fn mark_read(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     if !console.engine.mark_notification_read(&access, &id).await? {
         return Err(ConsoleError::NotFound(format!(
             "There is no notification `{id}`."

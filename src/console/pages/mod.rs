@@ -10,3 +10,4 @@ pub mod run;
 pub mod runs;
 pub mod secrets;
 pub mod usage;
+pub mod workspaces;

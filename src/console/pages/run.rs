@@ -12,9 +12,10 @@ use serde::Deserialize;
 use crate::console::Console;
 use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
-use crate::console::session::Visitor;
+use crate::console::session::{SessionAccess, Visitor, workspace_query};
 use crate::console::view::{pretty, query, trigger_summary, when};
 use crate::core::status::RunStatus;
+use crate::core::workspace::flow_key;
 use crate::engine::run_view::{AttemptOut, RunDetail, StepOut};
 use crate::outbound::record::{RecordedRequest, RecordedResponse};
 use crate::runner::control::Cancelled;
@@ -65,6 +66,9 @@ struct RunPage {
     layout: Layout,
     id: String,
     flow: String,
+    /// The flow's workspace, and the query naming it on links.
+    workspace: String,
+    ws: String,
     revision: i64,
     status: String,
     /// Whether the run has ended; until then the page reloads itself.
@@ -85,17 +89,18 @@ struct RunPage {
 
 pub async fn page(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Extension(visitor): Extension<Visitor>,
     Path(id): Path<String>,
     Query(q): Query<NoticeQuery>,
 ) -> Result<Response, ConsoleError> {
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let detail = console
         .engine
         .run_detail(&access, &id)
         .await?
         .ok_or_else(|| ConsoleError::NotFound(format!("There is no run `{id}`.")))?;
-    let flow_exists = console.engine.registry().get(&detail.run.flow).is_some();
+    let flow_key = flow_key(&detail.run.workspace, &detail.run.flow);
+    let flow_exists = console.engine.registry().get(&flow_key).is_some();
     let RunDetail { run, steps } = detail;
     let page = RunPage {
         layout: Layout::new(&visitor, "runs", format!("Run {}", run.id)).with_notice(q.notice),
@@ -118,6 +123,8 @@ pub async fn page(
         steps: steps.iter().map(step_view).collect(),
         dry_run: false,
         id: run.id,
+        ws: workspace_query(&run.workspace),
+        workspace: run.workspace,
         flow: run.flow,
         revision: run.revision,
     };
@@ -218,10 +225,10 @@ fn attempt_view(a: &AttemptOut) -> AttemptView {
 /// Retry, replay or cancel, then back to the run (to the new run after a replay).
 pub async fn control(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Path((id, control)): Path<(String, String)>,
 ) -> Result<Response, ConsoleError> {
     let engine = &console.engine;
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let (run_id, notice) = match control.as_str() {
         "retry" => {
             engine.retry_run(&access, &id).await?;

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::console::Console;
 use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
-use crate::console::session::Visitor;
+use crate::console::session::{SessionAccess, Visitor, workspace_query};
 use crate::console::view::{query, trigger_summary, when};
 use crate::core::status::RunStatus;
 use crate::engine::reads::{Edge, parse_bound};
@@ -42,6 +42,8 @@ pub struct RunsQuery {
     until: Option<String>,
     cursor: Option<String>,
     notice: Option<String>,
+    /// The workspace the session acts in (read by [`SessionAccess`]), kept on every link.
+    workspace: Option<String>,
 }
 
 impl RunsQuery {
@@ -79,6 +81,7 @@ impl RunsQuery {
             ("entity_id", self.entity_id.as_deref()),
             ("since", self.since.as_deref()),
             ("until", self.until.as_deref()),
+            ("workspace", self.workspace.as_deref()),
         ])
     }
 }
@@ -87,6 +90,8 @@ impl RunsQuery {
 pub struct RunLine {
     pub id: String,
     pub flow: String,
+    /// The query naming the flow's workspace on links.
+    pub ws: String,
     pub status: String,
     pub trigger: String,
     pub created: String,
@@ -98,6 +103,7 @@ impl RunLine {
         RunLine {
             id: run.id.clone(),
             flow: run.flow.clone(),
+            ws: workspace_query(&run.workspace),
             status: run.status.as_str().to_string(),
             trigger: trigger_summary(&run.trigger),
             created: when(run.created_at.as_deref()),
@@ -114,6 +120,7 @@ pub struct RunsForm {
     pub since: String,
     pub until: String,
     pub status: String,
+    pub workspace: String,
 }
 
 impl RunsForm {
@@ -126,6 +133,7 @@ impl RunsForm {
             since: text(&q.since),
             until: text(&q.until),
             status: text(&q.status),
+            workspace: text(&q.workspace),
         }
     }
 }
@@ -158,11 +166,11 @@ struct RunsRows {
 
 pub async fn page(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Extension(visitor): Extension<Visitor>,
     Query(q): Query<RunsQuery>,
 ) -> Result<Response, ConsoleError> {
     let filter = q.filter()?;
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let mut runs = console.engine.list_runs(&access, &filter, PAGE + 1).await?;
     let next = (runs.len() as u64 > PAGE).then(|| {
         runs.truncate(PAGE as usize);
@@ -201,13 +209,13 @@ pub async fn page(
 /// The first page's rows alone, for the script's poll.
 pub async fn rows(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Query(q): Query<RunsQuery>,
 ) -> Result<Response, ConsoleError> {
     let filter = RunFilter {
         before_id: None,
         ..q.filter()?
     };
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let runs = console.engine.list_runs(&access, &filter, PAGE).await?;
     let rows = RunsRows {
         rows: runs.iter().map(RunLine::of).collect(),

@@ -13,8 +13,9 @@ use serde::Deserialize;
 use crate::console::Console;
 use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
-use crate::console::session::Visitor;
+use crate::console::session::{SessionAccess, Visitor};
 use crate::console::view::{query, when_millis};
+use crate::core::workspace::Access;
 use crate::engine::secrets::{SecretError, SecretInfo};
 use crate::secrets::Source;
 
@@ -62,25 +63,22 @@ struct SecretsPage {
 
 pub async fn page(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Extension(visitor): Extension<Visitor>,
     Query(q): Query<SecretsQuery>,
 ) -> Result<Response, ConsoleError> {
     let layout = Layout::new(&visitor, "secrets", "Secrets").with_notice(q.notice);
-    render(&console, layout, String::new(), StatusCode::OK).await
+    render(&console, &access, layout, String::new(), StatusCode::OK).await
 }
 
 async fn render(
     console: &Console,
+    access: &Access,
     layout: Layout,
     name: String,
     status: StatusCode,
 ) -> Result<Response, ConsoleError> {
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
-    let secrets = console
-        .engine
-        .list_secrets(&access)
-        .await
-        .map_err(problem)?;
+    let secrets = console.engine.list_secrets(access).await.map_err(problem)?;
     let page = SecretsPage {
         layout,
         secrets: secrets.into_iter().map(SecretLine::of).collect(),
@@ -98,11 +96,11 @@ pub struct SetForm {
 /// Sets a secret; a refused one shows the page again with the rule it broke.
 pub async fn set(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Extension(visitor): Extension<Visitor>,
     Form(form): Form<SetForm>,
 ) -> Result<Response, ConsoleError> {
     let name = form.name.trim();
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     match console.engine.set_secret(&access, name, &form.value).await {
         Ok(info) => {
             let notice = match info.source {
@@ -119,7 +117,14 @@ pub async fn set(
             let layout = Layout::new(&visitor, "secrets", "Secrets")
                 .with_notice(Some(format!("Not saved: {e}")));
             let shown: String = name.chars().take(crate::secrets::MAX_NAME_CHARS).collect();
-            render(&console, layout, shown, StatusCode::UNPROCESSABLE_ENTITY).await
+            render(
+                &console,
+                &access,
+                layout,
+                shown,
+                StatusCode::UNPROCESSABLE_ENTITY,
+            )
+            .await
         }
         Err(e) => Err(problem(e)),
     }
@@ -127,9 +132,9 @@ pub async fn set(
 
 pub async fn delete(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Path(name): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     console
         .engine
         .delete_secret(&access, &name)

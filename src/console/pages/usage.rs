@@ -14,7 +14,7 @@ use serde::Deserialize;
 use crate::console::Console;
 use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
-use crate::console::session::Visitor;
+use crate::console::session::{SessionAccess, Visitor};
 use crate::engine::reads::usage_window;
 use crate::store::usage::DayUsage;
 
@@ -74,6 +74,7 @@ struct UsagePage {
 
 pub async fn page(
     State(console): State<Console>,
+    SessionAccess(access): SessionAccess,
     Extension(visitor): Extension<Visitor>,
     Query(q): Query<UsageQuery>,
 ) -> Result<Response, ConsoleError> {
@@ -86,7 +87,6 @@ pub async fn page(
     )
     .map_err(ConsoleError::BadRequest)?;
     let exceeded_only = q.exceeded.is_some();
-    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let days = console
         .engine
         .usage(&access, &filter, exceeded_only.then_some(true))

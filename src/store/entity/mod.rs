@@ -13,6 +13,7 @@ pub mod flows;
 pub mod nodes;
 pub mod notifications;
 pub mod operations;
+pub mod portal_links;
 pub mod runs;
 pub mod schedule_fires;
 pub mod secrets;
