@@ -17,6 +17,7 @@ use crate::api::extract::{ApiPath, ApiQuery, JsonBody, RawBody};
 use crate::api::page::Page;
 use crate::core::diagnostic::Diagnostic;
 use crate::core::time::rfc3339;
+use crate::core::workspace::Access;
 use crate::engine::Engine;
 use crate::engine::flows::{FlowFilter, FlowSummary, FlowView, body_problem};
 use crate::flow::summary::TriggerSummary;
@@ -175,7 +176,7 @@ pub async fn create_flow(
     RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<FlowDetail>), ApiError> {
     let source = flow_source(&headers, &body)?;
-    let flow = engine.create_flow(&source).await?;
+    let flow = engine.create_flow(&Access::local(), &source).await?; // MERGE: access
     Ok((StatusCode::CREATED, Json(flow_detail(&flow))))
 }
 
@@ -219,7 +220,7 @@ pub async fn replace_flow(
     RawBody(body): RawBody,
 ) -> Result<Json<FlowDetail>, ApiError> {
     let source = flow_source(&headers, &body)?;
-    let flow = engine.replace_flow(&id, &source).await?;
+    let flow = engine.replace_flow(&Access::local(), &id, &source).await?; // MERGE: access
     Ok(Json(flow_detail(&flow)))
 }
 
@@ -234,7 +235,7 @@ pub async fn delete_flow(
     State(engine): State<Engine>,
     ApiPath(FlowId { id }): ApiPath<FlowId>,
 ) -> Result<StatusCode, ApiError> {
-    engine.delete_flow(&id).await?;
+    engine.delete_flow(&Access::local(), &id).await?; // MERGE: access
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -248,7 +249,8 @@ pub async fn pause_flow(
     State(engine): State<Engine>,
     ApiPath(FlowId { id }): ApiPath<FlowId>,
 ) -> Result<Json<FlowOut>, ApiError> {
-    Ok(Json(flow_out(&engine.pause_flow(&id).await?)))
+    let access = Access::local(); // MERGE: access
+    Ok(Json(flow_out(&engine.pause_flow(&access, &id).await?)))
 }
 
 /// What a resume does with the runs held while the flow was paused.
@@ -279,8 +281,11 @@ pub async fn resume_flow(
         Value::Object(_) => serde_json::from_value(body).map_err(|_| resume_problem())?,
         _ => return Err(resume_problem()),
     };
+    let access = Access::local(); // MERGE: access
     Ok(Json(flow_out(
-        &engine.resume_flow(&id, resume.discard_held).await?,
+        &engine
+            .resume_flow(&access, &id, resume.discard_held)
+            .await?,
     )))
 }
 
@@ -343,7 +348,9 @@ pub async fn restore_revision(
     State(engine): State<Engine>,
     ApiPath(FlowRevision { id, revision }): ApiPath<FlowRevision>,
 ) -> Result<Json<FlowDetail>, ApiError> {
-    let flow = engine.restore_flow_revision(&id, revision).await?;
+    let flow = engine
+        .restore_flow_revision(&Access::local(), &id, revision)
+        .await?; // MERGE: access
     Ok(Json(flow_detail(&flow)))
 }
 

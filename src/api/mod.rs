@@ -4,6 +4,7 @@
 //! `routes!`, which adds it to the router and to the OpenAPI document (`openapi()`) at once.
 
 pub mod actions;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod error;
@@ -109,7 +110,8 @@ impl RouteTable {
             .routes(routes!(notifications::list_notifications))
             .routes(routes!(notifications::mark_read))
             .routes(routes!(secrets::list_secrets))
-            .routes(routes!(secrets::put_secret, secrets::delete_secret));
+            .routes(routes!(secrets::put_secret, secrets::delete_secret))
+            .routes(routes!(audit::list_audit));
         openapi::require_key(api_v1.get_openapi_mut());
         RouteTable { public, api_v1 }
     }

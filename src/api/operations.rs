@@ -13,6 +13,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{ApiPath, JsonBody};
 use crate::core::status::RunStatus;
+use crate::core::workspace::Access;
 use crate::engine::Engine;
 use crate::runner::operations::OperationKind;
 use crate::store::operations::OperationFilter;
@@ -132,7 +133,9 @@ async fn start(
     body: &Value,
 ) -> Result<(StatusCode, Json<OperationAccepted>), ApiError> {
     let filter = parse_filter(kind, body)?;
-    let op = engine.start_operation(kind, &filter).await?;
+    let op = engine
+        .start_operation(&Access::local(), kind, &filter)
+        .await?; // MERGE: access
     Ok((
         StatusCode::ACCEPTED,
         Json(OperationAccepted {

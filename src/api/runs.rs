@@ -14,6 +14,7 @@ use crate::api::error::{ApiError, ErrorBody, InternalError};
 use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::page::{Page, page_limit};
 use crate::core::status::RunStatus;
+use crate::core::workspace::Access;
 use crate::engine::Engine;
 use crate::runner::control::Cancelled;
 use crate::store::run_log::RunFilter;
@@ -132,7 +133,7 @@ pub async fn run_detail(engine: &Engine, id: &str) -> Result<Option<Value>, ApiE
     ))
 }
 
-fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.timestamp_millis())
         .map_err(|_| {
@@ -170,7 +171,8 @@ pub async fn cancel_run(
     State(engine): State<Engine>,
     ApiPath(RunId { id }): ApiPath<RunId>,
 ) -> Result<(StatusCode, Json<RunControlled>), ApiError> {
-    let status = match engine.cancel_run(&id).await? {
+    let access = Access::local(); // MERGE: access
+    let status = match engine.cancel_run(&access, &id).await? {
         Cancelled::Now => "cancelled",
         Cancelled::AfterCurrentStep => "cancelling",
     };
@@ -190,7 +192,7 @@ pub async fn retry_run(
     State(engine): State<Engine>,
     ApiPath(RunId { id }): ApiPath<RunId>,
 ) -> Result<(StatusCode, Json<RunControlled>), ApiError> {
-    engine.retry_run(&id).await?;
+    engine.retry_run(&Access::local(), &id).await?; // MERGE: access
     let status = "pending";
     Ok((
         StatusCode::ACCEPTED,
@@ -208,6 +210,6 @@ pub async fn replay_run(
     State(engine): State<Engine>,
     ApiPath(RunId { id }): ApiPath<RunId>,
 ) -> Result<(StatusCode, Json<RunAccepted>), ApiError> {
-    let run_id = engine.replay_run(&id).await?;
+    let run_id = engine.replay_run(&Access::local(), &id).await?; // MERGE: access
     Ok((StatusCode::ACCEPTED, Json(RunAccepted { run_id })))
 }

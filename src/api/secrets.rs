@@ -13,6 +13,7 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{ApiPath, JsonBody};
 use crate::api::page::Items;
 use crate::core::time::rfc3339;
+use crate::core::workspace::Access;
 use crate::engine::Engine;
 use crate::engine::secrets::{SecretError, SecretInfo};
 use crate::secrets::Source;
@@ -81,7 +82,7 @@ pub async fn put_secret(
     JsonBody(body): JsonBody,
 ) -> Result<Json<SecretOut>, ApiError> {
     let value = read_value(body)?;
-    let info = engine.set_secret(&name, &value).await?;
+    let info = engine.set_secret(&Access::local(), &name, &value).await?; // MERGE: access
     Ok(Json(secret_out(&info)))
 }
 
@@ -96,7 +97,7 @@ pub async fn delete_secret(
     State(engine): State<Engine>,
     ApiPath(SecretName { name }): ApiPath<SecretName>,
 ) -> Result<StatusCode, ApiError> {
-    engine.delete_secret(&name).await?;
+    engine.delete_secret(&Access::local(), &name).await?; // MERGE: access
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -9,7 +9,11 @@ use crate::cli::block_on;
 use crate::cli::config::Config;
 use crate::cli::database;
 use crate::core::time::rfc3339;
+use crate::core::workspace::Access;
+use crate::engine::audit::{self, Change};
+use crate::store::Store;
 use crate::store::api_keys;
+use crate::store::audit::AuditAction;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -48,7 +52,12 @@ pub fn run(args: &Args, config: &Config) -> ExitCode {
         let now = Utc::now().timestamp_millis();
         match &args.command {
             KeysCommand::Create { name } => {
-                let (row, key) = api_keys::create(store.writer(), name, now).await?;
+                // MERGE: keys (W1 adds workspace and role; keep the audit entry in the txn)
+                let txn = store.begin_write().await?;
+                let (row, key) = api_keys::create(&txn, name, now).await?;
+                let detail = serde_json::json!({"name": row.name, "prefix": row.prefix});
+                record_key_change(&txn, &store, AuditAction::KeyCreated, &row.id, detail).await?;
+                txn.commit().await?;
                 println!("{key}");
                 eprintln!(
                     "Created API key `{}` ({}). It is shown only now: store it somewhere safe. \
@@ -74,15 +83,39 @@ pub fn run(args: &Args, config: &Config) -> ExitCode {
                 }
             }
             KeysCommand::Revoke { id } => {
-                if !api_keys::revoke(store.writer(), id, now).await? {
+                let txn = store.begin_write().await?;
+                let Some(key) = api_keys::list(&txn)
+                    .await?
+                    .into_iter()
+                    .find(|k| k.revoked_at.is_none() && (k.id == *id || k.prefix == *id))
+                else {
                     anyhow::bail!("no active key with id or prefix `{id}`");
-                }
+                };
+                api_keys::revoke(&txn, &key.id, now).await?;
+                let detail = serde_json::json!({"name": key.name, "prefix": key.prefix});
+                record_key_change(&txn, &store, AuditAction::KeyRevoked, &key.id, detail).await?;
+                txn.commit().await?;
                 eprintln!("Revoked. Running servers stop accepting it within a second.");
             }
         }
         store.close().await;
         Ok(())
     })
+}
+
+/// Records a key created or revoked from the command line, in the change's transaction.
+async fn record_key_change(
+    txn: &impl sea_orm::ConnectionTrait,
+    store: &Store,
+    action: AuditAction,
+    key_id: &str,
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    let access = Access::local();
+    let change = Change::in_workspace(&access, action, key_id, detail);
+    let now = Utc::now().timestamp_millis();
+    audit::record(txn, store.backend(), &access, change, now).await?;
+    Ok(())
 }
 
 fn time(millis: i64) -> Option<String> {

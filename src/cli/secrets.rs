@@ -12,6 +12,7 @@ use crate::cli::block_on;
 use crate::cli::config::Config;
 use crate::cli::database;
 use crate::core::time::rfc3339;
+use crate::core::workspace::Access;
 use crate::engine::secrets::{self, MasterKeySource, open_all, open_master_key};
 use crate::secrets::cipher::MasterKey;
 use crate::secrets::{MAX_VALUE_BYTES, check_name};
@@ -71,7 +72,8 @@ async fn command(
             let key = open_master_key(store, source).await?;
             let value = read_value(name)?;
             let now = Utc::now().timestamp_millis();
-            secrets::put(store, key.as_ref(), name, &value, now).await?;
+            let local = Access::local();
+            secrets::put(store, &local, key.as_ref(), (name, &value), now).await?;
             let pinned = config.secrets.is_set(name);
             eprintln!(
                 "Stored `{name}`, encrypted. Running servers use it within a second.{}",
@@ -113,7 +115,8 @@ async fn command(
             }
         }
         SecretsCommand::Delete { name } => {
-            secrets::delete(store, name).await?;
+            let now = Utc::now().timestamp_millis();
+            secrets::delete(store, &Access::local(), name, now).await?;
             eprintln!("Deleted `{name}`. Running servers stop using it within a second.");
         }
         SecretsCommand::RotateMasterKey => rotate(store, source).await?,

@@ -64,6 +64,7 @@ pub fn router(engine: Engine) -> Router {
         .route("/nodes", get(nodes::page))
         .route("/secrets", get(secrets::page).post(secrets::set))
         .route("/secrets/{name}/delete", post(secrets::delete))
+        .route("/audit", get(audit::page))
         .route("/logout", post(session::logout))
         .route_layer(axum::middleware::from_fn_with_state(
             console.clone(),

@@ -9,12 +9,15 @@ use chrono::{DateTime, Utc};
 
 use crate::core::diagnostic::Pos;
 use crate::core::diagnostic::{Diagnostic, FlowPath};
+use crate::core::workspace::Access;
+use crate::engine::audit::{self, Change};
 use crate::engine::{Engine, EngineError, flow_input};
 use crate::flow::model::FlowDef;
 use crate::flow::registry::webhook_taken_message;
 use crate::flow::summary::{self, TriggerSummary};
 use crate::flow::validate::{Options, ValidFlow, validate_source};
 use crate::store::StoreError;
+use crate::store::audit::AuditAction;
 use crate::store::flows::{
     self, FlowRow, FlowSource, PauseReason, Revision, RevisionRow, RunFigures, Which,
 };
@@ -152,7 +155,7 @@ impl Engine {
     }
 
     /// Creates an API flow. `source` is YAML (or JSON, which is YAML too).
-    pub async fn create_flow(&self, source: &str) -> Result<FlowView, FlowError> {
+    pub async fn create_flow(&self, access: &Access, source: &str) -> Result<FlowView, FlowError> {
         let checked = self.check_flow(source, None)?;
         let store = self.store();
         if flows::get_flow(store.reader(), store.backend(), &checked.flow.id)
@@ -161,7 +164,14 @@ impl Engine {
         {
             return Err(FlowError::IdTaken(checked.flow.id));
         }
-        let saved = self.save_api_flow(&checked.flow, source).await?;
+        let saved = self
+            .save_api_flow(
+                access,
+                &checked.flow,
+                source,
+                (AuditAction::FlowCreated, None),
+            )
+            .await?;
         Ok(FlowView {
             warnings: Some(checked.warnings),
             ..saved
@@ -169,10 +179,22 @@ impl Engine {
     }
 
     /// Replaces an API flow with a new revision (a no-op when nothing changed).
-    pub async fn replace_flow(&self, id: &str, source: &str) -> Result<FlowView, FlowError> {
+    pub async fn replace_flow(
+        &self,
+        access: &Access,
+        id: &str,
+        source: &str,
+    ) -> Result<FlowView, FlowError> {
         self.api_flow(id).await?;
         let checked = self.check_flow(source, Some(id))?;
-        let saved = self.save_api_flow(&checked.flow, source).await?;
+        let saved = self
+            .save_api_flow(
+                access,
+                &checked.flow,
+                source,
+                (AuditAction::FlowUpdated, None),
+            )
+            .await?;
         Ok(FlowView {
             warnings: Some(checked.warnings),
             ..saved
@@ -182,12 +204,17 @@ impl Engine {
     /// Deletes an API flow: it is marked deleted (listed with `include_deleted`), and in the
     /// same transaction its runs not finished are cancelled (`flow_deleted`; a run executing
     /// stops after its step in flight). Its runs and revisions stay readable.
-    pub async fn delete_flow(&self, id: &str) -> Result<(), FlowError> {
+    pub async fn delete_flow(&self, access: &Access, id: &str) -> Result<(), FlowError> {
         self.api_flow(id).await?;
         let store = self.store();
         let now = Utc::now().timestamp_millis();
         let txn = store.begin_write().await?;
-        delete_with_runs(&txn, store.backend(), id, now).await?;
+        if !delete_with_runs(&txn, store.backend(), id, now).await? {
+            // Deleted meanwhile by another request: that one is recorded.
+            return Err(FlowError::UnknownFlow(id.into()));
+        }
+        let change = Change::of_flow(AuditAction::FlowDeleted, id, serde_json::json!({}));
+        audit::record(&txn, store.backend(), access, change, self.audit_now()).await?;
         txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;
         Ok(())
@@ -197,13 +224,14 @@ impl Engine {
     /// events and webhooks make `held` runs (unless it says `on_pause: drop`), runs waiting for
     /// a retry or a delay do not start their next attempt. Pausing a paused flow keeps its
     /// first date.
-    pub async fn pause_flow(&self, id: &str) -> Result<FlowSummary, FlowError> {
-        self.pause(id, PauseReason::Manual, None).await
+    pub async fn pause_flow(&self, access: &Access, id: &str) -> Result<FlowSummary, FlowError> {
+        self.pause(access, id, PauseReason::Manual, None).await
     }
 
     /// Pauses a flow for `reason`, with a detail for people.
     pub(crate) async fn pause(
         &self,
+        access: &Access,
         id: &str,
         reason: PauseReason,
         detail: Option<&str>,
@@ -216,6 +244,9 @@ impl Engine {
             return Err(FlowError::UnknownFlow(id.into()));
         }
         runs::hold_pending(&txn, store.backend(), id).await?;
+        let detail = serde_json::json!({"reason": reason.as_str()});
+        let change = Change::of_flow(AuditAction::FlowPaused, id, detail);
+        audit::record(&txn, store.backend(), access, change, self.audit_now()).await?;
         txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;
         self.flow_summary(id).await
@@ -225,6 +256,7 @@ impl Engine {
     /// limits, or, with `discard_held`, cancelled (`discarded_on_resume`).
     pub async fn resume_flow(
         &self,
+        access: &Access,
         id: &str,
         discard_held: bool,
     ) -> Result<FlowSummary, FlowError> {
@@ -240,6 +272,9 @@ impl Engine {
         } else {
             runs::release_held(&txn, store.backend(), Some(id)).await?;
         }
+        let detail = serde_json::json!({"discard_held": discard_held});
+        let change = Change::of_flow(AuditAction::FlowResumed, id, detail);
+        audit::record(&txn, store.backend(), access, change, self.audit_now()).await?;
         txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;
         self.runner().wake.new_runs();
@@ -367,13 +402,16 @@ impl Engine {
     /// the current revision changes nothing.
     pub async fn restore_flow_revision(
         &self,
+        access: &Access,
         id: &str,
         revision: i64,
     ) -> Result<FlowView, FlowError> {
         self.api_flow(id).await?;
         let old = self.flow_revision(id, revision).await?;
         let checked = self.check_flow(&old.yaml, Some(id))?;
-        self.save_api_flow(&checked.flow, &old.yaml).await
+        let restored = (AuditAction::FlowRestored, Some(revision));
+        self.save_api_flow(access, &checked.flow, &old.yaml, restored)
+            .await
     }
 
     /// One flow with its current definition.
@@ -408,7 +446,15 @@ impl Engine {
         Ok(flow)
     }
 
-    async fn save_api_flow(&self, flow: &ValidFlow, source: &str) -> Result<FlowView, FlowError> {
+    /// Stores an API flow as a new revision, with its audit entry (`action`, and the revision
+    /// it restores, if it does) in the same transaction.
+    async fn save_api_flow(
+        &self,
+        access: &Access,
+        flow: &ValidFlow,
+        source: &str,
+        (action, from): (AuditAction, Option<i64>),
+    ) -> Result<FlowView, FlowError> {
         let yaml = as_yaml(source, flow);
         let input = flow_input(
             &flow.id,
@@ -420,7 +466,14 @@ impl Engine {
         )?;
         let store = self.store();
         let txn = store.begin_write().await?;
-        flows::save(&txn, store.backend(), &input, Utc::now().timestamp_millis()).await?;
+        let now = Utc::now().timestamp_millis();
+        let revision = flows::save(&txn, store.backend(), &input, now).await?;
+        let detail = match from {
+            Some(from) => serde_json::json!({"revision": revision, "restored_from": from}),
+            None => serde_json::json!({"revision": revision}),
+        };
+        let change = Change::of_flow(action, &flow.id, detail);
+        audit::record(&txn, store.backend(), access, change, self.audit_now()).await?;
         txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;
         self.flow_view(&flow.id).await
@@ -435,17 +488,18 @@ pub const FLOW_DELETED: &str = "flow_deleted";
 pub const DISCARDED_ON_RESUME: &str = "discarded_on_resume";
 
 /// Marks a flow deleted and cancels its runs not finished, in the caller's transaction (the
-/// API's delete and the removal of a flow file).
+/// API's delete and the removal of a flow file). False when it was not there (or deleted).
 pub(crate) async fn delete_with_runs(
     conn: &impl sea_orm::ConnectionTrait,
     backend: crate::store::Backend,
     id: &str,
     now: i64,
-) -> Result<(), StoreError> {
-    if flows::delete(conn, backend, id, now).await? {
+) -> Result<bool, StoreError> {
+    let deleted = flows::delete(conn, backend, id, now).await?;
+    if deleted {
         runs::cancel_flow_runs(conn, backend, id, FlowRuns::Unfinished, FLOW_DELETED, now).await?;
     }
-    Ok(())
+    Ok(deleted)
 }
 
 fn time(millis: i64) -> Option<DateTime<Utc>> {

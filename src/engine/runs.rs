@@ -4,10 +4,15 @@
 
 use std::time::Duration;
 
+use serde_json::{Value, json};
+
 use crate::core::trigger_data::{ManualEntity, TriggerData};
+use crate::core::workspace::{Access, split_flow_key};
+use crate::engine::audit::Change;
 use crate::engine::{Engine, EngineError, EventIn, EventResult};
 use crate::runner::control::{Cancelled, ControlError};
-use crate::store::{events, run_log};
+use crate::store::audit::AuditAction;
+use crate::store::{StoreError, events, run_log};
 use crate::trigger::manual::{Action, ManualError, ManualRequest};
 use crate::trigger::webhook::{Received, WebhookError};
 
@@ -62,17 +67,51 @@ impl Engine {
     }
 
     /// Cancels a run: at once when it is not executing, else after its step in flight.
-    pub async fn cancel_run(&self, run_id: &str) -> Result<Cancelled, ControlError> {
-        self.runner().cancel_run(run_id).await
+    pub async fn cancel_run(
+        &self,
+        access: &Access,
+        run_id: &str,
+    ) -> Result<Cancelled, ControlError> {
+        let cancelled = self.runner().cancel_run(run_id).await?;
+        let detail = json!({"after_current_step": cancelled == Cancelled::AfterCurrentStep});
+        (self.record_run_change(access, AuditAction::RunCancelled, run_id, detail)).await?;
+        Ok(cancelled)
     }
 
     /// Resumes a failed or cancelled run at its first step that did not succeed.
-    pub async fn retry_run(&self, run_id: &str) -> Result<(), ControlError> {
-        self.runner().retry_run(run_id).await
+    pub async fn retry_run(&self, access: &Access, run_id: &str) -> Result<(), ControlError> {
+        self.runner().retry_run(run_id).await?;
+        (self.record_run_change(access, AuditAction::RunRetried, run_id, json!({}))).await?;
+        Ok(())
+    }
+
+    /// Records a control of a run, made by the runner in its own transaction, right after it:
+    /// in the workspace of the run's flow.
+    async fn record_run_change(
+        &self,
+        access: &Access,
+        action: AuditAction,
+        run_id: &str,
+        detail: Value,
+    ) -> Result<(), StoreError> {
+        let store = self.store();
+        let run = run_log::get_run(store.reader(), store.backend(), run_id).await?;
+        let workspace = match &run {
+            Some(run) => split_flow_key(&run.flow_id).0.to_owned(),
+            None => access.workspace.clone(),
+        };
+        let target = run_id.to_owned();
+        let change = Change {
+            action,
+            target,
+            workspace,
+            detail,
+        };
+        self.record_after(access, change).await
     }
 
     /// Starts a new run with the same trigger data on the flow's current revision.
-    pub async fn replay_run(&self, run_id: &str) -> Result<String, ControlError> {
+    pub async fn replay_run(&self, access: &Access, run_id: &str) -> Result<String, ControlError> {
         let store = self.store();
         let run = run_log::get_run(store.reader(), store.backend(), run_id)
             .await?
@@ -83,7 +122,8 @@ impl Engine {
         let flow = registry
             .get(&run.flow_id)
             .ok_or_else(|| ControlError::FlowGone(run.flow_id.clone()))?;
-        self.intake()
+        let new_run = self
+            .intake()
             .start_run(flow, &trigger)
             .await
             .map_err(|e| match e {
@@ -91,7 +131,15 @@ impl Engine {
                 crate::trigger::IntakeError::TriggerData(e) => {
                     ControlError::BrokenTrigger(run_id.into(), e)
                 }
-            })
+            })?;
+        let detail = json!({"run_id": new_run});
+        let change = Change::of_flow(AuditAction::RunReplayed, &run.flow_id, detail);
+        let change = Change {
+            target: run_id.to_owned(),
+            ..change
+        };
+        self.record_after(access, change).await?;
+        Ok(new_run)
     }
 
     /// Waits up to `timeout` for a run to end; returns whether it did.

@@ -8,6 +8,7 @@
 //! so concurrent writers queue instead of failing with "database is locked" (see `connect.rs`).
 
 pub mod api_keys;
+pub mod audit;
 mod connect;
 pub mod entity;
 mod error;
@@ -182,7 +183,7 @@ mod tests {
     use crate::store::entity::nodes;
     use crate::store::testing::TestDb;
 
-    const TABLES: [&str; 14] = [
+    const TABLES: [&str; 15] = [
         "flows",
         "flow_revisions",
         "events",
@@ -197,6 +198,7 @@ mod tests {
         "secrets",
         "operations",
         "usage_daily",
+        "audit_log",
     ];
 
     async fn assert_migrated(store: &Store) {

@@ -20,6 +20,7 @@ use crate::console::pages::runs::RunLine;
 use crate::console::session::Visitor;
 use crate::console::view::{query, when_millis};
 use crate::core::diagnostic::Diagnostic;
+use crate::core::workspace::Access;
 use crate::engine::flows::{FlowError, FlowView};
 use crate::store::flows::FlowSource;
 use crate::store::run_log::RunFilter;
@@ -225,7 +226,8 @@ pub async fn save(
     Path(id): Path<String>,
     Form(form): Form<SaveForm>,
 ) -> Result<Response, ConsoleError> {
-    match console.engine.replace_flow(&id, &form.yaml).await {
+    let access = Access::local(); // MERGE: access
+    match console.engine.replace_flow(&access, &id, &form.yaml).await {
         Ok(flow) => {
             let notice = format!("Saved: revision {}.", flow.summary.revision);
             let to = format!("/flows/{id}{}", query(&[("notice", Some(&notice))]));
@@ -276,9 +278,10 @@ pub async fn restore(
     Path(id): Path<String>,
     Form(form): Form<RestoreForm>,
 ) -> Result<Response, ConsoleError> {
+    let access = Access::local(); // MERGE: access
     let flow = console
         .engine
-        .restore_flow_revision(&id, form.revision)
+        .restore_flow_revision(&access, &id, form.revision)
         .await?;
     let notice = format!(
         "Revision {} restored as revision {}.",

@@ -16,6 +16,7 @@ use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
 use crate::console::session::Visitor;
 use crate::console::view::query;
+use crate::core::workspace::Access;
 use crate::engine::flows::{FlowFilter, FlowSummary};
 use crate::store::flows::{FlowSource, PauseReason};
 
@@ -153,7 +154,7 @@ pub async fn pause(
     State(console): State<Console>,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    console.engine.pause_flow(&id).await?;
+    console.engine.pause_flow(&Access::local(), &id).await?; // MERGE: access
     back(&format!(
         "Paused {id}: nothing is sent until you resume it; new runs wait as held."
     ))
@@ -171,7 +172,10 @@ pub async fn resume(
     Form(form): Form<ResumeForm>,
 ) -> Result<Response, ConsoleError> {
     let discard = form.discard_held.is_some();
-    console.engine.resume_flow(&id, discard).await?;
+    console
+        .engine
+        .resume_flow(&Access::local(), &id, discard)
+        .await?; // MERGE: access
     back(&if discard {
         format!("Resumed {id}; the runs held while it was paused are cancelled.")
     } else {
@@ -183,7 +187,7 @@ pub async fn delete(
     State(console): State<Console>,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    console.engine.delete_flow(&id).await?;
+    console.engine.delete_flow(&Access::local(), &id).await?; // MERGE: access
     back(&format!(
         "Deleted {id}: its unfinished runs are cancelled; its runs stay in the log."
     ))

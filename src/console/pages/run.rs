@@ -15,6 +15,7 @@ use crate::console::layout::{Layout, html};
 use crate::console::session::Visitor;
 use crate::console::view::{pretty, query, trigger_summary, when};
 use crate::core::status::RunStatus;
+use crate::core::workspace::Access;
 use crate::engine::run_view::{AttemptOut, RunDetail, StepOut};
 use crate::outbound::record::{RecordedRequest, RecordedResponse};
 use crate::runner::control::Cancelled;
@@ -220,19 +221,20 @@ pub async fn control(
     Path((id, control)): Path<(String, String)>,
 ) -> Result<Response, ConsoleError> {
     let engine = &console.engine;
+    let access = Access::local(); // MERGE: access
     let (run_id, notice) = match control.as_str() {
         "retry" => {
-            engine.retry_run(&id).await?;
+            engine.retry_run(&access, &id).await?;
             (
                 id,
                 "Retrying: the run resumes at its first step that did not succeed.",
             )
         }
         "replay" => (
-            engine.replay_run(&id).await?,
+            engine.replay_run(&access, &id).await?,
             "Replayed: this is the new run, on the flow's current revision.",
         ),
-        "cancel" => match engine.cancel_run(&id).await? {
+        "cancel" => match engine.cancel_run(&access, &id).await? {
             Cancelled::Now => (id, "Cancelled."),
             Cancelled::AfterCurrentStep => {
                 (id, "Cancelling: the run stops after the step in flight.")

@@ -15,6 +15,7 @@ use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
 use crate::console::session::Visitor;
 use crate::console::view::{query, when_millis};
+use crate::core::workspace::Access;
 use crate::engine::secrets::{SecretError, SecretInfo};
 use crate::secrets::Source;
 
@@ -97,7 +98,8 @@ pub async fn set(
     Form(form): Form<SetForm>,
 ) -> Result<Response, ConsoleError> {
     let name = form.name.trim();
-    match console.engine.set_secret(name, &form.value).await {
+    let access = Access::local(); // MERGE: access
+    match console.engine.set_secret(&access, name, &form.value).await {
         Ok(info) => {
             let notice = match info.source {
                 Source::Store => format!(
@@ -123,7 +125,12 @@ pub async fn delete(
     State(console): State<Console>,
     Path(name): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    console.engine.delete_secret(&name).await.map_err(problem)?;
+    let access = Access::local(); // MERGE: access
+    console
+        .engine
+        .delete_secret(&access, &name)
+        .await
+        .map_err(problem)?;
     back(&format!(
         "Deleted {name}: steps that read it fail with missing_secret until it is set again."
     ))
