@@ -25,6 +25,7 @@ pub struct AuditQuery {
     /// Only changes by this actor: `key:<id>`, `portal:<id>` or `local`.
     actor: Option<String>,
     /// Only this kind of change, e.g. `flow.created` or `secret.set`.
+    #[param(schema_with = action_names)]
     action: Option<String>,
     /// Only changes to this object: a flow id, a secret name, a key id, a run id, an
     /// operation id.
@@ -41,6 +42,15 @@ pub struct AuditQuery {
     /// `next_cursor` of the page before.
     #[param(pattern = r"^[+-]?[0-9]{1,18}\..+$")]
     cursor: Option<String>,
+}
+
+/// The schema of `action`: one of the actions recorded.
+fn action_names() -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::String)
+        .enum_values(Some(AuditAction::ALL.iter().map(|a| a.as_str())))
+        .into()
 }
 
 /// One recorded change. Times are RFC 3339 UTC.

@@ -118,6 +118,47 @@ impl Engine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::workspace::{Actor, Role};
+    use crate::engine::EngineConfig;
+    use crate::store::testing::TestDb;
+
+    /// An access of one workspace sees that workspace's entries only, whatever it filters on;
+    /// an access of every workspace sees all, and can narrow to one.
+    #[tokio::test]
+    async fn a_workspace_access_sees_its_own_entries_only() {
+        let db = TestDb::sqlite().await;
+        let engine = Engine::open(EngineConfig::new(db.url.clone(), "audit-test"))
+            .await
+            .unwrap();
+        let local = Access::local();
+        for key in ["guest", "acme/guest", "other/guest"] {
+            let change = Change::of_flow(AuditAction::FlowPaused, key, Value::Null);
+            engine.record_after(&local, change).await.unwrap();
+        }
+        let acme = Access {
+            workspace: "acme".into(),
+            all_workspaces: false,
+            role: Role::Viewer,
+            actor: Actor::Key { id: "k1".into() },
+        };
+        let targets =
+            |rows: Vec<AuditEntry>| rows.into_iter().map(|r| r.target).collect::<Vec<_>>();
+        let all = AuditFilter::default();
+        let other = AuditFilter {
+            workspace: Some("other".into()),
+            ..AuditFilter::default()
+        };
+        let seen = engine.audit_log(&acme, &all, None, 10).await.unwrap();
+        assert_eq!(targets(seen), ["acme/guest"]);
+        let seen = engine.audit_log(&acme, &other, None, 10).await.unwrap();
+        assert_eq!(targets(seen), Vec::<String>::new());
+        let seen = engine.audit_log(&local, &all, None, 10).await.unwrap();
+        assert_eq!(seen.len(), 3);
+        assert!(seen.iter().all(|e| e.actor == "local"));
+        let seen = engine.audit_log(&local, &other, None, 10).await.unwrap();
+        assert_eq!(targets(seen), ["other/guest"]);
+        db.cleanup().await;
+    }
 
     #[test]
     fn a_flow_change_lands_in_the_flow_workspace() {
