@@ -22,6 +22,7 @@ use prometheus::{
 };
 
 use crate::core::status::RunStatus;
+use crate::core::workspace::split_flow_key;
 use crate::store::usage::ActiveRuns;
 
 /// The content type of the text exposition format 0.0.4.
@@ -103,19 +104,19 @@ impl Metrics {
                 &registry,
                 "flowd_runs_finished_total",
                 "Runs that reached a terminal state on this node, by flow and status.",
-                &["flow", "status"],
+                &["workspace", "flow", "status"],
             )?,
             step_duration: histogram(
                 &registry,
                 "flowd_step_duration_seconds",
                 "Time one execution of a step took on this node (an attempt for http and notify), by flow and kind.",
-                &["flow", "kind"],
+                &["workspace", "flow", "kind"],
             )?,
             http_attempts: counter(
                 &registry,
                 "flowd_http_attempts_total",
                 "Attempts of http steps made by this node, by flow and outcome.",
-                &["flow", "outcome"],
+                &["workspace", "flow", "outcome"],
             )?,
             events_ingested: counter(
                 &registry,
@@ -127,7 +128,7 @@ impl Metrics {
                 &registry,
                 "flowd_webhooks_received_total",
                 "Webhook requests accepted for a flow on this node (signature and body valid).",
-                &["flow"],
+                &["workspace", "flow"],
             )?,
             registry,
         };
@@ -138,24 +139,27 @@ impl Metrics {
 
     /// A run ended with `status` on this node.
     pub fn run_finished(&self, flow: &str, status: RunStatus) {
+        let (workspace, flow) = split_flow_key(flow);
         self.inner
             .runs_finished
-            .with_label_values(&[flow, status.as_str()])
+            .with_label_values(&[workspace, flow, status.as_str()])
             .inc();
     }
 
     /// One execution of a step of `kind` that began at `started` is over.
     pub fn step_executed(&self, flow: &str, kind: &str, started: Instant) {
+        let (workspace, flow) = split_flow_key(flow);
         self.inner
             .step_duration
-            .with_label_values(&[flow, kind])
+            .with_label_values(&[workspace, flow, kind])
             .observe(started.elapsed().as_secs_f64());
     }
 
     pub fn http_attempt(&self, flow: &str, outcome: HttpOutcome) {
+        let (workspace, flow) = split_flow_key(flow);
         self.inner
             .http_attempts
-            .with_label_values(&[flow, outcome.as_str()])
+            .with_label_values(&[workspace, flow, outcome.as_str()])
             .inc();
     }
 
@@ -194,9 +198,10 @@ impl Metrics {
     }
 
     pub fn webhook_received(&self, flow: &str) {
+        let (workspace, flow) = split_flow_key(flow);
         self.inner
             .webhooks_received
-            .with_label_values(&[flow])
+            .with_label_values(&[workspace, flow])
             .inc();
     }
 
@@ -286,13 +291,16 @@ mod tests {
         metrics.http_attempt("sync", HttpOutcome::Timeout);
         metrics.step_executed("sync", "http", Instant::now());
         metrics.webhook_received("hook");
+        // A flow key of another workspace is labelled with its workspace and bare id.
+        metrics.run_finished("acme/sync", RunStatus::Failed);
         let text = metrics.render(Some(&active())).unwrap();
         for line in [
-            r#"flowd_runs_finished_total{flow="sync",status="succeeded"} 2"#,
-            r#"flowd_http_attempts_total{flow="sync",outcome="timeout"} 1"#,
-            r#"flowd_step_duration_seconds_count{flow="sync",kind="http"} 1"#,
-            r#"flowd_step_duration_seconds_bucket{flow="sync",kind="http",le="0.001"} 1"#,
-            r#"flowd_webhooks_received_total{flow="hook"} 1"#,
+            r#"flowd_runs_finished_total{flow="sync",status="succeeded",workspace="default"} 2"#,
+            r#"flowd_http_attempts_total{flow="sync",outcome="timeout",workspace="default"} 1"#,
+            r#"flowd_step_duration_seconds_count{flow="sync",kind="http",workspace="default"} 1"#,
+            r#"flowd_step_duration_seconds_bucket{flow="sync",kind="http",workspace="default",le="0.001"} 1"#,
+            r#"flowd_webhooks_received_total{flow="hook",workspace="default"} 1"#,
+            r#"flowd_runs_finished_total{flow="sync",status="failed",workspace="acme"} 1"#,
             "flowd_queue_depth 7",
             r#"flowd_runs_active{status="running"} 2"#,
             r#"flowd_build_info{version=""#,
@@ -343,7 +351,9 @@ mod tests {
         metrics.webhook_received("a\"b\\c\nd");
         let text = metrics.render(None).unwrap();
         assert!(
-            text.contains(r#"flowd_webhooks_received_total{flow="a\"b\\c\nd"} 1"#),
+            text.contains(
+                r#"flowd_webhooks_received_total{flow="a\"b\\c\nd",workspace="default"} 1"#
+            ),
             "{text}"
         );
     }

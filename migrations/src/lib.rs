@@ -18,6 +18,7 @@ mod m20261206_100002_operations;
 mod m20261206_100003_retention;
 mod m20261206_300001_run_figures_index;
 mod m20261206_500001_usage_rollup;
+mod m20261207_100001_workspaces;
 mod m20261207_200001_audit_log;
 
 /// The list of flowd's migrations, oldest first.
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_100003_retention::Migration),
             Box::new(m20261206_300001_run_figures_index::Migration),
             Box::new(m20261206_500001_usage_rollup::Migration),
+            Box::new(m20261207_100001_workspaces::Migration),
             Box::new(m20261207_200001_audit_log::Migration),
         ]
     }

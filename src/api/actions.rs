@@ -15,6 +15,7 @@ use crate::api::flows::FlowId;
 use crate::api::page::Items;
 use crate::api::runs::{RunAccepted, RunDetail, run_detail};
 use crate::core::duration::Duration;
+use crate::core::workspace::{Access, Permission};
 use crate::engine::Engine;
 use crate::trigger::manual::{Action, ManualRequest};
 
@@ -45,6 +46,7 @@ pub struct TriggerQuery {
     ))]
 pub async fn trigger_flow(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(FlowId { id }): ApiPath<FlowId>,
     ApiQuery(q): ApiQuery<TriggerQuery>,
     JsonBody(body): JsonBody,
@@ -62,10 +64,11 @@ pub async fn trigger_flow(
             .map_err(|e| invalid(format!("the trigger body is not valid: {e}")))?,
         _ => return Err(invalid("the trigger body must be a JSON object".into())),
     };
-    let run_id = engine.trigger_manual(&id, request).await?;
+    let run_id = engine.trigger_manual(&access, &id, request).await?;
     if let Some(wait) = wait
         && engine.wait_for_run_end(&run_id, wait).await?
-        && let Some(run) = run_detail(&engine, &run_id).await?
+        && access.may(Permission::Read)
+        && let Some(run) = run_detail(&engine, &access, &run_id).await?
     {
         return Ok((StatusCode::OK, Json(run)).into_response());
     }
@@ -92,11 +95,12 @@ pub struct ActionsQuery {
 ))]
 pub async fn list_actions(
     State(engine): State<Engine>,
+    access: Access,
     ApiQuery(q): ApiQuery<ActionsQuery>,
 ) -> Result<Json<Items<Action>>, ApiError> {
     let items = match &q.entity_id {
-        Some(id) => engine.actions_for(&q.entity, id).await?,
-        None => engine.actions(&q.entity),
+        Some(id) => engine.actions_for(&access, &q.entity, id).await?,
+        None => engine.actions(&access, &q.entity),
     };
     Ok(Json(Items { items }))
 }

@@ -20,8 +20,6 @@ use crate::store::audit::{AuditAction, AuditEntry, AuditFilter, Cursor};
 #[serde(deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
-    /// Only changes in this workspace.
-    workspace: Option<String>,
     /// Only changes by this actor: `key:<id>`, `portal:<id>` or `local`.
     actor: Option<String>,
     /// Only this kind of change, e.g. `flow.created` or `secret.set`.
@@ -81,12 +79,12 @@ pub struct AuditEntryOut {
 ))]
 pub async fn list_audit(
     State(engine): State<Engine>,
+    access: Access,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<Page<AuditEntryOut>>, ApiError> {
     let limit = page_limit(q.limit)?;
     let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
     let filter = audit_filter(q)?;
-    let access = Access::local(); // MERGE: access
     let rows = engine
         .audit_log(&access, &filter, after.as_ref(), limit + 1)
         .await?;
@@ -109,7 +107,8 @@ fn audit_filter(q: AuditQuery) -> Result<AuditFilter, ApiError> {
     Ok(AuditFilter {
         since: time("since", q.since)?,
         until: time("until", q.until)?,
-        workspace: q.workspace,
+        // `?workspace=` is the request's own (the auth layer's): the access narrows to it.
+        workspace: None,
         actor: q.actor,
         action: q.action,
         target: q.target,

@@ -105,3 +105,65 @@ fn closing(error: ApiError) -> Response {
         .insert(CONNECTION, HeaderValue::from_static("close"));
     response
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::Router;
+    use axum::http::StatusCode;
+    use axum::routing::post;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    const LIMIT: usize = 1000;
+
+    /// A body of `len` bytes that counts how many of them the server read.
+    fn counted_body(len: usize) -> (Body, Arc<AtomicUsize>) {
+        let read = Arc::new(AtomicUsize::new(0));
+        let seen = read.clone();
+        let body = http_body_util::Full::new(Bytes::from(vec![b'x'; len])).map_frame(move |f| {
+            if let Some(data) = f.data_ref() {
+                seen.fetch_add(data.len(), Ordering::SeqCst);
+            }
+            f
+        });
+        (Body::new(body), read)
+    }
+
+    async fn answer(len: usize, announce: Option<u64>) -> (StatusCode, usize) {
+        let app = Router::new()
+            .route("/", post(|| async { "taken" }))
+            .layer(axum::middleware::from_fn_with_state(LIMIT, read_whole));
+        let (body, read) = counted_body(len);
+        let mut request = Request::post("/");
+        if let Some(length) = announce {
+            request = request.header(CONTENT_LENGTH, length);
+        }
+        let response = app.oneshot(request.body(body).unwrap()).await.unwrap();
+        (response.status(), read.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn an_oversized_body_is_read_to_its_end_before_the_413() {
+        for announce in [Some(LIMIT as u64 + 1), None] {
+            let (status, read) = answer(LIMIT + 1, announce).await;
+            assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{announce:?}");
+            assert_eq!(
+                read,
+                LIMIT + 1,
+                "announced {announce:?}: the rest must be drained"
+            );
+        }
+        assert_eq!(answer(LIMIT, None).await, (StatusCode::OK, LIMIT));
+    }
+
+    #[tokio::test]
+    async fn a_body_announced_beyond_the_allowance_is_refused_unread() {
+        let huge = LIMIT as u64 + DRAIN_ALLOWANCE + 1;
+        let (status, read) = answer(10, Some(huge)).await;
+        assert_eq!((status, read), (StatusCode::PAYLOAD_TOO_LARGE, 0));
+    }
+}

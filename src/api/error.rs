@@ -42,6 +42,15 @@ pub enum ApiError {
     Unauthorized { code: &'static str, message: String },
     #[error("{0}")]
     NotFound(String),
+    /// Not found, with a code of its own (`workspace_not_found`).
+    #[error("{message}")]
+    NotFoundCode { code: &'static str, message: String },
+    /// The key's role does not allow the operation; `details` name the role needed.
+    #[error("{message}")]
+    Forbidden {
+        message: String,
+        role_needed: crate::core::workspace::Role,
+    },
     #[error("{0}")]
     MethodNotAllowed(String),
     #[error("{message}")]
@@ -109,6 +118,8 @@ impl ApiError {
             ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, code),
             ApiError::Unauthorized { code, .. } => (StatusCode::UNAUTHORIZED, code),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::NotFoundCode { code, .. } => (StatusCode::NOT_FOUND, code),
+            ApiError::Forbidden { .. } => (StatusCode::FORBIDDEN, "forbidden"),
             ApiError::MethodNotAllowed(_) => (StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed"),
             ApiError::Conflict { code, .. } => (StatusCode::CONFLICT, code),
             ApiError::PayloadTooLarge => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
@@ -131,6 +142,10 @@ impl IntoResponse for ApiError {
             ApiError::Unprocessable {
                 message, details, ..
             } => (message, details),
+            ApiError::Forbidden {
+                message,
+                role_needed,
+            } => (message, vec![json!({"role_needed": role_needed})]),
             other => (other.to_string(), Vec::new()),
         };
         let body = ErrorBody {
@@ -289,6 +304,7 @@ impl From<FlowError> for ApiError {
                 code: "managed_by_file",
                 message,
             },
+            FlowError::UnknownWorkspace(name) => crate::api::auth::workspace_not_found(&name),
             FlowError::Engine(e) => e.into(),
         }
     }

@@ -8,9 +8,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
+use crate::api::auth::workspace_not_found;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::JsonBody;
 use crate::api::page::Items;
+use crate::core::workspace::Access;
 use crate::engine::Engine;
 use crate::trigger::entity::{EventIn, EventProblem, EventResult, check_event};
 
@@ -31,14 +33,19 @@ pub enum EventsIn {
 #[utoipa::path(post, path = "/api/v1/events", tag = "triggers", request_body = EventsIn, responses(
     (status = 202, description = "per event, in order: its id and the runs it started", body = Items<EventResult>),
     (status = 400, description = "`invalid_json`", body = ErrorBody),
+    (status = 404, description = "`workspace_not_found`: an event names a workspace the key may not use", body = ErrorBody),
     (status = 422, description = "`invalid_event`, with every problem in `details`", body = ErrorBody),
 ))]
 pub async fn post_events(
     State(engine): State<Engine>,
+    access: Access,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<Items<EventResult>>), ApiError> {
     let events = parse_events(body)?;
-    let items = engine.emit(events).await?;
+    let items = engine
+        .emit(&access, events)
+        .await?
+        .map_err(|name| workspace_not_found(&name))?;
     Ok((StatusCode::ACCEPTED, Json(Items { items })))
 }
 

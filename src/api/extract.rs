@@ -53,10 +53,34 @@ impl<T: serde::de::DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Api
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<ApiQuery<T>, ApiError> {
-        axum::extract::Query::<T>::try_from_uri(&parts.uri)
-            .map(|q| ApiQuery(q.0))
-            .map_err(|e| ApiError::BadRequest(query_problem(&e.body_text())))
+        // `?workspace=` belongs to every operation and is read by the auth layer.
+        let query = without_workspace(parts.uri.query().unwrap_or_default());
+        serde_urlencoded_query::<T>(&query)
+            .map(ApiQuery)
+            .map_err(|e| ApiError::BadRequest(query_problem(&e)))
     }
+}
+
+/// The query string without its `workspace` parameters.
+fn without_workspace(query: &str) -> String {
+    query
+        .split('&')
+        .filter(|pair| {
+            let name = pair.split_once('=').map_or(*pair, |(name, _)| name);
+            name != crate::api::auth::WORKSPACE_PARAM
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
+/// Deserializes a query string as axum's `Query` does, with its rejection's text.
+fn serde_urlencoded_query<T: serde::de::DeserializeOwned>(query: &str) -> Result<T, String> {
+    let uri: axum::http::Uri = format!("/?{query}")
+        .parse()
+        .map_err(|e| format!("Failed to deserialize query string: {e}"))?;
+    axum::extract::Query::<T>::try_from_uri(&uri)
+        .map(|q| q.0)
+        .map_err(|e| e.body_text())
 }
 
 /// A person's message for a query string that does not deserialize, from the rejection's text

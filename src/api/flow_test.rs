@@ -12,6 +12,7 @@ use serde_json::Value;
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{ApiPath, JsonBody};
 use crate::api::flows::FlowId;
+use crate::core::workspace::Access;
 use crate::engine::Engine;
 use crate::engine::test_run::{TestError, TestRequest, TestRun};
 
@@ -28,6 +29,7 @@ use crate::engine::test_run::{TestError, TestRequest, TestRun};
     ))]
 pub async fn test_flow(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(FlowId { id }): ApiPath<FlowId>,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<TestRun>), ApiError> {
@@ -43,7 +45,7 @@ pub async fn test_flow(
             .into());
         }
     };
-    let test = engine.test_flow(&id, request).await?;
+    let test = engine.test_flow(&access, &id, request).await?;
     let status = if test.dry_run {
         StatusCode::OK
     } else {

@@ -26,7 +26,10 @@ use crate::store::flows::RevisionRow;
 /// A flow as the list shows it: a grid row. Times are RFC 3339 UTC.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct FlowOut {
+    /// The flow's id within its workspace.
     id: String,
+    /// The workspace it belongs to.
+    workspace: String,
     name: String,
     /// The flow's `description`.
     description: Option<String>,
@@ -149,12 +152,13 @@ const FLOW_EXAMPLE: &str = "id: greet\ntriggers:\n  - entity: contact\n    on: c
 ))]
 pub async fn list_flows(
     State(engine): State<Engine>,
+    access: Access,
     ApiQuery(q): ApiQuery<ListFlows>,
 ) -> Result<Json<Page<FlowOut>>, ApiError> {
     let filter = FlowFilter {
         include_deleted: q.include_deleted,
     };
-    let flows = engine.flow_summaries(filter).await?;
+    let flows = engine.flow_summaries(&access, filter).await?;
     Ok(Json(Page::whole(flows).map(flow_out)))
 }
 
@@ -172,11 +176,12 @@ pub async fn list_flows(
     ))]
 pub async fn create_flow(
     State(engine): State<Engine>,
+    access: Access,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<(StatusCode, Json<FlowDetail>), ApiError> {
     let source = flow_source(&headers, &body)?;
-    let flow = engine.create_flow(&Access::local(), &source).await?; // MERGE: access
+    let flow = engine.create_flow(&access, &source).await?;
     Ok((StatusCode::CREATED, Json(flow_detail(&flow))))
 }
 
@@ -190,10 +195,11 @@ pub async fn create_flow(
 ))]
 pub async fn get_flow(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(FlowId { id }): ApiPath<FlowId>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let flow = engine.flow_view(&id).await?;
+    let flow = engine.flow_view(&access, &id).await?;
     if wants_yaml(&headers) {
         return Ok(([(CONTENT_TYPE, "application/yaml")], flow.yaml).into_response());
     }
@@ -215,12 +221,13 @@ pub async fn get_flow(
     ))]
 pub async fn replace_flow(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(FlowId { id }): ApiPath<FlowId>,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Json<FlowDetail>, ApiError> {
     let source = flow_source(&headers, &body)?;
-    let flow = engine.replace_flow(&Access::local(), &id, &source).await?; // MERGE: access
+    let flow = engine.replace_flow(&access, &id, &source).await?;
     Ok(Json(flow_detail(&flow)))
 }
 
@@ -233,9 +240,10 @@ pub async fn replace_flow(
 ))]
 pub async fn delete_flow(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(FlowId { id }): ApiPath<FlowId>,
 ) -> Result<StatusCode, ApiError> {
-    engine.delete_flow(&Access::local(), &id).await?; // MERGE: access
+    engine.delete_flow(&access, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -247,9 +255,9 @@ pub async fn delete_flow(
 ))]
 pub async fn pause_flow(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(FlowId { id }): ApiPath<FlowId>,
 ) -> Result<Json<FlowOut>, ApiError> {
-    let access = Access::local(); // MERGE: access
     Ok(Json(flow_out(&engine.pause_flow(&access, &id).await?)))
 }
 
@@ -273,6 +281,7 @@ pub struct ResumeIn {
     ))]
 pub async fn resume_flow(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(FlowId { id }): ApiPath<FlowId>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<FlowOut>, ApiError> {
@@ -281,7 +290,6 @@ pub async fn resume_flow(
         Value::Object(_) => serde_json::from_value(body).map_err(|_| resume_problem())?,
         _ => return Err(resume_problem()),
     };
-    let access = Access::local(); // MERGE: access
     Ok(Json(flow_out(
         &engine
             .resume_flow(&access, &id, resume.discard_held)
@@ -302,9 +310,10 @@ fn resume_problem() -> ApiError {
 ))]
 pub async fn list_revisions(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(FlowId { id }): ApiPath<FlowId>,
 ) -> Result<Json<Page<RevisionOut>>, ApiError> {
-    let revisions = engine.flow_revisions(&id).await?;
+    let revisions = engine.flow_revisions(&access, &id).await?;
     Ok(Json(Page::whole(revisions).map(revision_out)))
 }
 
@@ -319,10 +328,11 @@ pub async fn list_revisions(
 ))]
 pub async fn get_revision(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(FlowRevision { id, revision }): ApiPath<FlowRevision>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let revision = engine.flow_revision(&id, revision).await?;
+    let revision = engine.flow_revision(&access, &id, revision).await?;
     if wants_yaml(&headers) {
         return Ok(([(CONTENT_TYPE, "application/yaml")], revision.yaml).into_response());
     }
@@ -346,11 +356,10 @@ pub async fn get_revision(
 ))]
 pub async fn restore_revision(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(FlowRevision { id, revision }): ApiPath<FlowRevision>,
 ) -> Result<Json<FlowDetail>, ApiError> {
-    let flow = engine
-        .restore_flow_revision(&Access::local(), &id, revision)
-        .await?; // MERGE: access
+    let flow = engine.restore_flow_revision(&access, &id, revision).await?;
     Ok(Json(flow_detail(&flow)))
 }
 
@@ -367,11 +376,12 @@ pub async fn restore_revision(
     ))]
 pub async fn validate_flow(
     State(engine): State<Engine>,
+    access: Access,
     headers: HeaderMap,
     RawBody(body): RawBody,
 ) -> Result<Json<Validated>, ApiError> {
     let source = flow_source(&headers, &body)?;
-    let checked = engine.check_flow(&source, None)?;
+    let checked = engine.check_flow(&access, &source, None)?;
     Ok(Json(Validated {
         valid: true,
         warnings: checked.warnings,
@@ -416,6 +426,7 @@ fn time(millis: i64) -> Option<String> {
 fn flow_out(flow: &FlowSummary) -> FlowOut {
     FlowOut {
         id: flow.id.clone(),
+        workspace: flow.workspace.clone(),
         name: flow.name.clone(),
         description: flow.description.clone(),
         enabled: flow.enabled,

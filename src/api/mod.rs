@@ -24,12 +24,14 @@ pub mod page;
 pub mod runs;
 pub mod secrets;
 pub mod usage;
+pub mod workspaces;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::core::workspace::Permission;
 use crate::engine::Engine;
 
 /// Default largest request body (`FLOWD_MAX_BODY`).
@@ -111,10 +113,146 @@ impl RouteTable {
             .routes(routes!(notifications::mark_read))
             .routes(routes!(secrets::list_secrets))
             .routes(routes!(secrets::put_secret, secrets::delete_secret))
-            .routes(routes!(audit::list_audit));
+            .routes(routes!(audit::list_audit))
+            .routes(routes!(
+                workspaces::list_workspaces,
+                workspaces::create_workspace
+            ));
         openapi::require_key(api_v1.get_openapi_mut());
         RouteTable { public, api_v1 }
     }
+}
+
+/// What each operation under the auth layer needs (SPEC §11), by method and route path as axum
+/// matches it; `None`: any valid key (the API's own description). To add a route: one line here
+/// (`tests/it/workspaces.rs` fails for an operation of the document missing from it, and the
+/// layer refuses such an operation to all but admin keys).
+pub const PERMISSIONS: &[(&str, &str, Option<Permission>)] = {
+    use Permission::*;
+    &[
+        ("GET", "/metrics", Some(Administer)),
+        ("GET", "/api/v1/openapi.json", None),
+        ("POST", "/api/v1/events", Some(Trigger)),
+        ("GET", "/api/v1/flows", Some(Read)),
+        ("POST", "/api/v1/flows", Some(Edit)),
+        ("POST", "/api/v1/flows/validate", Some(Read)),
+        ("GET", "/api/v1/flows/{id}", Some(Read)),
+        ("PUT", "/api/v1/flows/{id}", Some(Edit)),
+        ("DELETE", "/api/v1/flows/{id}", Some(Edit)),
+        ("POST", "/api/v1/flows/{id}/pause", Some(Operate)),
+        ("POST", "/api/v1/flows/{id}/resume", Some(Operate)),
+        ("GET", "/api/v1/flows/{id}/revisions", Some(Read)),
+        ("GET", "/api/v1/flows/{id}/revisions/{revision}", Some(Read)),
+        (
+            "POST",
+            "/api/v1/flows/{id}/revisions/{revision}/restore",
+            Some(Edit),
+        ),
+        ("POST", "/api/v1/flows/{id}/test", Some(Edit)),
+        ("POST", "/api/v1/flows/{id}/trigger", Some(Trigger)),
+        ("GET", "/api/v1/actions", Some(Read)),
+        ("GET", "/api/v1/nodes", Some(Read)),
+        ("GET", "/api/v1/runs", Some(Read)),
+        ("GET", "/api/v1/runs/{id}", Some(Read)),
+        ("POST", "/api/v1/runs/{id}/cancel", Some(Operate)),
+        ("POST", "/api/v1/runs/{id}/retry", Some(Operate)),
+        ("POST", "/api/v1/runs/{id}/replay", Some(Operate)),
+        ("POST", "/api/v1/runs/retry", Some(Operate)),
+        ("POST", "/api/v1/runs/replay", Some(Operate)),
+        ("GET", "/api/v1/operations/{id}", Some(Read)),
+        ("GET", "/api/v1/usage", Some(Read)),
+        ("GET", "/api/v1/notifications", Some(Read)),
+        ("POST", "/api/v1/notifications/{id}/read", Some(Operate)),
+        ("GET", "/api/v1/secrets", Some(Read)),
+        ("PUT", "/api/v1/secrets/{name}", Some(Edit)),
+        ("DELETE", "/api/v1/secrets/{name}", Some(Edit)),
+        ("GET", "/api/v1/audit", Some(Read)),
+        ("GET", "/api/v1/workspaces", Some(Read)),
+        ("POST", "/api/v1/workspaces", Some(Administer)),
+    ]
+};
+
+/// The permission operation `method path` needs: its row of [`PERMISSIONS`], or, for a route
+/// without one, `Administer` (a route forgotten there is closed, not open).
+pub fn permission(method: &str, path: &str) -> Option<Permission> {
+    PERMISSIONS
+        .iter()
+        .find(|(m, p, _)| *m == method && *p == path)
+        .map_or(Some(Permission::Administer), |(_, _, needed)| *needed)
+}
+
+/// The permission a request to `path` (a concrete path, `/api/v1/runs/0190…`) needs: that of
+/// the row of [`PERMISSIONS`] whose path template it fits, literal segments winning over
+/// parameters (`/api/v1/runs/retry` over `/api/v1/runs/{id}`); `Administer` for none.
+pub fn permission_of_request(method: &str, path: &str) -> Option<Permission> {
+    route_of_request(method, path).map_or(Some(Permission::Administer), |(_, needed)| needed)
+}
+
+/// The row of [`PERMISSIONS`] whose path template `path` fits, literal segments winning over
+/// parameters: the route template and its permission.
+fn route_of_request(method: &str, path: &str) -> Option<(&'static str, Option<Permission>)> {
+    let segments: Vec<&str> = path.split('/').collect();
+    let fits = |template: &str| -> Option<usize> {
+        let parts: Vec<&str> = template.split('/').collect();
+        if parts.len() != segments.len() {
+            return None;
+        }
+        let mut literal = 0;
+        for (part, segment) in parts.iter().zip(&segments) {
+            if part.starts_with('{') {
+                continue;
+            }
+            if part != segment {
+                return None;
+            }
+            literal += 1;
+        }
+        Some(literal)
+    };
+    PERMISSIONS
+        .iter()
+        .filter(|(m, _, _)| *m == method)
+        .filter_map(|(_, template, needed)| Some((fits(template)?, (*template, *needed))))
+        .max_by_key(|(literal, _)| *literal)
+        .map(|(_, route)| route)
+}
+
+/// The query parameters each operation takes, as the OpenAPI document says, by method and path
+/// template: read once, so every route refuses a parameter it does not take (they all take
+/// `workspace`, which is read by the auth layer and not by the handler).
+static QUERY_PARAMETERS: std::sync::LazyLock<
+    std::collections::HashMap<(String, String), Vec<String>>,
+> = std::sync::LazyLock::new(|| {
+    let doc = serde_json::to_value(openapi()).unwrap_or_default();
+    let mut taken = std::collections::HashMap::new();
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, operation) in item.as_object().into_iter().flatten() {
+            let names = operation["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query")
+                .filter_map(|p| p["name"].as_str().map(str::to_string))
+                .collect();
+            taken.insert((method.to_uppercase(), path.clone()), names);
+        }
+    }
+    taken
+});
+
+/// A query parameter of `query` that the operation `method path` does not take, with the
+/// ones it takes, if any.
+pub fn unknown_query_parameter(
+    method: &str,
+    path: &str,
+    query: &str,
+) -> Option<(String, Vec<String>)> {
+    let (template, _) = route_of_request(method, path)?;
+    let taken = QUERY_PARAMETERS.get(&(method.to_string(), template.to_string()))?;
+    url::form_urlencoded::parse(query.as_bytes())
+        .map(|(name, _)| name.into_owned())
+        .find(|name| !taken.contains(name))
+        .map(|name| (name, taken.clone()))
 }
 
 async fn not_found(uri: axum::http::Uri) -> error::ApiError {
@@ -172,6 +310,46 @@ mod tests {
             }
         }
         documented
+    }
+
+    #[test]
+    fn a_request_takes_the_permission_of_its_route() {
+        use Permission::*;
+        assert_eq!(
+            permission_of_request("POST", "/api/v1/runs/retry"),
+            Some(Operate)
+        );
+        assert_eq!(
+            permission_of_request("GET", "/api/v1/runs/0190a8a0"),
+            Some(Read)
+        );
+        let cancel = permission_of_request("POST", "/api/v1/runs/0190a8a0/cancel");
+        assert_eq!(cancel, Some(Operate));
+        assert_eq!(
+            permission_of_request("POST", "/api/v1/flows/validate"),
+            Some(Read)
+        );
+        assert_eq!(
+            permission_of_request("DELETE", "/api/v1/flows/x"),
+            Some(Edit)
+        );
+        assert_eq!(permission_of_request("GET", "/api/v1/openapi.json"), None);
+        assert_eq!(permission_of_request("GET", "/metrics"), Some(Administer));
+        // A route without a row is closed to all but admin keys.
+        assert_eq!(
+            permission_of_request("POST", "/api/v1/nowhere"),
+            Some(Administer)
+        );
+    }
+
+    #[test]
+    fn every_operation_behind_a_key_has_a_permission() {
+        let missing: Vec<(String, String)> = documented()
+            .into_iter()
+            .filter(|(_, path)| path.starts_with("/api/v1") || path == "/metrics")
+            .filter(|(method, path)| !PERMISSIONS.iter().any(|(m, p, _)| m == method && p == path))
+            .collect();
+        assert!(missing.is_empty(), "add these to PERMISSIONS: {missing:?}");
     }
 
     #[tokio::test]

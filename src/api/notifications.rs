@@ -10,6 +10,7 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{ApiPath, ApiQuery};
 use crate::api::page::{Page, page_limit, time_id_cursor};
 use crate::core::time::rfc3339;
+use crate::core::workspace::{Access, split_flow_key};
 use crate::engine::Engine;
 use crate::store::notifications::{Cursor, Notification};
 
@@ -31,6 +32,9 @@ pub struct ListQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct NotificationOut {
     id: String,
+    /// The workspace whose inbox it is in.
+    workspace: String,
+    /// The flow's id within its workspace.
     flow: Option<String>,
     run_id: Option<String>,
     /// The step that sent it.
@@ -66,12 +70,18 @@ pub struct NotificationId {
 ))]
 pub async fn list_notifications(
     State(engine): State<Engine>,
+    access: Access,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Page<NotificationOut>>, ApiError> {
     let limit = page_limit(q.limit)?;
     let after = q.cursor.as_deref().map(parse_cursor).transpose()?;
     let rows = engine
-        .notifications(q.unread.unwrap_or(false), after.as_ref(), limit + 1)
+        .notifications(
+            &access,
+            q.unread.unwrap_or(false),
+            after.as_ref(),
+            limit + 1,
+        )
         .await?;
     let page = Page::cut(rows, limit, |n| format!("{}.{}", n.created_at, n.id));
     Ok(Json(page.map(notification_out)))
@@ -85,9 +95,10 @@ pub async fn list_notifications(
     ))]
 pub async fn mark_read(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(NotificationId { id }): ApiPath<NotificationId>,
 ) -> Result<Json<MarkedRead>, ApiError> {
-    if !engine.mark_notification_read(&id).await? {
+    if !engine.mark_notification_read(&access, &id).await? {
         return Err(ApiError::NotFound(format!("no notification `{id}`")));
     }
     Ok(Json(MarkedRead { id, read: true }))
@@ -97,7 +108,11 @@ fn notification_out(n: &Notification) -> NotificationOut {
     let time = |t: i64| DateTime::<Utc>::from_timestamp_millis(t).map(rfc3339);
     NotificationOut {
         id: n.id.clone(),
-        flow: n.flow_id.clone(),
+        workspace: n.workspace.clone(),
+        flow: n
+            .flow_id
+            .as_deref()
+            .map(|f| split_flow_key(f).1.to_string()),
         run_id: n.run_id.clone(),
         step: n.step_id.clone(),
         title: n.title.clone(),

@@ -12,7 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use tracing::error;
 use utoipa::OpenApi;
-use utoipa::openapi::path::{Operation, PathItem};
+use utoipa::openapi::Required;
+use utoipa::openapi::path::{Operation, Parameter, ParameterBuilder, ParameterIn, PathItem};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityRequirement, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder};
 
@@ -37,6 +39,7 @@ const BEARER: &str = "api_key";
         (name = "inbox", description = "Notifications of `notify` steps with `inbox: true`"),
         (name = "secrets", description = "The encrypted secret store; values are write-only"),
         (name = "audit", description = "Who changed what, when, in which workspace"),
+        (name = "workspaces", description = "Workspaces: what a key sees and acts in"),
         (name = "meta", description = "This document"),
         (name = "health", description = "Liveness and readiness"),
     ),
@@ -59,7 +62,40 @@ pub fn require_key(doc: &mut Document) {
             "401",
             "`unauthorized`: no valid API key (asked for once any key exists)",
         );
+        add_error(
+            operation,
+            "403",
+            "`forbidden`: the key's role does not allow this; `details: [{\"role_needed\"}]`",
+        );
+        add_error(
+            operation,
+            "404",
+            "`not_found`, or `workspace_not_found` for a `workspace` the key may not see",
+        );
+        operation
+            .parameters
+            .get_or_insert_with(Vec::new)
+            .push(workspace_parameter());
     }
+}
+
+/// `?workspace=W`, which every `/api/v1` operation takes (SPEC §11).
+fn workspace_parameter() -> Parameter {
+    ParameterBuilder::new()
+        .name(crate::api::auth::WORKSPACE_PARAM)
+        .parameter_in(ParameterIn::Query)
+        .required(Required::False)
+        .description(Some(
+            "The workspace to act in: an admin key may name any; another key only its own \
+             (any other answers 404 `workspace_not_found`). Without it a request acts in the \
+             key's workspace, and an admin key's lists span every workspace.",
+        ))
+        .schema(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .pattern(Some(crate::core::workspace::WORKSPACE_NAME_PATTERN)),
+        ))
+        .build()
 }
 
 /// Completes the document of the whole route table: the security scheme, the error answers any

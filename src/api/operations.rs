@@ -93,9 +93,10 @@ pub struct OperationId {
 ))]
 pub async fn bulk_retry(
     State(engine): State<Engine>,
+    access: Access,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<OperationAccepted>), ApiError> {
-    start(&engine, OperationKind::Retry, &body).await
+    start(&engine, &access, OperationKind::Retry, &body).await
 }
 
 /// Starts a new run, on the flow's current revision, for every run the filter matches (at most
@@ -106,9 +107,10 @@ pub async fn bulk_retry(
 ))]
 pub async fn bulk_replay(
     State(engine): State<Engine>,
+    access: Access,
     JsonBody(body): JsonBody,
 ) -> Result<(StatusCode, Json<OperationAccepted>), ApiError> {
-    start(&engine, OperationKind::Replay, &body).await
+    start(&engine, &access, OperationKind::Replay, &body).await
 }
 
 /// A bulk operation with its progress.
@@ -118,10 +120,11 @@ pub async fn bulk_replay(
 ))]
 pub async fn get_operation(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(OperationId { id }): ApiPath<OperationId>,
 ) -> Result<Json<OperationOut>, ApiError> {
     engine
-        .operation(&id)
+        .operation(&access, &id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no operation `{id}`")))
@@ -129,13 +132,12 @@ pub async fn get_operation(
 
 async fn start(
     engine: &Engine,
+    access: &Access,
     kind: OperationKind,
     body: &Value,
 ) -> Result<(StatusCode, Json<OperationAccepted>), ApiError> {
     let filter = parse_filter(kind, body)?;
-    let op = engine
-        .start_operation(&Access::local(), kind, &filter)
-        .await?; // MERGE: access
+    let op = engine.start_operation(access, kind, &filter).await?;
     Ok((
         StatusCode::ACCEPTED,
         Json(OperationAccepted {
@@ -188,6 +190,7 @@ fn parse_filter(kind: OperationKind, body: &Value) -> Result<OperationFilter, Ap
         entity_id: text("entity_id")?,
         since: time("since")?,
         until: time("until")?,
+        workspace: None,
     })
 }
 

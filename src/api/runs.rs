@@ -72,6 +72,7 @@ pub struct ListQuery {
 ))]
 pub async fn list_runs(
     State(engine): State<Engine>,
+    access: Access,
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Page<RunOut>>, ApiError> {
     let status = q
@@ -102,8 +103,9 @@ pub async fn list_runs(
             .map(|t| parse_time("until", t))
             .transpose()?,
         before_id: q.cursor.map(check_cursor).transpose()?,
+        workspace: None,
     };
-    let rows = engine.list_runs(&filter, limit + 1).await?;
+    let rows = engine.list_runs(&access, &filter, limit + 1).await?;
     Ok(Json(Page::cut(rows, limit, |r| r.id.clone())))
 }
 
@@ -114,18 +116,23 @@ pub async fn list_runs(
 ))]
 pub async fn get_run(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(RunId { id }): ApiPath<RunId>,
 ) -> Result<Json<RunDetail>, ApiError> {
     engine
-        .run_detail(&id)
+        .run_detail(&access, &id)
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::NotFound(format!("no run `{id}`")))
 }
 
 /// The run with every step and attempt, as `GET /api/v1/runs/{id}` answers it.
-pub async fn run_detail(engine: &Engine, id: &str) -> Result<Option<Value>, ApiError> {
-    let Some(detail) = engine.run_detail(id).await? else {
+pub async fn run_detail(
+    engine: &Engine,
+    access: &Access,
+    id: &str,
+) -> Result<Option<Value>, ApiError> {
+    let Some(detail) = engine.run_detail(access, id).await? else {
         return Ok(None);
     };
     Ok(Some(
@@ -169,9 +176,9 @@ pub struct RunId {
 ))]
 pub async fn cancel_run(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(RunId { id }): ApiPath<RunId>,
 ) -> Result<(StatusCode, Json<RunControlled>), ApiError> {
-    let access = Access::local(); // MERGE: access
     let status = match engine.cancel_run(&access, &id).await? {
         Cancelled::Now => "cancelled",
         Cancelled::AfterCurrentStep => "cancelling",
@@ -190,9 +197,10 @@ pub async fn cancel_run(
 ))]
 pub async fn retry_run(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(RunId { id }): ApiPath<RunId>,
 ) -> Result<(StatusCode, Json<RunControlled>), ApiError> {
-    engine.retry_run(&Access::local(), &id).await?; // MERGE: access
+    engine.retry_run(&access, &id).await?;
     let status = "pending";
     Ok((
         StatusCode::ACCEPTED,
@@ -208,8 +216,9 @@ pub async fn retry_run(
 ))]
 pub async fn replay_run(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(RunId { id }): ApiPath<RunId>,
 ) -> Result<(StatusCode, Json<RunAccepted>), ApiError> {
-    let run_id = engine.replay_run(&Access::local(), &id).await?; // MERGE: access
+    let run_id = engine.replay_run(&access, &id).await?;
     Ok((StatusCode::ACCEPTED, Json(RunAccepted { run_id })))
 }

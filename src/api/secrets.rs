@@ -1,5 +1,6 @@
 //! The secret store: `GET /api/v1/secrets`, `PUT /api/v1/secrets/{name}` (the value is
-//! write-only) and `DELETE /api/v1/secrets/{name}`. No answer ever carries a value.
+//! write-only) and `DELETE /api/v1/secrets/{name}`, of the key's workspace (SPEC §11). No answer
+//! ever carries a value.
 
 use axum::Json;
 use axum::extract::State;
@@ -22,6 +23,8 @@ use crate::secrets::Source;
 /// environment.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SecretOut {
+    /// The workspace it belongs to.
+    workspace: String,
     name: String,
     #[schema(format = DateTime)]
     created_at: Option<String>,
@@ -61,8 +64,9 @@ pub struct SecretName {
 ))]
 pub async fn list_secrets(
     State(engine): State<Engine>,
+    access: Access,
 ) -> Result<Json<Items<SecretOut>>, ApiError> {
-    let items = engine.list_secrets().await?;
+    let items = engine.list_secrets(&access).await?;
     Ok(Json(Items {
         items: items.iter().map(secret_out).collect(),
     }))
@@ -78,11 +82,12 @@ pub async fn list_secrets(
     ))]
 pub async fn put_secret(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(SecretName { name }): ApiPath<SecretName>,
     JsonBody(body): JsonBody,
 ) -> Result<Json<SecretOut>, ApiError> {
     let value = read_value(body)?;
-    let info = engine.set_secret(&Access::local(), &name, &value).await?; // MERGE: access
+    let info = engine.set_secret(&access, &name, &value).await?;
     Ok(Json(secret_out(&info)))
 }
 
@@ -95,9 +100,10 @@ pub async fn put_secret(
     ))]
 pub async fn delete_secret(
     State(engine): State<Engine>,
+    access: Access,
     ApiPath(SecretName { name }): ApiPath<SecretName>,
 ) -> Result<StatusCode, ApiError> {
-    engine.delete_secret(&Access::local(), &name).await?; // MERGE: access
+    engine.delete_secret(&access, &name).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -131,6 +137,7 @@ fn secret_out(info: &SecretInfo) -> SecretOut {
             .map(rfc3339)
     };
     SecretOut {
+        workspace: info.workspace.clone(),
         name: info.name.clone(),
         created_at: time(info.created_at),
         updated_at: time(info.updated_at),

@@ -11,6 +11,7 @@ use utoipa::{IntoParams, ToSchema};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::ApiQuery;
 use crate::api::page::Items;
+use crate::core::workspace::{Access, split_flow_key};
 use crate::engine::Engine;
 use crate::engine::reads::usage_window;
 use crate::store::usage::DayUsage;
@@ -48,7 +49,10 @@ fn time_or_date() -> utoipa::openapi::Schema {
 /// One flow on one UTC day: the runs its triggers started that day and how they went.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DayUsageOut {
+    /// The flow's id within its workspace.
     pub flow: String,
+    /// The workspace of the flow.
+    pub workspace: String,
     /// `YYYY-MM-DD`, UTC.
     pub day: String,
     pub runs_started: i64,
@@ -68,11 +72,12 @@ pub struct DayUsageOut {
 ))]
 pub async fn get_usage(
     State(engine): State<Engine>,
+    access: Access,
     ApiQuery(q): ApiQuery<UsageQuery>,
 ) -> Result<Json<Items<DayUsageOut>>, ApiError> {
     let filter = usage_window(q.flow, q.since.as_deref(), q.until.as_deref(), Utc::now())
         .map_err(ApiError::BadRequest)?;
-    let days = engine.usage(&filter, q.exceeded).await?;
+    let days = engine.usage(&access, &filter, q.exceeded).await?;
     Ok(Json(Items {
         items: days.iter().map(day_out).collect(),
     }))
@@ -80,7 +85,8 @@ pub async fn get_usage(
 
 fn day_out(d: &DayUsage) -> DayUsageOut {
     DayUsageOut {
-        flow: d.flow_id.clone(),
+        flow: split_flow_key(&d.flow_id).1.to_string(),
+        workspace: split_flow_key(&d.flow_id).0.to_string(),
         day: d.day.format("%Y-%m-%d").to_string(),
         runs_started: d.runs_started,
         runs_succeeded: d.runs_succeeded,

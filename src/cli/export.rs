@@ -5,7 +5,8 @@
 //! definition. A flow whose id is already held by a file in DIR goes to that file. A file that
 //! differs from the stored flow is left alone unless `--force`. Exit 0 when every flow is on
 //! disk as stored, 1 when a file was left alone or a flow could not be written, 2 when the
-//! database cannot be used.
+//! database cannot be used. Flows of a workspace other than `default` go to `DIR/<workspace>/`,
+//! where `flowd serve` reads them back into that workspace.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -15,7 +16,8 @@ use serde_json::Value;
 
 use crate::cli::config::Config;
 use crate::cli::database::sqlite_path;
-use crate::flow::load::{find_flow_files, load_files};
+use crate::core::workspace::split_flow_key;
+use crate::flow::load::{find_flow_files, load_files_under};
 use crate::flow::model::FlowDef;
 use crate::flow::validate::{Options, validate_source};
 use crate::store::flows::{FlowRow, FlowSource};
@@ -86,6 +88,7 @@ async fn export(args: &Args, options: &StoreOptions) -> Result<bool, ExportError
             .get(&flow.id)
             .cloned()
             .unwrap_or_else(|| args.out.join(format!("{}.yaml", flow.id)));
+        // `flow.id` is the flow key: `ws/id` lands in the workspace's folder.
         let outcome = export_one(flow, &target, args.force);
         let (word, line) = describe(&outcome, &flow.id, &target);
         println!("{line}");
@@ -150,16 +153,18 @@ async fn api_flows(url: &str, options: &StoreOptions) -> Result<Vec<FlowRow>, Ex
 }
 
 /// The file path of a `sqlite:` URL, without its options.
-/// Which file of `dir` holds each flow id: valid files by their id, broken ones by file name.
+/// Which file of `dir` holds each flow key: valid files by their key (their workspace is their
+/// folder's, as `flowd serve` reads them), broken ones by file name.
 fn files_by_flow_id(dir: &Path) -> HashMap<String, PathBuf> {
-    let Ok(files) = find_flow_files(&[dir.to_path_buf()]) else {
+    let roots = [dir.to_path_buf()];
+    let Ok(files) = find_flow_files(&roots) else {
         return HashMap::new();
     };
-    load_files(&files, &Options::default())
+    load_files_under(&roots, &files, &Options::default())
         .into_iter()
         .filter_map(|r| {
             let id = match &r.report.flow {
-                Some(flow) => flow.id.clone(),
+                Some(flow) => flow.key(),
                 None => r.path.file_stem()?.to_string_lossy().into_owned(),
             };
             Some((id, r.path))
@@ -168,8 +173,14 @@ fn files_by_flow_id(dir: &Path) -> HashMap<String, PathBuf> {
 }
 
 fn export_one(flow: &FlowRow, target: &Path, force: bool) -> Outcome {
-    if !is_safe_id(&flow.id) {
+    let (workspace, id) = split_flow_key(&flow.id);
+    if !is_safe_id(id) || !is_safe_id(workspace) {
         return Outcome::Failed(format!("`{}` cannot be a file name", flow.id));
+    }
+    if let Some(folder) = target.parent()
+        && let Err(e) = std::fs::create_dir_all(folder)
+    {
+        return Outcome::Failed(format!("cannot create {}: {e}", folder.display()));
     }
     let yaml = match yaml_of(flow) {
         Ok(yaml) => yaml,
@@ -204,9 +215,11 @@ fn is_safe_id(id: &str) -> bool {
 fn yaml_of(flow: &FlowRow) -> Result<String, String> {
     let definition: Value = serde_json::from_str(&flow.definition)
         .map_err(|e| format!("the stored definition is not JSON: {e}"))?;
-    let report = validate_source(&flow.yaml, Some(&flow.id), &Options::default());
+    // `flow.id` is the flow key; the source holds the bare id.
+    let id = split_flow_key(&flow.id).1;
+    let report = validate_source(&flow.yaml, Some(id), &Options::default());
     let source_fits = report.flow.is_some_and(|f| {
-        f.id == flow.id && serde_json::to_value(&f.def).ok().as_ref() == Some(&definition)
+        f.id == id && serde_json::to_value(&f.def).ok().as_ref() == Some(&definition)
     });
     let mut yaml = if source_fits {
         flow.yaml.clone()

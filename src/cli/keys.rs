@@ -1,5 +1,6 @@
-//! `flowd keys create NAME | list | revoke ID`: API keys, stored hashed. A new key is printed
-//! once; only its prefix is shown afterwards.
+//! `flowd keys create NAME [--workspace W] [--role R] | list | revoke ID`: API keys, stored
+//! hashed, each acting in one workspace with one role (SPEC §11). A new key is printed once; only
+//! its prefix is shown afterwards.
 
 use std::process::ExitCode;
 
@@ -9,7 +10,7 @@ use crate::cli::block_on;
 use crate::cli::config::Config;
 use crate::cli::database;
 use crate::core::time::rfc3339;
-use crate::core::workspace::Access;
+use crate::core::workspace::{Access, Role};
 use crate::engine::audit::{self, Change};
 use crate::store::Store;
 use crate::store::api_keys;
@@ -39,8 +40,14 @@ enum KeysCommand {
     Create {
         /// A name to tell the key apart, e.g. the program that uses it.
         name: String,
+        /// The workspace the key acts in; it must exist (`flowd workspaces create`).
+        #[arg(long, default_value = crate::core::workspace::DEFAULT_WORKSPACE)]
+        workspace: String,
+        /// What the key may do: admin, editor, operator, viewer or trigger (SPEC §11).
+        #[arg(long, default_value = "admin", value_parser = parse_role)]
+        role: Role,
     },
-    /// List keys: id, prefix, name, created, revoked.
+    /// List keys: id, prefix, name, workspace, role, created, revoked.
     List,
     /// Revoke a key by id or prefix.
     Revoke { id: String },
@@ -51,18 +58,25 @@ pub fn run(args: &Args, config: &Config) -> ExitCode {
         let store = database::open("keys", &args.database_url, args.create, &config.store).await?;
         let now = Utc::now().timestamp_millis();
         match &args.command {
-            KeysCommand::Create { name } => {
-                // MERGE: keys (W1 adds workspace and role; keep the audit entry in the txn)
+            KeysCommand::Create {
+                name,
+                workspace,
+                role,
+            } => {
+                crate::cli::workspaces::require(&store, workspace).await?;
                 let txn = store.begin_write().await?;
-                let (row, key) = api_keys::create(&txn, name, now).await?;
-                let detail = serde_json::json!({"name": row.name, "prefix": row.prefix});
-                record_key_change(&txn, &store, AuditAction::KeyCreated, &row.id, detail).await?;
+                let (row, key) = api_keys::create(&txn, name, workspace, *role, now).await?;
+                let detail = serde_json::json!({
+                    "name": row.name, "prefix": row.prefix, "role": row.role
+                });
+                let created = (AuditAction::KeyCreated, &row);
+                record_key_change(&txn, &store, created, detail).await?;
                 txn.commit().await?;
                 println!("{key}");
                 eprintln!(
-                    "Created API key `{}` ({}). It is shown only now: store it somewhere safe. \
-                     Send it as `Authorization: Bearer <key>`.",
-                    row.name, row.prefix
+                    "Created API key `{}` ({}), `{}` of workspace `{}`. It is shown only now: \
+                     store it somewhere safe. Send it as `Authorization: Bearer <key>`.",
+                    row.name, row.prefix, row.role, row.workspace
                 );
             }
             KeysCommand::List => {
@@ -73,10 +87,12 @@ pub fn run(args: &Args, config: &Config) -> ExitCode {
                 for k in keys {
                     let revoked = k.revoked_at.and_then(time).map(|t| format!("revoked {t}"));
                     println!(
-                        "{}\t{}\t{}\tcreated {}\t{}",
+                        "{}\t{}\t{}\t{}\t{}\tcreated {}\t{}",
                         k.id,
                         k.prefix,
                         k.name,
+                        k.workspace,
+                        k.role,
                         time(k.created_at).unwrap_or_default(),
                         revoked.as_deref().unwrap_or("active")
                     );
@@ -93,7 +109,7 @@ pub fn run(args: &Args, config: &Config) -> ExitCode {
                 };
                 api_keys::revoke(&txn, &key.id, now).await?;
                 let detail = serde_json::json!({"name": key.name, "prefix": key.prefix});
-                record_key_change(&txn, &store, AuditAction::KeyRevoked, &key.id, detail).await?;
+                record_key_change(&txn, &store, (AuditAction::KeyRevoked, &key), detail).await?;
                 txn.commit().await?;
                 eprintln!("Revoked. Running servers stop accepting it within a second.");
             }
@@ -103,19 +119,28 @@ pub fn run(args: &Args, config: &Config) -> ExitCode {
     })
 }
 
-/// Records a key created or revoked from the command line, in the change's transaction.
+/// Records a key created or revoked from the command line, in the change's transaction: in the
+/// key's own workspace.
 async fn record_key_change(
     txn: &impl sea_orm::ConnectionTrait,
     store: &Store,
-    action: AuditAction,
-    key_id: &str,
+    (action, key): (AuditAction, &api_keys::ApiKey),
     detail: serde_json::Value,
 ) -> anyhow::Result<()> {
-    let access = Access::local();
-    let change = Change::in_workspace(&access, action, key_id, detail);
+    let access = Access {
+        workspace: key.workspace.clone(),
+        ..Access::local()
+    };
+    let change = Change::in_workspace(&access, action, &key.id, detail);
     let now = Utc::now().timestamp_millis();
     audit::record(txn, store.backend(), &access, change, now).await?;
     Ok(())
+}
+
+fn parse_role(text: &str) -> Result<Role, String> {
+    Role::parse(text).ok_or_else(|| {
+        format!("`{text}` is not a role: admin, editor, operator, viewer or trigger")
+    })
 }
 
 fn time(millis: i64) -> Option<String> {

@@ -13,6 +13,7 @@ mod schema;
 mod secrets;
 pub mod serve;
 mod validate;
+mod workspaces;
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
@@ -54,6 +55,8 @@ enum Command {
     Export(export::Args),
     /// Manage the encrypted secret store.
     Secrets(secrets::Args),
+    /// Manage workspaces.
+    Workspaces(workspaces::Args),
 }
 
 pub fn main() -> ExitCode {
@@ -83,6 +86,7 @@ pub fn main() -> ExitCode {
         Command::Keys(args) => keys::run(&args, &config),
         Command::Export(args) => export::run(&args, &config),
         Command::Secrets(args) => secrets::run(&args, &config),
+        Command::Workspaces(args) => workspaces::run(&args, &config),
     }
 }
 

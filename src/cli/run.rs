@@ -328,10 +328,11 @@ async fn watch_run(
                 false
             }
         };
-        let detail = crate::api::runs::run_detail(engine, run_id)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot read the run: {e}"))?
-            .ok_or_else(|| anyhow::anyhow!("run `{run_id}` disappeared"))?;
+        let detail =
+            crate::api::runs::run_detail(engine, &crate::core::workspace::Access::local(), run_id)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot read the run: {e}"))?
+                .ok_or_else(|| anyhow::anyhow!("run `{run_id}` disappeared"))?;
         printer.update(&detail);
         if ended {
             break Ok(status_of(&detail));

@@ -1,6 +1,7 @@
 //! `flowd secrets set NAME | list | delete NAME | rotate-master-key`: the encrypted secret store.
 //! `set` reads the value from stdin when it is not a terminal, else prompts without echo; values
-//! are never printed. Running servers pick changes up within a second.
+//! are never printed. Running servers pick changes up within a second. `--workspace W` (default
+//! `default`) picks the workspace.
 
 use std::io::{IsTerminal, Read};
 use std::process::ExitCode;
@@ -35,6 +36,10 @@ pub struct Args {
     /// new file would not reach a server that uses another one).
     #[arg(long, global = true)]
     create: bool,
+    /// The workspace whose secrets to set, list or delete (SPEC §11); `FLOWD_SECRET_*`
+    /// variables belong to `default` only.
+    #[arg(long, global = true, default_value = crate::core::workspace::DEFAULT_WORKSPACE)]
+    workspace: String,
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -69,12 +74,14 @@ async fn command(
     match &args.command {
         SecretsCommand::Set { name } => {
             check_name(name)?;
+            crate::cli::workspaces::require(store, &args.workspace).await?;
             let key = open_master_key(store, source).await?;
             let value = read_value(name)?;
             let now = Utc::now().timestamp_millis();
-            let local = Access::local();
+            let local = local_in(&args.workspace);
             secrets::put(store, &local, key.as_ref(), (name, &value), now).await?;
-            let pinned = config.secrets.is_set(name);
+            let pinned = args.workspace == crate::core::workspace::DEFAULT_WORKSPACE
+                && config.secrets.is_set(name);
             eprintln!(
                 "Stored `{name}`, encrypted. Running servers use it within a second.{}",
                 if pinned {
@@ -86,18 +93,20 @@ async fn command(
         }
         SecretsCommand::List => {
             let key = open_master_key(store, source).await.ok().flatten();
-            let rows = stored::list(store.reader()).await?;
+            let rows = stored::list_in(store.reader(), &args.workspace).await?;
             let (_, unreadable) = open_all(key.as_ref(), &rows);
+            // The environment's secrets belong to `default` only.
+            let in_default = args.workspace == crate::core::workspace::DEFAULT_WORKSPACE;
             if rows.is_empty() && config.secrets.names().next().is_none() {
                 eprintln!("No secrets. Set one with `flowd secrets set NAME`.");
             }
             for row in &rows {
-                let state = if unreadable.contains(&row.name) {
+                let state = if unreadable.contains(&(row.workspace.clone(), row.name.clone())) {
                     "unreadable"
                 } else {
                     "ok"
                 };
-                let source = if config.secrets.is_set(&row.name) {
+                let source = if in_default && config.secrets.is_set(&row.name) {
                     "environment"
                 } else {
                     "store"
@@ -108,7 +117,7 @@ async fn command(
                     time(row.updated_at)
                 );
             }
-            for name in config.secrets.names() {
+            for name in config.secrets.names().filter(|_| in_default) {
                 if !rows.iter().any(|r| r.name == name) {
                     println!("{name}\tenvironment\t-\tok");
                 }
@@ -116,7 +125,7 @@ async fn command(
         }
         SecretsCommand::Delete { name } => {
             let now = Utc::now().timestamp_millis();
-            secrets::delete(store, &Access::local(), name, now).await?;
+            secrets::delete(store, &local_in(&args.workspace), name, now).await?;
             eprintln!("Deleted `{name}`. Running servers stop using it within a second.");
         }
         SecretsCommand::RotateMasterKey => rotate(store, source).await?,
@@ -157,6 +166,15 @@ async fn rotate(store: &Store, source: &MasterKeySource) -> anyhow::Result<()> {
 }
 
 /// The value from stdin (a pipe or a file), or typed at a prompt without echo.
+/// The local administrator acting in `workspace`: the secret lands there and its audit entry
+/// names it.
+fn local_in(workspace: &str) -> Access {
+    Access {
+        workspace: workspace.to_owned(),
+        ..Access::local()
+    }
+}
+
 fn read_value(name: &str) -> anyhow::Result<String> {
     let value = if std::io::stdin().is_terminal() {
         rpassword::prompt_password(format!("Value of {name} (not shown): "))?

@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use crate::cli::config::Config;
 use crate::core::diagnostic::Diagnostic;
-use crate::flow::load::{FileReport, find_flow_files, load_files};
+use crate::flow::load::{FileReport, find_flow_files, load_files_under};
 use crate::flow::validate::Options;
 use crate::store::Store;
 
@@ -54,7 +54,10 @@ pub fn run(args: &Args, config: &Config) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let reports = load_files(&files, &options);
+    // A folder given is a flows folder: its first-level folders name workspaces, as in serve.
+    let roots: Vec<std::path::PathBuf> =
+        args.paths.iter().filter(|p| p.is_dir()).cloned().collect();
+    let reports = load_files_under(&roots, &files, &options);
     match args.format {
         Format::Text => print_text(&reports),
         Format::Json => print_json(&reports),

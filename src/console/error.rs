@@ -65,9 +65,9 @@ impl From<FlowError> for ConsoleError {
     fn from(e: FlowError) -> ConsoleError {
         let message = e.to_string();
         match e {
-            FlowError::UnknownFlow(_) | FlowError::UnknownRevision { .. } => {
-                ConsoleError::NotFound(message)
-            }
+            FlowError::UnknownFlow(_)
+            | FlowError::UnknownRevision { .. }
+            | FlowError::UnknownWorkspace(_) => ConsoleError::NotFound(message),
             FlowError::ManagedByFile(_) | FlowError::IdTaken(_) => ConsoleError::Refused(message),
             FlowError::Invalid(_) => ConsoleError::BadRequest(message),
             FlowError::Engine(e) => e.into(),

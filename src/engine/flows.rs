@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::core::diagnostic::Pos;
 use crate::core::diagnostic::{Diagnostic, FlowPath};
-use crate::core::workspace::Access;
+use crate::core::workspace::{Access, flow_key, hook_key, split_flow_key};
 use crate::engine::audit::{self, Change};
 use crate::engine::{Engine, EngineError, flow_input};
 use crate::flow::model::FlowDef;
@@ -35,6 +35,8 @@ pub enum FlowError {
     ManagedByFile(String),
     #[error("flow `{flow}` has no revision {revision}")]
     UnknownRevision { flow: String, revision: i64 },
+    #[error("no workspace `{0}`")]
+    UnknownWorkspace(String),
     #[error(transparent)]
     Engine(#[from] EngineError),
 }
@@ -50,7 +52,10 @@ impl From<StoreError> for FlowError {
 /// [`Engine::flow_summaries`] from one query, however many flows there are.
 #[derive(Debug, Clone)]
 pub struct FlowSummary {
+    /// The flow's id within its workspace (never the flow key).
     pub id: String,
+    /// The workspace it belongs to.
+    pub workspace: String,
     pub name: String,
     pub description: Option<String>,
     /// `false` when the flow says `enabled: false`.
@@ -108,12 +113,29 @@ pub struct Checked {
 
 impl Engine {
     /// Validates a flow given as YAML or JSON, including the rules across flows (its webhook
-    /// paths must be free). `id` is the flow's id when the caller names it (PUT).
-    pub fn check_flow(&self, source: &str, id: Option<&str>) -> Result<Checked, FlowError> {
-        // Warn about the secrets the flow reads that are not set now.
+    /// paths must be free in its workspace). `id` is the flow's id when the caller names it
+    /// (PUT). The flow lands in the access's workspace, or, for an admin's request that names
+    /// none, in the workspace the flow declares; a flow declaring another workspace than the
+    /// request's is refused.
+    pub fn check_flow(
+        &self,
+        access: &Access,
+        source: &str,
+        id: Option<&str>,
+    ) -> Result<Checked, FlowError> {
+        let declared = crate::flow::yaml::parse(source).ok().and_then(|node| {
+            node.get("workspace")
+                .and_then(|n| n.as_str())
+                .map(str::to_string)
+        });
+        let workspace = match &declared {
+            Some(ws) if access.all_workspaces => ws.clone(),
+            _ => access.workspace.clone(),
+        };
+        // Warn about the secrets the flow reads that are not set now in its workspace.
         let options = Options {
-            known_secrets: Some(std::sync::Arc::new(self.secret_names_set())),
-            secrets: Some(self.inner.secrets.current()),
+            known_secrets: Some(std::sync::Arc::new(self.secret_names_set(&workspace))),
+            secrets: Some(self.inner.secrets.current_in(&workspace)),
             ..self.validation().clone()
         };
         let report = validate_source(source, id, &options);
@@ -121,9 +143,24 @@ impl Engine {
             .diagnostics
             .into_iter()
             .partition(Diagnostic::is_error);
-        let Some(flow) = report.flow.filter(|_| errors.is_empty()) else {
+        let Some(mut flow) = report.flow.filter(|_| errors.is_empty()) else {
             return Err(FlowError::Invalid(errors));
         };
+        if flow.declares_workspace() && flow.workspace != workspace {
+            return Err(FlowError::Invalid(vec![Diagnostic::error(
+                FlowPath::root().key("workspace"),
+                Pos::START,
+                format!(
+                    "the flow's workspace `{}` differs from `{workspace}`, the workspace of this \
+                     request; leave `workspace:` out or send the request in that workspace",
+                    flow.workspace
+                ),
+            )]));
+        }
+        flow.workspace = workspace;
+        if !self.workspace_exists(&flow.workspace) {
+            return Err(FlowError::UnknownWorkspace(flow.workspace));
+        }
         if let Some(id) = id
             && flow.id != id
         {
@@ -138,12 +175,12 @@ impl Engine {
             .webhook_paths
             .iter()
             .filter_map(|(path, at, pos)| {
-                let (other, spelling) = registry.webhook_alike(path)?;
-                (other.id != flow.id).then(|| {
+                let (other, spelling) = registry.webhook_alike(&hook_key(&flow.workspace, path))?;
+                (other.id != flow.key()).then(|| {
                     Diagnostic::error(
                         at.clone(),
                         *pos,
-                        webhook_taken_message(path, &flow.id, spelling, &other.id, ""),
+                        webhook_taken_message(path, &flow.id, spelling, other.bare_id(), ""),
                     )
                 })
             })
@@ -156,9 +193,9 @@ impl Engine {
 
     /// Creates an API flow. `source` is YAML (or JSON, which is YAML too).
     pub async fn create_flow(&self, access: &Access, source: &str) -> Result<FlowView, FlowError> {
-        let checked = self.check_flow(source, None)?;
+        let checked = self.check_flow(access, source, None)?;
         let store = self.store();
-        if flows::get_flow(store.reader(), store.backend(), &checked.flow.id)
+        if flows::get_flow(store.reader(), store.backend(), &checked.flow.key())
             .await?
             .is_some()
         {
@@ -185,8 +222,8 @@ impl Engine {
         id: &str,
         source: &str,
     ) -> Result<FlowView, FlowError> {
-        self.api_flow(id).await?;
-        let checked = self.check_flow(source, Some(id))?;
+        self.api_flow(access, id).await?;
+        let checked = self.check_flow(&in_own_workspace(access), source, Some(id))?;
         let saved = self
             .save_api_flow(
                 access,
@@ -205,15 +242,16 @@ impl Engine {
     /// same transaction its runs not finished are cancelled (`flow_deleted`; a run executing
     /// stops after its step in flight). Its runs and revisions stay readable.
     pub async fn delete_flow(&self, access: &Access, id: &str) -> Result<(), FlowError> {
-        self.api_flow(id).await?;
+        self.api_flow(access, id).await?;
+        let key = key_of(access, id);
         let store = self.store();
         let now = Utc::now().timestamp_millis();
         let txn = store.begin_write().await?;
-        if !delete_with_runs(&txn, store.backend(), id, now).await? {
+        if !delete_with_runs(&txn, store.backend(), &key, now).await? {
             // Deleted meanwhile by another request: that one is recorded.
             return Err(FlowError::UnknownFlow(id.into()));
         }
-        let change = Change::of_flow(AuditAction::FlowDeleted, id, serde_json::json!({}));
+        let change = Change::of_flow(AuditAction::FlowDeleted, &key, serde_json::json!({}));
         audit::record(&txn, store.backend(), access, change, self.audit_now()).await?;
         txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;
@@ -225,10 +263,11 @@ impl Engine {
     /// a retry or a delay do not start their next attempt. Pausing a paused flow keeps its
     /// first date.
     pub async fn pause_flow(&self, access: &Access, id: &str) -> Result<FlowSummary, FlowError> {
-        self.pause(access, id, PauseReason::Manual, None).await
+        self.pause(access, &key_of(access, id), PauseReason::Manual, None)
+            .await
     }
 
-    /// Pauses a flow for `reason`, with a detail for people.
+    /// Pauses the flow with key `id` for `reason`, with a detail for people.
     pub(crate) async fn pause(
         &self,
         access: &Access,
@@ -241,7 +280,7 @@ impl Engine {
         let txn = store.begin_write().await?;
         let pause = Some((reason, detail));
         if !flows::set_paused(&txn, store.backend(), id, pause, now).await? {
-            return Err(FlowError::UnknownFlow(id.into()));
+            return Err(FlowError::UnknownFlow(split_flow_key(id).1.into()));
         }
         runs::hold_pending(&txn, store.backend(), id).await?;
         let detail = serde_json::json!({"reason": reason.as_str()});
@@ -249,7 +288,7 @@ impl Engine {
         audit::record(&txn, store.backend(), access, change, self.audit_now()).await?;
         txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;
-        self.flow_summary(id).await
+        self.summary_by_key(id).await
     }
 
     /// Resumes a paused flow: its held runs are released in creation order under the flow's
@@ -260,6 +299,8 @@ impl Engine {
         id: &str,
         discard_held: bool,
     ) -> Result<FlowSummary, FlowError> {
+        let key = key_of(access, id);
+        let id = key.as_str();
         let store = self.store();
         let now = Utc::now().timestamp_millis();
         let txn = store.begin_write().await?;
@@ -278,27 +319,37 @@ impl Engine {
         txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;
         self.runner().wake.new_runs();
-        self.flow_summary(id).await
+        self.summary_by_key(id).await
     }
 
     /// The flows as a grid shows them, by id: one query for all of them with their run
     /// figures (never one per flow). Deleted flows only when the filter asks.
-    pub async fn flow_summaries(&self, filter: FlowFilter) -> Result<Vec<FlowSummary>, FlowError> {
+    pub async fn flow_summaries(
+        &self,
+        access: &Access,
+        filter: FlowFilter,
+    ) -> Result<Vec<FlowSummary>, FlowError> {
         let which = if filter.include_deleted {
             Which::WithDeleted
         } else {
             Which::Live
         };
-        self.summaries(which).await
+        let mut all = self.summaries(which).await?;
+        all.retain(|f| access.sees(&f.workspace));
+        Ok(all)
     }
 
     /// One flow as [`Engine::flow_summaries`] shows it; a deleted flow is not found.
-    pub async fn flow_summary(&self, id: &str) -> Result<FlowSummary, FlowError> {
-        self.summaries(Which::One(id))
+    pub async fn flow_summary(&self, access: &Access, id: &str) -> Result<FlowSummary, FlowError> {
+        self.summary_by_key(&key_of(access, id)).await
+    }
+
+    async fn summary_by_key(&self, key: &str) -> Result<FlowSummary, FlowError> {
+        self.summaries(Which::One(key))
             .await?
             .into_iter()
             .find(|f| f.deleted_at.is_none())
-            .ok_or_else(|| FlowError::UnknownFlow(id.into()))
+            .ok_or_else(|| FlowError::UnknownFlow(split_flow_key(key).1.into()))
     }
 
     async fn summaries(&self, which: Which<'_>) -> Result<Vec<FlowSummary>, FlowError> {
@@ -311,7 +362,11 @@ impl Engine {
     }
 
     /// One flow (not deleted) with its summary and definition, from one query.
-    pub async fn flow_view(&self, id: &str) -> Result<FlowView, FlowError> {
+    pub async fn flow_view(&self, access: &Access, id: &str) -> Result<FlowView, FlowError> {
+        self.view_by_key(&key_of(access, id)).await
+    }
+
+    async fn view_by_key(&self, id: &str) -> Result<FlowView, FlowError> {
         self.summaries_with_rows(Which::One(id))
             .await?
             .into_iter()
@@ -322,7 +377,7 @@ impl Engine {
                 yaml: row.yaml,
                 warnings: None,
             })
-            .ok_or_else(|| FlowError::UnknownFlow(id.into()))
+            .ok_or_else(|| FlowError::UnknownFlow(split_flow_key(id).1.into()))
     }
 
     async fn summaries_with_rows(
@@ -362,8 +417,10 @@ impl Engine {
             .iter()
             .map(|t| redactor.redact(t))
             .collect();
+        let (workspace, id) = split_flow_key(&row.id);
         FlowSummary {
-            id: row.id.clone(),
+            id: id.to_string(),
+            workspace: workspace.to_string(),
             name: row.name.clone(),
             description: def.and_then(|d| d.description.clone()),
             enabled: row.enabled,
@@ -387,14 +444,24 @@ impl Engine {
     }
 
     /// One revision of a flow, whole (deleted flows' revisions too, for their runs' history).
-    pub async fn flow_revision(&self, id: &str, revision: i64) -> Result<Revision, FlowError> {
+    pub async fn flow_revision(
+        &self,
+        access: &Access,
+        id: &str,
+        revision: i64,
+    ) -> Result<Revision, FlowError> {
         let store = self.store();
-        flows::revision(store.reader(), store.backend(), id, revision)
-            .await?
-            .ok_or_else(|| FlowError::UnknownRevision {
-                flow: id.into(),
-                revision,
-            })
+        flows::revision(
+            store.reader(),
+            store.backend(),
+            &key_of(access, id),
+            revision,
+        )
+        .await?
+        .ok_or_else(|| FlowError::UnknownRevision {
+            flow: id.into(),
+            revision,
+        })
     }
 
     /// Makes an old revision of an API flow current again, as a new revision (like a revert:
@@ -406,40 +473,47 @@ impl Engine {
         id: &str,
         revision: i64,
     ) -> Result<FlowView, FlowError> {
-        self.api_flow(id).await?;
-        let old = self.flow_revision(id, revision).await?;
-        let checked = self.check_flow(&old.yaml, Some(id))?;
+        self.api_flow(access, id).await?;
+        let old = self.flow_revision(access, id, revision).await?;
+        let checked = self.check_flow(&in_own_workspace(access), &old.yaml, Some(id))?;
         let restored = (AuditAction::FlowRestored, Some(revision));
         self.save_api_flow(access, &checked.flow, &old.yaml, restored)
             .await
     }
 
-    /// One flow with its current definition.
-    pub async fn flow(&self, id: &str) -> Result<FlowRow, FlowError> {
+    /// One flow of the access's workspace with its current definition (its `id` is the key).
+    pub async fn flow(&self, access: &Access, id: &str) -> Result<FlowRow, FlowError> {
         let store = self.store();
-        flows::get_flow(store.reader(), store.backend(), id)
+        flows::get_flow(store.reader(), store.backend(), &key_of(access, id))
             .await?
             .ok_or_else(|| FlowError::UnknownFlow(id.into()))
     }
 
-    /// Every flow that is not deleted, by id, with its definition.
-    pub async fn flows(&self) -> Result<Vec<FlowRow>, FlowError> {
+    /// Every flow `access` sees that is not deleted, by key, with its definition.
+    pub async fn flows(&self, access: &Access) -> Result<Vec<FlowRow>, FlowError> {
         let store = self.store();
-        Ok(flows::list(store.reader(), store.backend()).await?)
+        let mut rows = flows::list(store.reader(), store.backend()).await?;
+        rows.retain(|row| access.sees(split_flow_key(&row.id).0));
+        Ok(rows)
     }
 
     /// The revisions of a flow, newest first.
-    pub async fn flow_revisions(&self, id: &str) -> Result<Vec<RevisionRow>, FlowError> {
+    pub async fn flow_revisions(
+        &self,
+        access: &Access,
+        id: &str,
+    ) -> Result<Vec<RevisionRow>, FlowError> {
         let store = self.store();
-        let revisions = flows::revisions(store.reader(), store.backend(), id).await?;
+        let key = key_of(access, id);
+        let revisions = flows::revisions(store.reader(), store.backend(), &key).await?;
         if revisions.is_empty() {
             return Err(FlowError::UnknownFlow(id.into()));
         }
         Ok(revisions)
     }
 
-    async fn api_flow(&self, id: &str) -> Result<FlowRow, FlowError> {
-        let flow = self.flow(id).await?;
+    async fn api_flow(&self, access: &Access, id: &str) -> Result<FlowRow, FlowError> {
+        let flow = self.flow(access, id).await?;
         if flow.source == FlowSource::File {
             return Err(FlowError::ManagedByFile(id.into()));
         }
@@ -457,7 +531,7 @@ impl Engine {
     ) -> Result<FlowView, FlowError> {
         let yaml = as_yaml(source, flow);
         let input = flow_input(
-            &flow.id,
+            &flow.key(),
             &flow.name,
             &flow.def,
             &yaml,
@@ -472,11 +546,25 @@ impl Engine {
             Some(from) => serde_json::json!({"revision": revision, "restored_from": from}),
             None => serde_json::json!({"revision": revision}),
         };
-        let change = Change::of_flow(action, &flow.id, detail);
+        let change = Change::of_flow(action, &flow.key(), detail);
         audit::record(&txn, store.backend(), access, change, self.audit_now()).await?;
         txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;
-        self.flow_view(&flow.id).await
+        self.view_by_key(&flow.key()).await
+    }
+}
+
+/// The flow key of flow `id` in the access's workspace: names resolve there (for an admin key
+/// without `?workspace=`, in its own workspace), so another workspace's flow is never reached.
+pub fn key_of(access: &Access, id: &str) -> String {
+    flow_key(&access.workspace, id)
+}
+
+/// The access limited to its own workspace: a flow changed by id stays where it is.
+fn in_own_workspace(access: &Access) -> Access {
+    Access {
+        all_workspaces: false,
+        ..access.clone()
     }
 }
 

@@ -13,6 +13,7 @@ pub mod run_view;
 pub mod runs;
 pub mod secrets;
 pub mod test_run;
+pub mod workspaces;
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,7 +29,7 @@ use crate::engine::auth::ApiKeys;
 use crate::engine::secrets::{MasterKeyError, MasterKeySource};
 use crate::flow::catalog::Catalog;
 use crate::flow::compiled::{BrokenRevision, CompiledFlow};
-use crate::flow::load::{LoadError, find_flow_files, load_files};
+use crate::flow::load::{LoadError, find_flow_files, load_files_under};
 use crate::flow::model::FlowDef;
 use crate::flow::registry::{FlowEntry, Registry};
 use crate::flow::validate::Options;
@@ -132,8 +133,8 @@ struct Inner {
     catalog: Arc<Catalog>,
     intake: Intake,
     runner: Runner,
-    /// Whether the API asks for a key, and the SHA-256 hashes of the valid keys.
-    api_keys: RwLock<(bool, std::collections::HashSet<String>)>,
+    /// Whether the API asks for a key, and what each valid key grants, by its SHA-256 hash.
+    api_keys: RwLock<auth::KeyTable>,
     /// The keys of the configuration, merged with the stored ones on every refresh.
     config_keys: ApiKeys,
     /// How flows are validated, fixed at start.
@@ -213,7 +214,7 @@ impl Engine {
                 catalog,
                 intake,
                 runner,
-                api_keys: RwLock::new((false, std::collections::HashSet::new())),
+                api_keys: RwLock::new(auth::KeyTable::default()),
                 config_keys: config.api_keys,
                 validation: config.validation,
                 secrets,
@@ -288,7 +289,13 @@ impl Engine {
     /// gone are removed (their runs stay).
     pub async fn load_flow_files(&self, dir: &Path) -> Result<usize, EngineError> {
         let files = find_flow_files(&[dir.to_path_buf()])?;
-        let reports = load_files(&files, self.validation());
+        let reports = load_files_under(&[dir.to_path_buf()], &files, self.validation());
+        // The workspaces the files name exist from now on.
+        let named: Vec<String> = reports
+            .iter()
+            .filter_map(|r| Some(r.report.flow.as_ref()?.workspace.clone()))
+            .collect();
+        self.ensure_workspaces(named).await?;
         let now = chrono::Utc::now().timestamp_millis();
         let store = &self.inner.store;
         let stored = crate::store::flows::list(store.reader(), store.backend()).await?;
@@ -331,7 +338,7 @@ impl Engine {
             };
             let yaml = std::fs::read_to_string(&report.path).unwrap_or_default();
             let input = flow_input(
-                &flow.id,
+                &flow.key(),
                 &flow.name,
                 &flow.def,
                 &yaml,
@@ -353,6 +360,25 @@ impl Engine {
         for (path, id) in by_path.iter().filter(|(p, _)| !present.contains(*p)) {
             info!(flow = %id, file = %path, "Flow file removed; the flow is deleted (its runs stay).");
             flows::delete_with_runs(&txn, store.backend(), id, now).await?;
+        }
+        // A file that now holds another flow key (its `id:` or its workspace changed, e.g. a
+        // file in a subfolder that names a workspace since workspaces exist): the flow it held
+        // before is deleted, or both would take the file's events.
+        let now_held: HashMap<String, String> = reports
+            .iter()
+            .filter_map(|r| Some((r.path.display().to_string(), r.report.flow.as_ref()?.key())))
+            .collect();
+        let moved = stored.iter().filter(|f| {
+            f.source == FlowSource::File
+                && f.deleted_at.is_none()
+                && f.path
+                    .as_ref()
+                    .and_then(|p| now_held.get(p))
+                    .is_some_and(|key| *key != f.id)
+        });
+        for flow in moved {
+            info!(flow = %flow.id, file = ?flow.path, "The flow file holds another flow now; the flow it held is deleted (its runs stay).");
+            flows::delete_with_runs(&txn, store.backend(), &flow.id, now).await?;
         }
         txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;

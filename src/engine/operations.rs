@@ -9,6 +9,7 @@ use crate::core::id::new_id;
 use crate::core::time::rfc3339_ms;
 use crate::core::workspace::Access;
 use crate::engine::audit::{self, Change};
+use crate::engine::flows::key_of;
 use crate::engine::{Engine, EngineError};
 use crate::runner::operations::OperationKind;
 use crate::store::StoreError;
@@ -46,12 +47,19 @@ pub struct OperationOut {
 impl Engine {
     /// Starts a bulk operation over the runs `filter` matches now (the oldest 100,000 at most);
     /// nodes' runners work on it in the background.
+    /// `filter.flow` is a flow id of the access's workspace; the operation only ever touches
+    /// runs of the workspaces `access` sees.
     pub async fn start_operation(
         &self,
         access: &Access,
         kind: OperationKind,
         filter: &OperationFilter,
     ) -> Result<OperationOut, EngineError> {
+        let filter = &OperationFilter {
+            flow: filter.flow.as_deref().map(|id| key_of(access, id)),
+            workspace: (!access.all_workspaces).then(|| access.workspace.clone()),
+            ..filter.clone()
+        };
         let store = self.store();
         let now = chrono::Utc::now().timestamp_millis();
         let txn = store.begin_write().await?;
@@ -69,11 +77,21 @@ impl Engine {
         Ok(out)
     }
 
-    /// One operation with its progress; `None` when there is no such operation.
-    pub async fn operation(&self, id: &str) -> Result<Option<OperationOut>, EngineError> {
+    /// One operation with its progress; `None` when there is no such operation `access` sees
+    /// (one started in another workspace, or by an admin over every workspace, is not shown
+    /// to a key of one workspace).
+    pub async fn operation(
+        &self,
+        access: &Access,
+        id: &str,
+    ) -> Result<Option<OperationOut>, EngineError> {
         let store = self.store();
         let row = operations::get_operation(store.reader(), store.backend(), id).await?;
-        Ok(row.as_ref().map(operation_out))
+        let visible = |row: &OperationRow| match &row.filter.workspace {
+            Some(ws) => access.sees(ws),
+            None => access.all_workspaces,
+        };
+        Ok(row.as_ref().filter(|r| visible(r)).map(operation_out))
     }
 }
 

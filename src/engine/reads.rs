@@ -2,6 +2,8 @@
 
 use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 
+use crate::core::workspace::{Access, split_flow_key};
+use crate::engine::flows::key_of;
 use crate::engine::{Engine, EngineError};
 use crate::store::nodes::{self, NodeRow};
 use crate::store::notifications::{self, Cursor, Notification};
@@ -15,13 +17,21 @@ const DAY_MS: i64 = 86_400_000;
 impl Engine {
     /// Usage per flow and day, newest day first; with `exceeded: Some(true)` only the days on
     /// which a limit made runs wait, with `Some(false)` only the other days.
+    /// Only the flows `access` sees; `filter.flow` is a flow id of its workspace. Rows keep
+    /// the flow key in `flow_id` (split it with `core::workspace::split_flow_key`).
     pub async fn usage(
         &self,
+        access: &Access,
         filter: &UsageFilter,
         exceeded: Option<bool>,
     ) -> Result<Vec<DayUsage>, EngineError> {
         let store = self.store();
-        let mut days = usage::usage(store.reader(), store.backend(), filter).await?;
+        let filter = UsageFilter {
+            flow: filter.flow.as_deref().map(|id| key_of(access, id)),
+            ..filter.clone()
+        };
+        let mut days = usage::usage(store.reader(), store.backend(), &filter).await?;
+        days.retain(|day| access.sees(split_flow_key(&day.flow_id).0));
         if let Some(wanted) = exceeded {
             days.retain(|day| day.exceeded() == wanted);
         }
@@ -36,21 +46,32 @@ impl Engine {
     }
 
     /// Notifications, newest first, after `after`, at most `limit`.
+    /// Notifications of the workspaces `access` sees, newest first, after `after`, at most
+    /// `limit`.
     pub async fn notifications(
         &self,
+        access: &Access,
         unread_only: bool,
         after: Option<&Cursor>,
         limit: u64,
     ) -> Result<Vec<Notification>, EngineError> {
         let store = self.store();
-        Ok(notifications::list(store.reader(), store.backend(), unread_only, after, limit).await?)
+        let workspace = (!access.all_workspaces).then_some(access.workspace.as_str());
+        let (reader, backend) = (store.reader(), store.backend());
+        Ok(notifications::list(reader, backend, workspace, unread_only, after, limit).await?)
     }
 
-    /// Marks a notification read; false when there is no such notification.
-    pub async fn mark_notification_read(&self, id: &str) -> Result<bool, EngineError> {
+    /// Marks a notification read; false when there is no such notification `access` sees.
+    pub async fn mark_notification_read(
+        &self,
+        access: &Access,
+        id: &str,
+    ) -> Result<bool, EngineError> {
         let store = self.store();
         let now = Utc::now().timestamp_millis();
-        Ok(notifications::mark_read(store.writer(), store.backend(), id, now).await?)
+        let workspace = (!access.all_workspaces).then_some(access.workspace.as_str());
+        let (writer, backend) = (store.writer(), store.backend());
+        Ok(notifications::mark_read(writer, backend, workspace, id, now).await?)
     }
 }
 

@@ -13,6 +13,8 @@ use utoipa::ToSchema;
 
 use crate::core::status::{RunStatus, StepStatus, WaitingReason};
 use crate::core::time::rfc3339;
+use crate::core::workspace::{Access, split_flow_key};
+use crate::engine::flows::key_of;
 use crate::engine::{Engine, EngineError};
 use crate::outbound::record::{RecordedRequest, curl_command};
 use crate::store::limits;
@@ -23,7 +25,10 @@ use crate::store::run_log::{self, AttemptDetail, RunFilter, RunRow, StepDetail};
 pub struct RunOut {
     /// UUIDv7: ids sort by creation time.
     pub id: String,
+    /// The flow's id within its workspace.
     pub flow: String,
+    /// The workspace of its flow.
+    pub workspace: String,
     /// The flow revision the run executes.
     pub revision: i64,
     pub status: RunStatus,
@@ -97,14 +102,21 @@ pub struct AttemptOut {
 }
 
 impl Engine {
-    /// Runs matching `filter`, newest first, at most `limit`.
+    /// Runs `access` sees matching `filter`, newest first, at most `limit`. `filter.flow` is a
+    /// flow id of the access's workspace.
     pub async fn list_runs(
         &self,
+        access: &Access,
         filter: &RunFilter,
         limit: u64,
     ) -> Result<Vec<RunOut>, EngineError> {
         let store = self.store();
-        let rows = run_log::list(store.reader(), store.backend(), filter, limit).await?;
+        let filter = RunFilter {
+            flow: filter.flow.as_deref().map(|id| key_of(access, id)),
+            workspace: (!access.all_workspaces).then(|| access.workspace.clone()),
+            ..filter.clone()
+        };
+        let rows = run_log::list(store.reader(), store.backend(), &filter, limit).await?;
         let full = self.full_flows(&rows).await?;
         self.redacted(
             rows.iter()
@@ -113,10 +125,15 @@ impl Engine {
         )
     }
 
-    /// The run with every step and attempt; `None` when there is no such run.
-    pub async fn run_detail(&self, id: &str) -> Result<Option<RunDetail>, EngineError> {
+    /// The run with every step and attempt; `None` when there is no such run that `access`
+    /// sees (a run of another workspace is not told apart from none).
+    pub async fn run_detail(
+        &self,
+        access: &Access,
+        id: &str,
+    ) -> Result<Option<RunDetail>, EngineError> {
         let store = self.store();
-        let Some(run) = run_log::get_run(store.reader(), store.backend(), id).await? else {
+        let Some(run) = self.visible_run(access, id).await? else {
             return Ok(None);
         };
         let (steps, attempts) = run_log::steps_of(store.reader(), store.backend(), id).await?;
@@ -143,6 +160,17 @@ impl Engine {
                 .collect(),
         };
         self.redacted(detail).map(Some)
+    }
+
+    /// The run `id` if it exists and `access` sees its workspace.
+    pub(crate) async fn visible_run(
+        &self,
+        access: &Access,
+        id: &str,
+    ) -> Result<Option<RunRow>, crate::store::StoreError> {
+        let store = self.store();
+        let run = run_log::get_run(store.reader(), store.backend(), id).await?;
+        Ok(run.filter(|r| access.sees(split_flow_key(&r.flow_id).0)))
     }
 
     /// The flows of `rows` with a pending run that executes as many runs as their
@@ -174,9 +202,36 @@ impl Engine {
 
     /// `answer` with every secret value in it shown as `***`, wherever it is.
     fn redacted<T: Serialize + DeserializeOwned>(&self, answer: T) -> Result<T, EngineError> {
-        let value = serde_json::to_value(&answer).map_err(EngineError::RunJson)?;
-        let value = self.step_env().redactor.redact_value(&value);
+        let mut value = serde_json::to_value(&answer).map_err(EngineError::RunJson)?;
+        let redactor = self.step_env().redactor.current();
+        match &mut value {
+            Value::Array(runs) => runs.iter_mut().for_each(|run| redact_run(&redactor, run)),
+            run => redact_run(&redactor, run),
+        }
         serde_json::from_value(value).map_err(EngineError::RunJson)
+    }
+}
+
+/// The parts of a run (as JSON) that hold data — its trigger, outputs, requests, responses and
+/// errors — with every secret value shown as `***`. Field names, statuses and kinds are flowd's
+/// own words and stay as they are: a secret that happens to be a short word (`c`) would
+/// otherwise turn `succeeded` into `su******eeded` and `created_at` into no field at all.
+fn redact_run(redactor: &crate::outbound::record::Redactor, run: &mut Value) {
+    let redact = |value: &mut Value, keys: &[&str]| {
+        for key in keys {
+            if let Some(part) = value.get_mut(*key) {
+                *part = redactor.redact_value(part);
+            }
+        }
+    };
+    redact(run, &["trigger", "error"]);
+    let steps = run.get_mut("steps").and_then(Value::as_array_mut);
+    for step in steps.into_iter().flatten() {
+        redact(step, &["output", "error"]);
+        let attempts = step.get_mut("attempts").and_then(Value::as_array_mut);
+        for attempt in attempts.into_iter().flatten() {
+            redact(attempt, &["request", "response", "error", "curl"]);
+        }
     }
 }
 
@@ -185,7 +240,8 @@ fn run_out(run: &RunRow, flow_full: bool) -> RunOut {
     RunOut {
         waiting_reason: waiting.map(|(reason, _)| reason),
         id: run.id.clone(),
-        flow: run.flow_id.clone(),
+        flow: split_flow_key(&run.flow_id).1.to_string(),
+        workspace: split_flow_key(&run.flow_id).0.to_string(),
         revision: run.revision,
         status: run.status,
         trigger: serde_json::from_str::<Value>(&run.trigger).unwrap_or(Value::Null),
@@ -254,4 +310,30 @@ fn time(millis: Option<i64>) -> Option<String> {
     millis
         .and_then(DateTime::<Utc>::from_timestamp_millis)
         .map(rfc3339)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::redact_run;
+    use crate::outbound::record::Redactor;
+
+    #[test]
+    fn a_short_secret_hides_in_data_but_not_in_statuses_kinds_or_field_names() {
+        let redactor = Redactor::new(["c"]);
+        let mut run = json!({"status": "succeeded", "created_at": "x", "error": "c!",
+            "trigger": {"kind": "manual", "input": {"c": "abc"}},
+            "steps": [{"kind": "http", "status": "succeeded", "output": "abc",
+                "attempts": [{"n": 1, "curl": "curl -H c", "request": {"url": "c"}}]}]});
+        redact_run(&redactor, &mut run);
+        assert_eq!(run["status"], "succeeded");
+        assert_eq!(run["created_at"], "x");
+        assert_eq!(run["error"], "***!");
+        assert_eq!(run["trigger"]["input"], json!({"***": "ab***"}));
+        assert_eq!(run["steps"][0]["status"], "succeeded");
+        assert_eq!(run["steps"][0]["output"], "ab***");
+        assert_eq!(run["steps"][0]["attempts"][0]["curl"], "***url -H ***");
+        assert_eq!(run["steps"][0]["attempts"][0]["request"]["url"], "***");
+    }
 }

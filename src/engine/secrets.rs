@@ -11,11 +11,11 @@ use std::path::PathBuf;
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::core::workspace::Access;
+use crate::core::workspace::{Access, DEFAULT_WORKSPACE};
 use crate::engine::Engine;
 use crate::engine::audit::{self, Change};
 use crate::secrets::cipher::{KeyError, MasterKey};
-use crate::secrets::{InvalidSecret, Source, check_name, check_value};
+use crate::secrets::{InvalidSecret, OpenedSecret, SecretRef, Source, check_name, check_value};
 use crate::store::audit::AuditAction;
 use crate::store::secrets::{self as stored, StoredSecret};
 use crate::store::{Store, StoreError};
@@ -71,6 +71,7 @@ pub enum MasterKeyError {
 /// One secret as listed: never its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretInfo {
+    pub workspace: String,
     pub name: String,
     /// Times of the stored value; `None` for a secret set only by the environment.
     pub created_at: Option<i64>,
@@ -122,25 +123,26 @@ pub async fn open_master_key(
 }
 
 /// Opens every stored value it can; the others are named as unreadable.
+/// Values come as `(workspace, name, value)`, unreadable ones as `(workspace, name)`.
 pub fn open_all(
     key: Option<&MasterKey>,
     rows: &[StoredSecret],
-) -> (Vec<(String, String)>, BTreeSet<String>) {
+) -> (Vec<OpenedSecret>, BTreeSet<SecretRef>) {
     let mut values = Vec::with_capacity(rows.len());
     let mut unreadable = BTreeSet::new();
     for row in rows {
         match key.map(|k| k.open(&row.name, &row.sealed)) {
-            Some(Ok(value)) => values.push((row.name.clone(), value)),
+            Some(Ok(value)) => values.push((row.workspace.clone(), row.name.clone(), value)),
             Some(Err(_)) | None => {
-                unreadable.insert(row.name.clone());
+                unreadable.insert((row.workspace.clone(), row.name.clone()));
             }
         }
     }
     (values, unreadable)
 }
 
-/// Checks and stores one secret, sealed with `key`, and records who set it (its name only:
-/// the audit log never sees a value) in the same transaction.
+/// Checks and stores one secret in the access's workspace, sealed with `key`, and records who
+/// set it (its name only: the audit log never sees a value) in the same transaction.
 pub async fn put(
     store: &Store,
     access: &Access,
@@ -153,15 +155,16 @@ pub async fn put(
     let key = key.ok_or(SecretError::NoMasterKey)?;
     let sealed = key.seal(name, value);
     let (txn, backend) = (store.begin_write().await?, store.backend());
-    let fingerprint = key.fingerprint();
-    let row = stored::put(&txn, backend, name, &sealed, &fingerprint, now).await?;
+    let (workspace, fingerprint) = (access.workspace.as_str(), key.fingerprint());
+    let row = stored::put(&txn, backend, workspace, name, &sealed, &fingerprint, now).await?;
     let change = Change::in_workspace(access, AuditAction::SecretSet, name, json!({}));
     audit::record(&txn, backend, access, change, now).await?;
     txn.commit().await.map_err(StoreError::from)?;
     Ok(row)
 }
 
-/// Deletes one stored secret, and records it in the same transaction.
+/// Deletes one stored secret of the access's workspace, and records it in the same
+/// transaction.
 pub async fn delete(
     store: &Store,
     access: &Access,
@@ -170,7 +173,7 @@ pub async fn delete(
 ) -> Result<(), SecretError> {
     check_name(name)?;
     let txn = store.begin_write().await?;
-    if !stored::delete(&txn, name).await? {
+    if !stored::delete(&txn, &access.workspace, name).await? {
         return Err(SecretError::NotFound(name.to_string()));
     }
     let change = Change::in_workspace(access, AuditAction::SecretDeleted, name, json!({}));
@@ -226,50 +229,70 @@ impl Engine {
     async fn load_secrets(&self) -> Result<(), StoreError> {
         let rows = stored::list(self.store().reader()).await?;
         let (values, unreadable) = open_all(self.inner.master_key.as_ref(), &rows);
-        for name in &unreadable {
-            warn!(secret = %name, "The stored secret cannot be decrypted with this node's master key; steps that use it fail with missing_secret until it is set again.");
+        for (workspace, name) in &unreadable {
+            warn!(%workspace, secret = %name, "The stored secret cannot be decrypted with this node's master key; steps that use it fail with missing_secret until it is set again.");
         }
         self.inner.secrets.set_stored(values, unreadable);
         Ok(())
     }
 
     /// Stores a secret; in effect on this node at once, on the others within a second.
+    /// The secret lands in the access's workspace.
     pub async fn set_secret(
         &self,
         access: &Access,
         name: &str,
         value: &str,
     ) -> Result<SecretInfo, SecretError> {
+        let workspace = access.workspace.as_str();
         let key = self.inner.master_key.as_ref();
         put(self.store(), access, key, (name, value), self.audit_now()).await?;
         self.refresh_secrets().await?;
-        self.secret_info(name)
+        self.secret_info(workspace, name)
             .await?
             .ok_or_else(|| SecretError::NotFound(name.to_string()))
     }
 
-    /// Deletes a stored secret (one set by the environment stays).
+    /// Deletes a stored secret of the access's workspace (one set by the environment stays).
     pub async fn delete_secret(&self, access: &Access, name: &str) -> Result<(), SecretError> {
         delete(self.store(), access, name, self.audit_now()).await?;
         self.refresh_secrets().await?;
         Ok(())
     }
 
-    /// Every secret, stored or set by the environment, by name; never a value.
-    pub async fn list_secrets(&self) -> Result<Vec<SecretInfo>, SecretError> {
+    /// The secrets `access` sees (its workspace's; an admin's without a named workspace: every
+    /// workspace's), stored or set by the environment (those belong to `default`), by workspace
+    /// and name; never a value.
+    pub async fn list_secrets(&self, access: &Access) -> Result<Vec<SecretInfo>, SecretError> {
         let rows = stored::list(self.store().reader()).await?;
-        let current = self.inner.secrets.current();
+        let mut workspaces: BTreeSet<&str> = rows.iter().map(|r| r.workspace.as_str()).collect();
+        workspaces.insert(DEFAULT_WORKSPACE);
+        let mut out = Vec::new();
+        for workspace in workspaces.into_iter().filter(|ws| access.sees(ws)) {
+            let in_ws: Vec<&StoredSecret> =
+                rows.iter().filter(|r| r.workspace == workspace).collect();
+            out.extend(self.secrets_of(workspace, &in_ws));
+        }
+        Ok(out)
+    }
+
+    /// The secrets of one workspace, by name, from its stored rows and (for `default`) the
+    /// environment.
+    fn secrets_of(&self, workspace: &str, rows: &[&StoredSecret]) -> Vec<SecretInfo> {
+        let current = self.inner.secrets.current_in(workspace);
         let registry = self.registry();
         let used_by = |name: &str| -> Vec<String> {
             registry
                 .flows()
+                .filter(|f| f.workspace() == workspace)
                 .filter(|f| f.flow.secret_names().iter().any(|n| n == name))
-                .map(|f| f.id.clone())
+                .map(|f| f.bare_id().to_string())
                 .collect()
         };
         let mut out: Vec<SecretInfo> = rows
             .iter()
             .map(|row| SecretInfo {
+                workspace: workspace.to_string(),
                 name: row.name.clone(),
                 created_at: Some(row.created_at),
                 updated_at: Some(row.updated_at),
@@ -283,6 +306,7 @@ impl Engine {
                 && !rows.iter().any(|r| r.name == name)
             {
                 out.push(SecretInfo {
+                    workspace: workspace.to_string(),
                     name: name.to_string(),
                     created_at: None,
                     updated_at: None,
@@ -293,24 +317,30 @@ impl Engine {
             }
         }
         out.sort_by(|a, b| a.name.cmp(&b.name));
-        Ok(out)
+        out
     }
 
-    async fn secret_info(&self, name: &str) -> Result<Option<SecretInfo>, SecretError> {
+    async fn secret_info(
+        &self,
+        workspace: &str,
+        name: &str,
+    ) -> Result<Option<SecretInfo>, SecretError> {
+        let rows = stored::list_in(self.store().reader(), workspace).await?;
+        let rows: Vec<&StoredSecret> = rows.iter().collect();
         Ok(self
-            .list_secrets()
-            .await?
+            .secrets_of(workspace, &rows)
             .into_iter()
             .find(|s| s.name == name))
     }
 
-    /// `(flow, secret)` for every secret a current flow reads that is not set.
+    /// `(flow key, secret)` for every secret a current flow reads that is not set in its
+    /// workspace.
     pub fn missing_secrets(&self) -> Vec<(String, String)> {
-        let current = self.inner.secrets.current();
         let registry = self.registry();
         registry
             .flows()
             .flat_map(|f| {
+                let current = self.inner.secrets.current_in(f.workspace());
                 f.flow
                     .secret_names()
                     .into_iter()
@@ -321,11 +351,11 @@ impl Engine {
             .collect()
     }
 
-    /// The names of the secrets set now, for validation's warnings.
-    pub fn secret_names_set(&self) -> BTreeSet<String> {
+    /// The names of the secrets set now in `workspace`, for validation's warnings.
+    pub fn secret_names_set(&self, workspace: &str) -> BTreeSet<String> {
         self.inner
             .secrets
-            .current()
+            .current_in(workspace)
             .names()
             .map(str::to_string)
             .collect()

@@ -20,6 +20,7 @@ use utoipa::ToSchema;
 
 use crate::core::duration::Duration as FlowDuration;
 use crate::core::trigger_data::{ManualEntity, TriggerData};
+use crate::core::workspace::Access;
 use crate::engine::run_view::RunDetail;
 use crate::engine::secrets::MasterKeySource;
 use crate::engine::{Engine, EngineConfig, EngineError, EventIn, flow_input};
@@ -287,12 +288,16 @@ const DRY_RUN_LIMIT: Duration = Duration::from_secs(30);
 static DRY_RUNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
 
 impl Engine {
-    /// Tests flow `flow_id` as `request` asks: a dry run, or a real run when `send`.
+    /// Tests flow `flow_id` of the access's workspace as `request` asks: a dry run, or a real
+    /// run when `send`.
     pub async fn test_flow(
         &self,
+        access: &Access,
         flow_id: &str,
         request: TestRequest,
     ) -> Result<TestRun, TestError> {
+        let key = crate::engine::flows::key_of(access, flow_id);
+        let flow_id = key.as_str();
         if self.registry().get(flow_id).is_none() {
             return Err(TestError::UnknownFlow(flow_id.into()));
         }
@@ -302,7 +307,7 @@ impl Engine {
             return self.dry_run(flow_id, trigger, &API_SPELLING).await;
         }
         let run_id = self.start_test(flow_id, trigger, &API_SPELLING).await?;
-        let run = self.run_detail(&run_id).await?;
+        let run = self.run_detail(&Access::local(), &run_id).await?;
         let run = run.ok_or_else(|| TestError::UnknownRun(run_id, flow_id.into()))?;
         Ok(TestRun {
             dry_run: false,
@@ -395,14 +400,17 @@ impl Engine {
         let (def, notes) = one_shot(flow.flow.def.clone(), options);
         // Closed only when the process ends, so acquiring cannot fail; if it could, run anyway.
         let _turn = DRY_RUNS.acquire().await.ok();
-        let sandbox = Sandbox::open(self.sandbox_config(), Delivery::DryRun).await?;
+        let config = self.sandbox_config(flow.workspace());
+        let sandbox = Sandbox::open(config, Delivery::DryRun).await?;
+        // In the sandbox the flow is alone, in `default`, with its own workspace's secrets.
+        let bare_id = flow.bare_id();
         let outcome = async {
             sandbox
-                .add_flow(&flow.id, &flow.name, &def, "", None)
+                .add_flow(bare_id, &flow.name, &def, "", None)
                 .await?;
             let run_id = sandbox
                 .engine
-                .start_test(flow_id, trigger, spelling)
+                .start_test(bare_id, trigger, spelling)
                 .await?;
             let runner = sandbox.start_runner();
             let ended = sandbox
@@ -413,7 +421,7 @@ impl Engine {
             if !ended? {
                 return Err(TestError::TooLong);
             }
-            let run = sandbox.engine.run_detail(&run_id).await?;
+            let run = sandbox.engine.run_detail(&Access::local(), &run_id).await?;
             let run = run.ok_or_else(|| TestError::UnknownRun(run_id, flow_id.into()))?;
             Ok(TestRun {
                 dry_run: true,
@@ -460,7 +468,11 @@ impl Engine {
         spelling: &Spelling,
     ) -> Result<String, TestError> {
         let def = &flow.flow.def;
-        match self.trigger_manual(&flow.id, request.clone()).await {
+        match self
+            .intake()
+            .trigger_manual(&flow.id, request.clone())
+            .await
+        {
             Ok(run_id) => Ok(run_id),
             Err(ManualError::NoManualTrigger(_)) => {
                 let path = def.triggers.iter().find_map(|t| match t {
@@ -502,9 +514,10 @@ impl Engine {
 
     /// The configuration of this engine, for a sandbox: the secrets as they are now (the
     /// store's included, fixed for the sandbox's life).
-    fn sandbox_config(&self) -> EngineConfig {
+    /// A sandbox sees the secrets of the tested flow's workspace (as its `default`'s).
+    fn sandbox_config(&self, workspace: &str) -> EngineConfig {
         EngineConfig {
-            secrets: self.secrets().fixed(),
+            secrets: self.inner.secrets.current_in(workspace).fixed(),
             ..self.inner.config.clone()
         }
     }

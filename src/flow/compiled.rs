@@ -123,7 +123,7 @@ impl CompiledFlow {
             "previous": parts.previous,
             "changed": parts.changed,
             "input": parts.input,
-            "flow": { "id": self.id, "name": self.name, "revision": self.revision },
+            "flow": { "id": crate::core::workspace::split_flow_key(&self.id).1, "name": self.name, "revision": self.revision },
         });
         let key = template.render_text(&context);
         (!key.is_empty()).then_some(key)

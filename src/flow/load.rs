@@ -121,8 +121,20 @@ fn read_source(path: &Path) -> Result<String, String> {
 }
 
 /// Validates every file, then the rules across files: unique flow ids and webhook paths.
-/// Files are validated on every core: a repository may hold thousands of flows.
+/// Files are validated on every core: a repository may hold thousands of flows. No folder gives
+/// a workspace here: see [`load_files_under`].
 pub fn load_files(files: &[PathBuf], options: &Options) -> Vec<FileReport> {
+    load_files_under(&[], files, options)
+}
+
+/// Like [`load_files`], where a file under one of the flows folders `roots` in a folder of its
+/// own belongs to the workspace that folder names (`flows/acme/x.yaml` → `acme`), unless it
+/// says `workspace:` itself (SPEC §1).
+pub fn load_files_under(
+    roots: &[PathBuf],
+    files: &[PathBuf],
+    options: &Options,
+) -> Vec<FileReport> {
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(16);
@@ -146,8 +158,48 @@ pub fn load_files(files: &[PathBuf], options: &Options) -> Vec<FileReport> {
             })
             .collect()
     });
+    for report in &mut reports {
+        apply_folder_workspace(roots, report);
+    }
     check_across_files(&mut reports);
     reports
+}
+
+/// The first folder between a flows folder of `roots` and `file`, if the file is in one.
+pub fn workspace_folder(roots: &[PathBuf], file: &Path) -> Option<String> {
+    let rest = roots.iter().find_map(|root| file.strip_prefix(root).ok())?;
+    let mut parts = rest.components();
+    let first = parts.next()?;
+    parts.next()?;
+    Some(first.as_os_str().to_string_lossy().into_owned())
+}
+
+/// Gives a flow without `workspace:` the workspace of its folder; a folder whose name cannot
+/// name a workspace is an error on that file (it would otherwise land in `default` silently).
+fn apply_folder_workspace(roots: &[PathBuf], report: &mut FileReport) {
+    let Some(folder) = workspace_folder(roots, &report.path) else {
+        return;
+    };
+    let Some(flow) = report.report.flow.as_mut() else {
+        return;
+    };
+    if flow.declares_workspace() {
+        return;
+    }
+    match crate::core::workspace::workspace_name_problem(&folder) {
+        None => flow.workspace = folder,
+        Some(problem) => {
+            report.report.diagnostics.push(Diagnostic::error(
+                FlowPath::root(),
+                Pos::START,
+                format!(
+                    "the folder `{folder}` names this flow's workspace, and {problem}; rename \
+                     the folder or write `workspace:` in the flow"
+                ),
+            ));
+            report.report.flow = None;
+        }
+    }
 }
 
 /// Marks a flow id or webhook path used a second time as an error in the later file.
@@ -160,7 +212,8 @@ pub fn check_across_files(reports: &mut [FileReport]) {
             continue;
         };
         let mut problems = Vec::new();
-        if let Some(first) = ids.get(&flow.id) {
+        // Ids and webhook paths are unique per workspace: compare keys.
+        if let Some(first) = ids.get(&flow.key()) {
             problems.push(Diagnostic::error(
                 FlowPath::root().key("id"),
                 flow.id_pos,
@@ -171,11 +224,12 @@ pub fn check_across_files(reports: &mut [FileReport]) {
                 ),
             ));
         } else {
-            ids.insert(flow.id.clone(), report.path.clone());
+            ids.insert(flow.key(), report.path.clone());
         }
         for (hook, path, pos) in &flow.webhook_paths {
             // Paths that differ only in letter case clash too (see `Registry::webhook_alike`).
-            match hooks.get(&webhook_clash_key(hook)) {
+            let hook_key = crate::core::workspace::hook_key(&flow.workspace, hook);
+            match hooks.get(&webhook_clash_key(&hook_key)) {
                 Some((file, other, spelling)) if other != &flow.id || file != &report.path => {
                     let where_ = format!(" ({})", file.display());
                     problems.push(Diagnostic::error(
@@ -192,7 +246,7 @@ pub fn check_across_files(reports: &mut [FileReport]) {
                 )),
                 None => {
                     hooks.insert(
-                        webhook_clash_key(hook),
+                        webhook_clash_key(&hook_key),
                         (report.path.clone(), flow.id.clone(), hook.clone()),
                     );
                 }
@@ -202,5 +256,54 @@ pub fn check_across_files(reports: &mut [FileReport]) {
             report.report.diagnostics.extend(problems);
             report.report.flow = None;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FLOW: &str = "triggers:\n  - webhook: {path: crm}\nsteps:\n  - id: m\n    map: {x: 1}\n";
+
+    #[test]
+    fn the_folder_names_the_workspace_and_ids_are_unique_per_workspace() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().to_path_buf();
+        for folder in ["", "acme", "beta"] {
+            std::fs::create_dir_all(root.join(folder)).unwrap();
+            std::fs::write(root.join(folder).join("x.yaml"), FLOW).unwrap();
+        }
+        // The key wins over the folder: this one is an `x` with path `crm` in beta.
+        std::fs::write(
+            root.join("acme").join("y.yaml"),
+            format!("id: x\nworkspace: beta\n{FLOW}"),
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("Bad Name")).unwrap();
+        std::fs::write(
+            root.join("Bad Name").join("z.yaml"),
+            FLOW.replace("crm", "z"),
+        )
+        .unwrap();
+        let files = find_flow_files(std::slice::from_ref(&root)).unwrap();
+        let reports = load_files_under(std::slice::from_ref(&root), &files, &Options::default());
+        let outcome = |path: &Path| {
+            let report = reports.iter().find(|r| r.path == path).unwrap();
+            match &report.report.flow {
+                Some(flow) => Ok(flow.key()),
+                None => Err(report.report.diagnostics[0].message.clone()),
+            }
+        };
+        assert_eq!(outcome(&root.join("x.yaml")), Ok("x".into()));
+        assert_eq!(outcome(&root.join("acme/x.yaml")), Ok("acme/x".into()));
+        // `acme/y.yaml` comes first and holds `x` of beta, so `beta/x.yaml` is the duplicate.
+        assert_eq!(outcome(&root.join("acme/y.yaml")), Ok("beta/x".into()));
+        let clash = outcome(&root.join("beta/x.yaml")).unwrap_err();
+        assert!(clash.contains("duplicate flow id `x`"), "{clash}");
+        let bad = outcome(&root.join("Bad Name/z.yaml")).unwrap_err();
+        assert!(
+            bad.contains("the folder `Bad Name` names this flow's workspace"),
+            "{bad}"
+        );
     }
 }

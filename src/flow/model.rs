@@ -29,6 +29,11 @@ pub struct FlowDef {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = FLOW_ID_PATTERN), extend("x-message" = "an id of lower-case letters, digits, `_` and `-`, starting with a letter or digit, at most 64 characters"))]
     pub id: Option<String>,
+    /// The workspace the flow belongs to (SPEC §11); defaults to the folder under the flows
+    /// folder if any, else `default`. Flow ids and webhook paths are unique per workspace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = FLOW_ID_PATTERN), extend("x-message" = "a workspace name of lower-case letters, digits, `_` and `-`, starting with a letter or digit, at most 64 characters"))]
+    pub workspace: Option<String>,
     /// Name shown to people; defaults to the id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,

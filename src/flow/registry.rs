@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use crate::core::new_run::{NewRun, RunTarget, TriggerRecord};
 use crate::core::trigger_data::TriggerData;
+use crate::core::workspace::{hook_key, split_flow_key, split_hook_key};
 use crate::flow::compiled::CompiledFlow;
 use crate::flow::model::{OnPause, RateLimit, Trigger};
 
@@ -38,6 +39,16 @@ impl FlowEntry {
     }
 
     /// Whether the flow starts runs now.
+    /// The workspace the flow belongs to (from its key).
+    pub fn workspace(&self) -> &str {
+        split_flow_key(&self.id).0
+    }
+
+    /// The flow's id within its workspace.
+    pub fn bare_id(&self) -> &str {
+        split_flow_key(&self.id).1
+    }
+
     pub fn is_active(&self) -> bool {
         self.enabled && !self.paused
     }
@@ -68,9 +79,10 @@ pub struct FlowLimits {
 #[derive(Debug, Default)]
 pub struct Registry {
     flows: HashMap<String, FlowEntry>,
-    /// Entity type → (flow id, trigger index) of every entity trigger on it.
-    by_entity: HashMap<String, Vec<(String, usize)>>,
-    /// Webhook path → (flow id, trigger index).
+    /// Workspace → entity type → (flow key, trigger index) of every entity trigger on it: an
+    /// event matches only flows of its workspace.
+    by_entity: HashMap<String, HashMap<String, Vec<(String, usize)>>>,
+    /// Webhook key (`path` in `default`, `@ws/path` elsewhere) → (flow key, trigger index).
     by_webhook: HashMap<String, (String, usize)>,
     limited: Vec<FlowLimits>,
     limited_ids: Vec<String>,
@@ -115,17 +127,21 @@ pub fn same_flow_clash_message(first: &str, second: &str) -> String {
 
 impl Registry {
     pub fn new(entries: Vec<FlowEntry>) -> Registry {
-        let mut by_entity: HashMap<String, Vec<(String, usize)>> = HashMap::new();
+        let mut by_entity: HashMap<String, HashMap<String, Vec<(String, usize)>>> = HashMap::new();
         let mut by_webhook = HashMap::new();
         for entry in &entries {
+            let workspace = entry.workspace();
             for (i, trigger) in entry.flow.def.triggers.iter().enumerate() {
                 match trigger {
                     Trigger::Entity(t) => by_entity
+                        .entry(workspace.to_string())
+                        .or_default()
                         .entry(t.entity.clone())
                         .or_default()
                         .push((entry.id.clone(), i)),
                     Trigger::Webhook(w) => {
-                        by_webhook.insert(w.webhook.path.clone(), (entry.id.clone(), i));
+                        let key = hook_key(workspace, &w.webhook.path);
+                        by_webhook.insert(key, (entry.id.clone(), i));
                     }
                     _ => {}
                 }
@@ -141,7 +157,7 @@ impl Registry {
         }
     }
 
-    /// The flow listening at webhook `path`, with the index of that trigger.
+    /// The flow listening at webhook key `path` (`hook_key`), with the index of that trigger.
     pub fn webhook(&self, path: &str) -> Option<(&FlowEntry, usize)> {
         let (id, index) = self.by_webhook.get(path)?;
         self.flows.get(id).map(|f| (f, *index))
@@ -151,13 +167,15 @@ impl Registry {
     /// it is spelled there. Requests match paths exactly, but `sec` and `SEC` beside each other
     /// look alike to a person and to case-insensitive proxies, so a second one is refused. A
     /// scan, not an index: it runs only when a flow is saved.
+    /// `path` is a webhook key (`hook_key`); the spelling returned is the other flow's path.
     pub fn webhook_alike(&self, path: &str) -> Option<(&FlowEntry, &str)> {
         let key = webhook_clash_key(path);
         let (spelling, (id, _)) = self
             .by_webhook
             .iter()
             .find(|(other, _)| webhook_clash_key(other) == key)?;
-        self.flows.get(id).map(|f| (f, spelling.as_str()))
+        let (_, spelling) = split_hook_key(spelling);
+        self.flows.get(id).map(|f| (f, spelling))
     }
 
     /// Flows with a concurrency or rate limit, or an order key.
@@ -178,10 +196,23 @@ impl Registry {
         self.flows.values()
     }
 
-    /// The entity triggers listening to `entity`, with their flows.
-    pub fn entity_triggers(&self, entity: &str) -> impl Iterator<Item = (&FlowEntry, usize)> {
+    /// Whether a flow of any workspace listens to entity type `entity` (bounds the metric's
+    /// label values to the types flows name).
+    pub fn listens_to(&self, entity: &str) -> bool {
         self.by_entity
-            .get(entity)
+            .values()
+            .any(|by_type| by_type.contains_key(entity))
+    }
+
+    /// The entity triggers of `workspace`'s flows listening to `entity`, with their flows.
+    pub fn entity_triggers(
+        &self,
+        workspace: &str,
+        entity: &str,
+    ) -> impl Iterator<Item = (&FlowEntry, usize)> {
+        self.by_entity
+            .get(workspace)
+            .and_then(|by_type| by_type.get(entity))
             .into_iter()
             .flatten()
             .filter_map(|(id, i)| self.flows.get(id).map(|f| (f, *i)))

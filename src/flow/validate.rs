@@ -47,6 +47,20 @@ pub struct ValidFlow {
     pub id_pos: Pos,
     /// Each webhook path with the position of its value.
     pub webhook_paths: Vec<(String, FlowPath, Pos)>,
+    /// Its workspace: the `workspace:` key, else `default` until a loader gives the folder's.
+    pub workspace: String,
+}
+
+impl ValidFlow {
+    /// The key the flow is stored under (`core::workspace::flow_key`).
+    pub fn key(&self) -> String {
+        crate::core::workspace::flow_key(&self.workspace, &self.id)
+    }
+
+    /// Whether the flow says `workspace:` itself.
+    pub fn declares_workspace(&self) -> bool {
+        self.def.workspace.is_some()
+    }
 }
 
 /// The outcome of validating one flow source: the flow when there is no error, and every
@@ -129,12 +143,17 @@ pub fn validate_node(node: &Node, default_id: Option<&str>, options: &Options) -
     let mut diagnostics = cx.diagnostics;
     diagnostics.sort_by_key(|d| (d.line, d.column));
     let name = def.name.clone().unwrap_or_else(|| id.clone());
+    let workspace = def
+        .workspace
+        .clone()
+        .unwrap_or_else(|| crate::core::workspace::DEFAULT_WORKSPACE.to_string());
     let flow = (!diagnostics.iter().any(Diagnostic::is_error)).then_some(ValidFlow {
         id,
         name,
         def,
         id_pos,
         webhook_paths,
+        workspace,
     });
     Report { flow, diagnostics }
 }
@@ -187,8 +206,9 @@ fn prune(node: &Node, shape: &[Diagnostic]) -> Option<Pruned> {
 }
 
 /// The top-level keys of a flow.
-const FLOW_KEYS: [&str; 7] = [
+const FLOW_KEYS: [&str; 8] = [
     "id",
+    "workspace",
     "name",
     "description",
     "enabled",

@@ -245,7 +245,7 @@ pub struct LiveRedactor {
 impl LiveRedactor {
     pub fn new(secrets: SharedSecrets) -> LiveRedactor {
         let generation = secrets.generation();
-        let redactor = Arc::new(Redactor::new(secrets.current().values()));
+        let redactor = Arc::new(Redactor::new(secrets.all().values()));
         LiveRedactor {
             secrets,
             cached: Arc::new(RwLock::new((generation, redactor))),
@@ -260,7 +260,7 @@ impl LiveRedactor {
         {
             return cached.1.clone();
         }
-        let redactor = Arc::new(Redactor::new(self.secrets.current().values()));
+        let redactor = Arc::new(Redactor::new(self.secrets.all().values()));
         if let Ok(mut cached) = self.cached.write() {
             *cached = (generation, redactor.clone());
         }
@@ -521,7 +521,7 @@ mod tests {
         let live = LiveRedactor::new(shared.clone());
         assert_eq!(live.current().redact("new-value"), "new-value");
         shared.set_stored(
-            [("T".to_string(), "new-value".to_string())],
+            [("acme".to_string(), "T".to_string(), "new-value".to_string())],
             Default::default(),
         );
         assert_eq!(live.current().redact("new-value"), "***");

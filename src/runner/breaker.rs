@@ -10,6 +10,7 @@ use tracing::warn;
 use crate::core::duration::Duration;
 use crate::core::error::Chain;
 use crate::core::time::rfc3339_ms;
+use crate::core::workspace::split_flow_key;
 use crate::flow::compiled::CompiledFlow;
 use crate::flow::model::{AutoPauseNotify, Settings};
 use crate::runner::Runner;
@@ -84,9 +85,9 @@ async fn tell_channel(
         }
     };
     let context = json!({
-        "flow": { "id": flow.id, "name": flow.name, "revision": flow.revision },
+        "flow": { "id": split_flow_key(&flow.id).1, "name": flow.name, "revision": flow.revision },
         "pause": { "reason": "auto_paused", "detail": detail },
-        "secrets": runner.secrets.current().to_context(),
+        "secrets": runner.secrets.current_in(split_flow_key(&flow.id).0).to_context(),
     });
     let call = StepCall {
         run_id,

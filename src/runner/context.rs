@@ -45,7 +45,7 @@ impl RunContext {
         root.insert("steps".into(), Value::Object(Map::new()));
         root.insert(
             "flow".into(),
-            json!({ "id": info.flow_id, "name": info.flow_name, "revision": info.revision }),
+            json!({ "id": crate::core::workspace::split_flow_key(info.flow_id).1, "name": info.flow_name, "revision": info.revision }),
         );
         root.insert(
             "run".into(),

@@ -60,7 +60,11 @@ pub async fn execute(
         .map_err(|e| ExecError::Flow(format!("stored trigger: {e}")))?;
     // The generation first: a change between the two reads is seen again at the next look.
     let mut generation = runner.secrets.generation();
-    let mut secrets = runner.secrets.current();
+    // A run sees only its workspace's secrets (SPEC §11).
+    let workspace = crate::core::workspace::split_flow_key(&run.flow_id)
+        .0
+        .to_string();
+    let mut secrets = runner.secrets.current_in(&workspace);
     let context = new_context(&run, &flow, &trigger, &secrets, runner.clock.now());
     let redactor = runner.step_env.redactor.current();
     let node = Node {
@@ -84,7 +88,7 @@ pub async fn execute(
                 // check for missing ones reads the very values the templates render.
                 if runner.secrets.generation() != generation {
                     generation = runner.secrets.generation();
-                    secrets = runner.secrets.current();
+                    secrets = runner.secrets.current_in(&workspace);
                     view.context.set_secrets(&secrets);
                 }
                 if let Some(event) = run_effect(runner, &view, &secrets, effect).await? {

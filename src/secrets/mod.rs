@@ -27,6 +27,12 @@ pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 /// The longest name: `[A-Z][A-Z0-9_]{0,63}`.
 pub const MAX_NAME_CHARS: usize = 64;
 
+/// A stored secret opened: `(workspace, name, value)`.
+pub type OpenedSecret = (String, String, String);
+
+/// Which stored secret: `(workspace, name)`.
+pub type SecretRef = (String, String);
+
 /// Where a secret's value comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
@@ -194,29 +200,63 @@ pub struct SharedSecrets {
 #[derive(Default)]
 struct Shared {
     env: Secrets,
-    current: RwLock<Arc<Secrets>>,
+    current: RwLock<Arc<ByWorkspace>>,
     generation: AtomicU64,
+}
+
+/// One snapshot per workspace (SPEC §11): a run sees only its workspace's secrets. The
+/// environment's belong to `default` only: a customer's flow must not read the host's secrets.
+#[derive(Default)]
+struct ByWorkspace {
+    default: Arc<Secrets>,
+    others: BTreeMap<String, Arc<Secrets>>,
+    /// Every value of every workspace, for redaction.
+    all: Arc<Secrets>,
 }
 
 impl SharedSecrets {
     /// Starts with the environment's secrets only; the store's join on the first
     /// [`SharedSecrets::set_stored`].
     pub fn new(env: Secrets) -> SharedSecrets {
+        let env = Arc::new(env);
+        let current = ByWorkspace {
+            default: env.clone(),
+            others: BTreeMap::new(),
+            all: env.clone(),
+        };
         SharedSecrets {
             inner: Arc::new(Shared {
-                current: RwLock::new(Arc::new(env.clone())),
-                env,
+                current: RwLock::new(Arc::new(current)),
+                env: (*env).clone(),
                 generation: AtomicU64::new(0),
             }),
         }
     }
 
-    /// The secrets as of now.
-    pub fn current(&self) -> Arc<Secrets> {
+    fn snapshot(&self) -> Arc<ByWorkspace> {
         match self.inner.current.read() {
             Ok(guard) => guard.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
+    }
+
+    /// The secrets of the `default` workspace as of now (the environment's and its stored ones).
+    pub fn current(&self) -> Arc<Secrets> {
+        self.snapshot().default.clone()
+    }
+
+    /// The secrets of `workspace` as of now: what its runs' templates see.
+    pub fn current_in(&self, workspace: &str) -> Arc<Secrets> {
+        let snapshot = self.snapshot();
+        if workspace == crate::core::workspace::DEFAULT_WORKSPACE {
+            return snapshot.default.clone();
+        }
+        snapshot.others.get(workspace).cloned().unwrap_or_default()
+    }
+
+    /// Every secret value of every workspace: what redaction hides.
+    pub fn all(&self) -> Arc<Secrets> {
+        self.snapshot().all.clone()
     }
 
     /// Bumped on every change: what was derived from an older snapshot is stale.
@@ -224,13 +264,48 @@ impl SharedSecrets {
         self.inner.generation.load(Ordering::Acquire)
     }
 
-    /// Replaces the store's part with these decrypted values.
+    /// Replaces the store's part with these decrypted values, `(workspace, name, value)`;
+    /// `unreadable` holds `(workspace, name)` of the rows that could not be decrypted.
     pub fn set_stored(
         &self,
-        stored: impl IntoIterator<Item = (String, String)>,
-        unreadable: BTreeSet<String>,
+        stored: impl IntoIterator<Item = OpenedSecret>,
+        unreadable: BTreeSet<SecretRef>,
     ) {
-        let next = Arc::new(self.inner.env.with_stored(stored, unreadable));
+        let mut values: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+        let mut all = self.inner.env.clone();
+        for (workspace, name, value) in stored {
+            all.values
+                .entry(format!("{workspace}/{name}"))
+                .or_insert((value.clone(), Source::Store));
+            values.entry(workspace).or_default().push((name, value));
+        }
+        let mut unreadable_in: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for (workspace, name) in unreadable {
+            unreadable_in.entry(workspace).or_default().insert(name);
+        }
+        let default_ws = crate::core::workspace::DEFAULT_WORKSPACE;
+        let workspaces: BTreeSet<String> =
+            values.keys().chain(unreadable_in.keys()).cloned().collect();
+        let mut of = |ws: &str, base: &Secrets| {
+            Arc::new(base.with_stored(
+                values.remove(ws).unwrap_or_default(),
+                unreadable_in.remove(ws).unwrap_or_default(),
+            ))
+        };
+        let default = of(default_ws, &self.inner.env);
+        let others = workspaces
+            .into_iter()
+            .filter(|ws| ws != default_ws)
+            .map(|ws| {
+                let secrets = of(&ws, &Secrets::default());
+                (ws, secrets)
+            })
+            .collect();
+        let next = Arc::new(ByWorkspace {
+            default,
+            others,
+            all: Arc::new(all),
+        });
         match self.inner.current.write() {
             Ok(mut guard) => *guard = next,
             Err(poisoned) => *poisoned.into_inner() = next,
@@ -241,7 +316,7 @@ impl SharedSecrets {
 
 impl fmt::Debug for SharedSecrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(&*self.current(), f)
+        fmt::Debug::fmt(&*self.all(), f)
     }
 }
 
@@ -305,12 +380,12 @@ mod tests {
         let env = Secrets::from_pairs([("PINNED".to_string(), "from-env".to_string())]);
         let shared = SharedSecrets::new(env);
         let before = shared.generation();
+        let row =
+            |name: &str, value: &str| ("default".to_string(), name.to_string(), value.to_string());
+        let default = |name: &str| ("default".to_string(), name.to_string());
         shared.set_stored(
-            [
-                ("PINNED".to_string(), "from-store".to_string()),
-                ("TOKEN".to_string(), "t".to_string()),
-            ],
-            BTreeSet::from(["BROKEN".to_string(), "PINNED".to_string()]),
+            [row("PINNED", "from-store"), row("TOKEN", "t")],
+            BTreeSet::from([default("BROKEN"), default("PINNED")]),
         );
         let now = shared.current();
         assert!(shared.generation() > before);
@@ -321,5 +396,36 @@ mod tests {
         shared.set_stored([], BTreeSet::new());
         assert!(!shared.current().is_set("TOKEN"));
         assert!(shared.current().is_set("PINNED"));
+    }
+
+    /// A workspace sees its own stored secrets and neither another's nor the environment's;
+    /// redaction hides them all.
+    #[test]
+    fn each_workspace_sees_only_its_own_secrets() {
+        let env = Secrets::from_pairs([("HOST".to_string(), "host-value".to_string())]);
+        let shared = SharedSecrets::new(env);
+        let row = |ws: &str, name: &str, value: &str| {
+            (ws.to_string(), name.to_string(), value.to_string())
+        };
+        shared.set_stored(
+            [
+                row("acme", "TOKEN", "acme-token"),
+                row("beta", "TOKEN", "beta-token"),
+            ],
+            BTreeSet::new(),
+        );
+        let acme = shared.current_in("acme");
+        assert_eq!(
+            acme.to_context(),
+            serde_json::json!({"TOKEN": "acme-token"})
+        );
+        assert!(!shared.current().is_set("TOKEN"));
+        assert!(shared.current().is_set("HOST"));
+        assert!(!shared.current_in("gamma").is_set("HOST"));
+        let everything = shared.all();
+        let all: BTreeSet<&str> = everything.values().collect();
+        assert!(
+            all.contains("acme-token") && all.contains("beta-token") && all.contains("host-value")
+        );
     }
 }

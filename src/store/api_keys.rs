@@ -6,6 +6,7 @@ use sea_orm::{
 };
 use sha2::{Digest, Sha256};
 
+use crate::core::workspace::Role;
 use crate::store::StoreError;
 use crate::store::entity::api_keys::{ActiveModel, Column, Entity, Model};
 
@@ -29,10 +30,13 @@ pub fn generate_key() -> String {
     )
 }
 
-/// Stores a new key under `name` and returns the stored row with the key itself.
+/// Stores a new key under `name`, acting in `workspace` with `role`, and returns the stored row
+/// with the key itself. The caller checks that the workspace exists.
 pub async fn create(
     conn: &impl ConnectionTrait,
     name: &str,
+    workspace: &str,
+    role: Role,
     now: i64,
 ) -> Result<(ApiKey, String), StoreError> {
     let key = generate_key();
@@ -44,6 +48,8 @@ pub async fn create(
         created_at: Set(now),
         last_used_at: Set(None),
         revoked_at: Set(None),
+        workspace: Set(workspace.to_string()),
+        role: Set(role.as_str().to_string()),
     }
     .insert(conn)
     .await?;

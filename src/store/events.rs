@@ -118,17 +118,31 @@ async fn run_ids_of(
     Ok(found)
 }
 
-/// The data of the newest event received for one entity (its last known state), from the
-/// `(entity, entity_id)` index; `None` when flowd never received one.
+/// The data of the newest event `workspace` received for one entity (its last known state),
+/// from the `(entity, entity_id)` index; `None` when flowd never received one. Events of other
+/// workspaces than `default` are stored under `@workspace/…` ids (`trigger::entity::event_key`).
 pub async fn latest_data(
     conn: &impl ConnectionTrait,
     backend: Backend,
+    workspace: &str,
     entity: &str,
     entity_id: &str,
 ) -> Result<Option<String>, StoreError> {
-    let sql = "SELECT data FROM events WHERE entity = ? AND entity_id = ? ORDER BY created_at DESC, id DESC LIMIT 1";
-    let row = conn
-        .query_one_raw(stmt(backend, sql, vec![entity.into(), entity_id.into()]))
-        .await?;
+    let prefix = format!("@{workspace}/");
+    let own = if workspace == crate::core::workspace::DEFAULT_WORKSPACE {
+        "(SUBSTR(id, 1, 1) <> '@' OR SUBSTR(id, 1, ?) = ?)"
+    } else {
+        "SUBSTR(id, 1, ?) = ?"
+    };
+    let sql = format!(
+        "SELECT data FROM events WHERE entity = ? AND entity_id = ? AND {own} ORDER BY created_at DESC, id DESC LIMIT 1"
+    );
+    let values = vec![
+        entity.into(),
+        entity_id.into(),
+        (prefix.len() as i64).into(),
+        prefix.into(),
+    ];
+    let row = conn.query_one_raw(stmt(backend, &sql, values)).await?;
     row.as_ref().map(|r| get(r, "data")).transpose()
 }

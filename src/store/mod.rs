@@ -35,6 +35,7 @@ pub mod transitions;
 pub mod usage;
 mod wal;
 pub mod webhooks;
+pub mod workspaces;
 
 use std::fmt;
 
@@ -183,7 +184,7 @@ mod tests {
     use crate::store::entity::nodes;
     use crate::store::testing::TestDb;
 
-    const TABLES: [&str; 15] = [
+    const TABLES: [&str; 16] = [
         "flows",
         "flow_revisions",
         "events",
@@ -198,6 +199,7 @@ mod tests {
         "secrets",
         "operations",
         "usage_daily",
+        "workspaces",
         "audit_log",
     ];
 

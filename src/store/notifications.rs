@@ -3,6 +3,7 @@
 
 use sea_orm::{ConnectionTrait, Value};
 
+use crate::core::workspace::split_flow_key;
 use crate::store::sql::{get, stmt};
 use crate::store::{Backend, StoreError};
 
@@ -24,11 +25,14 @@ pub async fn insert(
     backend: Backend,
     n: &NewNotification,
 ) -> Result<(), StoreError> {
-    let sql = "INSERT INTO notifications (id, flow_id, run_id, step_id, title, text, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) \
+    let sql = "INSERT INTO notifications (id, flow_id, workspace, run_id, step_id, title, text, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?) \
                ON CONFLICT (id) DO NOTHING";
+    // The workspace of its flow: the inbox is per workspace.
+    let (workspace, _) = split_flow_key(&n.flow_id);
     let values: Vec<Value> = vec![
         n.id.clone().into(),
         n.flow_id.clone().into(),
+        workspace.to_string().into(),
         n.run_id.clone().into(),
         n.step_id.clone().into(),
         n.title.clone().into(),
@@ -49,18 +53,24 @@ pub struct Cursor {
     pub id: String,
 }
 
-/// Notifications newest first, at most `limit`, only unread ones when asked.
+/// Notifications newest first, at most `limit`, only unread ones when asked, only those of
+/// `workspace` when given.
 pub async fn list(
     conn: &impl ConnectionTrait,
     backend: Backend,
+    workspace: Option<&str>,
     unread_only: bool,
     after: Option<&Cursor>,
     limit: u64,
 ) -> Result<Vec<Notification>, StoreError> {
     let mut sql = String::from(
-        "SELECT id, flow_id, run_id, step_id, title, text, created_at, read_at FROM notifications WHERE 1 = 1",
+        "SELECT id, flow_id, run_id, step_id, title, text, created_at, read_at, workspace FROM notifications WHERE 1 = 1",
     );
     let mut values: Vec<Value> = Vec::new();
+    if let Some(workspace) = workspace {
+        sql.push_str(" AND workspace = ?");
+        values.push(workspace.to_string().into());
+    }
     if unread_only {
         sql.push_str(" AND read_at IS NULL");
     }
@@ -86,21 +96,28 @@ pub async fn list(
                 text: get(row, "text")?,
                 created_at: get(row, "created_at")?,
                 read_at: get(row, "read_at")?,
+                workspace: get(row, "workspace")?,
             })
         })
         .collect()
 }
 
-/// Marks a notification read (once: the first read time stays). False when it does not exist.
+/// Marks a notification read (once: the first read time stays). False when it does not exist
+/// (in `workspace`, when given).
 pub async fn mark_read(
     conn: &impl ConnectionTrait,
     backend: Backend,
+    workspace: Option<&str>,
     id: &str,
     now: i64,
 ) -> Result<bool, StoreError> {
-    let sql = "UPDATE notifications SET read_at = COALESCE(read_at, ?) WHERE id = ?";
-    let result = conn
-        .execute_raw(stmt(backend, sql, vec![now.into(), id.to_string().into()]))
-        .await?;
+    let mut sql =
+        String::from("UPDATE notifications SET read_at = COALESCE(read_at, ?) WHERE id = ?");
+    let mut values: Vec<Value> = vec![now.into(), id.to_string().into()];
+    if let Some(workspace) = workspace {
+        sql.push_str(" AND workspace = ?");
+        values.push(workspace.to_string().into());
+    }
+    let result = conn.execute_raw(stmt(backend, &sql, values)).await?;
     Ok(result.rows_affected() > 0)
 }

@@ -31,6 +31,10 @@ pub struct OperationFilter {
     /// Created before (UTC millis).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub until: Option<i64>,
+    /// Only runs of this workspace: set from the access of whoever started the operation, so
+    /// an operation never touches another workspace (`None`: an admin's, over every one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workspace: Option<String>,
 }
 
 impl OperationFilter {
@@ -44,6 +48,7 @@ impl OperationFilter {
                 values.push(v);
             }
         };
+        add("workspace = ?", self.workspace.clone().map(Value::from));
         add("flow_id = ?", self.flow.clone().map(Value::from));
         add("entity = ?", self.entity.clone().map(Value::from));
         add("entity_id = ?", self.entity_id.clone().map(Value::from));

@@ -12,7 +12,10 @@ use crate::store::{Backend, StoreError};
 /// Filters of the run log; all optional.
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
+    /// A flow key.
     pub flow: Option<String>,
+    /// Only runs of this workspace.
+    pub workspace: Option<String>,
     pub status: Option<RunStatus>,
     pub entity: Option<String>,
     pub entity_id: Option<String>,
@@ -117,6 +120,7 @@ pub async fn list(
             values.push(v);
         }
     };
+    add("workspace = ?", filter.workspace.clone().map(Value::from));
     add("flow_id = ?", filter.flow.clone().map(Value::from));
     add("status = ?", filter.status.map(|s| Value::from(s.as_str())));
     add("entity = ?", filter.entity.clone().map(Value::from));

@@ -7,6 +7,7 @@ use sea_orm::{ConnectionTrait, Value};
 
 use crate::core::new_run::NewRun;
 use crate::core::status::{RunStatus, StepStatus};
+use crate::core::workspace::split_flow_key;
 use crate::store::sql::{get, get_parsed, placeholders, skip_locked, stmt};
 use crate::store::{Backend, StoreError};
 
@@ -26,17 +27,19 @@ pub async fn insert_runs(
     backend: Backend,
     runs: &[NewRun],
 ) -> Result<(), StoreError> {
-    let row = format!("(?, ?, ?, ?, ?, ?, ?, ?, ?, {NEW_RUN_STATE})");
+    let row = format!("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {NEW_RUN_STATE})");
     for chunk in runs.chunks(ROWS_PER_INSERT) {
         let rows = vec![row.as_str(); chunk.len()].join(", ");
         let sql = format!(
-            "INSERT INTO runs (id, flow_id, revision, trigger, entity, entity_id, created_at, deadline_at, order_key, status, due_at) VALUES {rows}"
+            "INSERT INTO runs (id, flow_id, workspace, revision, trigger, entity, entity_id, created_at, deadline_at, order_key, status, due_at) VALUES {rows}"
         );
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 12);
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 13);
         for run in chunk {
+            let (workspace, _) = split_flow_key(&run.flow_id);
             values.extend([
                 run.id.clone().into(),
                 run.flow_id.clone().into(),
+                workspace.to_string().into(),
                 run.revision.into(),
                 run.trigger.clone().into(),
                 run.entity.clone().into(),

@@ -11,16 +11,25 @@ use crate::store::entity::secrets::{Column, Entity, Model};
 use crate::store::sql::{get, stmt};
 use crate::store::{Backend, StoreError};
 
-/// The workspace of every secret until workspaces exist (SPEC §11).
-pub const DEFAULT_WORKSPACE: &str = "default";
-
-/// A stored secret: name, sealed value, the key's fingerprint and times.
+/// A stored secret: workspace, name, sealed value, the key's fingerprint and times.
 pub type StoredSecret = Model;
 
-/// Every stored secret of the workspace, by name.
+/// Every stored secret of every workspace, by workspace and name.
 pub async fn list(conn: &impl ConnectionTrait) -> Result<Vec<StoredSecret>, StoreError> {
     Ok(Entity::find()
-        .filter(Column::Workspace.eq(DEFAULT_WORKSPACE))
+        .order_by_asc(Column::Workspace)
+        .order_by_asc(Column::Name)
+        .all(conn)
+        .await?)
+}
+
+/// Every stored secret of `workspace`, by name.
+pub async fn list_in(
+    conn: &impl ConnectionTrait,
+    workspace: &str,
+) -> Result<Vec<StoredSecret>, StoreError> {
+    Ok(Entity::find()
+        .filter(Column::Workspace.eq(workspace))
         .order_by_asc(Column::Name)
         .all(conn)
         .await?)
@@ -30,6 +39,7 @@ pub async fn list(conn: &impl ConnectionTrait) -> Result<Vec<StoredSecret>, Stor
 pub async fn put(
     conn: &impl ConnectionTrait,
     backend: Backend,
+    workspace: &str,
     name: &str,
     sealed: &str,
     key_fingerprint: &str,
@@ -40,7 +50,7 @@ pub async fn put(
                sealed = excluded.sealed, key_fingerprint = excluded.key_fingerprint, \
                updated_at = excluded.updated_at";
     let values: Vec<Value> = vec![
-        DEFAULT_WORKSPACE.into(),
+        workspace.into(),
         name.into(),
         sealed.into(),
         key_fingerprint.into(),
@@ -48,7 +58,7 @@ pub async fn put(
         now.into(),
     ];
     conn.execute_raw(stmt(backend, sql, values)).await?;
-    Entity::find_by_id((DEFAULT_WORKSPACE.to_string(), name.to_string()))
+    Entity::find_by_id((workspace.to_string(), name.to_string()))
         .one(conn)
         .await?
         .ok_or_else(|| StoreError::NotFound {
@@ -57,9 +67,13 @@ pub async fn put(
 }
 
 /// Deletes a secret; false when there was none by that name.
-pub async fn delete(conn: &impl ConnectionTrait, name: &str) -> Result<bool, StoreError> {
+pub async fn delete(
+    conn: &impl ConnectionTrait,
+    workspace: &str,
+    name: &str,
+) -> Result<bool, StoreError> {
     let result = Entity::delete_many()
-        .filter(Column::Workspace.eq(DEFAULT_WORKSPACE))
+        .filter(Column::Workspace.eq(workspace))
         .filter(Column::Name.eq(name))
         .exec(conn)
         .await?;
@@ -128,15 +142,21 @@ mod tests {
         for db in TestDb::all().await {
             let (w, b) = (db.store.writer(), db.store.backend());
             let empty = fingerprint(w, b).await.unwrap();
-            let first = put(w, b, "TOKEN", "v1:aaa", "k1", 1_000).await.unwrap();
+            let first = put(w, b, "default", "TOKEN", "v1:aaa", "k1", 1_000)
+                .await
+                .unwrap();
             assert_eq!((first.created_at, first.updated_at), (1_000, 1_000));
             let one = fingerprint(w, b).await.unwrap();
             assert_ne!(one, empty);
-            let again = put(w, b, "TOKEN", "v1:bbb", "k1", 2_000).await.unwrap();
+            let again = put(w, b, "default", "TOKEN", "v1:bbb", "k1", 2_000)
+                .await
+                .unwrap();
             assert_eq!((again.created_at, again.updated_at), (1_000, 2_000));
             assert_eq!(again.sealed, "v1:bbb");
             assert_ne!(fingerprint(w, b).await.unwrap(), one);
-            put(w, b, "OTHER", "v1:ccc", "k1", 3_000).await.unwrap();
+            put(w, b, "default", "OTHER", "v1:ccc", "k1", 3_000)
+                .await
+                .unwrap();
             let names: Vec<String> = list(w).await.unwrap().into_iter().map(|r| r.name).collect();
             assert_eq!(names, ["OTHER", "TOKEN"]);
             let outcome = reseal_all(w, |row| {
@@ -165,8 +185,8 @@ mod tests {
                     .iter()
                     .all(|r| r.key_fingerprint == "k2")
             );
-            assert!(delete(w, "TOKEN").await.unwrap());
-            assert!(!delete(w, "TOKEN").await.unwrap());
+            assert!(delete(w, "default", "TOKEN").await.unwrap());
+            assert!(!delete(w, "default", "TOKEN").await.unwrap());
             assert_eq!(list(w).await.unwrap().len(), 1);
             db.cleanup().await;
         }

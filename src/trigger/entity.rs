@@ -16,6 +16,7 @@ use crate::core::trigger_data::{
     EventInfo, MAX_ID_LEN, TriggerData, changed_fields, entity_with_id, text_or_number,
     text_or_number_schema,
 };
+use crate::core::workspace::DEFAULT_WORKSPACE;
 use crate::flow::model::{self, EntityAction, EntityTrigger, Trigger};
 use crate::flow::registry::FlowEntry;
 use crate::store::events::NewEvent;
@@ -47,6 +48,29 @@ pub struct EventIn {
     #[serde(default)]
     #[schema(min_length = 1, max_length = 256)]
     pub event_id: Option<String>,
+    /// The workspace of the event: an admin key may name any (else `default`); another key
+    /// only its own, which is also what it gets without this field.
+    #[serde(default)]
+    #[schema(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$")]
+    pub workspace: Option<String>,
+}
+
+impl EventIn {
+    /// The workspace the event belongs to.
+    pub fn workspace(&self) -> &str {
+        self.workspace.as_deref().unwrap_or(DEFAULT_WORKSPACE)
+    }
+}
+
+/// How an event id is stored: as given in `default`, `@ws/id` elsewhere (and for a `default`
+/// id that starts with `@`), so `event_id` is unique per workspace and the stored keys of two
+/// workspaces never meet (a workspace name has no `/`).
+pub fn event_key(workspace: &str, event_id: &str) -> String {
+    if workspace == DEFAULT_WORKSPACE && !event_id.starts_with('@') {
+        event_id.to_string()
+    } else {
+        format!("@{workspace}/{event_id}")
+    }
 }
 
 /// The answer for one event: its id and the runs it started.
@@ -125,33 +149,33 @@ impl Intake {
         let mut new_events = Vec::with_capacity(events.len());
         for event in &events {
             let event_id = event.event_id.clone().unwrap_or_else(new_id);
-            ids.push(event_id.clone());
+            let key = event_key(event.workspace(), &event_id);
+            ids.push((event_id.clone(), key.clone()));
             // A batch may repeat an event id: the first occurrence decides.
-            if first_of
-                .insert(event_id.clone(), new_events.len())
-                .is_some()
-            {
+            if first_of.insert(key.clone(), new_events.len()).is_some() {
                 continue;
             }
             let matched: Vec<&FlowEntry> = registry
-                .entity_triggers(&event.entity)
+                .entity_triggers(event.workspace(), &event.entity)
                 .filter(|(flow, i)| flow.takes_events() && fires(flow, *i, event, &event_id, now))
                 .map(|(flow, _)| flow)
                 .collect();
-            new_events.push(new_event(event, &event_id, &dedup_flows(matched), now)?);
+            let mut new = new_event(event, &event_id, &dedup_flows(matched), now)?;
+            new.id = key;
+            new_events.push(new);
         }
         let answers = self.writes.ingest(new_events).await?;
         self.metrics
             .events_ingested(events.iter().map(|e| e.entity.as_str()), |entity| {
-                registry.entity_triggers(entity).next().is_some()
+                registry.listens_to(entity)
             });
         if answers.values().any(|runs| !runs.is_empty()) {
             self.wake.new_runs();
         }
         Ok(ids
             .into_iter()
-            .map(|event_id| EventResult {
-                runs: answers.get(&event_id).cloned().unwrap_or_default(),
+            .map(|(event_id, key)| EventResult {
+                runs: answers.get(&key).cloned().unwrap_or_default(),
                 event_id,
             })
             .collect())
@@ -295,5 +319,19 @@ fn trigger_data(event: &EventIn, event_id: &str, now: DateTime<Utc>) -> TriggerD
             .as_ref()
             .map(|p| changed_fields(p, &event.data))
             .unwrap_or_default(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::event_key;
+
+    #[test]
+    fn event_keys_of_two_workspaces_never_meet() {
+        assert_eq!(event_key("default", "ev-1"), "ev-1");
+        assert_eq!(event_key("acme", "ev-1"), "@acme/ev-1");
+        // A default id that looks like another workspace's key is kept apart from it.
+        assert_eq!(event_key("default", "@acme/ev-1"), "@default/@acme/ev-1");
+        assert_ne!(event_key("default", "acme/ev-1"), event_key("acme", "ev-1"));
     }
 }

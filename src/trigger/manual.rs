@@ -30,7 +30,10 @@ pub struct ManualRequest {
 /// One action offered on an entity type.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 pub struct Action {
+    /// The flow's id within its workspace.
     pub flow: String,
+    /// The workspace of the flow.
+    pub workspace: String,
     pub label: String,
     pub entity: String,
 }
@@ -120,7 +123,8 @@ impl Intake {
             .flat_map(|f| manual_triggers(f).map(move |t| (f, t)))
             .filter(|(f, t)| offered(f, t))
             .map(|(f, t)| Action {
-                flow: f.id.clone(),
+                flow: f.bare_id().to_string(),
+                workspace: f.workspace().to_string(),
                 label: t.label.clone(),
                 entity: t.entity.clone().unwrap_or_default(),
             })

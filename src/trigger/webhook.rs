@@ -66,7 +66,7 @@ impl Intake {
         if let Some(templates) = flow.flow.webhook_secrets.get(index)
             && !templates.is_empty()
         {
-            let secrets = self.secrets.current();
+            let secrets = self.secrets.current_in(flow.workspace());
             // A key that is not set must not turn into an empty key that checks nothing.
             if let Some(name) = templates
                 .iter()

@@ -89,7 +89,7 @@ async fn every_change_is_recorded_once_on_postgres() {
 }
 
 /// Each change of the API, in turn, with the failed ones between them: the log holds exactly
-/// the successful changes, in order, by `local` in `default`.
+/// the successful changes, in order, by `local` in `default` (a new workspace's in itself).
 async fn every_change_is_recorded_once(database_url: &str, dir: &Path) {
     let sink = Sink::start_with(Behaviour {
         fail_first: 1,
@@ -227,6 +227,13 @@ async fn every_change_is_recorded_once(database_url: &str, dir: &Path) {
     let (status, _) = send(&api, "DELETE", "/api/v1/flows/slow", None).await;
     assert_eq!(status, 404, "a deleted flow is not deleted twice");
 
+    let acme = json!({"name": "acme"}).to_string();
+    let (status, body) = send(&api, "POST", "/api/v1/workspaces", Some((JSON, &acme))).await;
+    assert_eq!(status, 201, "{body}");
+    expected.push(("workspace.created", "acme".into()));
+    let (status, _) = send(&api, "POST", "/api/v1/workspaces", Some((JSON, &acme))).await;
+    assert_eq!(status, 409, "a workspace is not created twice");
+
     let items = entries(&api).await;
     let want: Vec<(String, String)> = expected
         .iter()
@@ -234,9 +241,14 @@ async fn every_change_is_recorded_once(database_url: &str, dir: &Path) {
         .collect();
     assert_eq!(actions(&items), want, "{items:#?}");
     for item in &items {
+        // A new workspace's entry is in that workspace; every other change is in `default`.
+        let workspace = match item["action"].as_str() {
+            Some("workspace.created") => "acme",
+            _ => "default",
+        };
         assert_eq!(
             (item["actor"].as_str(), item["workspace"].as_str()),
-            (Some("local"), Some("default")),
+            (Some("local"), Some(workspace)),
             "{item}"
         );
     }
@@ -353,19 +365,33 @@ async fn filters_and_pages() {
             )
         }
     };
+    // A change in another workspace, for `?workspace=` to tell apart.
+    let acme = json!({"name": "acme"}).to_string();
+    let (status, body) = send(&api, "POST", "/api/v1/workspaces", Some((JSON, &acme))).await;
+    assert_eq!(status, 201, "{body}");
     let f1 = |action: &str| vec![(action.to_owned(), "f1".to_owned())];
     assert_eq!(count("action=flow.paused".into()).await, f1("flow.paused"));
     assert_eq!(
         count("target=f1&action=flow.created".into()).await,
         f1("flow.created")
     );
-    assert_eq!(count("actor=local".into()).await.len(), 6);
+    assert_eq!(count("actor=local".into()).await.len(), 7);
     assert_eq!(count("actor=key:someone".into()).await.len(), 0);
+    // `?workspace=` narrows to one workspace, as on every route.
     assert_eq!(count("workspace=default".into()).await.len(), 6);
-    assert_eq!(count("workspace=acme".into()).await.len(), 0);
+    assert_eq!(
+        count("workspace=acme".into()).await,
+        [("workspace.created".to_owned(), "acme".to_owned())]
+    );
+    let (status, body) = send(&api, "GET", "/api/v1/audit?workspace=nowhere", None).await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (404, &json!("workspace_not_found")),
+        "{body}"
+    );
     let since =
         (before - chrono::Duration::seconds(1)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
-    assert_eq!(count(format!("since={since}")).await.len(), 6);
+    assert_eq!(count(format!("since={since}")).await.len(), 7);
     assert_eq!(count(format!("until={since}")).await.len(), 0);
     assert_eq!(count("since=2999-01-01T00:00:00Z".into()).await.len(), 0);
 
@@ -385,8 +411,9 @@ async fn filters_and_pages() {
     engine.stop().await;
 }
 
-/// `flowd keys create` and `flowd keys revoke` (by prefix) record the key's id as `local`; a
-/// revoke of an unknown key records nothing.
+/// `flowd keys create` and `flowd keys revoke` (by prefix) record the key's id as `local`, in
+/// the key's workspace; `flowd workspaces create` records the workspace in itself; a revoke of
+/// an unknown key records nothing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_created_and_revoked_on_the_command_line_are_recorded() {
     let dir = tempfile::tempdir().expect("temporary directory");
@@ -403,6 +430,18 @@ async fn keys_created_and_revoked_on_the_command_line_are_recorded() {
     assert!(!refused.status.success(), "{refused:?}");
     let revoked = keys(&["revoke", &key[..10]]);
     assert!(revoked.status.success(), "{revoked:?}");
+    let mut command = flowd_command(&url);
+    let workspace = output_within(command.args(["workspaces", "create", "acme"]), None);
+    assert!(workspace.status.success(), "{workspace:?}");
+    let operator = keys(&[
+        "create",
+        "acme-ops",
+        "--workspace",
+        "acme",
+        "--role",
+        "operator",
+    ]);
+    assert!(operator.status.success(), "{operator:?}");
 
     let store = Store::connect(&url, &StoreOptions::default())
         .await
@@ -425,10 +464,15 @@ async fn keys_created_and_revoked_on_the_command_line_are_recorded() {
         seen,
         [
             ("key.created", "local", "default"),
-            ("key.revoked", "local", "default")
+            ("key.revoked", "local", "default"),
+            ("workspace.created", "local", "acme"),
+            ("key.created", "local", "acme"),
         ]
     );
     assert_eq!(rows[0].target, rows[1].target, "both name the same key");
+    assert_eq!(rows[2].target, "acme");
+    let detail: Value = serde_json::from_str(&rows[3].detail).expect("a JSON detail");
+    assert_eq!(detail["role"], "operator", "{detail}");
     assert!(!rows[0].target.is_empty());
     let everything = format!("{rows:?}");
     assert!(

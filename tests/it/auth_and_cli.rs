@@ -9,23 +9,10 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use crate::support::api::Api;
-use crate::support::flowd::{FlowdEnv, FlowdProcess, output_within};
+use crate::support::flowd::{FlowdEnv, FlowdProcess};
 
 fn flowd(dir: &Path, args: &[&str]) -> (bool, String, String) {
-    let output = output_within(
-        Command::new(env!("CARGO_BIN_EXE_flowd"))
-            .args(args)
-            .env("FLOWD_DATABASE_URL", sqlite_url(dir))
-            .env_remove("FLOWD_API_KEYS")
-            .env("RUST_LOG", "warn")
-            .current_dir(dir),
-        None,
-    );
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    crate::support::flowd::cli_in(dir, args)
 }
 
 fn sqlite_url(dir: &Path) -> String {

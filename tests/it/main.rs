@@ -39,3 +39,4 @@ mod triggers;
 mod usage_metrics;
 mod validate;
 mod webhook_paths;
+mod workspaces;

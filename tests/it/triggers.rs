@@ -303,7 +303,7 @@ steps:
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
         actions,
-        json!({"items": [{"flow": "resend-invoice", "label": "Resend to accounting", "entity": "invoice"}]})
+        json!({"items": [{"flow": "resend-invoice", "workspace": "default", "label": "Resend to accounting", "entity": "invoice"}]})
     );
     let (_, none) = request(&api, "GET", "/api/v1/actions?entity=guest", None).await;
     assert_eq!(none, json!({"items": []}));

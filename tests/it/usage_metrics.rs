@@ -69,16 +69,16 @@ async fn usage_and_metrics_follow_runs(database_url: &str, dir: &Path) {
         r#"flowd_events_ingested_total{entity="guest"} 4
 flowd_events_ingested_total{entity="member"} 6
 flowd_events_ingested_total{entity="_other"} 1
-flowd_webhooks_received_total{flow="hook"} 1
-flowd_http_attempts_total{flow="push",outcome="success"} 3
-flowd_http_attempts_total{flow="push",outcome="connection_error"} 2
-flowd_runs_finished_total{flow="push",status="succeeded"} 3
-flowd_runs_finished_total{flow="push",status="failed"} 1
-flowd_runs_finished_total{flow="limited",status="succeeded"} 6
-flowd_runs_finished_total{flow="hook",status="succeeded"} 1
-flowd_step_duration_seconds_count{flow="push",kind="http"} 5
-flowd_step_duration_seconds_count{flow="push",kind="notify"} 3
-flowd_step_duration_seconds_count{flow="push",kind="map"} 4
+flowd_webhooks_received_total{flow="hook",workspace="default"} 1
+flowd_http_attempts_total{flow="push",outcome="success",workspace="default"} 3
+flowd_http_attempts_total{flow="push",outcome="connection_error",workspace="default"} 2
+flowd_runs_finished_total{flow="push",status="succeeded",workspace="default"} 3
+flowd_runs_finished_total{flow="push",status="failed",workspace="default"} 1
+flowd_runs_finished_total{flow="limited",status="succeeded",workspace="default"} 6
+flowd_runs_finished_total{flow="hook",status="succeeded",workspace="default"} 1
+flowd_step_duration_seconds_count{flow="push",kind="http",workspace="default"} 5
+flowd_step_duration_seconds_count{flow="push",kind="notify",workspace="default"} 3
+flowd_step_duration_seconds_count{flow="push",kind="map",workspace="default"} 4
 flowd_queue_depth 0
 flowd_runs_active{status="running"} 0
 "#,

@@ -50,9 +50,10 @@ pub async fn page(
     Query(q): Query<ActionsQuery>,
 ) -> Result<Response, ConsoleError> {
     let chosen = q.flow.unwrap_or_default();
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let mut actions: Vec<ActionLine> = console
         .engine
-        .every_action()
+        .every_action(&access)
         .into_iter()
         .map(|a| ActionLine {
             chosen: a.flow == chosen,
@@ -100,8 +101,9 @@ pub async fn run(
         ));
     }
     let engine = &console.engine;
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let run_id = engine
-        .trigger_manual(&form.flow, ManualRequest { input, entity })
+        .trigger_manual(&access, &form.flow, ManualRequest { input, entity })
         .await?;
     engine.wait_for_run_end(&run_id, WAIT).await?;
     let notice = "Action started: this is its run.";

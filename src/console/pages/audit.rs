@@ -139,7 +139,7 @@ pub async fn page(
     Query(q): Query<AuditQuery>,
 ) -> Result<Response, ConsoleError> {
     let filter = q.filter()?;
-    let access = Access::local(); // MERGE: access
+    let access = Access::local(); // MERGE: session access
     let mut entries = console
         .engine
         .audit_log(&access, &filter, q.cursor().as_ref(), PAGE + 1)

@@ -20,7 +20,6 @@ use crate::console::pages::runs::RunLine;
 use crate::console::session::Visitor;
 use crate::console::view::{query, when_millis};
 use crate::core::diagnostic::Diagnostic;
-use crate::core::workspace::Access;
 use crate::engine::flows::{FlowError, FlowView};
 use crate::store::flows::FlowSource;
 use crate::store::run_log::RunFilter;
@@ -111,12 +110,13 @@ pub async fn page(
     Path(id): Path<String>,
     Query(q): Query<FlowQuery>,
 ) -> Result<Response, ConsoleError> {
-    let flow = console.engine.flow_view(&id).await?;
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
+    let flow = console.engine.flow_view(&access, &id).await?;
     let mut page = flow_page(&console, &visitor, flow, None, Vec::new()).await?;
     page.layout = page.layout.with_notice(q.notice);
     if let (Some(from), Some(to)) = (q.from, q.to) {
-        let old = console.engine.flow_revision(&id, from).await?;
-        let new = console.engine.flow_revision(&id, to).await?;
+        let old = console.engine.flow_revision(&access, &id, from).await?;
+        let new = console.engine.flow_revision(&access, &id, to).await?;
         page.compared = Some((from, to));
         for r in &mut page.revisions {
             (r.from_checked, r.to_checked) = (r.revision == from, r.revision == to);
@@ -143,14 +143,15 @@ pub(super) async fn flow_page(
         yaml,
         ..
     } = flow;
-    let revisions = console.engine.flow_revisions(&flow.id).await?;
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
+    let revisions = console.engine.flow_revisions(&access, &flow.id).await?;
     let recent = RunFilter {
         flow: Some(flow.id.clone()),
         ..RunFilter::default()
     };
     let rows: Vec<RunLine> = console
         .engine
-        .list_runs(&recent, RECENT_RUNS)
+        .list_runs(&access, &recent, RECENT_RUNS)
         .await?
         .iter()
         .map(RunLine::of)
@@ -159,7 +160,7 @@ pub(super) async fn flow_page(
     let test = TestPanel::new(registry.get(&flow.id).map(|e| &e.flow.def), &rows);
     let actions = console
         .engine
-        .every_action()
+        .every_action(&access)
         .into_iter()
         .filter(|a| a.flow == flow.id)
         .map(|a| ActionLine {
@@ -226,7 +227,7 @@ pub async fn save(
     Path(id): Path<String>,
     Form(form): Form<SaveForm>,
 ) -> Result<Response, ConsoleError> {
-    let access = Access::local(); // MERGE: access
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
     match console.engine.replace_flow(&access, &id, &form.yaml).await {
         Ok(flow) => {
             let notice = format!("Saved: revision {}.", flow.summary.revision);
@@ -234,7 +235,7 @@ pub async fn save(
             Ok(Redirect::to(&to).into_response())
         }
         Err(FlowError::Invalid(diagnostics)) => {
-            let flow = console.engine.flow_view(&id).await?;
+            let flow = console.engine.flow_view(&access, &id).await?;
             let problems = diagnostics.iter().map(Problem::of).collect();
             let mut page = flow_page(&console, &visitor, flow, Some(form.yaml), problems).await?;
             page.layout = page
@@ -259,7 +260,8 @@ pub async fn validate(
     Form(form): Form<ValidateForm>,
 ) -> Result<Response, ConsoleError> {
     let id = form.id.as_deref().filter(|i| !i.is_empty());
-    let problems = match console.engine.check_flow(&form.yaml, id) {
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
+    let problems = match console.engine.check_flow(&access, &form.yaml, id) {
         Ok(checked) => checked.warnings.iter().map(Problem::of).collect(),
         Err(FlowError::Invalid(errors)) => errors.iter().map(Problem::of).collect(),
         Err(e) => return Err(e.into()),
@@ -278,7 +280,7 @@ pub async fn restore(
     Path(id): Path<String>,
     Form(form): Form<RestoreForm>,
 ) -> Result<Response, ConsoleError> {
-    let access = Access::local(); // MERGE: access
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let flow = console
         .engine
         .restore_flow_revision(&access, &id, form.revision)

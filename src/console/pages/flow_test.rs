@@ -125,7 +125,10 @@ pub async fn test(
     Form(form): Form<TestForm>,
 ) -> Result<Response, ConsoleError> {
     let outcome = match request_of(&form) {
-        Ok(request) => console.engine.test_flow(&id, request).await,
+        Ok(request) => {
+            let access = crate::core::workspace::Access::local(); // MERGE: session access
+            console.engine.test_flow(&access, &id, request).await
+        }
         Err(message) => Err(TestError::Invalid(message)),
     };
     let (status, outcome) = match outcome {
@@ -144,7 +147,8 @@ pub async fn test(
             (status, Err(message))
         }
     };
-    let flow = console.engine.flow_view(&id).await?;
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
+    let flow = console.engine.flow_view(&access, &id).await?;
     let mut page = flow_page(&console, &visitor, flow, None, Vec::new()).await?;
     page.test.keep(&form);
     match outcome {

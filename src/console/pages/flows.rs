@@ -16,7 +16,6 @@ use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
 use crate::console::session::Visitor;
 use crate::console::view::query;
-use crate::core::workspace::Access;
 use crate::engine::flows::{FlowFilter, FlowSummary};
 use crate::store::flows::{FlowSource, PauseReason};
 
@@ -136,11 +135,15 @@ pub async fn page(
     Query(q): Query<FlowsQuery>,
 ) -> Result<Response, ConsoleError> {
     let show_deleted = q.deleted.is_some();
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let flows = console
         .engine
-        .flow_summaries(FlowFilter {
-            include_deleted: show_deleted,
-        })
+        .flow_summaries(
+            &access,
+            FlowFilter {
+                include_deleted: show_deleted,
+            },
+        )
         .await?;
     let page = FlowsPage {
         layout: Layout::new(&visitor, "flows", "Flows").with_notice(q.notice),
@@ -154,7 +157,8 @@ pub async fn pause(
     State(console): State<Console>,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    console.engine.pause_flow(&Access::local(), &id).await?; // MERGE: access
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
+    console.engine.pause_flow(&access, &id).await?;
     back(&format!(
         "Paused {id}: nothing is sent until you resume it; new runs wait as held."
     ))
@@ -172,10 +176,8 @@ pub async fn resume(
     Form(form): Form<ResumeForm>,
 ) -> Result<Response, ConsoleError> {
     let discard = form.discard_held.is_some();
-    console
-        .engine
-        .resume_flow(&Access::local(), &id, discard)
-        .await?; // MERGE: access
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
+    console.engine.resume_flow(&access, &id, discard).await?;
     back(&if discard {
         format!("Resumed {id}; the runs held while it was paused are cancelled.")
     } else {
@@ -187,7 +189,8 @@ pub async fn delete(
     State(console): State<Console>,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    console.engine.delete_flow(&Access::local(), &id).await?; // MERGE: access
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
+    console.engine.delete_flow(&access, &id).await?;
     back(&format!(
         "Deleted {id}: its unfinished runs are cancelled; its runs stay in the log."
     ))

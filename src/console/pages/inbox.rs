@@ -46,9 +46,10 @@ pub async fn page(
     Query(q): Query<InboxQuery>,
 ) -> Result<Response, ConsoleError> {
     let unread_only = q.unread.is_some();
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let notes = console
         .engine
-        .notifications(unread_only, None, PAGE)
+        .notifications(&access, unread_only, None, PAGE)
         .await?;
     let page = InboxPage {
         layout: Layout::new(&visitor, "inbox", "Inbox"),
@@ -73,7 +74,8 @@ pub async fn mark_read(
     State(console): State<Console>,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    if !console.engine.mark_notification_read(&id).await? {
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
+    if !console.engine.mark_notification_read(&access, &id).await? {
         return Err(ConsoleError::NotFound(format!(
             "There is no notification `{id}`."
         )));

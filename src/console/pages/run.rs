@@ -15,7 +15,6 @@ use crate::console::layout::{Layout, html};
 use crate::console::session::Visitor;
 use crate::console::view::{pretty, query, trigger_summary, when};
 use crate::core::status::RunStatus;
-use crate::core::workspace::Access;
 use crate::engine::run_view::{AttemptOut, RunDetail, StepOut};
 use crate::outbound::record::{RecordedRequest, RecordedResponse};
 use crate::runner::control::Cancelled;
@@ -90,9 +89,10 @@ pub async fn page(
     Path(id): Path<String>,
     Query(q): Query<NoticeQuery>,
 ) -> Result<Response, ConsoleError> {
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let detail = console
         .engine
-        .run_detail(&id)
+        .run_detail(&access, &id)
         .await?
         .ok_or_else(|| ConsoleError::NotFound(format!("There is no run `{id}`.")))?;
     let flow_exists = console.engine.registry().get(&detail.run.flow).is_some();
@@ -221,7 +221,7 @@ pub async fn control(
     Path((id, control)): Path<(String, String)>,
 ) -> Result<Response, ConsoleError> {
     let engine = &console.engine;
-    let access = Access::local(); // MERGE: access
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let (run_id, notice) = match control.as_str() {
         "retry" => {
             engine.retry_run(&access, &id).await?;

@@ -66,6 +66,7 @@ impl RunsQuery {
             since: bound("since", &self.since, Edge::Start)?,
             until: bound("until", &self.until, Edge::End)?,
             before_id: given(&self.cursor).filter(|c| uuid::Uuid::try_parse(c).is_ok()),
+            workspace: None,
         })
     }
 
@@ -161,7 +162,8 @@ pub async fn page(
     Query(q): Query<RunsQuery>,
 ) -> Result<Response, ConsoleError> {
     let filter = q.filter()?;
-    let mut runs = console.engine.list_runs(&filter, PAGE + 1).await?;
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
+    let mut runs = console.engine.list_runs(&access, &filter, PAGE + 1).await?;
     let next = (runs.len() as u64 > PAGE).then(|| {
         runs.truncate(PAGE as usize);
         let cursor = runs.last().map(|r| r.id.as_str());
@@ -205,7 +207,8 @@ pub async fn rows(
         before_id: None,
         ..q.filter()?
     };
-    let runs = console.engine.list_runs(&filter, PAGE).await?;
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
+    let runs = console.engine.list_runs(&access, &filter, PAGE).await?;
     let rows = RunsRows {
         rows: runs.iter().map(RunLine::of).collect(),
     };

@@ -15,7 +15,6 @@ use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
 use crate::console::session::Visitor;
 use crate::console::view::{query, when_millis};
-use crate::core::workspace::Access;
 use crate::engine::secrets::{SecretError, SecretInfo};
 use crate::secrets::Source;
 
@@ -76,7 +75,12 @@ async fn render(
     name: String,
     status: StatusCode,
 ) -> Result<Response, ConsoleError> {
-    let secrets = console.engine.list_secrets().await.map_err(problem)?;
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
+    let secrets = console
+        .engine
+        .list_secrets(&access)
+        .await
+        .map_err(problem)?;
     let page = SecretsPage {
         layout,
         secrets: secrets.into_iter().map(SecretLine::of).collect(),
@@ -98,7 +102,7 @@ pub async fn set(
     Form(form): Form<SetForm>,
 ) -> Result<Response, ConsoleError> {
     let name = form.name.trim();
-    let access = Access::local(); // MERGE: access
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
     match console.engine.set_secret(&access, name, &form.value).await {
         Ok(info) => {
             let notice = match info.source {
@@ -125,7 +129,7 @@ pub async fn delete(
     State(console): State<Console>,
     Path(name): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let access = Access::local(); // MERGE: access
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
     console
         .engine
         .delete_secret(&access, &name)

@@ -84,9 +84,10 @@ pub async fn page(
     )
     .map_err(ConsoleError::BadRequest)?;
     let exceeded_only = q.exceeded.is_some();
+    let access = crate::core::workspace::Access::local(); // MERGE: session access
     let days = console
         .engine
-        .usage(&filter, exceeded_only.then_some(true))
+        .usage(&access, &filter, exceeded_only.then_some(true))
         .await?;
     let bars = bars(&days);
     let page = UsagePage {

@@ -1,5 +1,6 @@
 //! Entity of `api_keys`: keys created with `flowd keys create`, stored hashed (unique), with a
-//! short prefix shown in listings so a person can tell keys apart.
+//! short prefix shown in listings so a person can tell keys apart, and the workspace and role
+//! it grants.
 
 use sea_orm::entity::prelude::*;
 
@@ -15,6 +16,10 @@ pub struct Model {
     pub created_at: i64,
     pub last_used_at: Option<i64>,
     pub revoked_at: Option<i64>,
+    /// The workspace the key acts in (SPEC §11); `default` for keys made before workspaces.
+    pub workspace: String,
+    /// `viewer`, `trigger`, `operator`, `editor` or `admin`; `admin` for keys made before.
+    pub role: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -15,6 +15,8 @@ pub struct Model {
     pub created_at: i64,
     /// NULL while unread.
     pub read_at: Option<i64>,
+    /// The workspace whose inbox it is in (SPEC §11).
+    pub workspace: String,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

@@ -124,6 +124,8 @@ fn api_key(id: &str, hash: &str) -> api_keys::Model {
         created_at: 1_763_900_000_000,
         last_used_at: Some(1_763_900_000_500),
         revoked_at: Some(1_763_900_001_000),
+        workspace: "acme".to_owned(),
+        role: "viewer".to_owned(),
     }
 }
 
@@ -219,6 +221,7 @@ async fn notifications_round_trip() {
         text: "Ada is coming.".to_owned(),
         created_at: 1_763_900_000_000,
         read_at: Some(1_763_900_060_000),
+        workspace: "acme".to_owned(),
     })
     .await;
 }

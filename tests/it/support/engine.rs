@@ -172,10 +172,28 @@ impl TestEngine {
         base_url
     }
 
-    /// Stores a new API key, so from now on the API asks for one; returns the key.
+    /// The engine itself, for operations the API does not offer.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Stores a new API key (`admin` of `default`), so from now on the API asks for one;
+    /// returns the key.
     pub async fn add_api_key(&self, name: &str) -> String {
+        self.add_key(name, "default", flowd::core::workspace::Role::Admin)
+            .await
+    }
+
+    /// Stores a new API key acting in `workspace` with `role`; returns the key.
+    pub async fn add_key(
+        &self,
+        name: &str,
+        workspace: &str,
+        role: flowd::core::workspace::Role,
+    ) -> String {
         let now = chrono::Utc::now().timestamp_millis();
-        let (_, key) = flowd::store::api_keys::create(self.engine.store().writer(), name, now)
+        let writer = self.engine.store().writer();
+        let (_, key) = flowd::store::api_keys::create(writer, name, workspace, role, now)
             .await
             .unwrap_or_else(|e| panic!("create an API key: {e}"));
         self.engine

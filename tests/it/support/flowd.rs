@@ -306,6 +306,26 @@ fn drain(
     })
 }
 
+/// `flowd args` in `dir` on the SQLite database `dir/flowd.db`, without `FLOWD_API_KEYS`:
+/// (success, stdout, stderr).
+pub fn cli_in(dir: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let url = format!("sqlite://{}", dir.join("flowd.db").display());
+    let output = output_within(
+        Command::new(env!("CARGO_BIN_EXE_flowd"))
+            .args(args)
+            .env("FLOWD_DATABASE_URL", url)
+            .env_remove("FLOWD_API_KEYS")
+            .env("RUST_LOG", "warn")
+            .current_dir(dir),
+        None,
+    );
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
 /// Like `command.output()` (stdout and stderr captured, stdin empty unless given), but kills the
 /// command and panics when it has not exited within `COMMAND_TIMEOUT`.
 pub fn output_within(command: &mut Command, stdin: Option<&str>) -> std::process::Output {
