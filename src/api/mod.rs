@@ -21,6 +21,7 @@ pub mod notifications;
 pub mod openapi;
 pub mod operations;
 pub mod page;
+pub mod quotas;
 pub mod runs;
 pub mod secrets;
 pub mod usage;
@@ -109,6 +110,7 @@ impl RouteTable {
             .routes(routes!(operations::bulk_replay))
             .routes(routes!(operations::get_operation))
             .routes(routes!(usage::get_usage))
+            .routes(routes!(quotas::get_quotas, quotas::put_quotas))
             .routes(routes!(notifications::list_notifications))
             .routes(routes!(notifications::mark_read))
             .routes(routes!(secrets::list_secrets))
@@ -169,6 +171,8 @@ pub const PERMISSIONS: &[(&str, &str, Option<Permission>)] = {
         ("GET", "/api/v1/audit", Some(Read)),
         ("GET", "/api/v1/workspaces", Some(Read)),
         ("POST", "/api/v1/workspaces", Some(Administer)),
+        ("GET", "/api/v1/workspaces/{ws}/quotas", Some(Read)),
+        ("PUT", "/api/v1/workspaces/{ws}/quotas", Some(Administer)),
     ]
 };
 

@@ -62,7 +62,10 @@ pub struct DayUsageOut {
     pub http_attempts: i64,
     /// How often a `rate_limit` put one of those runs off.
     pub rate_limited_waits: i64,
-    /// Whether a limit made runs wait that day.
+    /// Runs a workspace quota held that day (runs per day or HTTP attempts per minute); a run
+    /// held again on a later day counts on that day too.
+    pub quota_held: i64,
+    /// Whether a limit made runs wait that day: a rate limit or a workspace quota.
     pub exceeded: bool,
 }
 
@@ -93,6 +96,7 @@ fn day_out(d: &DayUsage) -> DayUsageOut {
         runs_failed: d.runs_failed,
         http_attempts: d.http_attempts,
         rate_limited_waits: d.rate_limited_waits,
+        quota_held: d.quota_held,
         exceeded: d.exceeded(),
     }
 }

@@ -302,6 +302,7 @@ impl Config {
             mailer: self.mailer.clone(),
             secrets: self.secrets.clone(),
             api_keys: self.api_keys.clone(),
+            clock: crate::core::clock::SystemClock::shared(),
         }
     }
 }

@@ -119,6 +119,10 @@ impl WaitFacts<'_> {
     /// executes, is finished, or is due and about to be claimed.
     pub fn reason(&self, now: i64) -> Option<(WaitingReason, Option<i64>)> {
         match self.status {
+            // A quota's hold has a wake-up time (the next window); a paused flow's has none.
+            RunStatus::Held if self.wake_at.is_some() && !self.flow_paused => {
+                Some((WaitingReason::Quota, self.wake_at))
+            }
             RunStatus::Held => Some((WaitingReason::Held, None)),
             // A paused flow's runs are not claimed, whatever else they wait for.
             RunStatus::Pending | RunStatus::Waiting if self.flow_paused => {
@@ -215,6 +219,14 @@ mod tests {
         use WaitingReason as W;
         let cases = [
             (facts(Held, None, None, true), Some((W::Held, None))),
+            (facts(Held, None, None, false), Some((W::Quota, Some(50)))),
+            (
+                WaitFacts {
+                    wake_at: None,
+                    ..facts(Held, None, None, false)
+                },
+                Some((W::Held, None)),
+            ),
             (facts(Pending, Some(5), None, true), Some((W::Held, None))),
             (
                 facts(Waiting, Some(50), Some("http"), true),

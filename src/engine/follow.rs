@@ -1,8 +1,8 @@
 //! Keeping this node's flows current without a restart: the flow files are looked at every
 //! second and loaded again when one changed, appeared or went; and flow changes made through
 //! another node's API are noticed by a small summary query on the flows table, after which the
-//! registry is rebuilt (unchanged flows keep their compiled form). API keys are reloaded too, and
-//! secrets when the secret store's summary changed.
+//! registry is rebuilt (unchanged flows keep their compiled form). API keys and workspace quotas
+//! are reloaded too (both small tables), and secrets when the secret store's summary changed.
 //!
 //! Polling file metadata once a second costs a few system calls per file and works on every
 //! file system (network mounts and containers included), where change notifications do not.
@@ -44,6 +44,9 @@ pub async fn run(engine: Engine, flows_dir: Option<PathBuf>, mut shutdown: watch
         }
         if let Err(e) = engine.refresh_secrets().await {
             warn!(error = %e, "Reloading the secrets failed.");
+        }
+        if let Err(e) = engine.refresh_quotas().await {
+            warn!(error = %e, "Reloading the workspace quotas failed.");
         }
         let now = stored_fingerprint(&engine).await;
         if now.is_some() && now != stored {

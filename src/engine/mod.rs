@@ -8,6 +8,7 @@ pub mod auth;
 pub mod flows;
 pub mod follow;
 pub mod operations;
+pub mod quotas;
 pub mod reads;
 pub mod run_view;
 pub mod runs;
@@ -103,6 +104,8 @@ pub struct EngineConfig {
     pub master_key: MasterKeySource,
     /// Keys that open the API besides the stored ones (`FLOWD_API_KEYS`).
     pub api_keys: ApiKeys,
+    /// Where the runner and the triggers read the time: the system's clock, or a test's.
+    pub clock: SharedClock,
 }
 
 impl EngineConfig {
@@ -119,6 +122,7 @@ impl EngineConfig {
             secrets: Secrets::default(),
             master_key: MasterKeySource::None,
             api_keys: ApiKeys::default(),
+            clock: SystemClock::shared(),
         }
     }
 }
@@ -175,7 +179,7 @@ impl Engine {
         let http = HttpClient::new(config.net)?;
         let mailer = config.mailer;
         let metrics = Metrics::new()?;
-        let clock: SharedClock = SystemClock::shared();
+        let clock: SharedClock = config.clock.clone();
         let catalog = Arc::new(Catalog::default());
         let writes = GroupCommit::start(store.clone());
         let wake = Wake::default();
@@ -207,6 +211,7 @@ impl Engine {
             clock,
             jitter: Jitter::random(),
             wake,
+            quotas: Default::default(),
         });
         let engine = Engine {
             inner: Arc::new(Inner {
@@ -226,6 +231,7 @@ impl Engine {
         engine.refresh_secrets().await?;
         engine.reload_registry().await?;
         engine.refresh_api_keys().await?;
+        engine.refresh_quotas().await?;
         Ok(engine)
     }
 

@@ -4,12 +4,15 @@
 //! unfinished (checked in the claim statement, so it holds across nodes).
 //! Excess runs are never dropped: held back by concurrency they stay due and are claimed when a
 //! slot frees; held back by a rate limit they are put off until the window has room again.
+//! Workspaces with a runs-per-day quota are claimed on their own (`runner::quota`); over the
+//! quota their new runs are held until the next UTC day.
 
+use crate::core::workspace::split_flow_key;
 use crate::flow::registry::FlowLimits;
-use crate::runner::Runner;
 use crate::runner::driver::ExecError;
+use crate::runner::{Runner, quota};
 use crate::store::limits::{defer_new_runs, flow_load, lock_flow};
-use crate::store::runs::{self, Claim, ClaimedRun};
+use crate::store::runs::{self, Claim, ClaimedRun, WorkspaceScope};
 use crate::store::{Backend, StoreError};
 
 /// What one claim got.
@@ -25,6 +28,15 @@ pub struct Claimed {
 /// Claims up to `limit` due runs for this node.
 pub async fn claim_due(runner: &Runner, lease_ms: i64, limit: u64) -> Result<Claimed, ExecError> {
     let registry = runner.catalog.registry();
+    let quotas = runner.quotas.current();
+    // Workspaces with a runs-per-day quota are claimed on their own; with none (the default)
+    // this is empty and the claim is what it always was.
+    let mut per_day: Vec<(String, i64)> = quotas
+        .iter()
+        .filter_map(|(ws, q)| Some((ws.clone(), q.runs_per_day?)))
+        .collect();
+    per_day.sort();
+    let skipped: Vec<String> = per_day.iter().map(|(ws, _)| ws.clone()).collect();
     let store = &runner.store;
     let backend = store.backend();
     let now = runner.now_ms();
@@ -37,19 +49,42 @@ pub async fn claim_due(runner: &Runner, lease_ms: i64, limit: u64) -> Result<Cla
         only_flow: None,
         started: None,
         ordered: false,
+        workspaces: WorkspaceScope::Skip(&skipped),
     };
     let txn = store.begin_write().await?;
+    if !quotas.is_empty() {
+        quota::release_due(&txn, backend, &quotas, now).await?;
+    }
     let mut claimed = Claimed {
         runs: runs::claim(&txn, backend, &base).await?,
         ..Claimed::default()
     };
+    let quota_of: std::collections::HashMap<&str, i64> =
+        per_day.iter().map(|(ws, n)| (ws.as_str(), *n)).collect();
+    for (workspace, runs_per_day) in &per_day {
+        let room = limit.saturating_sub(claimed.runs.len() as u64);
+        if room == 0 {
+            claimed.held_back = true;
+            break;
+        }
+        let scoped = Claim {
+            limit: room,
+            ..base.clone()
+        };
+        let got = quota::claim_workspace(&txn, backend, &scoped, workspace, *runs_per_day).await?;
+        claimed.runs.extend(got.runs);
+        claimed.wake_at.extend(got.wake_at);
+        claimed.held_back |= got.held_back;
+    }
     for limits in registry.limited() {
         let room = limit.saturating_sub(claimed.runs.len() as u64);
         if room == 0 {
             claimed.held_back = true;
             break;
         }
-        claim_limited(&txn, backend, &base, limits, room, &mut claimed).await?;
+        let workspace = split_flow_key(&limits.flow_id).0;
+        let quota = quota_of.get(workspace).map(|&per_day| (workspace, per_day));
+        claim_limited(&txn, backend, &base, (limits, quota), room, &mut claimed).await?;
     }
     txn.commit().await.map_err(StoreError::from)?;
     Ok(claimed)
@@ -57,11 +92,12 @@ pub async fn claim_due(runner: &Runner, lease_ms: i64, limit: u64) -> Result<Cla
 
 /// Claims runs of one limited flow: resumed runs first (they passed the rate limit when they
 /// started), then new ones within both limits.
+/// `quota`: the flow's workspace and its runs-per-day quota, if it has one.
 async fn claim_limited(
     txn: &impl sea_orm::ConnectionTrait,
     backend: Backend,
     base: &Claim<'_>,
-    limits: &FlowLimits,
+    (limits, quota): (&FlowLimits, Option<(&str, i64)>),
     room: u64,
     claimed: &mut Claimed,
 ) -> Result<(), StoreError> {
@@ -78,6 +114,7 @@ async fn claim_limited(
         started,
         limit,
         ordered: limits.ordered,
+        workspaces: WorkspaceScope::All,
         ..base.clone()
     };
     // Runs of an ordered flow wait for the ones before them: claim again when a run ends.
@@ -88,12 +125,16 @@ async fn claim_limited(
         left -= resumed.len() as u64;
         claimed.runs.extend(resumed);
     }
+    if let Some((workspace, per_day)) = quota {
+        left = quota::allow_starts(txn, backend, workspace, per_day, base.now, left).await?;
+    }
     let Some(rate) = limits.rate_limit else {
         let fresh = if left > 0 {
             runs::claim(txn, backend, &claim(Some(false), left)).await?
         } else {
             Vec::new()
         };
+        count_quota_starts(txn, backend, quota, base.now, fresh.len()).await?;
         claimed.held_back |= left == 0 || fresh.len() as u64 == left;
         claimed.runs.extend(fresh);
         return Ok(());
@@ -105,6 +146,7 @@ async fn claim_limited(
         Vec::new()
     };
     let started_now = fresh.len() as u64;
+    count_quota_starts(txn, backend, quota, base.now, fresh.len()).await?;
     claimed.runs.extend(fresh);
     if load.started + started_now >= u64::from(rate.runs) {
         let oldest = load.oldest_start.unwrap_or(base.now).min(base.now);
@@ -116,4 +158,20 @@ async fn claim_limited(
         claimed.held_back = true;
     }
     Ok(())
+}
+
+/// Counts the new runs a limited flow started against its workspace's quota, if it has one.
+async fn count_quota_starts(
+    txn: &impl sea_orm::ConnectionTrait,
+    backend: Backend,
+    quota: Option<(&str, i64)>,
+    now: i64,
+    started: usize,
+) -> Result<(), StoreError> {
+    match quota {
+        Some((workspace, _)) => {
+            quota::count_starts(txn, backend, workspace, now, started as u64).await
+        }
+        None => Ok(()),
+    }
 }

@@ -15,7 +15,7 @@ use crate::runner::transition::{
     self, Answer, AttemptEnded, Effect, Event, InFlight, Log, Output, TransitionError,
 };
 use crate::runner::view::{Node, RunView, new_context};
-use crate::runner::{Runner, breaker, revision};
+use crate::runner::{Runner, breaker, quota, revision};
 use crate::secrets::Secrets;
 use crate::step::{Attempt, MISSING_SECRET, StepCall, StepOutcome};
 use crate::store::StoreError;
@@ -44,6 +44,10 @@ pub enum ExecError {
     /// taken up again once its lease is given back.
     #[error("the node is shutting down; the attempt was not started")]
     ShuttingDown,
+    /// The workspace's HTTP quota has no slot left this minute: the run is held until the next
+    /// one, with nothing sent and no attempt used.
+    #[error("the workspace's HTTP quota is used up for this minute; the run is held")]
+    QuotaHeld,
 }
 
 /// Executes a claimed run until it finishes, parks, or its lease is lost.
@@ -185,6 +189,11 @@ async fn attempt(
     let attempt = match missing_secret(secrets, &step.secret_names) {
         Some(refused) => refused,
         None if runner.wake.is_cut_off() => return Err(ExecError::ShuttingDown),
+        None if step.action.kind() == "http"
+            && !quota::take_http_slot(runner, &view.run).await? =>
+        {
+            return Err(ExecError::QuotaHeld);
+        }
         None => {
             let performed = tokio::select! {
                 biased;

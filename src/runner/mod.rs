@@ -14,6 +14,7 @@ pub mod context;
 pub mod control;
 pub mod driver;
 pub mod operations;
+pub mod quota;
 pub mod retention;
 pub mod revision;
 pub mod transition;
@@ -54,6 +55,8 @@ pub struct RunnerParts {
     pub clock: SharedClock,
     pub jitter: Jitter,
     pub wake: Wake,
+    /// The workspaces' quotas as last read (refreshed with the flows).
+    pub quotas: quota::SharedQuotas,
 }
 
 impl Runner {

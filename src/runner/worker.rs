@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use crate::runner::Runner;
 use crate::runner::claim::claim_due;
@@ -176,6 +176,9 @@ async fn execute_one(
     let run_id = run.id.clone();
     match execute(runner, run, rows, lease).await {
         Ok(()) => {}
+        Err(ExecError::QuotaHeld) => {
+            debug!(%run_id, "Held by its workspace's HTTP quota until the next minute.")
+        }
         Err(ExecError::ShuttingDown) => {
             info!(%run_id, "Shutting down; the run's next attempt is left for the next node.")
         }

@@ -5,7 +5,7 @@
 
 use sea_orm::ConnectionTrait;
 
-use crate::store::sql::{get, stmt};
+use crate::store::sql::{advisory_xact_lock, get, stmt};
 use crate::store::{Backend, StoreError};
 
 /// A flow's current load.
@@ -27,15 +27,7 @@ pub async fn lock_flow(
     backend: Backend,
     flow_id: &str,
 ) -> Result<(), StoreError> {
-    if backend == Backend::Postgres {
-        conn.execute_raw(stmt(
-            backend,
-            "SELECT pg_advisory_xact_lock(hashtext(?))",
-            vec![format!("flowd.flow.{flow_id}").into()],
-        ))
-        .await?;
-    }
-    Ok(())
+    advisory_xact_lock(conn, backend, format!("flowd.flow.{flow_id}")).await
 }
 
 /// Counts the flow's runs executing at `now` and started since `window_start`.

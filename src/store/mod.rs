@@ -20,6 +20,7 @@ pub mod nodes;
 pub mod notifications;
 pub mod operations;
 mod options;
+pub mod quotas;
 pub mod retention;
 pub mod run_log;
 pub mod runs;
@@ -184,7 +185,7 @@ mod tests {
     use crate::store::entity::nodes;
     use crate::store::testing::TestDb;
 
-    const TABLES: [&str; 16] = [
+    const TABLES: [&str; 20] = [
         "flows",
         "flow_revisions",
         "events",
@@ -201,6 +202,10 @@ mod tests {
         "usage_daily",
         "workspaces",
         "audit_log",
+        "workspace_quotas",
+        "quota_windows",
+        "quota_holds",
+        "quota_notices",
     ];
 
     async fn assert_migrated(store: &Store) {

@@ -239,6 +239,7 @@ mod tests {
                 only_flow: None,
                 started: None,
                 ordered: false,
+                workspaces: Default::default(),
             };
             assert_eq!(claim(w, backend, &claim_as("a", 2)).await.unwrap().len(), 2);
             assert!(heartbeat(w, backend, "a", 4_000).await.unwrap());

@@ -8,6 +8,7 @@ use sea_orm::{ConnectionTrait, Value};
 use crate::core::new_run::NewRun;
 use crate::core::status::{RunStatus, StepStatus};
 use crate::core::workspace::split_flow_key;
+use crate::store::quotas::workspace_filter;
 use crate::store::sql::{get, get_parsed, placeholders, skip_locked, stmt};
 use crate::store::{Backend, StoreError};
 
@@ -92,6 +93,20 @@ pub struct Claim<'a> {
     /// Only runs with no earlier unfinished run of the same order key (a flow with
     /// `settings.order_key`).
     pub ordered: bool,
+    /// Which workspaces' runs (those with a runs-per-day quota are claimed on their own).
+    pub workspaces: WorkspaceScope<'a>,
+}
+
+/// The workspaces a claim takes runs of.
+#[derive(Debug, Clone, Copy, Default)]
+pub enum WorkspaceScope<'a> {
+    #[default]
+    All,
+    /// Every workspace but these.
+    Skip(&'a [String]),
+    /// Only this one; its runs are taken in creation order (quota-held runs released at once
+    /// share one `due_at`).
+    Only(&'a str),
 }
 
 /// A run of a flow with an order key waits while an earlier run (lower id: UUIDv7 ids sort by
@@ -133,11 +148,28 @@ pub async fn claim(
     if claim.ordered {
         filter.push_str(&format!(" AND NOT ({ORDER_BLOCKED})"));
     }
+    let mut order = "due_at";
+    match claim.workspaces {
+        WorkspaceScope::All => {}
+        WorkspaceScope::Skip(skipped) => {
+            for workspace in skipped {
+                let (condition, values) = workspace_filter(workspace);
+                filter.push_str(&format!(" AND NOT ({condition})"));
+                filter_values.extend(values);
+            }
+        }
+        WorkspaceScope::Only(workspace) => {
+            let (condition, values) = workspace_filter(workspace);
+            filter.push_str(&format!(" AND {condition}"));
+            filter_values.extend(values);
+            order = "due_at, id";
+        }
+    }
     let lock = skip_locked(backend);
     let sql = format!(
         "UPDATE runs SET status = 'running', lease_owner = ?, lease_epoch = lease_epoch + 1, \
          lease_expires_at = ?, due_at = ?, wake_at = NULL, started_at = COALESCE(started_at, ?) \
-         WHERE id IN (SELECT id FROM runs WHERE {filter} ORDER BY due_at LIMIT ?{lock}) \
+         WHERE id IN (SELECT id FROM runs WHERE {filter} ORDER BY {order} LIMIT ?{lock}) \
          RETURNING id, flow_id, revision, trigger, next_step, attempt, lease_epoch, cancel_requested, \
          deadline_at, started_at, created_at"
     );
@@ -576,6 +608,7 @@ mod tests {
             only_flow: None,
             started: None,
             ordered: false,
+            workspaces: WorkspaceScope::All,
         }
     }
 

@@ -47,6 +47,24 @@ pub fn skip_locked(backend: Backend) -> &'static str {
     }
 }
 
+/// Serializes, across nodes, the transactions that take the lock named `key` until each one
+/// ends (a PostgreSQL advisory transaction lock). On SQLite the single writer already does.
+pub async fn advisory_xact_lock(
+    conn: &impl sea_orm::ConnectionTrait,
+    backend: Backend,
+    key: String,
+) -> Result<(), StoreError> {
+    if backend == Backend::Postgres {
+        conn.execute_raw(stmt(
+            backend,
+            "SELECT pg_advisory_xact_lock(hashtext(?))",
+            vec![key.into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
 /// `?, ?, ?` for an `IN (…)` list or a VALUES row of `n` values.
 pub fn placeholders(n: usize) -> String {
     vec!["?"; n].join(", ")

@@ -368,6 +368,7 @@ mod tests {
                 only_flow: None,
                 started: None,
                 ordered: false,
+                workspaces: Default::default(),
             };
             let claimed = claim(store.writer(), backend, &claim_all).await.unwrap();
             assert_eq!(claimed.len(), ids.len());

@@ -42,12 +42,15 @@ pub struct DayUsage {
     pub runs_failed: i64,
     pub http_attempts: i64,
     pub rate_limited_waits: i64,
+    /// Runs a workspace quota held that day (`store::quotas`), counted on the day of the hold.
+    pub quota_held: i64,
 }
 
 impl DayUsage {
-    /// Whether a limit made runs wait that day (`exceeded`): a rate limit put runs off.
+    /// Whether a limit made runs wait that day (`exceeded`): a rate limit put runs off, or a
+    /// workspace quota held some.
     pub fn exceeded(&self) -> bool {
-        self.rate_limited_waits > 0
+        self.rate_limited_waits > 0 || self.quota_held > 0
     }
 }
 
@@ -100,9 +103,12 @@ pub async fn usage(
                 runs_failed: get(row, "runs_failed")?,
                 http_attempts: get(row, "http_attempts")?,
                 rate_limited_waits: get(row, "rate_limited_waits")?,
+                quota_held: 0,
             })
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
+    let mut parts = parts;
+    parts.extend(quota_parts(conn, backend, filter).await?);
     let mut days = merge_days(parts);
     // Sorted here: PostgreSQL's collation may order flow ids differently from SQLite's bytes.
     days.sort_by(|a, b| b.day.cmp(&a.day).then_with(|| a.flow_id.cmp(&b.flow_id)));
@@ -179,6 +185,7 @@ fn merge_days(parts: Vec<DayUsage>) -> Vec<DayUsage> {
                 day.runs_failed += part.runs_failed;
                 day.http_attempts += part.http_attempts;
                 day.rate_limited_waits += part.rate_limited_waits;
+                day.quota_held += part.quota_held;
             }
             None => {
                 days.insert((part.flow_id.clone(), part.day), part);
@@ -186,6 +193,32 @@ fn merge_days(parts: Vec<DayUsage>) -> Vec<DayUsage> {
         }
     }
     days.into_values().collect()
+}
+
+/// The quota holds of the days the window touches (kept per whole day: a cut day counts its
+/// holds whole), as parts with only `quota_held` set.
+async fn quota_parts(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    filter: &UsageFilter,
+) -> Result<Vec<DayUsage>, StoreError> {
+    let first = filter.since.div_euclid(DAY_MS);
+    let end = (filter.until + DAY_MS - 1).div_euclid(DAY_MS);
+    let holds =
+        crate::store::quotas::holds(conn, backend, filter.flow.as_deref(), first, end).await?;
+    Ok(holds
+        .into_iter()
+        .map(|(flow_id, day, held)| DayUsage {
+            flow_id,
+            day: day_date(day),
+            runs_started: 0,
+            runs_succeeded: 0,
+            runs_failed: 0,
+            http_attempts: 0,
+            rate_limited_waits: 0,
+            quota_held: held,
+        })
+        .collect())
 }
 
 /// The date of a day number (days since 1970-01-01).

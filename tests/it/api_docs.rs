@@ -24,26 +24,35 @@ use crate::support::sink::Sink;
 const DOC_BASE: &str = "http://127.0.0.1:8080";
 const PATIENCE: Duration = Duration::from_secs(60);
 
-/// One `curl` command of the doc.
+/// One command of the doc.
 #[derive(Debug)]
-struct Example {
-    line: usize,
-    text: String,
+pub(crate) struct Example {
+    pub(crate) line: usize,
+    pub(crate) text: String,
     /// The comment on the command's line and the comment lines right above it.
-    comment: String,
+    pub(crate) comment: String,
 }
 
 /// A parsed curl command.
 #[derive(Debug)]
-struct Request {
-    method: String,
-    url: String,
-    headers: Vec<(String, String)>,
-    body: Option<Vec<u8>>,
+pub(crate) struct Request {
+    pub(crate) method: String,
+    pub(crate) url: String,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Option<Vec<u8>>,
 }
 
 /// Every `curl` command in the shell blocks of `markdown`, continuations joined.
 fn examples(markdown: &str) -> Vec<Example> {
+    shell_commands(markdown)
+        .into_iter()
+        .filter(|e| e.text.starts_with("curl "))
+        .collect()
+}
+
+/// Every command in the shell blocks of `markdown`, continuations joined, with the comments
+/// above and beside it.
+pub(crate) fn shell_commands(markdown: &str) -> Vec<Example> {
     let mut found = Vec::new();
     let mut in_shell = None::<bool>;
     let mut comment = String::new();
@@ -70,10 +79,14 @@ fn examples(markdown: &str) -> Vec<Example> {
             pending = Some((start, format!("{} ", joined.trim_end())));
             continue;
         }
+        if inside_quotes(&text) {
+            pending = Some((start, format!("{text}\n")));
+            continue;
+        }
         if let Some(note) = text.strip_prefix('#') {
             comment.push_str(note.trim());
             comment.push(' ');
-        } else if text.starts_with("curl ") {
+        } else if !text.is_empty() {
             found.push(Example {
                 line: start,
                 text,
@@ -86,9 +99,30 @@ fn examples(markdown: &str) -> Vec<Example> {
     found
 }
 
+/// Whether a quote of `text` is still open at its end: the command goes on on the next line.
+fn inside_quotes(text: &str) -> bool {
+    let mut open = None;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match (open, c) {
+            (None, '#') => return false,
+            (None, '\\') | (Some('"'), '\\') => {
+                chars.next();
+            }
+            (None, '\'' | '"') => open = Some(c),
+            (Some(q), c) if c == q => open = None,
+            _ => {}
+        }
+    }
+    open.is_some()
+}
+
 /// Splits a shell line into words, expanding `$NAME` (outside single quotes) from `vars`, and
 /// returns the words and the trailing comment.
-fn shell_words(line: &str, vars: &HashMap<&str, String>) -> Result<(Vec<String>, String), String> {
+pub(crate) fn shell_words(
+    line: &str,
+    vars: &HashMap<&str, String>,
+) -> Result<(Vec<String>, String), String> {
     let mut words = Vec::new();
     let mut word: Option<String> = None;
     let mut chars = line.chars().peekable();
@@ -157,7 +191,7 @@ fn variable(
 }
 
 /// The request a curl command sends; files named by `@file` are read from `dir`.
-fn curl_request(words: &[String], base: &str, dir: &Path) -> Result<Request, String> {
+pub(crate) fn curl_request(words: &[String], base: &str, dir: &Path) -> Result<Request, String> {
     let mut method = None;
     let mut url = None;
     let mut headers = Vec::new();
@@ -216,7 +250,7 @@ fn curl_request(words: &[String], base: &str, dir: &Path) -> Result<Request, Str
 }
 
 /// The status the comment announces: its first word, or the number after `→` / `->`.
-fn documented_status(comment: &str) -> Option<u16> {
+pub(crate) fn documented_status(comment: &str) -> Option<u16> {
     let words: Vec<&str> = comment.split_whitespace().collect();
     let status = |w: &str| {
         let digits = w.trim_end_matches(|c: char| !c.is_ascii_digit());

@@ -206,6 +206,8 @@ impl Server {
             self.run_id.clone()
         } else if path.starts_with("/api/v1/operations/") {
             self.operation_id.clone()
+        } else if path.starts_with("/api/v1/workspaces/") {
+            "default".to_owned()
         } else {
             uuid::Uuid::now_v7().to_string()
         }

@@ -89,7 +89,8 @@ async fn every_change_is_recorded_once_on_postgres() {
 }
 
 /// Each change of the API, in turn, with the failed ones between them: the log holds exactly
-/// the successful changes, in order, by `local` in `default` (a new workspace's in itself).
+/// the successful changes, in order, by `local` in `default` (a new workspace's and its quotas'
+/// in that workspace).
 async fn every_change_is_recorded_once(database_url: &str, dir: &Path) {
     let sink = Sink::start_with(Behaviour {
         fail_first: 1,
@@ -233,6 +234,14 @@ async fn every_change_is_recorded_once(database_url: &str, dir: &Path) {
     expected.push(("workspace.created", "acme".into()));
     let (status, _) = send(&api, "POST", "/api/v1/workspaces", Some((JSON, &acme))).await;
     assert_eq!(status, 409, "a workspace is not created twice");
+    let quotas = json!({"runs_per_day": 100}).to_string();
+    let path = "/api/v1/workspaces/acme/quotas";
+    let (status, body) = send(&api, "PUT", path, Some((JSON, &quotas))).await;
+    assert_eq!(status, 200, "{body}");
+    expected.push(("quotas.set", "acme".into()));
+    let bad = json!({"runs_per_day": -1}).to_string();
+    let (status, _) = send(&api, "PUT", path, Some((JSON, &bad))).await;
+    assert_eq!(status, 422, "a bad quota is refused");
 
     let items = entries(&api).await;
     let want: Vec<(String, String)> = expected
@@ -243,7 +252,7 @@ async fn every_change_is_recorded_once(database_url: &str, dir: &Path) {
     for item in &items {
         // A new workspace's entry is in that workspace; every other change is in `default`.
         let workspace = match item["action"].as_str() {
-            Some("workspace.created") => "acme",
+            Some("workspace.created" | "quotas.set") => "acme",
             _ => "default",
         };
         assert_eq!(
@@ -266,6 +275,10 @@ async fn every_change_is_recorded_once(database_url: &str, dir: &Path) {
     );
     assert_eq!(detail("flow.paused"), json!({"reason": "manual"}));
     assert_eq!(detail("run.replayed"), json!({"run_id": replayed}));
+    assert_eq!(
+        detail("quotas.set"),
+        json!({"runs_per_day": 100, "http_attempts_per_minute": null})
+    );
 
     // No trace of the secret's value, in the API's answer or anywhere in the table.
     let answer = api

@@ -27,6 +27,8 @@ mod intake;
 mod limits;
 mod multi_node;
 mod ordering;
+mod quota;
+mod readme_tour;
 mod retention;
 mod run_controls;
 mod run_guarantees;

@@ -190,7 +190,10 @@ enum Expect {
 fn isolation(method: &str, path: &str) -> Option<Expect> {
     use Expect::*;
     Some(match (method, path) {
-        ("GET", "/metrics") | ("POST", "/api/v1/workspaces") => Forbidden,
+        ("GET", "/metrics")
+        | ("POST", "/api/v1/workspaces")
+        | ("PUT", "/api/v1/workspaces/{ws}/quotas") => Forbidden,
+        ("GET", "/api/v1/workspaces/{ws}/quotas") => NotFound,
         ("GET", "/api/v1/openapi.json") | ("GET", "/api/v1/nodes") => Global,
         ("POST", "/api/v1/events") => Refused(404),
         ("POST", "/api/v1/flows") | ("POST", "/api/v1/flows/validate") => Refused(422),
@@ -229,7 +232,8 @@ fn aimed_at_beta(method: &str, path: &str, beta: &Beta) -> (String, Option<(Stri
     let mut filled = path
         .replace("{id}", id)
         .replace("{revision}", "1")
-        .replace("{name}", "B_TOKEN");
+        .replace("{name}", "B_TOKEN")
+        .replace("{ws}", "beta");
     if path == "/api/v1/actions" {
         filled.push_str("?entity=guest");
     }

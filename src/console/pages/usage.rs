@@ -1,5 +1,5 @@
-//! Usage: per flow and UTC day, runs started, succeeded and failed, HTTP attempts and
-//! rate-limited waits, with a "limits exceeded" filter and a bar chart (inline SVG, drawn here).
+//! Usage: per flow and UTC day, runs started, succeeded and failed, HTTP attempts,
+//! rate-limited waits and runs held by a workspace quota, with a "limits exceeded" filter and a bar chart (inline SVG, drawn here).
 
 use std::collections::BTreeMap;
 
@@ -35,6 +35,8 @@ pub struct DayLine {
     pub failed: i64,
     pub http_attempts: i64,
     pub rate_limited: i64,
+    /// Runs a workspace quota held that day.
+    pub quota_held: i64,
     pub exceeded: bool,
 }
 
@@ -113,6 +115,7 @@ fn day_line(d: &DayUsage) -> DayLine {
         failed: d.runs_failed,
         http_attempts: d.http_attempts,
         rate_limited: d.rate_limited_waits,
+        quota_held: d.quota_held,
         exceeded: d.exceeded(),
     }
 }
@@ -167,6 +170,7 @@ mod tests {
             runs_failed: failed,
             http_attempts: 0,
             rate_limited_waits: waits,
+            quota_held: 0,
         }
     }
 

@@ -154,6 +154,7 @@ fn row(flow: &str, day: &str, counts: [i64; 5]) -> DayUsage {
         runs_failed: counts[2],
         http_attempts: counts[3],
         rate_limited_waits: counts[4],
+        quota_held: 0,
     }
 }
 

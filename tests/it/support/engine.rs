@@ -56,6 +56,8 @@ pub struct EngineSetup {
     pub master_key: Option<flowd::secrets::cipher::MasterKey>,
     /// Secrets as `FLOWD_SECRET_<NAME>` would set them (name, value).
     pub secrets: Vec<(String, String)>,
+    /// A clock the test moves (the runner's and the triggers' time); `None`: the system's.
+    pub clock: Option<Arc<flowd::core::clock::TestClock>>,
 }
 
 impl EngineSetup {
@@ -69,6 +71,7 @@ impl EngineSetup {
             node_id: format!("test-{}", &uuid::Uuid::now_v7().simple().to_string()[20..]),
             master_key: None,
             secrets: Vec::new(),
+            clock: None,
         }
     }
 }
@@ -97,6 +100,9 @@ impl TestEngine {
         };
         if let Some(key) = &setup.master_key {
             config.master_key = flowd::engine::secrets::MasterKeySource::Given(key.clone());
+        }
+        if let Some(clock) = &setup.clock {
+            config.clock = clock.clone();
         }
         let engine = Engine::open(config)
             .await
