@@ -19,6 +19,7 @@ mod m20261206_100003_retention;
 mod m20261206_300001_run_figures_index;
 mod m20261206_500001_usage_rollup;
 mod m20261207_100001_workspaces;
+mod m20261207_200001_audit_log;
 mod m20261207_300001_workspace_quotas;
 mod m20261207_400001_portal_links;
 
@@ -40,6 +41,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261206_300001_run_figures_index::Migration),
             Box::new(m20261206_500001_usage_rollup::Migration),
             Box::new(m20261207_100001_workspaces::Migration),
+            Box::new(m20261207_200001_audit_log::Migration),
             Box::new(m20261207_300001_workspace_quotas::Migration),
             Box::new(m20261207_400001_portal_links::Migration),
         ]

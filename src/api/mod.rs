@@ -4,6 +4,7 @@
 //! `routes!`, which adds it to the router and to the OpenAPI document (`openapi()`) at once.
 
 pub mod actions;
+pub mod audit;
 pub mod auth;
 pub mod body;
 pub mod error;
@@ -115,6 +116,7 @@ impl RouteTable {
             .routes(routes!(notifications::mark_read))
             .routes(routes!(secrets::list_secrets))
             .routes(routes!(secrets::put_secret, secrets::delete_secret))
+            .routes(routes!(audit::list_audit))
             .routes(routes!(
                 workspaces::list_workspaces,
                 workspaces::create_workspace
@@ -172,6 +174,7 @@ pub const PERMISSIONS: &[(&str, &str, Option<Permission>)] = {
         ("GET", "/api/v1/secrets", Some(Read)),
         ("PUT", "/api/v1/secrets/{name}", Some(Edit)),
         ("DELETE", "/api/v1/secrets/{name}", Some(Edit)),
+        ("GET", "/api/v1/audit", Some(Read)),
         ("GET", "/api/v1/workspaces", Some(Read)),
         ("POST", "/api/v1/workspaces", Some(Administer)),
         (

@@ -8,7 +8,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{ApiPath, ApiQuery};
-use crate::api::page::{Page, page_limit};
+use crate::api::page::{Page, page_limit, time_id_cursor};
 use crate::core::time::rfc3339;
 use crate::core::workspace::{Access, split_flow_key};
 use crate::engine::Engine;
@@ -123,17 +123,6 @@ fn notification_out(n: &Notification) -> NotificationOut {
 }
 
 fn parse_cursor(text: &str) -> Result<Cursor, ApiError> {
-    text.split_once('.')
-        .filter(|(_, id)| !id.is_empty())
-        .and_then(|(t, id)| {
-            Some(Cursor {
-                created_at: t.parse().ok()?,
-                id: id.to_string(),
-            })
-        })
-        .ok_or_else(|| {
-            ApiError::BadRequest(format!(
-                "`cursor` `{text}` is not a cursor this API gave out"
-            ))
-        })
+    let (created_at, id) = time_id_cursor(text)?;
+    Ok(Cursor { created_at, id })
 }

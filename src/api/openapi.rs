@@ -38,6 +38,7 @@ const BEARER: &str = "api_key";
         (name = "runs", description = "The run log and run controls"),
         (name = "inbox", description = "Notifications of `notify` steps with `inbox: true`"),
         (name = "secrets", description = "The encrypted secret store; values are write-only"),
+        (name = "audit", description = "Who changed what, when, in which workspace"),
         (name = "workspaces", description = "Workspaces: what a key sees and acts in"),
         (name = "meta", description = "This document"),
         (name = "health", description = "Liveness and readiness"),

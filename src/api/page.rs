@@ -22,6 +22,18 @@ pub fn page_limit(asked: Option<u64>) -> Result<u64, ApiError> {
     }
 }
 
+/// The time and id of a `<unix ms>.<id>` cursor (lists ordered by a time, then an id).
+pub fn time_id_cursor(text: &str) -> Result<(i64, String), ApiError> {
+    text.split_once('.')
+        .filter(|(_, id)| !id.is_empty())
+        .and_then(|(t, id)| Some((t.parse().ok()?, id.to_string())))
+        .ok_or_else(|| {
+            ApiError::BadRequest(format!(
+                "`cursor` `{text}` is not a cursor this API gave out"
+            ))
+        })
+}
+
 /// One page of a list, newest first.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {

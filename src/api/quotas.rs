@@ -46,6 +46,7 @@ pub struct QuotasIn {
 #[into_params(parameter_in = Path)]
 pub struct WorkspacePath {
     /// A workspace name: `[a-z0-9][a-z0-9_-]{0,63}`.
+    #[param(pattern = r"^[a-z0-9][a-z0-9_-]{0,63}$")]
     ws: String,
 }
 

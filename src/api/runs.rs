@@ -140,7 +140,7 @@ pub async fn run_detail(
     ))
 }
 
-fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
+pub(crate) fn parse_time(name: &str, text: &str) -> Result<i64, ApiError> {
     DateTime::parse_from_rfc3339(text)
         .map(|t| t.timestamp_millis())
         .map_err(|_| {

@@ -10,8 +10,11 @@ use crate::cli::block_on;
 use crate::cli::config::Config;
 use crate::cli::database;
 use crate::core::time::rfc3339;
-use crate::core::workspace::Role;
+use crate::core::workspace::{Access, Role};
+use crate::engine::audit::{self, Change};
+use crate::store::Store;
 use crate::store::api_keys;
+use crate::store::audit::AuditAction;
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -61,8 +64,14 @@ pub fn run(args: &Args, config: &Config) -> ExitCode {
                 role,
             } => {
                 crate::cli::workspaces::require(&store, workspace).await?;
-                let (row, key) =
-                    api_keys::create(store.writer(), name, workspace, *role, now).await?;
+                let txn = store.begin_write().await?;
+                let (row, key) = api_keys::create(&txn, name, workspace, *role, now).await?;
+                let detail = serde_json::json!({
+                    "name": row.name, "prefix": row.prefix, "role": row.role
+                });
+                let created = (AuditAction::KeyCreated, &row);
+                record_key_change(&txn, &store, created, detail).await?;
+                txn.commit().await?;
                 println!("{key}");
                 eprintln!(
                     "Created API key `{}` ({}), `{}` of workspace `{}`. It is shown only now: \
@@ -90,15 +99,42 @@ pub fn run(args: &Args, config: &Config) -> ExitCode {
                 }
             }
             KeysCommand::Revoke { id } => {
-                if !api_keys::revoke(store.writer(), id, now).await? {
+                let txn = store.begin_write().await?;
+                let Some(key) = api_keys::list(&txn)
+                    .await?
+                    .into_iter()
+                    .find(|k| k.revoked_at.is_none() && (k.id == *id || k.prefix == *id))
+                else {
                     anyhow::bail!("no active key with id or prefix `{id}`");
-                }
+                };
+                api_keys::revoke(&txn, &key.id, now).await?;
+                let detail = serde_json::json!({"name": key.name, "prefix": key.prefix});
+                record_key_change(&txn, &store, (AuditAction::KeyRevoked, &key), detail).await?;
+                txn.commit().await?;
                 eprintln!("Revoked. Running servers stop accepting it within a second.");
             }
         }
         store.close().await;
         Ok(())
     })
+}
+
+/// Records a key created or revoked from the command line, in the change's transaction: in the
+/// key's own workspace.
+async fn record_key_change(
+    txn: &impl sea_orm::ConnectionTrait,
+    store: &Store,
+    (action, key): (AuditAction, &api_keys::ApiKey),
+    detail: serde_json::Value,
+) -> anyhow::Result<()> {
+    let access = Access {
+        workspace: key.workspace.clone(),
+        ..Access::local()
+    };
+    let change = Change::in_workspace(&access, action, &key.id, detail);
+    let now = Utc::now().timestamp_millis();
+    audit::record(txn, store.backend(), &access, change, now).await?;
+    Ok(())
 }
 
 fn parse_role(text: &str) -> Result<Role, String> {

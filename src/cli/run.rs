@@ -23,6 +23,7 @@ use crate::cli::config::Config;
 use crate::cli::validate::Format;
 use crate::core::status::RunStatus;
 use crate::core::trigger_data::ManualEntity;
+use crate::core::workspace::Access;
 use crate::engine::EventIn;
 use crate::engine::test_run::{
     CLI_SPELLING, Sandbox, TestError, TestOptions, TestTrigger, one_shot,
@@ -321,7 +322,7 @@ async fn watch_run(
                 cancelled = true;
                 interrupt = Box::pin(tokio::signal::ctrl_c());
                 eprintln!("Cancelling the run after the step in flight (Ctrl-C again to quit at once).");
-                if let Err(e) = engine.cancel_run(&crate::core::workspace::Access::local(), run_id).await {
+                if let Err(e) = engine.cancel_run(&Access::local(), run_id).await {
                     eprintln!("flowd run: cannot cancel: {e}");
                 }
                 false

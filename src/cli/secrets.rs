@@ -13,6 +13,7 @@ use crate::cli::block_on;
 use crate::cli::config::Config;
 use crate::cli::database;
 use crate::core::time::rfc3339;
+use crate::core::workspace::Access;
 use crate::engine::secrets::{self, MasterKeySource, open_all, open_master_key};
 use crate::secrets::cipher::MasterKey;
 use crate::secrets::{MAX_VALUE_BYTES, check_name};
@@ -77,7 +78,8 @@ async fn command(
             let key = open_master_key(store, source).await?;
             let value = read_value(name)?;
             let now = Utc::now().timestamp_millis();
-            secrets::put(store, key.as_ref(), &args.workspace, name, &value, now).await?;
+            let local = local_in(&args.workspace);
+            secrets::put(store, &local, key.as_ref(), (name, &value), now).await?;
             let pinned = args.workspace == crate::core::workspace::DEFAULT_WORKSPACE
                 && config.secrets.is_set(name);
             eprintln!(
@@ -122,7 +124,8 @@ async fn command(
             }
         }
         SecretsCommand::Delete { name } => {
-            secrets::delete(store, &args.workspace, name).await?;
+            let now = Utc::now().timestamp_millis();
+            secrets::delete(store, &local_in(&args.workspace), name, now).await?;
             eprintln!("Deleted `{name}`. Running servers stop using it within a second.");
         }
         SecretsCommand::RotateMasterKey => rotate(store, source).await?,
@@ -163,6 +166,15 @@ async fn rotate(store: &Store, source: &MasterKeySource) -> anyhow::Result<()> {
 }
 
 /// The value from stdin (a pipe or a file), or typed at a prompt without echo.
+/// The local administrator acting in `workspace`: the secret lands there and its audit entry
+/// names it.
+fn local_in(workspace: &str) -> Access {
+    Access {
+        workspace: workspace.to_owned(),
+        ..Access::local()
+    }
+}
+
 fn read_value(name: &str) -> anyhow::Result<String> {
     let value = if std::io::stdin().is_terminal() {
         rpassword::prompt_password(format!("Value of {name} (not shown): "))?

@@ -9,7 +9,8 @@ use crate::cli::block_on;
 use crate::cli::config::Config;
 use crate::cli::database;
 use crate::core::time::rfc3339;
-use crate::core::workspace::workspace_name_problem;
+use crate::core::workspace::{Access, workspace_name_problem};
+use crate::engine::workspaces::create_recorded;
 use crate::store::Store;
 use crate::store::workspaces;
 
@@ -58,7 +59,7 @@ async fn command(args: &Args, store: &Store) -> anyhow::Result<()> {
             if let Some(problem) = workspace_name_problem(name) {
                 anyhow::bail!("{problem}");
             }
-            if !workspaces::create(store.writer(), store.backend(), name, now).await? {
+            if !create_recorded(store, &Access::local(), name, now).await? {
                 anyhow::bail!("a workspace `{name}` exists already");
             }
             eprintln!(

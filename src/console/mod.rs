@@ -87,6 +87,7 @@ pub fn router(engine: Engine) -> Router {
             "/workspaces/{ws}/portal-links/{id}/revoke",
             allow(Administer, post(workspaces::revoke)),
         )
+        .route("/audit", allow(Administer, get(audit::page)))
         .route("/logout", post(session::logout))
         .route_layer(axum::middleware::from_fn_with_state(
             console.clone(),

@@ -98,11 +98,12 @@ impl FromRequestParts<Console> for SessionAccess {
 /// The query parameter naming the workspace of the page's object.
 pub const WORKSPACE_PARAM: &str = "workspace";
 
-/// The first `?workspace=` of a query.
+/// The first `?workspace=` of a query; a blank one (a filter form's empty field) names none.
 fn named_workspace(query: Option<&str>) -> Option<String> {
     url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(name, _)| name == WORKSPACE_PARAM)
-        .map(|(_, value)| value.into_owned())
+        .map(|(_, value)| value.trim().to_owned())
+        .filter(|ws| !ws.is_empty())
 }
 
 /// `access` narrowed to workspace `ws`, when the session may act there.
@@ -550,6 +551,17 @@ fn safe_next(next: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_blank_workspace_parameter_names_no_workspace() {
+        assert_eq!(
+            named_workspace(Some("a=1&workspace=acme")),
+            Some("acme".into())
+        );
+        assert_eq!(named_workspace(Some("action=x&workspace=&actor=")), None);
+        assert_eq!(named_workspace(Some("workspace=+")), None);
+        assert_eq!(named_workspace(None), None);
+    }
 
     #[test]
     fn next_stays_on_this_site() {

@@ -10,12 +10,14 @@ use chrono::{DateTime, Utc};
 use crate::core::diagnostic::Pos;
 use crate::core::diagnostic::{Diagnostic, FlowPath};
 use crate::core::workspace::{Access, flow_key, hook_key, split_flow_key};
+use crate::engine::audit::{self, Change};
 use crate::engine::{Engine, EngineError, flow_input};
 use crate::flow::model::FlowDef;
 use crate::flow::registry::webhook_taken_message;
 use crate::flow::summary::{self, TriggerSummary};
 use crate::flow::validate::{Options, ValidFlow, validate_source};
 use crate::store::StoreError;
+use crate::store::audit::AuditAction;
 use crate::store::flows::{
     self, FlowRow, FlowSource, PauseReason, Revision, RevisionRow, RunFigures, Which,
 };
@@ -199,7 +201,14 @@ impl Engine {
         {
             return Err(FlowError::IdTaken(checked.flow.id));
         }
-        let saved = self.save_api_flow(&checked.flow, source).await?;
+        let saved = self
+            .save_api_flow(
+                access,
+                &checked.flow,
+                source,
+                (AuditAction::FlowCreated, None),
+            )
+            .await?;
         Ok(FlowView {
             warnings: Some(checked.warnings),
             ..saved
@@ -215,7 +224,14 @@ impl Engine {
     ) -> Result<FlowView, FlowError> {
         self.api_flow(access, id).await?;
         let checked = self.check_flow(&in_own_workspace(access), source, Some(id))?;
-        let saved = self.save_api_flow(&checked.flow, source).await?;
+        let saved = self
+            .save_api_flow(
+                access,
+                &checked.flow,
+                source,
+                (AuditAction::FlowUpdated, None),
+            )
+            .await?;
         Ok(FlowView {
             warnings: Some(checked.warnings),
             ..saved
@@ -227,10 +243,16 @@ impl Engine {
     /// stops after its step in flight). Its runs and revisions stay readable.
     pub async fn delete_flow(&self, access: &Access, id: &str) -> Result<(), FlowError> {
         self.api_flow(access, id).await?;
+        let key = key_of(access, id);
         let store = self.store();
         let now = Utc::now().timestamp_millis();
         let txn = store.begin_write().await?;
-        delete_with_runs(&txn, store.backend(), &key_of(access, id), now).await?;
+        if !delete_with_runs(&txn, store.backend(), &key, now).await? {
+            // Deleted meanwhile by another request: that one is recorded.
+            return Err(FlowError::UnknownFlow(id.into()));
+        }
+        let change = Change::of_flow(AuditAction::FlowDeleted, &key, serde_json::json!({}));
+        audit::record(&txn, store.backend(), access, change, self.audit_now()).await?;
         txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;
         Ok(())
@@ -241,13 +263,14 @@ impl Engine {
     /// a retry or a delay do not start their next attempt. Pausing a paused flow keeps its
     /// first date.
     pub async fn pause_flow(&self, access: &Access, id: &str) -> Result<FlowSummary, FlowError> {
-        self.pause(&key_of(access, id), PauseReason::Manual, None)
+        self.pause(access, &key_of(access, id), PauseReason::Manual, None)
             .await
     }
 
     /// Pauses the flow with key `id` for `reason`, with a detail for people.
     pub(crate) async fn pause(
         &self,
+        access: &Access,
         id: &str,
         reason: PauseReason,
         detail: Option<&str>,
@@ -260,6 +283,9 @@ impl Engine {
             return Err(FlowError::UnknownFlow(split_flow_key(id).1.into()));
         }
         runs::hold_pending(&txn, store.backend(), id).await?;
+        let detail = serde_json::json!({"reason": reason.as_str()});
+        let change = Change::of_flow(AuditAction::FlowPaused, id, detail);
+        audit::record(&txn, store.backend(), access, change, self.audit_now()).await?;
         txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;
         self.summary_by_key(id).await
@@ -287,6 +313,9 @@ impl Engine {
         } else {
             runs::release_held(&txn, store.backend(), Some(id)).await?;
         }
+        let detail = serde_json::json!({"discard_held": discard_held});
+        let change = Change::of_flow(AuditAction::FlowResumed, id, detail);
+        audit::record(&txn, store.backend(), access, change, self.audit_now()).await?;
         txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;
         self.runner().wake.new_runs();
@@ -447,7 +476,9 @@ impl Engine {
         self.api_flow(access, id).await?;
         let old = self.flow_revision(access, id, revision).await?;
         let checked = self.check_flow(&in_own_workspace(access), &old.yaml, Some(id))?;
-        self.save_api_flow(&checked.flow, &old.yaml).await
+        let restored = (AuditAction::FlowRestored, Some(revision));
+        self.save_api_flow(access, &checked.flow, &old.yaml, restored)
+            .await
     }
 
     /// One flow of the access's workspace with its current definition (its `id` is the key).
@@ -489,7 +520,15 @@ impl Engine {
         Ok(flow)
     }
 
-    async fn save_api_flow(&self, flow: &ValidFlow, source: &str) -> Result<FlowView, FlowError> {
+    /// Stores an API flow as a new revision, with its audit entry (`action`, and the revision
+    /// it restores, if it does) in the same transaction.
+    async fn save_api_flow(
+        &self,
+        access: &Access,
+        flow: &ValidFlow,
+        source: &str,
+        (action, from): (AuditAction, Option<i64>),
+    ) -> Result<FlowView, FlowError> {
         let yaml = as_yaml(source, flow);
         let input = flow_input(
             &flow.key(),
@@ -501,7 +540,14 @@ impl Engine {
         )?;
         let store = self.store();
         let txn = store.begin_write().await?;
-        flows::save(&txn, store.backend(), &input, Utc::now().timestamp_millis()).await?;
+        let now = Utc::now().timestamp_millis();
+        let revision = flows::save(&txn, store.backend(), &input, now).await?;
+        let detail = match from {
+            Some(from) => serde_json::json!({"revision": revision, "restored_from": from}),
+            None => serde_json::json!({"revision": revision}),
+        };
+        let change = Change::of_flow(action, &flow.key(), detail);
+        audit::record(&txn, store.backend(), access, change, self.audit_now()).await?;
         txn.commit().await.map_err(StoreError::from)?;
         self.reload_registry().await?;
         self.view_by_key(&flow.key()).await
@@ -530,17 +576,18 @@ pub const FLOW_DELETED: &str = "flow_deleted";
 pub const DISCARDED_ON_RESUME: &str = "discarded_on_resume";
 
 /// Marks a flow deleted and cancels its runs not finished, in the caller's transaction (the
-/// API's delete and the removal of a flow file).
+/// API's delete and the removal of a flow file). False when it was not there (or deleted).
 pub(crate) async fn delete_with_runs(
     conn: &impl sea_orm::ConnectionTrait,
     backend: crate::store::Backend,
     id: &str,
     now: i64,
-) -> Result<(), StoreError> {
-    if flows::delete(conn, backend, id, now).await? {
+) -> Result<bool, StoreError> {
+    let deleted = flows::delete(conn, backend, id, now).await?;
+    if deleted {
         runs::cancel_flow_runs(conn, backend, id, FlowRuns::Unfinished, FLOW_DELETED, now).await?;
     }
-    Ok(())
+    Ok(deleted)
 }
 
 fn time(millis: i64) -> Option<DateTime<Utc>> {

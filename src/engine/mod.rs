@@ -3,6 +3,7 @@
 //! triggers' intake, the runner — and offers the operations the API, the console and the
 //! command line call. The work itself lives in `trigger`, `runner`, `flow` and `store`.
 
+pub mod audit;
 pub mod auth;
 pub mod flows;
 pub mod follow;

@@ -8,9 +8,12 @@ use utoipa::ToSchema;
 use crate::core::id::new_id;
 use crate::core::time::rfc3339_ms;
 use crate::core::workspace::Access;
+use crate::engine::audit::{self, Change};
 use crate::engine::flows::key_of;
 use crate::engine::{Engine, EngineError};
 use crate::runner::operations::OperationKind;
+use crate::store::StoreError;
+use crate::store::audit::AuditAction;
 use crate::store::operations::{self, OperationFilter, OperationRow};
 
 /// A bulk operation as the API shows it. Times are RFC 3339 UTC.
@@ -59,16 +62,19 @@ impl Engine {
         };
         let store = self.store();
         let now = chrono::Utc::now().timestamp_millis();
-        let row = operations::create(
-            store.writer(),
-            store.backend(),
-            &new_id(),
-            kind.as_str(),
-            filter,
-            now,
-        )
-        .await?;
-        Ok(operation_out(&row))
+        let txn = store.begin_write().await?;
+        let (id, backend) = (new_id(), store.backend());
+        let row = operations::create(&txn, backend, &id, kind.as_str(), filter, now).await?;
+        let out = operation_out(&row);
+        let action = match kind {
+            OperationKind::Retry => AuditAction::RunsRetried,
+            OperationKind::Replay => AuditAction::RunsReplayed,
+        };
+        let detail = serde_json::json!({"filter": out.filter.clone(), "matched": out.matched});
+        let change = Change::in_workspace(access, action, &id, detail);
+        audit::record(&txn, backend, access, change, self.audit_now()).await?;
+        txn.commit().await.map_err(StoreError::from)?;
+        Ok(out)
     }
 
     /// One operation with its progress; `None` when there is no such operation `access` sees

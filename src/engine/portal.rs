@@ -12,10 +12,14 @@
 use std::fmt;
 use std::net::SocketAddr;
 
+use serde_json::{Value, json};
+
 use crate::core::duration::Duration;
 use crate::core::workspace::{Access, Actor, Role, workspace_name_problem};
+use crate::engine::audit::{self, Change};
 use crate::engine::{Engine, EngineError};
 use crate::store::StoreError;
+use crate::store::audit::AuditAction;
 use crate::store::portal_links::{self, NewPortalLink, PortalLink, Redeemed};
 use crate::store::workspaces;
 
@@ -139,6 +143,16 @@ pub enum PortalError {
     Engine(#[from] EngineError),
 }
 
+/// The audit entry of a change to link `id` of `workspace`: recorded in that workspace.
+fn link_change(action: AuditAction, workspace: &str, id: &str, detail: Value) -> Change {
+    Change {
+        action,
+        target: id.to_owned(),
+        workspace: workspace.to_owned(),
+        detail,
+    }
+}
+
 impl From<StoreError> for PortalError {
     fn from(e: StoreError) -> PortalError {
         PortalError::Engine(e.into())
@@ -218,8 +232,9 @@ impl Engine {
         self.check_workspace(access, workspace).await?;
         let now = self.runner().now_ms();
         let store = self.store();
+        let txn = store.begin_write().await?;
         let (link, token) = portal_links::create(
-            store.writer(),
+            &txn,
             NewPortalLink {
                 workspace: workspace.to_string(),
                 role: spec.role.as_str().to_string(),
@@ -229,7 +244,10 @@ impl Engine {
             now,
         )
         .await?;
-        // MERGE: audit "portal link issued" (A's audit log) with access.actor and link.id.
+        let detail = json!({"role": link.role, "expires_at": link.expires_at});
+        let change = link_change(AuditAction::PortalLinkIssued, workspace, &link.id, detail);
+        audit::record(&txn, store.backend(), access, change, now).await?;
+        txn.commit().await.map_err(StoreError::from)?;
         let url = format!("{}/portal/{token}", self.portal_base_url());
         Ok(IssuedLink { link, url })
     }
@@ -254,7 +272,12 @@ impl Engine {
     ) -> Result<(), PortalError> {
         self.check_workspace(access, workspace).await?;
         let now = self.runner().now_ms();
-        if portal_links::revoke(self.store().writer(), workspace, id, now).await? {
+        let store = self.store();
+        let txn = store.begin_write().await?;
+        if portal_links::revoke(&txn, workspace, id, now).await? {
+            let change = link_change(AuditAction::PortalLinkRevoked, workspace, id, json!({}));
+            audit::record(&txn, store.backend(), access, change, now).await?;
+            txn.commit().await.map_err(StoreError::from)?;
             Ok(())
         } else {
             Err(PortalError::UnknownLink {

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use serde_json::Value;
 
 use crate::core::workspace::{Access, workspace_name_problem};
+use crate::engine::audit::{self, Change};
 use crate::engine::{Engine, EngineError};
+use crate::store::audit::AuditAction;
 use crate::store::quotas::{self, QuotaRow, Quotas};
 
 /// The largest quota accepted, of either kind: well above anything one database can do, and
@@ -93,6 +95,19 @@ pub fn parse_quotas(body: &Value) -> Result<Quotas, QuotaError> {
     }
 }
 
+/// The audit entry of quotas set on `workspace`: in that workspace, with the new values.
+fn quotas_set(workspace: &str, new: Quotas) -> Change {
+    Change {
+        action: AuditAction::QuotasSet,
+        target: workspace.to_owned(),
+        workspace: workspace.to_owned(),
+        detail: serde_json::json!({
+            "runs_per_day": new.runs_per_day,
+            "http_attempts_per_minute": new.http_attempts_per_minute,
+        }),
+    }
+}
+
 impl Engine {
     /// The quotas of `workspace` (none set: both `None`). A workspace `access` does not see is
     /// unknown, as one that does not exist.
@@ -107,8 +122,8 @@ impl Engine {
         Ok(workspace_quotas(workspace, row))
     }
 
-    /// Sets the quotas of `workspace` (both `None` removes them). Runs the quotas held are
-    /// released in the same transaction, so a raised or removed quota lets them go at once; the
+    /// Sets the quotas of `workspace` (both `None` removes them), recorded in the audit log in
+    /// the same transaction. Runs the quotas held are released in the same transaction, so a raised or removed quota lets them go at once; the
     /// claim holds again whatever is still over.
     pub async fn set_quotas(
         &self,
@@ -123,6 +138,7 @@ impl Engine {
         let txn = store.begin_write().await?;
         quotas::lock_workspace(&txn, backend, workspace).await?;
         quotas::set(&txn, backend, workspace, new, now).await?;
+        audit::record(&txn, backend, access, quotas_set(workspace, new), now).await?;
         quotas::release_due(&txn, backend, workspace, None).await?;
         let row = quotas::get_one(&txn, backend, workspace).await?;
         txn.commit().await.map_err(crate::store::StoreError::from)?;

@@ -4,13 +4,17 @@
 
 use std::time::Duration;
 
+use serde_json::{Value, json};
+
 use crate::core::trigger_data::{ManualEntity, TriggerData};
 use crate::core::workspace::{Access, DEFAULT_WORKSPACE};
+use crate::engine::audit::Change;
 use crate::engine::flows::key_of;
 use crate::engine::{Engine, EngineError, EventIn, EventResult};
 use crate::runner::control::{Cancelled, ControlError};
-use crate::store::events;
+use crate::store::audit::AuditAction;
 use crate::store::run_log::RunRow;
+use crate::store::{StoreError, events};
 use crate::trigger::manual::{Action, ManualError, ManualRequest};
 use crate::trigger::webhook::{Received, WebhookError};
 
@@ -105,14 +109,35 @@ impl Engine {
         access: &Access,
         run_id: &str,
     ) -> Result<Cancelled, ControlError> {
-        self.run_of(access, run_id).await?;
-        self.runner().cancel_run(run_id).await
+        let run = self.run_of(access, run_id).await?;
+        let cancelled = self.runner().cancel_run(run_id).await?;
+        let detail = json!({"after_current_step": cancelled == Cancelled::AfterCurrentStep});
+        (self.record_run_change(access, AuditAction::RunCancelled, &run, detail)).await?;
+        Ok(cancelled)
     }
 
     /// Resumes a failed or cancelled run at its first step that did not succeed.
     pub async fn retry_run(&self, access: &Access, run_id: &str) -> Result<(), ControlError> {
-        self.run_of(access, run_id).await?;
-        self.runner().retry_run(run_id).await
+        let run = self.run_of(access, run_id).await?;
+        self.runner().retry_run(run_id).await?;
+        (self.record_run_change(access, AuditAction::RunRetried, &run, json!({}))).await?;
+        Ok(())
+    }
+
+    /// Records a control of `run`, made by the runner in its own transaction, right after it:
+    /// in the workspace of the run's flow, with the run as its target.
+    async fn record_run_change(
+        &self,
+        access: &Access,
+        action: AuditAction,
+        run: &RunRow,
+        detail: Value,
+    ) -> Result<(), StoreError> {
+        let change = Change {
+            target: run.id.clone(),
+            ..Change::of_flow(action, &run.flow_id, detail)
+        };
+        self.record_after(access, change).await
     }
 
     /// The run `run_id` when `access` sees it, else `UnknownRun` (another workspace's run is
@@ -132,7 +157,8 @@ impl Engine {
         let flow = registry
             .get(&run.flow_id)
             .ok_or_else(|| ControlError::FlowGone(run.flow_id.clone()))?;
-        self.intake()
+        let new_run = self
+            .intake()
             .start_run(flow, &trigger)
             .await
             .map_err(|e| match e {
@@ -140,7 +166,10 @@ impl Engine {
                 crate::trigger::IntakeError::TriggerData(e) => {
                     ControlError::BrokenTrigger(run_id.into(), e)
                 }
-            })
+            })?;
+        let detail = json!({"run_id": new_run});
+        (self.record_run_change(access, AuditAction::RunReplayed, &run, detail)).await?;
+        Ok(new_run)
     }
 
     /// Waits up to `timeout` for a run to end; returns whether it did.

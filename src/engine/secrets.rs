@@ -8,12 +8,15 @@
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 
+use serde_json::json;
 use tracing::{info, warn};
 
 use crate::core::workspace::{Access, DEFAULT_WORKSPACE};
 use crate::engine::Engine;
+use crate::engine::audit::{self, Change};
 use crate::secrets::cipher::{KeyError, MasterKey};
 use crate::secrets::{InvalidSecret, OpenedSecret, SecretRef, Source, check_name, check_value};
+use crate::store::audit::AuditAction;
 use crate::store::secrets::{self as stored, StoredSecret};
 use crate::store::{Store, StoreError};
 
@@ -138,39 +141,45 @@ pub fn open_all(
     (values, unreadable)
 }
 
-/// Checks and stores one secret, sealed with `key`.
+/// Checks and stores one secret in the access's workspace, sealed with `key`, and records who
+/// set it (its name only: the audit log never sees a value) in the same transaction.
 pub async fn put(
     store: &Store,
+    access: &Access,
     key: Option<&MasterKey>,
-    workspace: &str,
-    name: &str,
-    value: &str,
+    (name, value): (&str, &str),
     now: i64,
 ) -> Result<StoredSecret, SecretError> {
     check_name(name)?;
     check_value(value)?;
     let key = key.ok_or(SecretError::NoMasterKey)?;
     let sealed = key.seal(name, value);
-    Ok(stored::put(
-        store.writer(),
-        store.backend(),
-        workspace,
-        name,
-        &sealed,
-        &key.fingerprint(),
-        now,
-    )
-    .await?)
+    let (txn, backend) = (store.begin_write().await?, store.backend());
+    let (workspace, fingerprint) = (access.workspace.as_str(), key.fingerprint());
+    let row = stored::put(&txn, backend, workspace, name, &sealed, &fingerprint, now).await?;
+    let change = Change::in_workspace(access, AuditAction::SecretSet, name, json!({}));
+    audit::record(&txn, backend, access, change, now).await?;
+    txn.commit().await.map_err(StoreError::from)?;
+    Ok(row)
 }
 
-/// Deletes one stored secret.
-pub async fn delete(store: &Store, workspace: &str, name: &str) -> Result<(), SecretError> {
+/// Deletes one stored secret of the access's workspace, and records it in the same
+/// transaction.
+pub async fn delete(
+    store: &Store,
+    access: &Access,
+    name: &str,
+    now: i64,
+) -> Result<(), SecretError> {
     check_name(name)?;
-    if stored::delete(store.writer(), workspace, name).await? {
-        Ok(())
-    } else {
-        Err(SecretError::NotFound(name.to_string()))
+    let txn = store.begin_write().await?;
+    if !stored::delete(&txn, &access.workspace, name).await? {
+        return Err(SecretError::NotFound(name.to_string()));
     }
+    let change = Change::in_workspace(access, AuditAction::SecretDeleted, name, json!({}));
+    audit::record(&txn, store.backend(), access, change, now).await?;
+    txn.commit().await.map_err(StoreError::from)?;
+    Ok(())
 }
 
 /// Why a master key rotation was refused; nothing was changed.
@@ -235,10 +244,9 @@ impl Engine {
         name: &str,
         value: &str,
     ) -> Result<SecretInfo, SecretError> {
-        let now = chrono::Utc::now().timestamp_millis();
         let workspace = access.workspace.as_str();
         let key = self.inner.master_key.as_ref();
-        put(self.store(), key, workspace, name, value, now).await?;
+        put(self.store(), access, key, (name, value), self.audit_now()).await?;
         self.refresh_secrets().await?;
         self.secret_info(workspace, name)
             .await?
@@ -247,7 +255,7 @@ impl Engine {
 
     /// Deletes a stored secret of the access's workspace (one set by the environment stays).
     pub async fn delete_secret(&self, access: &Access, name: &str) -> Result<(), SecretError> {
-        delete(self.store(), &access.workspace, name).await?;
+        delete(self.store(), access, name, self.audit_now()).await?;
         self.refresh_secrets().await?;
         Ok(())
     }

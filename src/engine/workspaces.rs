@@ -5,8 +5,11 @@
 use chrono::Utc;
 
 use crate::core::workspace::{Access, workspace_name_problem};
+use crate::engine::audit::{self, Change};
 use crate::engine::{Engine, EngineError};
+use crate::store::audit::AuditAction;
 use crate::store::workspaces::{self, WorkspaceRow};
+use crate::store::{Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
@@ -24,19 +27,42 @@ impl From<crate::store::StoreError> for WorkspaceError {
     }
 }
 
+/// Creates workspace `name` made by `access`, with its `workspace.created` audit entry (in the
+/// new workspace) in the same transaction; false, and nothing recorded, when it exists already.
+/// The caller checks the name.
+pub async fn create_recorded(
+    store: &Store,
+    access: &Access,
+    name: &str,
+    now: i64,
+) -> Result<bool, StoreError> {
+    let (txn, backend) = (store.begin_write().await?, store.backend());
+    if !workspaces::create(&txn, backend, name, now).await? {
+        return Ok(false);
+    }
+    let change = Change {
+        action: AuditAction::WorkspaceCreated,
+        target: name.to_string(),
+        workspace: name.to_string(),
+        detail: serde_json::json!({}),
+    };
+    audit::record(&txn, backend, access, change, now).await?;
+    txn.commit().await.map_err(StoreError::from)?;
+    Ok(true)
+}
+
 impl Engine {
     /// Creates workspace `name`; refused when the name is not one or is taken.
     pub async fn create_workspace(
         &self,
-        _access: &Access,
+        access: &Access,
         name: &str,
     ) -> Result<WorkspaceRow, WorkspaceError> {
         if let Some(problem) = workspace_name_problem(name) {
             return Err(WorkspaceError::BadName(problem));
         }
-        let store = self.store();
         let now = Utc::now().timestamp_millis();
-        if !workspaces::create(store.writer(), store.backend(), name, now).await? {
+        if !create_recorded(self.store(), access, name, now).await? {
             return Err(WorkspaceError::Taken(name.to_string()));
         }
         self.refresh_api_keys().await?;

@@ -1,7 +1,7 @@
 //! Retention at work: every node prunes finished runs older than their flow's
-//! `settings.retention` (else `FLOWD_RETENTION`), and events older than `FLOWD_RETENTION`, in
-//! batches of `BATCH` runs per write transaction with a pause between batches, so pruning a
-//! long history never holds the writer long (see `store/retention.rs` for what one batch does).
+//! `settings.retention` (else `FLOWD_RETENTION`), and events and audit log entries older than
+//! `FLOWD_RETENTION`, in batches of `BATCH` rows per write transaction with a pause between
+//! batches, so pruning a long history never holds the writer long (see `store/retention.rs` for what one batch does).
 //! When a pass finds nothing, it looks again after a quarter of the shortest retention (at
 //! least `MIN_IDLE`, at most `MAX_IDLE`).
 
@@ -13,6 +13,7 @@ use tracing::{debug, error};
 use crate::flow::registry::Registry;
 use crate::runner::{Runner, pause_unless_stopped};
 use crate::store::StoreError;
+use crate::store::audit;
 use crate::store::retention::{self, Scope};
 
 /// Runs deleted per transaction.
@@ -47,7 +48,7 @@ pub async fn run(runner: Runner, keep: Duration, mut shutdown: watch::Receiver<b
 }
 
 /// One batch of each scope that has something to prune: flows with their own retention, the
-/// others, old events. Returns how many rows went.
+/// others, old events, old audit entries. Returns how many rows went.
 async fn prune_one_batch(
     runner: &Runner,
     registry: &Registry,
@@ -74,6 +75,7 @@ async fn prune_one_batch(
     pruned +=
         retention::prune_runs(&txn, backend, &Scope::AllBut(&own_ids), cutoff(keep), BATCH).await?;
     pruned += retention::prune_events(&txn, backend, cutoff(keep), BATCH).await?;
+    pruned += audit::prune(&txn, backend, cutoff(keep), BATCH).await?;
     txn.commit().await.map_err(StoreError::from)?;
     Ok(pruned)
 }

@@ -8,6 +8,7 @@
 //! so concurrent writers queue instead of failing with "database is locked" (see `connect.rs`).
 
 pub mod api_keys;
+pub mod audit;
 mod connect;
 pub mod entity;
 mod error;
@@ -185,7 +186,7 @@ mod tests {
     use crate::store::entity::nodes;
     use crate::store::testing::TestDb;
 
-    const TABLES: [&str; 20] = [
+    const TABLES: [&str; 21] = [
         "flows",
         "flow_revisions",
         "events",
@@ -202,6 +203,7 @@ mod tests {
         "usage_daily",
         "workspaces",
         "portal_links",
+        "audit_log",
         "workspace_quotas",
         "quota_windows",
         "quota_holds",

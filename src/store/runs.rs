@@ -481,6 +481,37 @@ pub async fn cancel(
     run_id: &str,
     now: i64,
 ) -> Result<CancelOutcome, StoreError> {
+    // A run can move between the two updates (running → waiting when its delay step starts), so
+    // a run that neither update caught but that is not finished yet is tried again.
+    for _ in 0..CANCEL_TRIES {
+        if let Some(outcome) = cancel_once(conn, backend, run_id, now).await? {
+            return Ok(outcome);
+        }
+    }
+    // Still changing state: flagged, the runner stops it at its next commit.
+    let flag = "UPDATE runs SET cancel_requested = TRUE WHERE id = ? \
+                AND status NOT IN ('succeeded', 'failed', 'cancelled')";
+    let flagged = conn
+        .execute_raw(stmt(backend, flag, vec![run_id.to_string().into()]))
+        .await?;
+    Ok(if flagged.rows_affected() > 0 {
+        CancelOutcome::Requested
+    } else {
+        CancelOutcome::AlreadyTerminal
+    })
+}
+
+/// How often [`cancel`] tries a run that changes state under it before it flags it for the
+/// runner to stop.
+const CANCEL_TRIES: usize = 5;
+
+/// One try of [`cancel`]; `None` when the run changed state between the updates.
+async fn cancel_once(
+    conn: &impl ConnectionTrait,
+    backend: Backend,
+    run_id: &str,
+    now: i64,
+) -> Result<Option<CancelOutcome>, StoreError> {
     let direct = "UPDATE runs SET status = 'cancelled', error = 'cancelled', finished_at = ?, due_at = NULL, wake_at = NULL \
                   WHERE id = ? AND status IN ('pending', 'waiting', 'held')";
     let done = conn
@@ -500,14 +531,14 @@ pub async fn cancel(
             vec![now.into(), run_id.to_string().into()],
         ))
         .await?;
-        return Ok(CancelOutcome::Cancelled);
+        return Ok(Some(CancelOutcome::Cancelled));
     }
     let flag = "UPDATE runs SET cancel_requested = TRUE WHERE id = ? AND status = 'running'";
     let flagged = conn
         .execute_raw(stmt(backend, flag, vec![run_id.to_string().into()]))
         .await?;
     if flagged.rows_affected() > 0 {
-        return Ok(CancelOutcome::Requested);
+        return Ok(Some(CancelOutcome::Requested));
     }
     let exists = conn
         .query_one_raw(stmt(
@@ -516,11 +547,12 @@ pub async fn cancel(
             vec![run_id.to_string().into()],
         ))
         .await?;
-    Ok(if exists.is_some() {
-        CancelOutcome::AlreadyTerminal
-    } else {
-        CancelOutcome::NotFound
-    })
+    let Some(row) = exists else {
+        return Ok(Some(CancelOutcome::NotFound));
+    };
+    let status: String = get(&row, "status")?;
+    let finished = ["succeeded", "failed", "cancelled"].contains(&status.as_str());
+    Ok(finished.then_some(CancelOutcome::AlreadyTerminal))
 }
 
 /// Resumes a failed or cancelled run at its first step that did not succeed; that step gets a

@@ -8,6 +8,7 @@ mod api_docs;
 mod api_flows;
 mod api_robustness;
 mod architecture;
+mod audit;
 mod auth_and_cli;
 mod auth_table;
 mod bench;

@@ -614,6 +614,23 @@ async fn portal_links_through_the_api_never_keep_or_show_the_token() {
     let gone = admin(&api, "DELETE", &format!("{links}/nope"), None).await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
 
+    // Issuing and revoking are in acme's audit log, with the link's id and never its token.
+    let audit = admin(&api, "GET", "/api/v1/audit?workspace=acme", None).await;
+    let entries = audit.json().expect("the audit log")["items"].clone();
+    let of = |action: &str| -> Vec<Value> {
+        let items = entries.as_array().expect("items").iter();
+        items
+            .filter(|e| e["action"] == action && e["target"] == id)
+            .cloned()
+            .collect()
+    };
+    assert_eq!(of("portal_link.issued").len(), 1, "{entries}");
+    assert_eq!(of("portal_link.revoked").len(), 1, "{entries}");
+    assert!(
+        !entries.to_string().contains(&token),
+        "the token is in the audit log"
+    );
+
     // The token is in no database file and in none of flowd's output.
     for file in std::fs::read_dir(dir.path()).expect("the test folder") {
         let path = file.expect("a file").path();

@@ -173,6 +173,9 @@ enum Expect {
     NotFound,
     /// 200 with nothing of beta in it.
     OwnList,
+    /// 200 with every item in alpha: a list whose items may name beta's ids without being
+    /// beta's (the audit log holds alpha's own retry of `bflow`).
+    OwnItems,
     /// 403: admin keys only.
     Forbidden,
     /// Not workspace data (the document, the nodes): any answer but a 5xx.
@@ -203,6 +206,7 @@ fn isolation(method: &str, path: &str) -> Option<Expect> {
         | ("GET", "/api/v1/notifications")
         | ("GET", "/api/v1/secrets")
         | ("GET", "/api/v1/workspaces") => OwnList,
+        ("GET", "/api/v1/audit") => OwnItems,
         ("POST", "/api/v1/runs/retry")
         | ("POST", "/api/v1/runs/replay")
         | ("PUT", "/api/v1/secrets/{name}") => InOwn,
@@ -263,12 +267,84 @@ fn complaint(expect: Expect, answer: &Answer, beta_marks: &[&str]) -> Option<Str
     let ok = match expect {
         Expect::NotFound => status == 404 && code.is_some(),
         Expect::OwnList => status == 200 && !beta_marks.iter().any(|m| text.contains(m)),
+        Expect::OwnItems => status == 200 && all_in_alpha(&answer.json().unwrap_or_default()),
         Expect::Forbidden => status == 403 && code == Some(json!("forbidden")),
         Expect::Global => status < 500 && status != 403,
         Expect::Refused(want) => status == want,
         Expect::InOwn => status < 500 && status != 403 && status != 404,
     };
     (!ok).then(|| format!("expected {expect:?}, got {status}: {text}"))
+}
+
+/// Whether `page` is a list whose items are all of workspace `alpha`.
+fn all_in_alpha(page: &Value) -> bool {
+    page["items"]
+        .as_array()
+        .is_some_and(|items| items.iter().all(|i| i["workspace"] == "alpha"))
+}
+
+/// The id of the API key named `name`.
+async fn key_id(engine: &TestEngine, name: &str) -> String {
+    let keys = flowd::store::api_keys::list(engine.engine().store().reader())
+        .await
+        .unwrap();
+    keys.into_iter().find(|k| k.name == name).unwrap().id
+}
+
+/// The audit log as `key` sees it: `(id, workspace, actor, action, target)` of every entry.
+async fn audit_of(key: &Keyed, query: &str) -> Vec<[String; 5]> {
+    let page = key.get(&format!("/api/v1/audit?limit=500{query}")).await;
+    let text = |e: &Value, k: &str| e[k].as_str().unwrap_or_default().to_owned();
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| ["id", "workspace", "actor", "action", "target"].map(|k| text(e, k)))
+        .collect()
+}
+
+/// The audit log keeps workspaces apart: a key sees its own workspace's entries only (each with
+/// its `key:<id>` as the actor), an admin key every workspace's or one with `?workspace=`.
+async fn audit_entries_stay_in_their_workspace(engine: &TestEngine, admin: &Keyed, a: &Keyed) {
+    let b = Keyed::new(
+        &engine.api(),
+        &engine.add_key("beta-auditor", "beta", Role::Viewer).await,
+    );
+    let b_editor = format!("key:{}", key_id(engine, "beta-editor").await);
+    let a_editor = format!("key:{}", key_id(engine, "alpha-editor").await);
+    let root = format!("key:{}", key_id(engine, "root").await);
+    let of_beta = audit_of(&b, "").await;
+    let has = |entries: &[[String; 5]], want: [&str; 4]| {
+        entries.iter().any(|e| e[1..] == want.map(str::to_owned))
+    };
+    assert!(
+        has(&of_beta, ["beta", &b_editor, "flow.created", "bflow"]),
+        "{of_beta:?}"
+    );
+    assert!(
+        has(&of_beta, ["beta", &b_editor, "secret.set", "B_TOKEN"]),
+        "{of_beta:?}"
+    );
+    assert!(of_beta.iter().all(|e| e[1] == "beta"), "{of_beta:?}");
+    let of_alpha = audit_of(a, "").await;
+    assert!(
+        has(&of_alpha, ["alpha", &a_editor, "secret.set", "B_TOKEN"]),
+        "alpha's own change is there: {of_alpha:?}"
+    );
+    assert!(
+        has(&of_alpha, ["alpha", &root, "workspace.created", "alpha"]),
+        "{of_alpha:?}"
+    );
+    let beta_ids: Vec<&String> = of_beta.iter().map(|e| &e[0]).collect();
+    assert!(
+        of_alpha
+            .iter()
+            .all(|e| e[1] == "alpha" && !beta_ids.contains(&&e[0])),
+        "alpha's key sees an entry of beta: {of_alpha:?}"
+    );
+    let everything = audit_of(admin, "").await;
+    assert!(everything.len() >= of_alpha.len() + of_beta.len());
+    assert_eq!(audit_of(admin, "&workspace=beta").await, of_beta);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -324,6 +400,7 @@ async fn a_key_of_one_workspace_reaches_nothing_of_another() {
         }
         assert!(checked >= 30, "only {checked} operations were checked");
         assert!(failures.is_empty(), "{}:\n{}", db.url, failures.join("\n"));
+        audit_entries_stay_in_their_workspace(&engine, &admin, &a).await;
 
         // Beta is as it was: its flow, run, secret and notification untouched, no new run.
         let flow = b.get("/api/v1/flows/bflow").await;

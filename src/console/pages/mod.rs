@@ -1,6 +1,7 @@
 //! One file per page: its query, its data shaped for its template, its actions.
 
 pub mod actions;
+pub mod audit;
 pub mod flow;
 pub mod flow_test;
 pub mod flows;

@@ -7,6 +7,7 @@
 
 pub mod api_keys;
 pub mod attempts;
+pub mod audit_log;
 pub mod events;
 pub mod flow_revisions;
 pub mod flows;
