@@ -213,31 +213,44 @@ pub fn permission_of_request(method: &str, path: &str) -> Option<Permission> {
     route_of_request(method, path).map_or(Some(Permission::Administer), |(_, needed)| needed)
 }
 
+/// [`PERMISSIONS`] with each path template split into its segments once: the auth layer matches
+/// every request against them, and splitting them per request cost more than the rest of it.
+type SplitRoute = (
+    &'static str,
+    Vec<&'static str>,
+    &'static str,
+    Option<Permission>,
+);
+static SPLIT_ROUTES: std::sync::LazyLock<Vec<SplitRoute>> = std::sync::LazyLock::new(|| {
+    PERMISSIONS
+        .iter()
+        .map(|(method, template, needed)| {
+            (*method, template.split('/').collect(), *template, *needed)
+        })
+        .collect()
+});
+
 /// The row of [`PERMISSIONS`] whose path template `path` fits, literal segments winning over
 /// parameters: the route template and its permission.
 fn route_of_request(method: &str, path: &str) -> Option<(&'static str, Option<Permission>)> {
-    let segments: Vec<&str> = path.split('/').collect();
-    let fits = |template: &str| -> Option<usize> {
-        let parts: Vec<&str> = template.split('/').collect();
-        if parts.len() != segments.len() {
-            return None;
-        }
+    let count = path.split('/').count();
+    let fits = |parts: &[&str]| -> Option<usize> {
         let mut literal = 0;
-        for (part, segment) in parts.iter().zip(&segments) {
+        for (part, segment) in parts.iter().zip(path.split('/')) {
             if part.starts_with('{') {
                 continue;
             }
-            if part != segment {
+            if *part != segment {
                 return None;
             }
             literal += 1;
         }
         Some(literal)
     };
-    PERMISSIONS
+    SPLIT_ROUTES
         .iter()
-        .filter(|(m, _, _)| *m == method)
-        .filter_map(|(_, template, needed)| Some((fits(template)?, (*template, *needed))))
+        .filter(|(m, parts, _, _)| *m == method && parts.len() == count)
+        .filter_map(|(_, parts, template, needed)| Some((fits(parts)?, (*template, *needed))))
         .max_by_key(|(literal, _)| *literal)
         .map(|(_, route)| route)
 }
@@ -272,6 +285,9 @@ pub fn unknown_query_parameter(
     path: &str,
     query: &str,
 ) -> Option<(String, Vec<String>)> {
+    if query.is_empty() {
+        return None;
+    }
     let (template, _) = route_of_request(method, path)?;
     let taken = QUERY_PARAMETERS.get(&(method.to_string(), template.to_string()))?;
     url::form_urlencoded::parse(query.as_bytes())

@@ -142,8 +142,11 @@ mod tests {
             role: Role::Viewer,
             actor: Actor::Key { id: "k1".into() },
         };
-        let targets =
-            |rows: Vec<AuditEntry>| rows.into_iter().map(|r| r.target).collect::<Vec<_>>();
+        let targets = |rows: Vec<AuditEntry>| {
+            rows.into_iter()
+                .map(|r| format!("{}/{}", r.workspace, r.target))
+                .collect::<Vec<_>>()
+        };
         let all = AuditFilter::default();
         let other = AuditFilter {
             workspace: Some("other".into()),
@@ -166,7 +169,7 @@ mod tests {
         let change = Change::of_flow(AuditAction::FlowCreated, "acme/guest", Value::Null);
         assert_eq!(
             (change.workspace.as_str(), change.target.as_str()),
-            ("acme", "acme/guest")
+            ("acme", "guest")
         );
         let change = Change::of_flow(AuditAction::FlowCreated, "guest", Value::Null);
         assert_eq!(change.workspace, "default");

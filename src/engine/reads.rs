@@ -5,6 +5,7 @@ use chrono::{DateTime, Days, NaiveDate, NaiveTime, Utc};
 use crate::core::workspace::{Access, split_flow_key};
 use crate::engine::flows::key_of;
 use crate::engine::{Engine, EngineError};
+use crate::store::StoreError;
 use crate::store::nodes::{self, NodeRow};
 use crate::store::notifications::{self, Cursor, Notification};
 use crate::store::usage::{self, DayUsage, UsageFilter};
@@ -30,7 +31,9 @@ impl Engine {
             flow: filter.flow.as_deref().map(|id| key_of(access, id)),
             ..filter.clone()
         };
-        let mut days = usage::usage(store.reader(), store.backend(), &filter).await?;
+        let snapshot = store.begin_snapshot().await?;
+        let mut days = usage::usage(&snapshot, store.backend(), &filter).await?;
+        snapshot.commit().await.map_err(StoreError::from)?;
         days.retain(|day| access.sees(split_flow_key(&day.flow_id).0));
         if let Some(wanted) = exceeded {
             days.retain(|day| day.exceeded() == wanted);

@@ -43,8 +43,8 @@ use std::fmt;
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DatabaseTransaction, SqliteTransactionMode,
-    TransactionOptions, TransactionTrait,
+    AccessMode, ConnectionTrait, DatabaseConnection, DatabaseTransaction, IsolationLevel,
+    SqliteTransactionMode, TransactionOptions, TransactionTrait,
 };
 use tracing::{info, warn};
 
@@ -143,6 +143,22 @@ impl Store {
             ..TransactionOptions::default()
         };
         Ok(self.writer.begin_with_options(options).await?)
+    }
+
+    /// A read-only transaction whose queries all see one snapshot, for reads that must add up
+    /// (the runs not folded yet and the rollup they are folded into: a fold committing between
+    /// two plain reads would count its runs twice). PostgreSQL needs `REPEATABLE READ` for that;
+    /// a SQLite read transaction in WAL mode is a snapshot already.
+    pub async fn begin_snapshot(&self) -> Result<DatabaseTransaction, StoreError> {
+        let options = match self.backend {
+            Backend::Postgres => TransactionOptions {
+                isolation_level: Some(IsolationLevel::RepeatableRead),
+                access_mode: Some(AccessMode::ReadOnly),
+                ..TransactionOptions::default()
+            },
+            Backend::Sqlite => TransactionOptions::default(),
+        };
+        Ok(self.reader.begin_with_options(options).await?)
     }
 
     /// The connection for writes (and for reads that must see the writer's own state).
