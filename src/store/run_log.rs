@@ -2,7 +2,7 @@
 //! its steps and every attempt. Pagination walks run ids (UUIDv7, so time-ordered) downwards,
 //! which never skips or repeats a run while new ones arrive.
 
-use sea_orm::{ConnectionTrait, QueryResult, Value};
+use sea_orm::{ConnectionTrait, QueryResult, Statement, Value};
 
 use crate::core::status::{RunStatus, StepStatus, WaitFacts, WaitingReason};
 use crate::store::runs::ORDER_BLOCKED;
@@ -112,6 +112,14 @@ pub async fn list(
     filter: &RunFilter,
     limit: u64,
 ) -> Result<Vec<RunRow>, StoreError> {
+    let rows = conn
+        .query_all_raw(list_statement(backend, filter, limit))
+        .await?;
+    rows.iter().map(run_row).collect()
+}
+
+/// The run log's query for `filter`.
+fn list_statement(backend: Backend, filter: &RunFilter, limit: u64) -> Statement {
     let mut conditions: Vec<&str> = Vec::new();
     let mut values: Vec<Value> = Vec::new();
     let mut add = |condition: &'static str, value: Option<Value>| {
@@ -120,7 +128,10 @@ pub async fn list(
             values.push(v);
         }
     };
-    add("workspace = ?", filter.workspace.clone().map(Value::from));
+    add(
+        workspace_condition(filter),
+        filter.workspace.clone().map(Value::from),
+    );
     add("flow_id = ?", filter.flow.clone().map(Value::from));
     add("status = ?", filter.status.map(|s| Value::from(s.as_str())));
     add("entity = ?", filter.entity.clone().map(Value::from));
@@ -138,8 +149,25 @@ pub async fn list(
         *RUN_COLUMNS
     );
     values.push((limit as i64).into());
-    let rows = conn.query_all_raw(stmt(backend, &sql, values)).await?;
-    rows.iter().map(run_row).collect()
+    stmt(backend, &sql, values)
+}
+
+/// The workspace index `(workspace, id)` serves a workspace's whole run log. With a filter that
+/// has an index of its own (flow, status, entity, creation time), SQLite, which keeps no
+/// statistics here, still picked the workspace index and walked every run of the workspace for
+/// the few that match; `workspace || ''` keeps the condition but takes it off the index, so the
+/// filter's index is used as it was before workspaces.
+fn workspace_condition(filter: &RunFilter) -> &'static str {
+    let indexed_filter = filter.flow.is_some()
+        || filter.status.is_some()
+        || filter.entity.is_some()
+        || filter.since.is_some()
+        || filter.until.is_some();
+    if indexed_filter {
+        "workspace || '' = ?"
+    } else {
+        "workspace = ?"
+    }
 }
 
 pub async fn get_run(
@@ -223,4 +251,88 @@ pub async fn steps_of(
         })
         .collect::<Result<Vec<_>, StoreError>>()?;
     Ok((steps, attempts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::TestDb;
+
+    /// How SQLite's plan for the run log with `filter` reads `runs` itself (not the subqueries
+    /// of the columns, which read `runs e`, `step_runs s` and `flows f`).
+    async fn plan(db: &TestDb, filter: &RunFilter) -> String {
+        let query = list_statement(Backend::Sqlite, filter, 50);
+        let explain = sea_orm::Statement::from_sql_and_values(
+            sea_orm::DbBackend::Sqlite,
+            format!("EXPLAIN QUERY PLAN {}", query.sql),
+            query.values.map(|v| v.0).unwrap_or_default(),
+        );
+        let rows = db.store.reader().query_all_raw(explain).await.unwrap();
+        let steps: Vec<String> = rows
+            .iter()
+            .map(|row| row.try_get_by_index::<String>(3).unwrap())
+            .collect();
+        steps
+            .iter()
+            .find(|step| step.starts_with("SEARCH runs ") || step.starts_with("SCAN runs"))
+            .unwrap_or_else(|| panic!("no step reads runs: {steps:?}"))
+            .clone()
+    }
+
+    #[tokio::test]
+    async fn a_workspace_run_log_uses_the_filters_own_index() {
+        let db = TestDb::sqlite().await;
+        let scoped = |f: RunFilter| RunFilter {
+            workspace: Some("acme".into()),
+            ..f
+        };
+        let cases = [
+            (RunFilter::default(), "idx_runs_workspace"),
+            (
+                RunFilter {
+                    before_id: Some("0".into()),
+                    ..RunFilter::default()
+                },
+                "idx_runs_workspace",
+            ),
+            (
+                RunFilter {
+                    flow: Some("acme/sync".into()),
+                    ..RunFilter::default()
+                },
+                "idx_runs_flow_id",
+            ),
+            (
+                RunFilter {
+                    status: Some(RunStatus::Failed),
+                    ..RunFilter::default()
+                },
+                "idx_runs_status",
+            ),
+            (
+                RunFilter {
+                    entity: Some("guest".into()),
+                    entity_id: Some("7".into()),
+                    ..RunFilter::default()
+                },
+                "idx_runs_entity",
+            ),
+            (
+                RunFilter {
+                    since: Some(1),
+                    until: Some(2),
+                    ..RunFilter::default()
+                },
+                "idx_runs_created_at",
+            ),
+        ];
+        for (filter, index) in cases {
+            let plan = plan(&db, &scoped(filter.clone())).await;
+            assert!(
+                plan.contains(index),
+                "{filter:?} should use {index}: {plan}"
+            );
+        }
+        db.cleanup().await;
+    }
 }
