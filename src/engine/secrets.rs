@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use serde_json::json;
 use tracing::{info, warn};
 
-use crate::core::workspace::{Access, DEFAULT_WORKSPACE};
+use crate::core::workspace::{Access, DEFAULT_WORKSPACE, flow_key};
 use crate::engine::Engine;
 use crate::engine::audit::{self, Change};
 use crate::secrets::cipher::{KeyError, MasterKey};
@@ -122,6 +122,13 @@ pub async fn open_master_key(
     Ok(Some(key))
 }
 
+/// What a stored value is sealed to (the cipher's associated data): its name in `default`, as
+/// before workspaces, and `workspace/NAME` elsewhere, so a sealed value copied to another
+/// workspace's row (or another name) does not open there.
+fn sealed_as(workspace: &str, name: &str) -> String {
+    flow_key(workspace, name)
+}
+
 /// Opens every stored value it can; the others are named as unreadable.
 /// Values come as `(workspace, name, value)`, unreadable ones as `(workspace, name)`.
 pub fn open_all(
@@ -131,7 +138,7 @@ pub fn open_all(
     let mut values = Vec::with_capacity(rows.len());
     let mut unreadable = BTreeSet::new();
     for row in rows {
-        match key.map(|k| k.open(&row.name, &row.sealed)) {
+        match key.map(|k| k.open(&sealed_as(&row.workspace, &row.name), &row.sealed)) {
             Some(Ok(value)) => values.push((row.workspace.clone(), row.name.clone(), value)),
             Some(Err(_)) | None => {
                 unreadable.insert((row.workspace.clone(), row.name.clone()));
@@ -153,9 +160,10 @@ pub async fn put(
     check_name(name)?;
     check_value(value)?;
     let key = key.ok_or(SecretError::NoMasterKey)?;
-    let sealed = key.seal(name, value);
+    let workspace = access.workspace.as_str();
+    let sealed = key.seal(&sealed_as(workspace, name), value);
     let (txn, backend) = (store.begin_write().await?, store.backend());
-    let (workspace, fingerprint) = (access.workspace.as_str(), key.fingerprint());
+    let fingerprint = key.fingerprint();
     let row = stored::put(&txn, backend, workspace, name, &sealed, &fingerprint, now).await?;
     let change = Change::in_workspace(access, AuditAction::SecretSet, name, json!({}));
     audit::record(&txn, backend, access, change, now).await?;
@@ -197,10 +205,11 @@ pub enum RotateError {
 pub async fn rotate(store: &Store, old: &MasterKey, new: &MasterKey) -> Result<usize, RotateError> {
     let fingerprint = new.fingerprint();
     stored::reseal_all(store.writer(), |row| {
+        let bound_to = sealed_as(&row.workspace, &row.name);
         let value = old
-            .open(&row.name, &row.sealed)
+            .open(&bound_to, &row.sealed)
             .map_err(|_| RotateError::Unreadable(row.name.clone()))?;
-        Ok((new.seal(&row.name, &value), fingerprint.clone()))
+        Ok((new.seal(&bound_to, &value), fingerprint.clone()))
     })
     .await?
 }
@@ -359,5 +368,47 @@ impl Engine {
             .names()
             .map(str::to_string)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(workspace: &str, name: &str, sealed: String) -> StoredSecret {
+        StoredSecret {
+            workspace: workspace.into(),
+            name: name.into(),
+            sealed,
+            key_fingerprint: String::new(),
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_sealed_value_opens_only_in_its_own_workspace() {
+        let key = MasterKey::generate();
+        let acme = key.seal(&sealed_as("acme", "TOKEN"), "s3cr3t");
+        let default = key.seal(&sealed_as("default", "TOKEN"), "d3f");
+        let rows = [
+            row("acme", "TOKEN", acme.clone()),
+            row("beta", "TOKEN", acme),
+            row("default", "TOKEN", default.clone()),
+        ];
+        let (values, unreadable) = open_all(Some(&key), &rows);
+        assert_eq!(
+            values,
+            [
+                ("acme".into(), "TOKEN".into(), "s3cr3t".into()),
+                ("default".into(), "TOKEN".into(), "d3f".into())
+            ]
+        );
+        assert_eq!(
+            unreadable,
+            BTreeSet::from([("beta".into(), "TOKEN".into())])
+        );
+        // `default` keeps the binding stored values had before workspaces: the name alone.
+        assert_eq!(key.open("TOKEN", &default).as_deref(), Ok("d3f"));
     }
 }
