@@ -1,15 +1,18 @@
-//! `flowd workspaces create NAME | list`: workspaces (SPEC §11). `default` always exists; a
-//! workspace named by a flow file is created when a server loads the flows.
+//! `flowd workspaces create NAME | list | quota NAME`: workspaces (SPEC §11) and their quotas.
+//! `default` always exists; a workspace named by a flow file is created when a server loads the
+//! flows.
 
 use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
+use serde_json::json;
 
 use crate::cli::block_on;
 use crate::cli::config::Config;
 use crate::cli::database;
 use crate::core::time::rfc3339;
 use crate::core::workspace::{Access, workspace_name_problem};
+use crate::engine::quotas::{parse_quotas, store_quotas};
 use crate::engine::workspaces::create_recorded;
 use crate::store::Store;
 use crate::store::workspaces;
@@ -40,6 +43,17 @@ enum WorkspacesCommand {
     },
     /// List workspaces: name, created.
     List,
+    /// Set a workspace's quotas, replacing both: one left out means no limit. Runs over a quota
+    /// are held, never dropped (docs/quotas.md).
+    Quota {
+        name: String,
+        /// Runs that may start per UTC day (1 to 1,000,000,000).
+        #[arg(long)]
+        runs_per_day: Option<i64>,
+        /// HTTP attempts per minute (1 to 1,000,000,000).
+        #[arg(long)]
+        http_per_minute: Option<i64>,
+    },
 }
 
 pub fn run(args: &Args, config: &Config) -> ExitCode {
@@ -74,7 +88,34 @@ async fn command(args: &Args, store: &Store) -> anyhow::Result<()> {
                 println!("{}\tcreated {created}", w.name);
             }
         }
+        WorkspacesCommand::Quota {
+            name,
+            runs_per_day,
+            http_per_minute,
+        } => set_quota(store, name, *runs_per_day, *http_per_minute, now).await?,
     }
+    Ok(())
+}
+
+/// `flowd workspaces quota`: checked as `PUT /api/v1/workspaces/{ws}/quotas` checks its body;
+/// running servers pick the new quotas up within a second.
+async fn set_quota(
+    store: &Store,
+    name: &str,
+    runs_per_day: Option<i64>,
+    http_per_minute: Option<i64>,
+    now: i64,
+) -> anyhow::Result<()> {
+    require(store, name).await?;
+    let body = json!({"runs_per_day": runs_per_day, "http_attempts_per_minute": http_per_minute});
+    let quotas = parse_quotas(&body).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let set = store_quotas(store, &Access::local(), name, quotas, now).await?;
+    let shown = |limit: Option<i64>| limit.map_or("no limit".to_owned(), |n| n.to_string());
+    eprintln!(
+        "Quotas of `{name}`: runs per day {}, HTTP attempts per minute {}.",
+        shown(set.quotas.runs_per_day),
+        shown(set.quotas.http_attempts_per_minute)
+    );
     Ok(())
 }
 

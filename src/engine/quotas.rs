@@ -11,6 +11,7 @@ use crate::engine::audit::{self, Change};
 use crate::engine::{Engine, EngineError};
 use crate::store::audit::AuditAction;
 use crate::store::quotas::{self, QuotaRow, Quotas};
+use crate::store::{Store, StoreError};
 
 /// The largest quota accepted, of either kind: well above anything one database can do, and
 /// small enough that no count overflows.
@@ -132,19 +133,11 @@ impl Engine {
         new: Quotas,
     ) -> Result<WorkspaceQuotas, QuotaError> {
         self.check_known(access, workspace)?;
-        let store = self.store();
-        let backend = store.backend();
         let now = self.runner().now_ms();
-        let txn = store.begin_write().await?;
-        quotas::lock_workspace(&txn, backend, workspace).await?;
-        quotas::set(&txn, backend, workspace, new, now).await?;
-        audit::record(&txn, backend, access, quotas_set(workspace, new), now).await?;
-        quotas::release_due(&txn, backend, workspace, None).await?;
-        let row = quotas::get_one(&txn, backend, workspace).await?;
-        txn.commit().await.map_err(crate::store::StoreError::from)?;
+        let stored = store_quotas(self.store(), access, workspace, new, now).await?;
         self.refresh_quotas().await?;
         self.runner().wake.new_runs();
-        Ok(workspace_quotas(workspace, row))
+        Ok(stored)
     }
 
     /// Reads every workspace's quotas into this node's cache (the claim and the attempts read
@@ -168,6 +161,28 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// Stores `new` as the quotas of `workspace` in one transaction: the settings, the audit entry,
+/// and the release of the runs the old quotas held (the claim holds again whatever is still
+/// over). For the API through [`Engine::set_quotas`] and for `flowd workspaces quota`; servers
+/// read the new settings within a second.
+pub async fn store_quotas(
+    store: &Store,
+    access: &Access,
+    workspace: &str,
+    new: Quotas,
+    now: i64,
+) -> Result<WorkspaceQuotas, StoreError> {
+    let backend = store.backend();
+    let txn = store.begin_write().await?;
+    quotas::lock_workspace(&txn, backend, workspace).await?;
+    quotas::set(&txn, backend, workspace, new, now).await?;
+    audit::record(&txn, backend, access, quotas_set(workspace, new), now).await?;
+    quotas::release_due(&txn, backend, workspace, None).await?;
+    let row = quotas::get_one(&txn, backend, workspace).await?;
+    txn.commit().await.map_err(StoreError::from)?;
+    Ok(workspace_quotas(workspace, row))
 }
 
 impl Engine {

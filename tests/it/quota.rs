@@ -415,3 +415,57 @@ fn assert_each_delivered_once(sink: &Sink, runs: &[String]) {
         "every run delivered once, none lost or doubled"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_sets_quotas_that_a_server_reads_and_audits() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let cli = |args: &[&str]| crate::support::flowd::cli_in(dir.path(), args);
+    let (ok, _, err) = cli(&["migrate"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&["workspaces", "quota", "acme", "--runs-per-day", "5"]);
+    assert!(!ok && err.contains("flowd workspaces create acme"), "{err}");
+    let (ok, _, err) = cli(&["workspaces", "create", "acme"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = cli(&["workspaces", "quota", "acme", "--runs-per-day", "0"]);
+    assert!(
+        !ok && err.contains("runs_per_day"),
+        "a bad value names the field: {err}"
+    );
+    let set = [
+        "workspaces",
+        "quota",
+        "acme",
+        "--runs-per-day",
+        "5",
+        "--http-per-minute",
+        "60",
+    ];
+    let (ok, _, err) = cli(&set);
+    assert!(ok && err.contains("runs per day 5"), "{err}");
+
+    let url = format!("sqlite://{}", dir.path().join("flowd.db").display());
+    let flows = dir.path().join("flows");
+    std::fs::create_dir_all(&flows).expect("flows folder");
+    let engine = TestEngine::start(&EngineSetup::new(url, &flows)).await;
+    let api = engine.api();
+    let quotas = api
+        .get_json("/api/v1/workspaces/acme/quotas")
+        .await
+        .expect("the quotas");
+    assert_eq!(
+        (&quotas["runs_per_day"], &quotas["http_attempts_per_minute"]),
+        (&json!(5), &json!(60)),
+        "{quotas}"
+    );
+    let audit = api
+        .get_json("/api/v1/audit?action=quotas.set")
+        .await
+        .expect("the audit log");
+    let entry = &audit["items"][0];
+    assert_eq!(
+        (&entry["workspace"], &entry["actor"], &entry["target"]),
+        (&json!("acme"), &json!("local"), &json!("acme")),
+        "{audit}"
+    );
+    engine.stop().await;
+}
