@@ -13,7 +13,7 @@ use serde::Deserialize;
 use crate::console::Console;
 use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
-use crate::console::session::{SessionAccess, Visitor};
+use crate::console::session::{SessionAccess, Visitor, workspace_query};
 use crate::console::view::{query, when_millis};
 use crate::core::workspace::Access;
 use crate::engine::secrets::{SecretError, SecretInfo};
@@ -30,6 +30,8 @@ pub struct SecretLine {
     pub created: String,
     pub updated: String,
     pub used_by: Vec<String>,
+    /// `?workspace=` of the secret's workspace, for the links to the flows using it.
+    pub ws: String,
     pub readable: bool,
     /// Only stored values can be deleted here; one set by the environment stays.
     pub stored: bool,
@@ -47,6 +49,7 @@ impl SecretLine {
             updated: when_millis(info.updated_at),
             name: info.name,
             used_by: info.used_by,
+            ws: workspace_query(&info.workspace),
             readable: info.readable,
         }
     }

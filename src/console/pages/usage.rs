@@ -14,7 +14,8 @@ use serde::Deserialize;
 use crate::console::Console;
 use crate::console::error::ConsoleError;
 use crate::console::layout::{Layout, html};
-use crate::console::session::{SessionAccess, Visitor};
+use crate::console::session::{SessionAccess, Visitor, workspace_query};
+use crate::core::workspace::split_flow_key;
 use crate::engine::reads::usage_window;
 use crate::store::usage::DayUsage;
 
@@ -28,7 +29,9 @@ pub struct UsageQuery {
 }
 
 pub struct DayLine {
+    /// The flow's id, and `?workspace=` of its workspace for the link.
     pub flow: String,
+    pub ws: String,
     pub day: String,
     pub started: i64,
     pub succeeded: i64,
@@ -107,8 +110,10 @@ pub async fn page(
 }
 
 fn day_line(d: &DayUsage) -> DayLine {
+    let (workspace, id) = split_flow_key(&d.flow_id);
     DayLine {
-        flow: d.flow_id.clone(),
+        flow: id.to_owned(),
+        ws: workspace_query(workspace),
         day: d.day.format("%Y-%m-%d").to_string(),
         started: d.runs_started,
         succeeded: d.runs_succeeded,
@@ -187,5 +192,19 @@ mod tests {
         // The busiest day fills the chart: 6 succeeded and 2 failed of 8.
         assert_eq!(bars[1].ok_height + bars[1].failed_height, CHART_HEIGHT);
         assert_eq!(bars[1].failed_y + bars[1].failed_height, bars[1].ok_y);
+    }
+
+    #[test]
+    fn a_day_links_to_its_flow_in_the_flows_workspace() {
+        let line = day_line(&day("acme/guest", "2026-12-02", 1, 0, 0));
+        assert_eq!(
+            (line.flow.as_str(), line.ws.as_str()),
+            ("guest", "?workspace=acme")
+        );
+        let line = day_line(&day("guest", "2026-12-02", 1, 0, 0));
+        assert_eq!(
+            (line.flow.as_str(), line.ws.as_str()),
+            ("guest", "?workspace=default")
+        );
     }
 }
