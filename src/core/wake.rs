@@ -1,5 +1,6 @@
-//! Signals between the parts of one engine: triggers ring [`Wake::new_runs`] after storing runs
-//! so the runner claims them at once instead of polling; the runner rings
+//! Signals between the parts of one engine: the group commit rings [`Wake::new_runs`] after
+//! storing runs it could not hand to a worker, so the runner claims them at once instead of
+//! polling; the runner rings
 //! [`Wake::run_ended`] so that requests waiting on a run (`?wait=`) look again. At the end of a
 //! shutdown's grace period the worker pool rings [`Wake::cut_off_attempts`], and attempts still
 //! in flight stop and are recorded as cut off instead of vanishing with their task.

@@ -188,8 +188,8 @@ impl Engine {
         let metrics = Metrics::new()?;
         let clock: SharedClock = config.clock.clone();
         let catalog = Arc::new(Catalog::default());
-        let writes = GroupCommit::start(store.clone());
         let wake = Wake::default();
+        let writes = GroupCommit::start(store.clone(), wake.clone());
         let step_env = StepEnv {
             http,
             mailer,
@@ -206,7 +206,6 @@ impl Engine {
             secrets: secrets.clone(),
             metrics,
             clock: clock.clone(),
-            wake: wake.clone(),
         };
         let runner = Runner::new(RunnerParts {
             catalog: catalog.clone(),

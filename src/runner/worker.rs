@@ -7,13 +7,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
+use crate::core::workspace::split_flow_key;
 use crate::runner::Runner;
 use crate::runner::claim::claim_due;
 use crate::runner::driver::{ExecError, LeaseSettings, execute};
+use crate::store::handoff::{self, Handed};
 use crate::store::nodes;
 use crate::store::runs::{self, ClaimedRun};
 
@@ -67,26 +69,49 @@ pub async fn run(runner: Runner, config: RunnerConfig, mut shutdown: watch::Rece
             shutdown.clone(),
         ))
     });
+    let mut handed = open_hand_off(&runner, &config, &permits).await;
     info!(
         workers = config.workers,
         lease_ms = config.lease.as_millis() as u64,
         node = runner.node_id.as_str(),
         "Runner started."
     );
+    // An interval, not a sleep per turn: runs handed over keep the loop turning, and the poll
+    // for other nodes' runs must come all the same.
+    let mut poll = tokio::time::interval(config.poll);
+    poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut claim = true;
     loop {
         if *shutdown.borrow() {
             break;
         }
-        if let Err(e) = claim_and_start(&runner, &config, &permits, &mut tasks, &backlog).await {
-            error!(error = %e, "Claiming runs failed; trying again shortly.");
+        if claim {
+            if let Err(e) = claim_and_start(&runner, &config, &permits, &mut tasks, &backlog).await
+            {
+                error!(error = %e, "Claiming runs failed; trying again shortly.");
+            }
+            poll.reset();
         }
         while tasks.try_join_next().is_some() {}
+        // Runs handed over need no claim; a wake-up, the poll and a stop do.
+        claim = true;
         tokio::select! {
             _ = runner.wake.wait_new_runs() => {}
-            _ = tokio::time::sleep(config.poll) => {}
+            Some(run) = handed.recv() => {
+                start_handed(&runner, &config, &mut tasks, &backlog, run);
+                while let Ok(run) = handed.try_recv() {
+                    start_handed(&runner, &config, &mut tasks, &backlog, run);
+                }
+                claim = false;
+            }
+            _ = poll.tick() => {}
             _ = shutdown.changed() => {}
         }
     }
+    // Runs still in the channel hold leases of this node: they are given back with the rest
+    // once the runs in flight end (`drain`).
+    runner.writes.hand_off().close().await;
+    drop(handed);
     drain(&runner, config, tasks).await;
     heartbeat.abort();
     bulk.abort();
@@ -94,6 +119,56 @@ pub async fn run(runner: Runner, config: RunnerConfig, mut shutdown: watch::Rece
     if let Some(pruner) = pruner {
         pruner.abort();
     }
+}
+
+/// Lets the group commit lease new runs of this node to this pool and hand them over, within
+/// the free permits (see `store::handoff`). Flows with limits and workspaces with a
+/// runs-per-day quota are left to the claim, which checks them.
+async fn open_hand_off(
+    runner: &Runner,
+    config: &RunnerConfig,
+    permits: &Arc<Semaphore>,
+) -> mpsc::UnboundedReceiver<Handed> {
+    let (runs, handed) = mpsc::unbounded_channel();
+    let (catalog, quotas) = (runner.catalog.clone(), runner.quotas.clone());
+    let admits: handoff::Admits = Box::new(move |flow_keys| {
+        let registry = catalog.registry();
+        let quotas = quotas.current();
+        let limited = registry.limited_ids();
+        flow_keys
+            .iter()
+            .map(|key| {
+                let over_quota = || {
+                    quotas
+                        .get(split_flow_key(key).0)
+                        .is_some_and(|q| q.runs_per_day.is_some())
+                };
+                !limited.iter().any(|l| l == key) && (quotas.is_empty() || !over_quota())
+            })
+            .collect()
+    });
+    let receiver = handoff::Receiver {
+        owner: runner.node_id.clone(),
+        workers: config.workers.max(1),
+        lease_ms: config.lease.as_millis() as i64,
+        permits: permits.clone(),
+        admits,
+        runs,
+    };
+    runner.writes.hand_off().open(receiver).await;
+    handed
+}
+
+/// Starts a run handed over by the group commit, leased and with its permit.
+fn start_handed(
+    runner: &Runner,
+    config: &RunnerConfig,
+    tasks: &mut JoinSet<()>,
+    backlog: &Arc<AtomicBool>,
+    handed: Handed,
+) {
+    let Handed { run, permit } = handed;
+    spawn_run(runner, config, tasks, backlog, (run, Vec::new()), permit);
 }
 
 /// Claims as many due runs as there are free workers and starts them.
@@ -108,11 +183,16 @@ async fn claim_and_start(
         // Reap finished runs here too: under a steady backlog this loop does not return, and
         // finished tasks would pile up in the set.
         while tasks.try_join_next().is_some() {}
+        // The permits are taken before the claim: the group commit hands runs over meanwhile,
+        // and a claimed run without a worker would sit leased to this node.
         let free = permits.available_permits();
-        if free == 0 {
-            backlog.store(true, Ordering::Relaxed);
-            return Ok(());
-        }
+        let reserved = match permits.clone().try_acquire_many_owned(free as u32) {
+            Ok(reserved) if free > 0 => reserved,
+            _ => {
+                backlog.store(true, Ordering::Relaxed);
+                return Ok(());
+            }
+        };
         let lease_ms = config.lease.as_millis() as i64;
         let claimed = claim_due(runner, lease_ms, free as u64).await?;
         claimed
@@ -121,18 +201,19 @@ async fn claim_and_start(
             .for_each(|&at| runner.schedule_wake(at));
         let full_batch = claimed.runs.len() == free;
         backlog.store(full_batch || claimed.held_back, Ordering::Relaxed);
-        start_runs(runner, config, permits, tasks, backlog, claimed.runs).await?;
+        start_runs(runner, config, reserved, tasks, backlog, claimed.runs).await?;
         if !full_batch {
             return Ok(());
         }
     }
 }
 
-/// Starts claimed runs, each on its own task holding a worker permit.
+/// Starts claimed runs, each on its own task holding one of the permits reserved for them (the
+/// ones left over go back).
 async fn start_runs(
     runner: &Runner,
     config: &RunnerConfig,
-    permits: &Arc<Semaphore>,
+    mut reserved: tokio::sync::OwnedSemaphorePermit,
     tasks: &mut JoinSet<()>,
     backlog: &Arc<AtomicBool>,
     claimed: Vec<ClaimedRun>,
@@ -145,26 +226,38 @@ async fn start_runs(
     let store = &runner.store;
     let mut rows = runs::load_steps(store.writer(), store.backend(), &resumed).await?;
     for run in claimed {
-        let Ok(permit) = permits.clone().try_acquire_owned() else {
+        let Some(permit) = reserved.split(1) else {
             break;
         };
         let (mine, rest): (Vec<_>, Vec<_>) = rows.into_iter().partition(|r| r.run_id == run.id);
         rows = rest;
-        let runner = runner.clone();
-        let backlog = backlog.clone();
-        let lease = LeaseSettings {
-            lease: config.lease,
-        };
-        tasks.spawn(async move {
-            execute_one(&runner, run, mine, lease).await;
-            drop(permit);
-            // A worker is free: claim again if due runs were left behind.
-            if backlog.load(Ordering::Relaxed) {
-                runner.wake.new_runs();
-            }
-        });
+        spawn_run(runner, config, tasks, backlog, (run, mine), permit);
     }
     Ok(())
+}
+
+/// Executes a run on its own task, holding its worker permit until it ends.
+fn spawn_run(
+    runner: &Runner,
+    config: &RunnerConfig,
+    tasks: &mut JoinSet<()>,
+    backlog: &Arc<AtomicBool>,
+    (run, rows): (ClaimedRun, Vec<runs::StepRow>),
+    permit: tokio::sync::OwnedSemaphorePermit,
+) {
+    let runner = runner.clone();
+    let backlog = backlog.clone();
+    let lease = LeaseSettings {
+        lease: config.lease,
+    };
+    tasks.spawn(async move {
+        execute_one(&runner, run, rows, lease).await;
+        drop(permit);
+        // A worker is free: claim again if due runs were left behind.
+        if backlog.load(Ordering::Relaxed) {
+            runner.wake.new_runs();
+        }
+    });
 }
 
 async fn execute_one(

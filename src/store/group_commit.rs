@@ -17,10 +17,13 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, mpsc, oneshot};
 use tracing::{debug, trace, warn};
 
+use crate::core::new_run::NewRun;
+use crate::core::wake::Wake;
 use crate::store::events::{NewEvent, ingest};
+use crate::store::handoff::{HandOff, Leased};
 use crate::store::starts::{self, RunStart, Started};
 use crate::store::transitions::{Applied, Transition, apply_many};
 use crate::store::wal::WalWatch;
@@ -40,15 +43,28 @@ pub type IngestAnswers = HashMap<String, Vec<String>>;
 #[derive(Clone)]
 pub struct GroupCommit {
     jobs: mpsc::UnboundedSender<Job>,
+    hand_off: HandOff,
+}
+
+/// What the committing tasks share: the store, where new runs go, and the runner's wake-up
+/// for the runs left for a claim.
+#[derive(Clone)]
+struct Committer {
+    store: Store,
+    hand_off: HandOff,
+    wake: Wake,
 }
 
 enum Job {
     Ingest {
         events: Vec<NewEvent>,
+        /// Workers reserved for the runs (see [`HandOff::reserve`]).
+        reserved: Option<OwnedSemaphorePermit>,
         reply: oneshot::Sender<Result<IngestAnswers, StoreError>>,
     },
     Start {
         starts: Vec<RunStart>,
+        reserved: Option<OwnedSemaphorePermit>,
         reply: oneshot::Sender<Result<Vec<Started>, StoreError>>,
     },
     Transition {
@@ -61,31 +77,59 @@ impl GroupCommit {
     /// Starts the committing tasks; they end when the last handle is dropped. SQLite has one
     /// writer, so one task; PostgreSQL commits in parallel on several connections, and a
     /// commit waits for its fsync, so several batches are in flight at once there.
-    pub fn start(store: Store) -> GroupCommit {
+    /// Runs stored `pending` ring `wake`'s new runs once committed; runs handed off do not.
+    pub fn start(store: Store, wake: Wake) -> GroupCommit {
         let (jobs, queue) = mpsc::unbounded_channel();
         let queue = Arc::new(Mutex::new(queue));
         let committers = match store.backend() {
             Backend::Sqlite => 1,
             Backend::Postgres => POSTGRES_COMMITTERS,
         };
+        let hand_off = HandOff::default();
+        let committer = Committer {
+            store,
+            hand_off: hand_off.clone(),
+            wake,
+        };
         for _ in 0..committers {
-            tokio::spawn(commit_loop(store.clone(), queue.clone()));
+            tokio::spawn(commit_loop(committer.clone(), queue.clone()));
         }
-        GroupCommit { jobs }
+        GroupCommit { jobs, hand_off }
     }
 
-    /// Stores events and their runs (see [`ingest`]); answers once they are committed.
+    /// Where new runs go straight to this node's worker pool (see [`HandOff`]).
+    pub fn hand_off(&self) -> &HandOff {
+        &self.hand_off
+    }
+
+    /// Stores events and their runs (see [`ingest`]); answers once they are committed. Waits
+    /// first, a little, for free workers to take the runs (see [`HandOff::reserve`]).
     pub async fn ingest(&self, events: Vec<NewEvent>) -> Result<IngestAnswers, StoreError> {
+        let keys: Vec<&str> = events
+            .iter()
+            .flat_map(|e| e.runs.iter().map(|r| r.flow_id.as_str()))
+            .collect();
+        let reserved = self.hand_off.reserve(&keys).await;
         let (reply, answer) = oneshot::channel();
-        self.submit(Job::Ingest { events, reply })?;
+        self.submit(Job::Ingest {
+            events,
+            reserved,
+            reply,
+        })?;
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 
     /// Stores runs started by triggers, each once per key (see [`start_runs`]); answers once
     /// they are committed, one answer per start.
     pub async fn start_runs(&self, starts: Vec<RunStart>) -> Result<Vec<Started>, StoreError> {
+        let keys: Vec<&str> = starts.iter().map(|s| s.run.flow_id.as_str()).collect();
+        let reserved = self.hand_off.reserve(&keys).await;
         let (reply, answer) = oneshot::channel();
-        self.submit(Job::Start { starts, reply })?;
+        self.submit(Job::Start {
+            starts,
+            reserved,
+            reply,
+        })?;
         answer.await.map_err(|_| StoreError::WriterStopped)?
     }
 
@@ -103,7 +147,7 @@ impl GroupCommit {
 
 /// Takes what is queued (waiting for something when nothing is), then commits it. The queue
 /// is locked only while taking, so other committers take the next batch meanwhile.
-async fn commit_loop(store: Store, queue: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
+async fn commit_loop(committer: Committer, queue: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
     let mut jobs = Vec::with_capacity(MAX_JOBS_PER_BATCH);
     let mut wal = WalWatch::new();
     loop {
@@ -115,33 +159,39 @@ async fn commit_loop(store: Store, queue: Arc<Mutex<mpsc::UnboundedReceiver<Job>
         if taken == 0 {
             return;
         }
-        commit_jobs(&store, std::mem::take(&mut jobs)).await;
-        wal.after_commit(&store).await;
+        commit_jobs(&committer, std::mem::take(&mut jobs)).await;
+        wal.after_commit(&committer.store).await;
     }
 }
 
 /// Commits the jobs together; if that fails, one by one, so only the failing job errs.
-async fn commit_jobs(store: &Store, jobs: Vec<Job>) {
+async fn commit_jobs(committer: &Committer, jobs: Vec<Job>) {
     if jobs.len() == 1 {
-        return commit_batch(store, jobs).await.unwrap_or_else(drop);
+        return commit_batch(committer, jobs).await.unwrap_or_else(drop);
     }
     let count = jobs.len();
-    if let Err((jobs, error)) = commit_batch(store, jobs).await {
+    if let Err((jobs, error)) = commit_batch(committer, jobs).await {
         warn!(jobs = count, %error, "A group commit failed; committing its writes one by one.");
         for job in jobs {
-            commit_batch(store, vec![job]).await.unwrap_or_else(drop);
+            commit_batch(committer, vec![job])
+                .await
+                .unwrap_or_else(drop);
         }
     }
 }
 
 /// One batch, one transaction. On failure the jobs come back unanswered, with the error; a
 /// single job is answered with the error instead.
-async fn commit_batch(store: &Store, jobs: Vec<Job>) -> Result<(), (Vec<Job>, StoreError)> {
+async fn commit_batch(
+    committer: &Committer,
+    mut jobs: Vec<Job>,
+) -> Result<(), (Vec<Job>, StoreError)> {
     let written = {
+        let reserved = take_reserved(&mut jobs);
         // Borrowed, not cloned: events and attempts carry whole bodies.
         let batch = Batch::of(&jobs);
         let clock = std::time::Instant::now();
-        let written = write(store, &batch).await;
+        let written = write(committer, &batch, reserved).await;
         trace!(
             events = batch.events.len(),
             starts = batch.starts.len(),
@@ -152,7 +202,12 @@ async fn commit_batch(store: &Store, jobs: Vec<Job>) -> Result<(), (Vec<Job>, St
         written
     };
     match written {
-        Ok(written) => {
+        Ok((written, leased)) => {
+            // The runs first: a caller answered may ask about its run at once.
+            if leased.left_pending > 0 {
+                committer.wake.new_runs();
+            }
+            leased.deliver();
             answer(jobs, written);
             Ok(())
         }
@@ -164,6 +219,24 @@ async fn commit_batch(store: &Store, jobs: Vec<Job>) -> Result<(), (Vec<Job>, St
         }
         Err(error) => Err((jobs, error)),
     }
+}
+
+/// The workers the batch's jobs reserved, as one permit. A batch retried job by job has given
+/// them up: its runs take whatever workers are free then.
+fn take_reserved(jobs: &mut [Job]) -> Option<OwnedSemaphorePermit> {
+    let mut all: Option<OwnedSemaphorePermit> = None;
+    for job in jobs {
+        let reserved = match job {
+            Job::Ingest { reserved, .. } | Job::Start { reserved, .. } => reserved.take(),
+            Job::Transition { .. } => None,
+        };
+        match (&mut all, reserved) {
+            (Some(all), Some(reserved)) => all.merge(reserved),
+            (None, reserved) => all = reserved,
+            (Some(_), None) => {}
+        }
+    }
+    all
 }
 
 /// What one batch writes, borrowed from its jobs: events and attempts carry whole bodies.
@@ -191,6 +264,21 @@ impl<'a> Batch<'a> {
     }
 }
 
+impl Batch<'_> {
+    /// The runs the batch may have stored: every event's (a repeated event's are not stored,
+    /// and the lease skips them) and the starts that were new.
+    fn new_runs(&self, started: &[Started]) -> Vec<&NewRun> {
+        let events = self.events.iter().flat_map(|e| e.runs.iter());
+        let starts = self
+            .starts
+            .iter()
+            .zip(started)
+            .filter(|(_, s)| matches!(s, Started::New(_)))
+            .map(|(start, _)| &start.run);
+        events.chain(starts).collect()
+    }
+}
+
 /// The answers of one committed batch, in the order of its jobs.
 struct Written {
     ingested: IngestAnswers,
@@ -198,7 +286,13 @@ struct Written {
     applied: Vec<Result<Applied, StoreError>>,
 }
 
-async fn write(store: &Store, batch: &Batch<'_>) -> Result<Written, StoreError> {
+/// Commits the batch; the runs it leased to this node are handed over once committed.
+async fn write(
+    committer: &Committer,
+    batch: &Batch<'_>,
+    reserved: Option<OwnedSemaphorePermit>,
+) -> Result<(Written, Leased), StoreError> {
+    let store = &committer.store;
     let now = chrono::Utc::now().timestamp_millis();
     let txn = store.begin_write().await?;
     let ingested = if batch.events.is_empty() {
@@ -216,12 +310,20 @@ async fn write(store: &Store, batch: &Batch<'_>) -> Result<Written, StoreError> 
     } else {
         apply_many(&txn, store.backend(), &batch.transitions, now).await?
     };
+    let new_runs = batch.new_runs(&started);
+    let leased = committer
+        .hand_off
+        .lease(&txn, store.backend(), &new_runs, reserved, now)
+        .await?;
     txn.commit().await?;
-    Ok(Written {
-        ingested,
-        started,
-        applied,
-    })
+    Ok((
+        Written {
+            ingested,
+            started,
+            applied,
+        },
+        leased,
+    ))
 }
 
 /// Hands each caller its part of the batch's result.
@@ -230,14 +332,14 @@ fn answer(jobs: Vec<Job>, written: Written) {
     let mut started = written.started.into_iter();
     for job in jobs {
         match job {
-            Job::Ingest { events, reply } => {
+            Job::Ingest { events, reply, .. } => {
                 let mine = events
                     .iter()
                     .filter_map(|e| Some((e.id.clone(), written.ingested.get(&e.id)?.clone())))
                     .collect();
                 deliver(reply, Ok(mine));
             }
-            Job::Start { starts, reply } => {
+            Job::Start { starts, reply, .. } => {
                 let mine: Vec<Started> = started.by_ref().take(starts.len()).collect();
                 deliver(reply, Ok(mine));
             }

@@ -15,6 +15,7 @@ mod error;
 pub mod events;
 pub mod flows;
 pub mod group_commit;
+pub mod handoff;
 pub mod limits;
 pub mod nodes;
 pub mod notifications;

@@ -139,7 +139,7 @@ pub fn id_length_ok(id: &str) -> bool {
 }
 
 impl Intake {
-    /// Stores events and the runs they start, in one transaction, and wakes the runner.
+    /// Stores events and the runs they start, in one transaction.
     /// Events must have passed [`check_event`].
     pub async fn emit(&self, events: Vec<EventIn>) -> Result<Vec<EventResult>, IntakeError> {
         let now = self.clock.now();
@@ -169,9 +169,6 @@ impl Intake {
             .events_ingested(events.iter().map(|e| e.entity.as_str()), |entity| {
                 registry.listens_to(entity)
             });
-        if answers.values().any(|runs| !runs.is_empty()) {
-            self.wake.new_runs();
-        }
         Ok(ids
             .into_iter()
             .map(|(event_id, key)| EventResult {

@@ -2,7 +2,8 @@
 //! application), `manual` (a person runs an action), `schedule` (cron), `webhook` (an inbound
 //! request). Each turns what arrived into runs with [`NewRun::new`](crate::core::new_run::NewRun)
 //! and stores them through the one write path, the group commit, with its once-only key (event
-//! id, `webhook-id`, fire time); then it wakes the runner.
+//! id, `webhook-id`, fire time). The group commit hands each new run to a free worker of this
+//! node, or wakes the runner to claim it (`store::handoff`).
 
 pub mod entity;
 pub mod manual;
@@ -13,7 +14,6 @@ use std::sync::Arc;
 
 use crate::core::clock::SharedClock;
 use crate::core::new_run::TriggerRecord;
-use crate::core::wake::Wake;
 use crate::flow::catalog::Catalog;
 use crate::flow::registry::Registry;
 use crate::metrics::Metrics;
@@ -32,7 +32,6 @@ pub struct Intake {
     pub secrets: SharedSecrets,
     pub metrics: Metrics,
     pub clock: SharedClock,
-    pub wake: Wake,
 }
 
 impl Intake {
@@ -64,7 +63,6 @@ impl Intake {
         };
         let id = start.run.id.clone();
         self.writes.start_runs(vec![start]).await?;
-        self.wake.new_runs();
         Ok(id)
     }
 }

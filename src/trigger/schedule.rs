@@ -26,7 +26,7 @@ use crate::flow::cron::CronSchedule;
 use crate::flow::model::Trigger;
 use crate::flow::registry::{FlowEntry, Registry};
 use crate::store::schedules;
-use crate::store::starts::{OnceKey, RunStart, Started};
+use crate::store::starts::{OnceKey, RunStart};
 use crate::template::is_truthy;
 use crate::trigger::{Intake, IntakeError};
 
@@ -219,9 +219,6 @@ async fn fire(
     if starts.is_empty() {
         return Ok(());
     }
-    let started = intake.writes.start_runs(starts).await?;
-    if started.iter().any(|s| matches!(s, Started::New(_))) {
-        intake.wake.new_runs();
-    }
+    intake.writes.start_runs(starts).await?;
     Ok(())
 }

@@ -115,13 +115,10 @@ impl Intake {
                 run_id: Some(first.unwrap_or(run_id)),
                 started: false,
             },
-            Some(Started::New(_)) | None => {
-                self.wake.new_runs();
-                Received {
-                    run_id: Some(run_id),
-                    started: true,
-                }
-            }
+            Some(Started::New(_)) | None => Received {
+                run_id: Some(run_id),
+                started: true,
+            },
         })
     }
 }
