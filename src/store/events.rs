@@ -8,7 +8,7 @@ use sea_orm::{ConnectionTrait, Value};
 
 use crate::core::new_run::NewRun;
 use crate::store::runs::insert_runs;
-use crate::store::sql::{get, placeholders, stmt};
+use crate::store::sql::{Conn, get, placeholders, stmt};
 use crate::store::{Backend, StoreError};
 
 const ROWS_PER_INSERT: usize = 200;
@@ -30,7 +30,7 @@ pub struct NewEvent {
 /// or those stored the first time for an event id seen before (whose new runs are dropped).
 /// Call inside a write transaction so events and runs commit together.
 pub async fn ingest(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     backend: Backend,
     events: &[&NewEvent],
 ) -> Result<HashMap<String, Vec<String>>, StoreError> {
@@ -65,7 +65,7 @@ pub async fn ingest(
 
 /// Inserts the events whose id is new; returns those ids.
 async fn insert_new(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     backend: Backend,
     events: &[&NewEvent],
 ) -> Result<Vec<String>, StoreError> {
@@ -96,7 +96,7 @@ async fn insert_new(
 
 /// The run ids stored with events seen before.
 async fn run_ids_of(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     backend: Backend,
     ids: &[String],
 ) -> Result<HashMap<String, Vec<String>>, StoreError> {

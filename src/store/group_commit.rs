@@ -24,10 +24,11 @@ use crate::core::new_run::NewRun;
 use crate::core::wake::Wake;
 use crate::store::events::{NewEvent, ingest};
 use crate::store::handoff::{HandOff, Leased};
+use crate::store::sql::Conn;
 use crate::store::starts::{self, RunStart, Started};
 use crate::store::transitions::{Applied, Transition, apply_many};
 use crate::store::wal::WalWatch;
-use crate::store::{Backend, Store, StoreError};
+use crate::store::{Backend, Store, StoreError, sqlite_raw};
 
 /// Jobs taken into one transaction at most: bounds the transaction's size and the wait of the
 /// first caller in it.
@@ -91,8 +92,12 @@ impl GroupCommit {
             hand_off: hand_off.clone(),
             wake,
         };
-        for _ in 0..committers {
-            tokio::spawn(commit_loop(committer.clone(), queue.clone()));
+        if committer.store.backend() == Backend::Sqlite {
+            spawn_sqlite_committer(committer, queue);
+        } else {
+            for _ in 0..committers {
+                tokio::spawn(commit_loop(committer.clone(), queue.clone()));
+            }
         }
         GroupCommit { jobs, hand_off }
     }
@@ -142,6 +147,24 @@ impl GroupCommit {
 
     fn submit(&self, job: Job) -> Result<(), StoreError> {
         self.jobs.send(job).map_err(|_| StoreError::WriterStopped)
+    }
+}
+
+/// SQLite's committer runs on a thread of its own, with a runtime of its own: it makes
+/// SQLite's calls itself (`sqlite_raw`), which block, and it is the one writer, so it should not
+/// wait in the shared runtime's queue either. It ends with the last handle, like the others.
+fn spawn_sqlite_committer(committer: Committer, queue: Arc<Mutex<mpsc::UnboundedReceiver<Job>>>) {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build();
+    let spawned = runtime.and_then(|runtime| {
+        std::thread::Builder::new()
+            .name("flowd-sqlite-committer".into())
+            .spawn(move || runtime.block_on(commit_loop(committer, queue)))
+    });
+    if let Err(error) = spawned {
+        // Without its committer nothing is written: every write answers `WriterStopped`.
+        tracing::error!(%error, "The SQLite committer could not start.");
     }
 }
 
@@ -286,7 +309,8 @@ struct Written {
     applied: Vec<Result<Applied, StoreError>>,
 }
 
-/// Commits the batch; the runs it leased to this node are handed over once committed.
+/// Commits the batch; the runs it leased to this node are handed over once committed. SQLite
+/// goes through the writer connection's raw handle, PostgreSQL through a sea-orm transaction.
 async fn write(
     committer: &Committer,
     batch: &Batch<'_>,
@@ -294,28 +318,51 @@ async fn write(
 ) -> Result<(Written, Leased), StoreError> {
     let store = &committer.store;
     let now = chrono::Utc::now().timestamp_millis();
-    let txn = store.begin_write().await?;
+    match store.backend() {
+        Backend::Sqlite => {
+            sqlite_raw::transaction(store, async |raw| {
+                write_in(raw, committer, batch, reserved, now).await
+            })
+            .await
+        }
+        Backend::Postgres => {
+            let txn = store.begin_write().await?;
+            let written = write_in(&txn, committer, batch, reserved, now).await?;
+            txn.commit().await?;
+            Ok(written)
+        }
+    }
+}
+
+/// The batch's statements, inside the caller's transaction.
+async fn write_in(
+    conn: &impl Conn,
+    committer: &Committer,
+    batch: &Batch<'_>,
+    reserved: Option<OwnedSemaphorePermit>,
+    now: i64,
+) -> Result<(Written, Leased), StoreError> {
+    let backend = committer.store.backend();
     let ingested = if batch.events.is_empty() {
         IngestAnswers::new()
     } else {
-        ingest(&txn, store.backend(), &batch.events).await?
+        ingest(conn, backend, &batch.events).await?
     };
     let started = if batch.starts.is_empty() {
         Vec::new()
     } else {
-        starts::start_runs(&txn, store.backend(), &batch.starts, now).await?
+        starts::start_runs(conn, backend, &batch.starts, now).await?
     };
     let applied = if batch.transitions.is_empty() {
         Vec::new()
     } else {
-        apply_many(&txn, store.backend(), &batch.transitions, now).await?
+        apply_many(conn, backend, &batch.transitions, now).await?
     };
     let new_runs = batch.new_runs(&started);
     let leased = committer
         .hand_off
-        .lease(&txn, store.backend(), &new_runs, reserved, now)
+        .lease(conn, backend, &new_runs, reserved, now)
         .await?;
-    txn.commit().await?;
     Ok((
         Written {
             ingested,

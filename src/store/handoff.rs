@@ -31,12 +31,12 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sea_orm::{ConnectionTrait, Value};
+use sea_orm::Value;
 use tokio::sync::{OwnedSemaphorePermit, RwLock, Semaphore, mpsc};
 
 use crate::core::new_run::NewRun;
 use crate::store::runs::ClaimedRun;
-use crate::store::sql::{get, placeholders, stmt};
+use crate::store::sql::{Conn, get, placeholders, stmt};
 use crate::store::{Backend, StoreError};
 
 /// Which flows' new runs may skip the claim: given the flow keys of a batch's new runs, one
@@ -116,7 +116,7 @@ impl HandOff {
     /// handed over with [`Leased::deliver`] once committed. `now`: the lease's start.
     pub async fn lease(
         &self,
-        conn: &impl ConnectionTrait,
+        conn: &impl Conn,
         backend: Backend,
         runs: &[&NewRun],
         reserved: Option<OwnedSemaphorePermit>,
@@ -224,7 +224,7 @@ impl Leased {
 /// Leases the given runs if they are still `pending` (a paused flow's are `held`, a repeated
 /// event's were never stored); returns the ids leased.
 async fn lease_pending(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     backend: Backend,
     runs: &[&NewRun],
     owner: &str,

@@ -29,6 +29,7 @@ pub mod runs;
 pub mod schedules;
 pub mod secrets;
 pub mod sql;
+mod sqlite_raw;
 pub mod starts;
 /// Fresh databases for tests; compiled for the unit tests and, through the `test-support`
 /// feature, for the integration tests, never into a build that ships.

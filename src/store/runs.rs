@@ -9,7 +9,7 @@ use crate::core::new_run::NewRun;
 use crate::core::status::{RunStatus, StepStatus};
 use crate::core::workspace::split_flow_key;
 use crate::store::quotas::workspace_filter;
-use crate::store::sql::{get, get_parsed, placeholders, skip_locked, stmt};
+use crate::store::sql::{Conn, get, get_parsed, placeholders, skip_locked, stmt};
 use crate::store::{Backend, StoreError};
 
 /// Rows per multi-row INSERT: well under SQLite's limit of bound variables.
@@ -24,7 +24,7 @@ const NEW_RUN_STATE: &str = "CASE WHEN EXISTS (SELECT 1 FROM flows f WHERE f.id 
 /// Inserts runs as `pending` and due now (or `held` while their flow is paused), in as few
 /// statements as possible.
 pub async fn insert_runs(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     backend: Backend,
     runs: &[NewRun],
 ) -> Result<(), StoreError> {
@@ -476,7 +476,7 @@ pub enum CancelOutcome {
 
 /// Cancels a run: at once when no worker holds it, else by asking its worker to stop.
 pub async fn cancel(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     backend: Backend,
     run_id: &str,
     now: i64,
@@ -507,7 +507,7 @@ const CANCEL_TRIES: usize = 5;
 
 /// One try of [`cancel`]; `None` when the run changed state between the updates.
 async fn cancel_once(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     backend: Backend,
     run_id: &str,
     now: i64,

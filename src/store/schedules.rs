@@ -3,13 +3,13 @@
 
 use sea_orm::ConnectionTrait;
 
-use crate::store::sql::{get, stmt};
+use crate::store::sql::{Conn, get, stmt};
 use crate::store::{Backend, StoreError};
 
 /// Records the fire of `flow_id` at `fire_at` as starting `run_id`, inside the caller's
 /// transaction. False when another node (or an earlier pass) recorded that fire already.
 pub async fn claim_fire(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     backend: Backend,
     flow_id: &str,
     fire_at: i64,

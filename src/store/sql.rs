@@ -2,9 +2,95 @@
 //! and [`stmt`] numbers them `$1, $2, …` for PostgreSQL. Row decoding helpers keep repository
 //! functions short.
 
-use sea_orm::{DbBackend, QueryResult, Statement, TryGetable, Value};
+use std::collections::BTreeMap;
+
+use sea_orm::sea_query::ValueType;
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, QueryResult, Statement, TryGetable, Value};
 
 use crate::store::{Backend, StoreError};
+
+/// What the group commit's statements run on: any sea-orm connection or transaction, or, on
+/// SQLite, the committer's direct handle (`sqlite_raw`). The repository functions the group
+/// commit calls take `&impl Conn`, so they are the same code on both.
+#[async_trait::async_trait]
+pub trait Conn: Sync {
+    async fn execute_raw(&self, stmt: Statement) -> Result<Executed, DbErr>;
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<Row>, DbErr>;
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<Row>, DbErr> {
+        Ok(self.query_all_raw(stmt).await?.into_iter().next())
+    }
+}
+
+#[async_trait::async_trait]
+impl<C: ConnectionTrait> Conn for C {
+    async fn execute_raw(&self, stmt: Statement) -> Result<Executed, DbErr> {
+        let result = ConnectionTrait::execute_raw(self, stmt).await?;
+        Ok(Executed {
+            rows_affected: result.rows_affected(),
+        })
+    }
+
+    async fn query_all_raw(&self, stmt: Statement) -> Result<Vec<Row>, DbErr> {
+        let rows = ConnectionTrait::query_all_raw(self, stmt).await?;
+        Ok(rows.into_iter().map(Row::Orm).collect())
+    }
+
+    async fn query_one_raw(&self, stmt: Statement) -> Result<Option<Row>, DbErr> {
+        Ok(ConnectionTrait::query_one_raw(self, stmt)
+            .await?
+            .map(Row::Orm))
+    }
+}
+
+/// What a statement run through [`Conn`] changed.
+#[derive(Debug, Clone, Copy)]
+pub struct Executed {
+    pub rows_affected: u64,
+}
+
+impl Executed {
+    pub fn rows_affected(&self) -> u64 {
+        self.rows_affected
+    }
+}
+
+/// A row read through [`Conn`]: sea-orm's, or values by column name from the direct writer.
+#[derive(Debug)]
+pub enum Row {
+    Orm(QueryResult),
+    Raw(BTreeMap<String, Value>),
+}
+
+/// Rows whose columns [`get`] reads.
+pub trait Columns {
+    fn column<T: TryGetable + ValueType>(&self, column: &str) -> Result<T, StoreError>;
+}
+
+impl Columns for QueryResult {
+    fn column<T: TryGetable + ValueType>(&self, column: &str) -> Result<T, StoreError> {
+        Ok(self.try_get::<T>("", column)?)
+    }
+}
+
+impl Columns for Row {
+    fn column<T: TryGetable + ValueType>(&self, column: &str) -> Result<T, StoreError> {
+        match self {
+            Row::Orm(row) => row.column(column),
+            Row::Raw(values) => {
+                let value = values
+                    .get(column)
+                    .ok_or_else(|| DbErr::Type(format!("no column `{column}` in the row")))?;
+                T::try_from(value.clone()).map_err(|_| {
+                    DbErr::Type(format!(
+                        "column `{column}` holds {value:?}, not the type read"
+                    ))
+                    .into()
+                })
+            }
+        }
+    }
+}
 
 /// A statement for `backend` from SQL with `?` placeholders.
 pub fn stmt(backend: Backend, sql: &str, values: Vec<Value>) -> Statement {
@@ -71,8 +157,8 @@ pub fn placeholders(n: usize) -> String {
 }
 
 /// One column of a row, by name.
-pub fn get<T: TryGetable>(row: &QueryResult, column: &str) -> Result<T, StoreError> {
-    Ok(row.try_get::<T>("", column)?)
+pub fn get<T: TryGetable + ValueType>(row: &impl Columns, column: &str) -> Result<T, StoreError> {
+    row.column(column)
 }
 
 /// A text column read as a typed value (a status, a source): a value the type does not know

@@ -3,10 +3,9 @@
 //! event id, in `events.rs`.) Applied inside the group commit's transaction, so a run and its
 //! key are stored together or not at all.
 
-use sea_orm::ConnectionTrait;
-
 use crate::core::new_run::NewRun;
 use crate::store::runs::insert_runs;
+use crate::store::sql::Conn;
 use crate::store::{Backend, StoreError, schedules, webhooks};
 
 /// A run to start, with its once-only key.
@@ -37,7 +36,7 @@ pub enum Started {
 
 /// Stores the runs whose keys are new, in the caller's transaction; one answer per start.
 pub async fn start_runs(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     backend: Backend,
     starts: &[&RunStart],
     now: i64,

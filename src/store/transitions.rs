@@ -9,7 +9,7 @@ use std::collections::{HashMap, HashSet};
 use sea_orm::{ConnectionTrait, Value};
 
 use crate::store::runs::{self, AttemptWrite, RunState, RunWrite, StepWrite};
-use crate::store::sql::{get, placeholders, stmt};
+use crate::store::sql::{Conn, get, placeholders, stmt};
 use crate::store::{Backend, StoreError};
 
 /// Rows per multi-row statement: 11 values a row stays well under the bound-variable limits.
@@ -50,7 +50,7 @@ pub async fn apply(
 /// entry per transition, in order: `Applied`, or `LeaseLost` for runs whose lease was lost.
 /// A run parked (waiting) while someone asked to cancel it is cancelled at once, at `now`.
 pub async fn apply_many(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     backend: Backend,
     transitions: &[&Transition],
     now: i64,
@@ -157,7 +157,7 @@ impl RunRow<'_> {
 /// Updates the run rows the caller still owns; returns their ids with `cancel_requested`.
 /// VALUES columns are `column1…column11` on both backends (see [`RunRow::values`]).
 async fn update_runs(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     backend: Backend,
     transitions: &[&Transition],
 ) -> Result<Vec<(String, bool)>, StoreError> {
@@ -183,7 +183,7 @@ async fn update_runs(
 }
 
 async fn upsert_steps(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     backend: Backend,
     owned: &[&Transition],
 ) -> Result<(), StoreError> {
@@ -220,7 +220,7 @@ async fn upsert_steps(
 }
 
 async fn insert_attempts(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     backend: Backend,
     owned: &[&Transition],
 ) -> Result<(), StoreError> {
@@ -264,7 +264,7 @@ async fn insert_attempts(
 /// A cancel asked for while a step was in flight ends a run that would now park, instead of
 /// leaving it to wait for its wake-up first.
 async fn cancel_parked(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     backend: Backend,
     owned: &[&Transition],
     cancel_requested: &HashMap<String, bool>,
@@ -333,13 +333,13 @@ mod tests {
 
     async fn row(db: &TestDb, id: &str) -> (String, i32, Option<String>, Option<i64>, Option<i64>) {
         let sql = "SELECT status, next_step, lease_owner, due_at, wake_at FROM runs WHERE id = ?";
-        let r = db
-            .store
-            .reader()
-            .query_one_raw(stmt(db.store.backend(), sql, vec![id.to_string().into()]))
-            .await
-            .unwrap()
-            .unwrap();
+        let r = Conn::query_one_raw(
+            db.store.reader(),
+            stmt(db.store.backend(), sql, vec![id.to_string().into()]),
+        )
+        .await
+        .unwrap()
+        .unwrap();
         (
             get(&r, "status").unwrap(),
             get(&r, "next_step").unwrap(),

@@ -1,15 +1,13 @@
 //! Once-only keys of inbound webhooks: one row per (path, `webhook-id`), holding the run the
 //! first request started, so a sender's retry gets that run instead of starting another.
 
-use sea_orm::ConnectionTrait;
-
-use crate::store::sql::{get, stmt};
+use crate::store::sql::{Conn, get, stmt};
 use crate::store::{Backend, StoreError};
 
 /// Records that `webhook_id` on `path` started `run_id`, inside the caller's transaction.
 /// Returns the run of an earlier request with the same id instead, recording nothing.
 pub async fn remember(
-    conn: &impl ConnectionTrait,
+    conn: &impl Conn,
     backend: Backend,
     path: &str,
     webhook_id: &str,
