@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use sea_orm::{ConnectionTrait, Value};
 
 use crate::core::new_run::NewRun;
-use crate::store::runs::insert_runs;
+use crate::store::runs::{NewLease, insert_runs_leased};
 use crate::store::sql::{Conn, get, placeholders, stmt};
 use crate::store::{Backend, StoreError};
 
@@ -27,13 +27,15 @@ pub struct NewEvent {
 }
 
 /// Stores events and their runs. Returns, per event id, the run ids of its runs: the new ones,
-/// or those stored the first time for an event id seen before (whose new runs are dropped).
+/// or those stored the first time for an event id seen before (whose new runs are dropped);
+/// and the ids of the runs stored leased (those `lease` names that were stored).
 /// Call inside a write transaction so events and runs commit together.
 pub async fn ingest(
     conn: &impl Conn,
     backend: Backend,
     events: &[&NewEvent],
-) -> Result<HashMap<String, Vec<String>>, StoreError> {
+    lease: Option<&NewLease<'_>>,
+) -> Result<(HashMap<String, Vec<String>>, Vec<String>), StoreError> {
     let mut answers: HashMap<String, Vec<String>> = HashMap::with_capacity(events.len());
     let mut fresh: Vec<&NewEvent> = Vec::with_capacity(events.len());
     for chunk in events.chunks(ROWS_PER_INSERT) {
@@ -47,7 +49,7 @@ pub async fn ingest(
         }
     }
     let runs: Vec<NewRun> = fresh.iter().flat_map(|e| e.runs.iter().cloned()).collect();
-    insert_runs(conn, backend, &runs).await?;
+    let leased = insert_runs_leased(conn, backend, &runs, lease).await?;
     for event in &fresh {
         answers.insert(
             event.id.clone(),
@@ -60,7 +62,7 @@ pub async fn ingest(
         .map(|e| e.id.clone())
         .collect();
     answers.extend(run_ids_of(conn, backend, &repeated).await?);
-    Ok(answers)
+    Ok((answers, leased))
 }
 
 /// Inserts the events whose id is new; returns those ids.

@@ -288,16 +288,11 @@ impl<'a> Batch<'a> {
 }
 
 impl Batch<'_> {
-    /// The runs the batch may have stored: every event's (a repeated event's are not stored,
-    /// and the lease skips them) and the starts that were new.
-    fn new_runs(&self, started: &[Started]) -> Vec<&NewRun> {
+    /// The runs the batch may store: every event's and every start's (a repeated event's or
+    /// start's are not stored, so a worker chosen for one is given back unused).
+    fn candidate_runs(&self) -> Vec<&NewRun> {
         let events = self.events.iter().flat_map(|e| e.runs.iter());
-        let starts = self
-            .starts
-            .iter()
-            .zip(started)
-            .filter(|(_, s)| matches!(s, Started::New(_)))
-            .map(|(start, _)| &start.run);
+        let starts = self.starts.iter().map(|start| &start.run);
         events.chain(starts).collect()
     }
 }
@@ -343,26 +338,31 @@ async fn write_in(
     now: i64,
 ) -> Result<(Written, Leased), StoreError> {
     let backend = committer.store.backend();
-    let ingested = if batch.events.is_empty() {
-        IngestAnswers::new()
+    let candidates = batch.candidate_runs();
+    let choice = committer
+        .hand_off
+        .choose(conn, backend, &candidates, reserved, now)
+        .await?;
+    let lease = choice.lease();
+    let (ingested, mut stored) = if batch.events.is_empty() {
+        (IngestAnswers::new(), Vec::new())
     } else {
-        ingest(conn, backend, &batch.events).await?
+        ingest(conn, backend, &batch.events, lease.as_ref()).await?
     };
     let started = if batch.starts.is_empty() {
         Vec::new()
     } else {
-        starts::start_runs(conn, backend, &batch.starts, now).await?
+        let (started, leased) =
+            starts::start_runs(conn, backend, &batch.starts, now, lease.as_ref()).await?;
+        stored.extend(leased);
+        started
     };
     let applied = if batch.transitions.is_empty() {
         Vec::new()
     } else {
         apply_many(conn, backend, &batch.transitions, now).await?
     };
-    let new_runs = batch.new_runs(&started);
-    let leased = committer
-        .hand_off
-        .lease(conn, backend, &new_runs, reserved, now)
-        .await?;
+    let leased = choice.stored(&candidates, &stored);
     Ok((
         Written {
             ingested,

@@ -1,14 +1,15 @@
-//! The local hand-off: a run created on this node is leased to this node in the very
-//! transaction that creates it and goes straight to a free worker, instead of being committed
-//! `pending`, found again by a claim query in a transaction of its own, and only then leased.
+//! The local hand-off: a run created on this node is stored already leased to this node, in
+//! the very transaction that creates it, and goes straight to a free worker once that commits,
+//! instead of being committed `pending`, found again by a claim query in a transaction of its
+//! own, and only then leased.
 //! On SQLite, where one connection writes, those claim transactions queued behind (and in
 //! front of) the group commit and were what limited throughput (docs/performance.md).
 //!
 //! A run is handed off only when a worker permit is free for it (taken before the commit, so a
 //! handed-off run never waits in memory for a worker), its flow has no concurrency, rate or
 //! order limit and its workspace no runs-per-day quota (the runner's [`Admits`] says so; those
-//! runs need the claim's checks), and its flow is not paused (the database says so: the lease
-//! is taken with `status = 'pending'` as its condition, and a paused flow's runs are `held`).
+//! runs need the claim's checks), and its flow is not paused (the database says so, read in the
+//! same transaction; a paused flow's new runs are stored `held`).
 //! Everything else is stored `pending` as before and the runner is woken to claim it; other
 //! nodes find runs through the claim as they always did. A handed-off run is `running` with a
 //! lease like any claimed run, so a crash loses nothing: the lease expires and the run is
@@ -32,10 +33,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sea_orm::Value;
-use tokio::sync::{OwnedSemaphorePermit, RwLock, Semaphore, mpsc};
+use tokio::sync::{OwnedRwLockReadGuard, OwnedSemaphorePermit, RwLock, Semaphore, mpsc};
 
 use crate::core::new_run::NewRun;
-use crate::store::runs::ClaimedRun;
+use crate::store::runs::{ClaimedRun, NewLease};
 use crate::store::sql::{Conn, get, placeholders, stmt};
 use crate::store::{Backend, StoreError};
 
@@ -111,20 +112,24 @@ impl HandOff {
         }
     }
 
-    /// Leases to this node, inside the caller's transaction, the new runs a worker can take:
-    /// as many as `reserved` holds permits, and more if workers are free; returns them, to be
-    /// handed over with [`Leased::deliver`] once committed. `now`: the lease's start.
-    pub async fn lease(
+    /// Chooses, inside the caller's transaction, the new runs this node's workers take at once:
+    /// as many as `reserved` holds permits, and more if workers are free, of admitted flows that
+    /// are not paused. The caller stores them with [`Choice::lease`] and turns what it stored
+    /// into [`Leased`]. The choice keeps the hand-off open until it is dropped, so [`close`]
+    /// waits for the batch. `now`: the lease's start.
+    ///
+    /// [`close`]: HandOff::close
+    pub async fn choose(
         &self,
         conn: &impl Conn,
         backend: Backend,
         runs: &[&NewRun],
         reserved: Option<OwnedSemaphorePermit>,
         now: i64,
-    ) -> Result<Leased, StoreError> {
-        let guard = self.receiver.read().await;
+    ) -> Result<Choice, StoreError> {
+        let guard = self.receiver.clone().read_owned().await;
         let Some(receiver) = guard.as_ref() else {
-            return Ok(Leased::none(runs.len()));
+            return Ok(Choice::none(runs.len()));
         };
         let keys: Vec<&str> = runs.iter().map(|r| r.flow_id.as_str()).collect();
         let admitted: Vec<&NewRun> = runs
@@ -133,23 +138,83 @@ impl HandOff {
             .filter(|(_, admitted)| *admitted)
             .map(|(run, _)| *run)
             .collect();
+        if admitted.is_empty() {
+            return Ok(Choice::none(runs.len()));
+        }
+        let paused = paused_flows(conn, backend, &admitted).await?;
+        let admitted: Vec<&NewRun> = admitted
+            .into_iter()
+            .filter(|run| !paused.contains(&run.flow_id))
+            .collect();
         let Some(permits) = permits_for(receiver, reserved, admitted.len()) else {
-            return Ok(Leased::none(runs.len()));
+            return Ok(Choice::none(runs.len()));
         };
         let chosen = &admitted[..admitted.len().min(permits.num_permits())];
-        let expires = now + receiver.lease_ms;
-        let ids = lease_pending(conn, backend, chosen, &receiver.owner, now, expires).await?;
-        let handed: Vec<ClaimedRun> = chosen
-            .iter()
-            .filter(|run| ids.contains(&run.id))
-            .map(|run| claimed(run, now))
-            .collect();
-        Ok(Leased {
-            left_pending: runs.len() - handed.len(),
-            runs: handed,
+        Ok(Choice {
+            ids: chosen.iter().map(|run| run.id.clone()).collect(),
+            owner: receiver.owner.clone(),
+            now,
+            expires: now + receiver.lease_ms,
             permits: Some(permits),
             sender: Some(receiver.runs.clone()),
+            candidates: runs.len(),
+            _open: Some(guard),
         })
+    }
+}
+
+/// The runs a batch will store leased, chosen before it stores them.
+pub struct Choice {
+    ids: HashSet<String>,
+    owner: String,
+    now: i64,
+    expires: i64,
+    permits: Option<OwnedSemaphorePermit>,
+    sender: Option<mpsc::UnboundedSender<Handed>>,
+    /// The batch's new runs, chosen or not.
+    candidates: usize,
+    _open: Option<OwnedRwLockReadGuard<Option<Receiver>>>,
+}
+
+impl Choice {
+    fn none(candidates: usize) -> Choice {
+        Choice {
+            ids: HashSet::new(),
+            owner: String::new(),
+            now: 0,
+            expires: 0,
+            permits: None,
+            sender: None,
+            candidates,
+            _open: None,
+        }
+    }
+
+    /// The lease the chosen runs are stored with; `None` when none was chosen.
+    pub fn lease(&self) -> Option<NewLease<'_>> {
+        (!self.ids.is_empty()).then_some(NewLease {
+            ids: &self.ids,
+            owner: &self.owner,
+            now: self.now,
+            expires: self.expires,
+        })
+    }
+
+    /// The runs stored leased (`stored`: their ids, as the inserts answered), ready to hand
+    /// over once committed. `runs`: the batch's new runs, as given to [`HandOff::choose`].
+    pub fn stored(self, runs: &[&NewRun], stored: &[String]) -> Leased {
+        let stored: HashSet<&str> = stored.iter().map(String::as_str).collect();
+        let handed: Vec<ClaimedRun> = runs
+            .iter()
+            .filter(|run| stored.contains(run.id.as_str()))
+            .map(|run| claimed(run, self.now))
+            .collect();
+        Leased {
+            left_pending: self.candidates.saturating_sub(handed.len()),
+            runs: handed,
+            permits: self.permits,
+            sender: self.sender,
+        }
     }
 }
 
@@ -195,15 +260,6 @@ pub struct Leased {
 }
 
 impl Leased {
-    fn none(runs: usize) -> Leased {
-        Leased {
-            runs: Vec::new(),
-            permits: None,
-            sender: None,
-            left_pending: runs,
-        }
-    }
-
     /// Hands the runs to the worker pool; call once their lease is committed. A pool that
     /// stopped meanwhile loses nothing: its node gives its leases back as it stops.
     pub fn deliver(self) {
@@ -221,40 +277,34 @@ impl Leased {
     }
 }
 
-/// Leases the given runs if they are still `pending` (a paused flow's are `held`, a repeated
-/// event's were never stored); returns the ids leased.
-async fn lease_pending(
+/// The paused flows among those of `runs`: their new runs are stored `held`, never leased.
+async fn paused_flows(
     conn: &impl Conn,
     backend: Backend,
     runs: &[&NewRun],
-    owner: &str,
-    now: i64,
-    expires: i64,
 ) -> Result<HashSet<String>, StoreError> {
-    let mut leased = HashSet::with_capacity(runs.len());
-    for chunk in runs.chunks(ROWS_PER_STATEMENT) {
+    let flows: Vec<&str> = runs
+        .iter()
+        .map(|r| r.flow_id.as_str())
+        .collect::<HashSet<_>>()
+        .into_iter()
+        .collect();
+    let mut paused = HashSet::new();
+    for chunk in flows.chunks(IDS_PER_STATEMENT) {
         let sql = format!(
-            "UPDATE runs SET status = 'running', lease_owner = ?, lease_epoch = lease_epoch + 1, \
-             lease_expires_at = ?, due_at = ?, started_at = ? \
-             WHERE id IN ({}) AND status = 'pending' RETURNING id",
+            "SELECT id FROM flows WHERE paused AND id IN ({})",
             placeholders(chunk.len())
         );
-        let mut values: Vec<Value> = vec![
-            owner.to_string().into(),
-            expires.into(),
-            expires.into(),
-            now.into(),
-        ];
-        values.extend(chunk.iter().map(|r| Value::from(r.id.clone())));
+        let values = chunk.iter().map(|f| Value::from(f.to_string())).collect();
         for row in conn.query_all_raw(stmt(backend, &sql, values)).await? {
-            leased.insert(get::<String>(&row, "id")?);
+            paused.insert(get::<String>(&row, "id")?);
         }
     }
-    Ok(leased)
+    Ok(paused)
 }
 
 /// Ids per statement: far below both backends' bound-variable limits.
-const ROWS_PER_STATEMENT: usize = 500;
+const IDS_PER_STATEMENT: usize = 500;
 
 /// The run as a claim would have returned it: first lease, nothing executed yet.
 fn claimed(run: &NewRun, now: i64) -> ClaimedRun {
@@ -277,7 +327,7 @@ fn claimed(run: &NewRun, now: i64) -> ClaimedRun {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::runs::insert_runs;
+    use crate::store::runs::insert_runs_leased;
     use crate::store::testing::{TestDb, pending_run};
 
     /// A hand-off open for a pool of `workers` that admits every flow but `g`.
@@ -321,8 +371,28 @@ mod tests {
         )
     }
 
+    /// Chooses among `runs`, stores them all with the choice's lease and answers what to hand
+    /// over, inside `txn`.
+    async fn store_with_choice(
+        hand_off: &HandOff,
+        txn: &impl Conn,
+        backend: Backend,
+        runs: &[NewRun],
+    ) -> Leased {
+        let refs: Vec<&NewRun> = runs.iter().collect();
+        let choice = hand_off
+            .choose(txn, backend, &refs, None, 200)
+            .await
+            .unwrap();
+        let lease = choice.lease();
+        let stored = insert_runs_leased(txn, backend, runs, lease.as_ref())
+            .await
+            .unwrap();
+        choice.stored(&refs, &stored)
+    }
+
     #[tokio::test]
-    async fn new_runs_are_leased_in_their_transaction_and_handed_over_once_committed() {
+    async fn new_runs_are_stored_leased_and_handed_over_once_committed() {
         for db in TestDb::all().await {
             let (store, backend) = (&db.store, db.store.backend());
             let (hand_off, permits, mut handed) = opened(3).await;
@@ -333,12 +403,7 @@ mod tests {
                 run_of("f", "d"),
             ];
             let txn = store.begin_write().await.unwrap();
-            insert_runs(&txn, backend, &runs).await.unwrap();
-            let refs: Vec<&NewRun> = runs.iter().collect();
-            let leased = hand_off
-                .lease(&txn, backend, &refs, None, 200)
-                .await
-                .unwrap();
+            let leased = store_with_choice(&hand_off, &txn, backend, &runs).await;
             // Three workers, and `g` is not admitted: a, c and d are leased, b is left.
             assert_eq!(leased.left_pending, 1);
             assert_eq!(permits.available_permits(), 0);
@@ -367,27 +432,18 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_run_no_longer_pending_is_not_leased_and_a_rollback_gives_the_workers_back() {
+    async fn a_paused_flows_runs_are_held_and_a_rollback_gives_the_workers_back() {
         for db in TestDb::all().await {
             let (store, backend) = (&db.store, db.store.backend());
             let (hand_off, permits, mut handed) = opened(4).await;
-            let runs = [run_of("f", "held"), run_of("f", "never-stored")];
-            let txn = store.begin_write().await.unwrap();
-            insert_runs(&txn, backend, &runs[..1]).await.unwrap();
-            // What a paused flow's new run is.
-            txn.execute_raw(stmt(
-                backend,
-                "UPDATE runs SET status = 'held', due_at = NULL WHERE id = ?",
-                vec!["held".into()],
-            ))
-            .await
-            .unwrap();
-            let refs: Vec<&NewRun> = runs.iter().collect();
-            let leased = hand_off
-                .lease(&txn, backend, &refs, None, 200)
+            let paused = "INSERT INTO flows (id, name, source, path, revision, enabled, paused, load_error, created_at, updated_at) \
+                          VALUES ('p', 'p', 'api', NULL, 1, TRUE, TRUE, NULL, 1, 1)";
+            sea_orm::ConnectionTrait::execute_unprepared(store.writer(), paused)
                 .await
                 .unwrap();
-            assert_eq!(leased.left_pending, 2);
+            let txn = store.begin_write().await.unwrap();
+            let leased = store_with_choice(&hand_off, &txn, backend, &[run_of("p", "held")]).await;
+            assert_eq!(leased.left_pending, 1);
             txn.commit().await.unwrap();
             leased.deliver();
             assert!(handed.try_recv().is_err());
@@ -396,12 +452,7 @@ mod tests {
 
             let txn = store.begin_write().await.unwrap();
             let fresh = [run_of("f", "rolled-back")];
-            insert_runs(&txn, backend, &fresh).await.unwrap();
-            let refs: Vec<&NewRun> = fresh.iter().collect();
-            let leased = hand_off
-                .lease(&txn, backend, &refs, None, 200)
-                .await
-                .unwrap();
+            let leased = store_with_choice(&hand_off, &txn, backend, &fresh).await;
             assert_eq!(permits.available_permits(), 3);
             txn.rollback().await.unwrap();
             drop(leased);
@@ -409,6 +460,38 @@ mod tests {
             assert!(handed.try_recv().is_err());
             db.cleanup().await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_run_chosen_but_not_stored_gives_its_worker_back() {
+        let db = TestDb::sqlite().await;
+        let (store, backend) = (&db.store, db.store.backend());
+        let (hand_off, permits, mut handed) = opened(2).await;
+        // A repeated event's run: chosen with the others, never stored.
+        let runs = [run_of("f", "stored"), run_of("f", "repeat")];
+        let refs: Vec<&NewRun> = runs.iter().collect();
+        let txn = store.begin_write().await.unwrap();
+        let choice = hand_off
+            .choose(&txn, backend, &refs, None, 200)
+            .await
+            .unwrap();
+        let lease = choice.lease();
+        let stored = insert_runs_leased(&txn, backend, &runs[..1], lease.as_ref())
+            .await
+            .unwrap();
+        let leased = choice.stored(&refs, &stored);
+        txn.commit().await.unwrap();
+        leased.deliver();
+        let Handed { run, permit } = handed.try_recv().unwrap();
+        assert_eq!(run.id, "stored");
+        assert!(handed.try_recv().is_err());
+        assert_eq!(
+            permits.available_permits(),
+            1,
+            "one worker busy, the other back"
+        );
+        drop(permit);
+        db.cleanup().await;
     }
 
     #[tokio::test]
@@ -438,13 +521,8 @@ mod tests {
         let (hand_off, permits, _handed) = opened(2).await;
         hand_off.close().await;
         assert!(hand_off.reserve(&["f"]).await.is_none());
-        let runs = [run_of("f", "a")];
         let txn = store.begin_write().await.unwrap();
-        insert_runs(&txn, backend, &runs).await.unwrap();
-        let leased = hand_off
-            .lease(&txn, backend, &[&runs[0]], None, 200)
-            .await
-            .unwrap();
+        let leased = store_with_choice(&hand_off, &txn, backend, &[run_of("f", "a")]).await;
         assert_eq!(leased.left_pending, 1);
         txn.commit().await.unwrap();
         assert_eq!(row(store, "a").await, ("pending".into(), None, 0));

@@ -28,13 +28,47 @@ pub async fn insert_runs(
     backend: Backend,
     runs: &[NewRun],
 ) -> Result<(), StoreError> {
-    let row = format!("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {NEW_RUN_STATE})");
+    insert_runs_leased(conn, backend, runs, None)
+        .await
+        .map(drop)
+}
+
+/// The lease new runs take at their creation when they go straight to a worker of the node
+/// that creates them (`store::handoff`): the runs in `ids` are inserted `running`, leased to
+/// `owner` (epoch 1) until `expires`, started at `now`. Their flows were checked not paused.
+#[derive(Debug)]
+pub struct NewLease<'a> {
+    pub ids: &'a std::collections::HashSet<String>,
+    pub owner: &'a str,
+    pub now: i64,
+    pub expires: i64,
+}
+
+/// Like [`insert_runs`], with the runs `lease` names inserted already leased; returns their ids.
+pub async fn insert_runs_leased(
+    conn: &impl Conn,
+    backend: Backend,
+    runs: &[NewRun],
+    lease: Option<&NewLease<'_>>,
+) -> Result<Vec<String>, StoreError> {
+    let pending = format!("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {NEW_RUN_STATE}, NULL, 0, NULL, NULL)");
+    let leased_row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, 1, ?, ?)";
+    let mut leased = Vec::new();
     for chunk in runs.chunks(ROWS_PER_INSERT) {
-        let rows = vec![row.as_str(); chunk.len()].join(", ");
+        let lease_of = |run: &NewRun| lease.filter(|l| l.ids.contains(&run.id));
+        let rows: Vec<&str> = chunk
+            .iter()
+            .map(|run| match lease_of(run) {
+                Some(_) => leased_row,
+                None => pending.as_str(),
+            })
+            .collect();
         let sql = format!(
-            "INSERT INTO runs (id, flow_id, workspace, revision, trigger, entity, entity_id, created_at, deadline_at, order_key, status, due_at) VALUES {rows}"
+            "INSERT INTO runs (id, flow_id, workspace, revision, trigger, entity, entity_id, created_at, deadline_at, order_key, \
+             status, due_at, lease_owner, lease_epoch, lease_expires_at, started_at) VALUES {}",
+            rows.join(", ")
         );
-        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 13);
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 14);
         for run in chunk {
             let (workspace, _) = split_flow_key(&run.flow_id);
             values.extend([
@@ -48,14 +82,27 @@ pub async fn insert_runs(
                 run.created_at.into(),
                 run.deadline_at.into(),
                 run.order_key.clone().into(),
-                run.flow_id.clone().into(),
-                run.flow_id.clone().into(),
-                run.created_at.into(),
             ]);
+            match lease_of(run) {
+                Some(lease) => {
+                    values.extend([
+                        lease.expires.into(),
+                        lease.owner.to_string().into(),
+                        lease.expires.into(),
+                        lease.now.into(),
+                    ]);
+                    leased.push(run.id.clone());
+                }
+                None => values.extend([
+                    run.flow_id.clone().into(),
+                    run.flow_id.clone().into(),
+                    run.created_at.into(),
+                ]),
+            }
         }
         conn.execute_raw(stmt(backend, &sql, values)).await?;
     }
-    Ok(())
+    Ok(leased)
 }
 
 /// A run claimed by this node, with what the runner needs to execute it.

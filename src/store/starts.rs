@@ -4,7 +4,7 @@
 //! key are stored together or not at all.
 
 use crate::core::new_run::NewRun;
-use crate::store::runs::insert_runs;
+use crate::store::runs::{NewLease, insert_runs_leased};
 use crate::store::sql::Conn;
 use crate::store::{Backend, StoreError, schedules, webhooks};
 
@@ -34,13 +34,15 @@ pub enum Started {
     Repeat(Option<String>),
 }
 
-/// Stores the runs whose keys are new, in the caller's transaction; one answer per start.
+/// Stores the runs whose keys are new, in the caller's transaction; one answer per start, and
+/// the ids of the runs stored leased (those `lease` names that were new).
 pub async fn start_runs(
     conn: &impl Conn,
     backend: Backend,
     starts: &[&RunStart],
     now: i64,
-) -> Result<Vec<Started>, StoreError> {
+    lease: Option<&NewLease<'_>>,
+) -> Result<(Vec<Started>, Vec<String>), StoreError> {
     let mut answers = Vec::with_capacity(starts.len());
     let mut new_runs = Vec::with_capacity(starts.len());
     for start in starts {
@@ -68,6 +70,6 @@ pub async fn start_runs(
         }
         answers.push(answer);
     }
-    insert_runs(conn, backend, &new_runs).await?;
-    Ok(answers)
+    let leased = insert_runs_leased(conn, backend, &new_runs, lease).await?;
+    Ok((answers, leased))
 }
