@@ -51,21 +51,31 @@ pub async fn insert_runs_leased(
     runs: &[NewRun],
     lease: Option<&NewLease<'_>>,
 ) -> Result<Vec<String>, StoreError> {
-    let pending = format!("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {NEW_RUN_STATE}, NULL, 0, NULL, NULL)");
+    // Chunks without a leased run keep the short form: the lease columns' defaults.
+    let pending = format!("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {NEW_RUN_STATE})");
+    let pending_wide =
+        format!("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, {NEW_RUN_STATE}, NULL, 0, NULL, NULL)");
     let leased_row = "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, 1, ?, ?)";
     let mut leased = Vec::new();
     for chunk in runs.chunks(ROWS_PER_INSERT) {
         let lease_of = |run: &NewRun| lease.filter(|l| l.ids.contains(&run.id));
+        let wide = chunk.iter().any(|run| lease_of(run).is_some());
         let rows: Vec<&str> = chunk
             .iter()
             .map(|run| match lease_of(run) {
                 Some(_) => leased_row,
+                None if wide => pending_wide.as_str(),
                 None => pending.as_str(),
             })
             .collect();
+        let lease_columns = if wide {
+            ", lease_owner, lease_epoch, lease_expires_at, started_at"
+        } else {
+            ""
+        };
         let sql = format!(
             "INSERT INTO runs (id, flow_id, workspace, revision, trigger, entity, entity_id, created_at, deadline_at, order_key, \
-             status, due_at, lease_owner, lease_epoch, lease_expires_at, started_at) VALUES {}",
+             status, due_at{lease_columns}) VALUES {}",
             rows.join(", ")
         );
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 14);
