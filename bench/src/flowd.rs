@@ -21,7 +21,8 @@ fn workspace_root() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// The `flowd` binary to benchmark. With `explicit`, that file as is. Otherwise
+/// The `flowd` binary to benchmark. With `explicit`, that file, made absolute (flowd is started
+/// in the run's temporary folder, where a relative path would name nothing). Otherwise
 /// `target/release/flowd` of the same target directory as this harness, built first with
 /// `cargo build --release --bin flowd` when the harness runs under cargo (a no-op when it is
 /// up to date) unless `no_build`.
@@ -33,7 +34,7 @@ pub fn locate(explicit: Option<&Path>, no_build: bool) -> anyhow::Result<PathBuf
                 path.display()
             );
         }
-        return Ok(path.to_path_buf());
+        return std::path::absolute(path).with_context(|| format!("resolving {}", path.display()));
     }
     let beside = std::env::current_exe()
         .ok()

@@ -14,6 +14,26 @@ use flowd_bench::{Args, check_args, parse_duration};
 use serde_json::{Value, json};
 
 #[test]
+fn an_explicit_relative_flowd_path_is_made_absolute() {
+    // flowd is started in the run's temporary folder: a relative --flowd would name nothing
+    // there. Tests run in the package's folder, which holds its Cargo.toml.
+    let found = flowd_bench::flowd::locate(Some(std::path::Path::new("Cargo.toml")), true).unwrap();
+    assert!(found.is_absolute(), "{}", found.display());
+    assert_eq!(
+        found,
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("Cargo.toml")
+    );
+    let missing =
+        flowd_bench::flowd::locate(Some(std::path::Path::new("no-such-flowd")), true).unwrap_err();
+    assert!(
+        missing
+            .to_string()
+            .contains("no flowd binary at no-such-flowd"),
+        "{missing}"
+    );
+}
+
+#[test]
 fn durations() {
     assert_eq!(parse_duration("60"), Ok(Duration::from_secs(60)));
     assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
